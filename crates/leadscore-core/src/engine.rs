@@ -1,0 +1,375 @@
+//! The two pure transitions of a lead: [`apply`] an event, and [`advance`] time.
+//!
+//! Both take the instant as data and append output records to an [`Outputs`]
+//! buffer. After either, [`LeadState::next_due`] is the next instant at which
+//! time alone could change a segment, computed in closed form, so a runtime only
+//! needs a timer index keyed by that instant.
+//!
+//! Order of outputs for one event: timer transitions that were due strictly
+//! before it, then the score change, then exits, then entries (domain.md §3).
+
+use crate::decay::{cents, cents_at, crossing, decayed, round2};
+use crate::dedup::id_hash;
+use crate::event::{Event, Field, Kind, Stage};
+use crate::model::{Cond, Measure, Model};
+use crate::output::{Cause, Direction, Outputs, Reason, Record, ScoreChange, Transition};
+use crate::state::{LeadState, Membership};
+use crate::time::Millis;
+
+/// What [`apply`] did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The event changed the lead (it may still have produced no output).
+    Applied,
+    /// The lead had already applied an event with this id; nothing changed.
+    Duplicate,
+    /// The lead was erased; the slot is now empty.
+    Erased,
+    /// An `erase` for a lead that does not exist; nothing to do.
+    UnknownLead,
+}
+
+/// Applies `event` to the lead in `slot` (creating it if empty). Timers of the
+/// lead due strictly before the event's effective time fire first.
+///
+/// The effective time is the later of the event's timestamp and the lead's
+/// clock: decay and windows never run backwards, but outputs keep the event's
+/// own timestamp.
+pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &mut Outputs) -> Outcome {
+    if event.kind == Kind::Erase {
+        let Some(state) = slot.as_mut() else {
+            return Outcome::UnknownLead;
+        };
+        if state.recent_ids.contains(id_hash(event.event_id.as_str())) {
+            return Outcome::Duplicate;
+        }
+        let t = event.timestamp.max(state.clock);
+        advance_before(model, state, t, out);
+        let score = round2(state.score_at_time(model, t));
+        for m in std::mem::take(&mut state.segments) {
+            state.version += 1;
+            out.records.push(Record::Transition(Transition {
+                version: state.version,
+                segment: m.segment,
+                direction: Direction::Exited,
+                timestamp: event.timestamp,
+                cause: Cause::Erase,
+                score,
+                grade: state.grade,
+            }));
+        }
+        *slot = None;
+        return Outcome::Erased;
+    }
+
+    let state = slot.get_or_insert_with(|| LeadState::new(model, event.timestamp));
+    let hash = id_hash(event.event_id.as_str());
+    if state.recent_ids.contains(hash) {
+        return Outcome::Duplicate;
+    }
+    let t = event.timestamp.max(state.clock);
+    advance_before(model, state, t, out);
+    state.recent_ids.insert(hash, model.remember_event_ids);
+    state.clock = t;
+
+    let previous = state.score_at_time(model, t);
+    let previous_grade = state.grade;
+
+    // Rules.
+    let reasons_start = out.reasons.len() as u32;
+    let (mut total, mut positive) = (0.0, 0.0);
+    for (i, rule) in model.rules.iter().enumerate() {
+        if !rule.on.matches(event) {
+            continue;
+        }
+        let rs = &mut state.rules[i];
+        rs.matches = rs.matches.saturating_add(1);
+        let mut points = match rule.escalate {
+            Some(e) if rs.matches > e.after => e.points,
+            _ => rule.points,
+        };
+        if let Some(cap) = rule.cap {
+            rs.awarded.expire(t, cap.window);
+            let used = rs.awarded.sum();
+            points = if used < cap.points { points.min(cap.points - used) } else { 0.0 };
+            if points != 0.0 {
+                rs.awarded.add(t, points, model.bucket);
+            }
+        }
+        if points != 0.0 {
+            out.reasons.push(Reason { rule: i as u16, points });
+            total += points;
+            if points > 0.0 {
+                positive += points;
+            }
+        }
+    }
+    let scored = out.reasons.len() as u32 > reasons_start;
+    let score = if scored {
+        let s = (previous + total).clamp(model.score.min, model.score.max);
+        state.score = s;
+        state.score_at = t;
+        s
+    } else {
+        previous
+    };
+
+    // Profile and opportunities.
+    let mut changed_loosely: u64 = 0;
+    if event.kind == Kind::ProfileUpdate {
+        let mut changed = false;
+        for (field, value) in &event.properties.profile {
+            let (c, loose) = state.set_profile(*field, value.clone());
+            changed |= c;
+            if loose {
+                changed_loosely |= 1 << (*field as u64);
+            }
+        }
+        if changed {
+            state.regrade(model);
+        }
+    }
+    if event.kind == Kind::OpportunityUpdate {
+        if let Some(crate::event::Value::Text(id)) = event.properties.get(Field::OpportunityId) {
+            state.update_opportunity(id, event.properties.stage);
+        }
+    }
+
+    // Tallies.
+    for (i, tally) in model.tallies.iter().enumerate() {
+        let ts = &mut state.tallies[i];
+        if tally.reset_on_change.is_some_and(|f| changed_loosely & (1 << (f as u64)) != 0) {
+            *ts = Default::default();
+        }
+        if let Some(w) = tally.window {
+            ts.window.expire(t, w);
+        }
+        if !tally.matches(event) {
+            continue;
+        }
+        ts.last = Some(t);
+        let value = match tally.measure {
+            Measure::Count => 1.0,
+            Measure::Points => total,
+            Measure::PositivePoints => positive,
+            Measure::PeakScore => score,
+        };
+        match (tally.window, tally.measure) {
+            (Some(_), Measure::PeakScore) => ts.window.add_max(t, value, model.bucket),
+            (Some(_), _) if value != 0.0 => ts.window.add(t, value, model.bucket),
+            (Some(_), _) => {}
+            (None, Measure::PeakScore) => ts.total = Some(ts.total.map_or(value, |p| p.max(value))),
+            (None, _) => ts.total = Some(ts.total.unwrap_or(0.0) + value),
+        }
+    }
+
+    if scored || state.grade != previous_grade {
+        state.version += 1;
+        let (score, previous) = (round2(score), round2(previous));
+        out.records.push(Record::ScoreChange(ScoreChange {
+            version: state.version,
+            timestamp: event.timestamp,
+            score,
+            previous_score: previous,
+            delta: round2(score - previous),
+            grade: state.grade,
+            previous_grade,
+            reasons: reasons_start..out.reasons.len() as u32,
+        }));
+    }
+
+    update_segments(model, state, t, Cause::Event, event.timestamp, out);
+    state.next_due = next_due(model, state, t);
+    Outcome::Applied
+}
+
+/// Fires every timer of the lead due at or before `now`, in order, each at its
+/// own instant.
+pub fn advance(model: &Model, state: &mut LeadState, now: Millis, out: &mut Outputs) {
+    while let Some(due) = state.next_due.filter(|&d| d <= now) {
+        fire(model, state, due, out);
+    }
+}
+
+/// Fires the timers due strictly before `limit` (those due at `limit` are
+/// subsumed by the event applied at `limit`).
+fn advance_before(model: &Model, state: &mut LeadState, limit: Millis, out: &mut Outputs) {
+    while let Some(due) = state.next_due.filter(|&d| d < limit) {
+        fire(model, state, due, out);
+    }
+}
+
+fn fire(model: &Model, state: &mut LeadState, due: Millis, out: &mut Outputs) {
+    debug_assert!(due >= state.clock, "timers never fire in the past");
+    let due = due.max(state.clock);
+    state.clock = due;
+    expire_windows(model, state, due);
+    update_segments(model, state, due, Cause::Timer, due, out);
+    state.next_due = next_due(model, state, due);
+    debug_assert!(state.next_due.is_none_or(|d| d > due), "timers always move forward");
+}
+
+fn expire_windows(model: &Model, state: &mut LeadState, now: Millis) {
+    for (tally, ts) in model.tallies.iter().zip(state.tallies.iter_mut()) {
+        if let Some(w) = tally.window {
+            ts.window.expire(now, w);
+        }
+    }
+}
+
+/// What segment conditions read, at one instant.
+struct View<'a> {
+    model: &'a Model,
+    state: &'a LeadState,
+    now: Millis,
+    score_cents: i64,
+}
+
+impl View<'_> {
+    fn tally_value(&self, tally: usize) -> Option<f64> {
+        let (spec, ts) = (&self.model.tallies[tally], &self.state.tallies[tally]);
+        match (spec.window, spec.measure) {
+            (Some(_), Measure::PeakScore) => ts.window.max(),
+            (Some(_), _) => Some(ts.window.sum()),
+            (None, Measure::PeakScore) => ts.total,
+            (None, _) => Some(ts.total.unwrap_or(0.0)),
+        }
+    }
+
+    fn holds(&self, cond: &Cond) -> bool {
+        match cond {
+            Cond::All(c) => c.iter().all(|c| self.holds(c)),
+            Cond::Any(c) => c.iter().any(|c| self.holds(c)),
+            Cond::Not(c) => !self.holds(c),
+            Cond::Score { at_least, below } => {
+                at_least.is_none_or(|c| self.score_cents >= c) && below.is_none_or(|c| self.score_cents < c)
+            }
+            Cond::Grade(mask) => mask & (1 << self.state.grade as u8) != 0,
+            Cond::Tally { tally, range } => self.tally_value(*tally).is_some_and(|v| range.contains(v)),
+            Cond::Since { tally, at_least, less_than } => self.state.tallies[*tally].last.is_some_and(|last| {
+                let elapsed = self.now - last;
+                at_least.is_none_or(|a| elapsed >= a) && less_than.is_none_or(|b| elapsed < b)
+            }),
+            Cond::BelowPeak { tally, by } => {
+                self.tally_value(*tally).is_some_and(|peak| cents(peak) - self.score_cents >= *by)
+            }
+            Cond::Profile(i) => self.state.profile_tests & (1 << i) != 0,
+            Cond::Criterion(i) => self.state.criteria & (1 << i) != 0,
+            Cond::OpportunityIn(stage) => self.state.opportunities.iter().any(|o| o.stage == Some(*stage)),
+            Cond::OpportunityReached(stage) => self.state.stages_reached & (1 << (*stage as u8)) != 0,
+        }
+    }
+
+    /// The earliest instant after `now` at which this condition could change with
+    /// no new event, ignoring score thresholds (handled once for all segments).
+    fn due(&self, cond: &Cond) -> Option<Millis> {
+        match cond {
+            Cond::All(c) | Cond::Any(c) => c.iter().filter_map(|c| self.due(c)).min(),
+            Cond::Not(c) => self.due(c),
+            Cond::Tally { tally, range } => {
+                let (spec, ts) = (&self.model.tallies[*tally], &self.state.tallies[*tally]);
+                let width = spec.window?;
+                if spec.measure == Measure::PeakScore {
+                    ts.window.max_flip(width, |v| v.is_some_and(|v| range.contains(v)))
+                } else {
+                    ts.window.sum_flip(width, |v| range.contains(v))
+                }
+            }
+            Cond::Since { tally, at_least, less_than } => {
+                let last = self.state.tallies[*tally].last?;
+                [*at_least, *less_than].into_iter().flatten().map(|d| last + d).filter(|&d| d > self.now).min()
+            }
+            Cond::BelowPeak { tally, .. } => {
+                let (spec, ts) = (&self.model.tallies[*tally], &self.state.tallies[*tally]);
+                ts.window.next_expiry(spec.window?)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn update_segments(model: &Model, state: &mut LeadState, now: Millis, cause: Cause, stamp: Millis, out: &mut Outputs) {
+    let score = state.score_at_time(model, now);
+    let view = View { model, state, now, score_cents: cents(score) };
+    let mut member: u128 = 0;
+    for (i, seg) in model.segments.iter().enumerate() {
+        if view.holds(&seg.when) {
+            member |= 1 << i;
+        }
+    }
+    let was: u128 = state.segments.iter().fold(0, |m, s| m | 1 << s.segment);
+    if member == was {
+        return;
+    }
+    let (score, grade) = (round2(score), state.grade);
+    let mut emit = |state: &mut LeadState, segment: usize, direction| {
+        state.version += 1;
+        out.records.push(Record::Transition(Transition {
+            version: state.version,
+            segment: segment as u16,
+            direction,
+            timestamp: stamp,
+            cause,
+            score,
+            grade,
+        }));
+    };
+    for i in (0..model.segments.len()).filter(|i| was & !member & (1 << i) != 0) {
+        emit(state, i, Direction::Exited);
+    }
+    for i in (0..model.segments.len()).filter(|i| member & !was & (1 << i) != 0) {
+        emit(state, i, Direction::Entered);
+    }
+    state.segments.retain(|m| member & (1 << m.segment) != 0);
+    for i in (0..model.segments.len()).filter(|i| member & !was & (1 << i) != 0) {
+        state.segments.push(Membership { segment: i as u16, since: now });
+    }
+    state.segments.sort_unstable_by_key(|m| m.segment);
+}
+
+/// The next instant after `now` at which a segment could change by time alone.
+fn next_due(model: &Model, state: &LeadState, now: Millis) -> Option<Millis> {
+    let half_life = model.score.half_life;
+    let (value, anchor) = (state.score, state.score_at);
+    let score_cents = cents_at(value, anchor, now, half_life);
+    let view = View { model, state, now, score_cents };
+
+    // Decay moves the score towards zero, so the only static thresholds it can
+    // cross next are the nearest at or below the score (falling) and the nearest
+    // above it (rising, for negative scores).
+    let th = &model.score_thresholds;
+    let split = th.partition_point(|&c| c <= score_cents);
+    let mut due = [split.checked_sub(1).map(|i| th[i]), th.get(split).copied()]
+        .into_iter()
+        .flatten()
+        .filter_map(|c| crossing(value, anchor, now, half_life, c))
+        .min();
+    // Thresholds that depend on a tally's peak.
+    for &(tally, by) in &model.peak_conditions {
+        if let Some(peak) = view.tally_value(tally) {
+            let threshold = cents(peak) - by + 1;
+            due = min_opt(due, crossing(value, anchor, now, half_life, threshold));
+        }
+    }
+    for seg in &model.segments {
+        due = min_opt(due, view.due(&seg.when));
+    }
+    debug_assert!(due.is_none_or(|d| d > now));
+    due
+}
+
+fn min_opt(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// The score a lead has at `now`, as outputs show it (two decimals).
+pub fn score_now(model: &Model, state: &LeadState, now: Millis) -> f64 {
+    round2(decayed(state.score, state.score_at, now.max(state.clock), model.score.half_life))
+}
+
+/// Every stage, for iterating.
+pub const STAGES: [Stage; 3] = [Stage::Open, Stage::ClosedWon, Stage::ClosedLost];

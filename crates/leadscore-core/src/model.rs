@@ -1,0 +1,424 @@
+//! A scoring model as data: rules that award points, grade criteria over the
+//! profile, tallies (counters and sums over rolling windows), and segments built
+//! from conditions. Built by the config crate from a TOML file; nothing here is
+//! specific to the seed model.
+//!
+//! [`Model::new`] checks the cross references and precomputes what the hot path
+//! needs (the score thresholds of all segments, in cents).
+
+use crate::event::{Event, Field, KindSet, Stage, Value};
+use crate::text::{email_domain, words, Needle, Phrase};
+use crate::time::{Millis, HOUR};
+use std::fmt;
+
+/// Limits that keep per-lead state in fixed-size bit sets.
+pub const MAX_SEGMENTS: usize = 128;
+pub const MAX_CRITERIA: usize = 64;
+pub const MAX_PROFILE_TESTS: usize = 64;
+
+macro_rules! grades {
+    ($($g:ident),+) => {
+        /// A demographic grade, A (best fit) to F.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Grade { $($g),+ }
+        impl Grade {
+            pub const ALL: &'static [Grade] = &[$(Grade::$g),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $(Grade::$g => stringify!($g)),+ }
+            }
+            pub fn parse(s: &str) -> Option<Grade> {
+                match s { $(stringify!($g) => Some(Grade::$g),)+ _ => None }
+            }
+        }
+    };
+}
+grades!(A, B, C, D, E, F);
+
+impl fmt::Display for Grade {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A numeric range; every bound that is set must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Range {
+    pub gt: Option<f64>,
+    pub gte: Option<f64>,
+    pub lt: Option<f64>,
+    pub lte: Option<f64>,
+}
+
+impl Range {
+    pub fn contains(&self, v: f64) -> bool {
+        self.gt.is_none_or(|b| v > b)
+            && self.gte.is_none_or(|b| v >= b)
+            && self.lt.is_none_or(|b| v < b)
+            && self.lte.is_none_or(|b| v <= b)
+    }
+
+    pub fn is_empty_spec(&self) -> bool {
+        self.gt.is_none() && self.gte.is_none() && self.lt.is_none() && self.lte.is_none()
+    }
+}
+
+impl fmt::Display for Range {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = [(">", self.gt), ("≥", self.gte), ("<", self.lt), ("≤", self.lte)]
+            .into_iter()
+            .filter_map(|(op, b)| b.map(|b| format!("{op} {b}")))
+            .collect();
+        f.write_str(&parts.join(" and "))
+    }
+}
+
+/// What a [`FieldTest`] checks about a value. Text tests on a list field match
+/// when any element matches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Test {
+    /// The whole value is one of these (surrounding spaces ignored).
+    OneOf(Vec<Needle>),
+    /// The value contains one of these.
+    Contains(Vec<Needle>),
+    /// The value starts with one of these.
+    Prefix(Vec<Needle>),
+    /// The value contains one of these phrases as whole words.
+    Words(Vec<Phrase>),
+    /// The value is an e-mail address whose domain is one of these.
+    DomainIn(Vec<Needle>),
+    /// A number within the range.
+    Range(Range),
+    /// A boolean equal to this.
+    Is(bool),
+    /// The field is present (true) or absent (false).
+    Present(bool),
+}
+
+/// One test on one field of an event or a profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldTest {
+    pub field: Field,
+    pub test: Test,
+}
+
+impl FieldTest {
+    pub fn matches(&self, value: Option<Value<'_>>) -> bool {
+        let Some(value) = value else {
+            return self.test == Test::Present(false);
+        };
+        match (&self.test, value) {
+            (Test::Present(p), _) => *p,
+            (Test::Range(r), v) => v.as_number().is_some_and(|n| r.contains(n)),
+            (Test::Is(b), Value::Boolean(v)) => *b == v,
+            (Test::Is(_), _) => false,
+            (test, Value::Text(s)) => text_test(test, s),
+            (test, Value::TextList(list)) => list.iter().any(|s| text_test(test, s)),
+            _ => false,
+        }
+    }
+}
+
+fn text_test(test: &Test, s: &str) -> bool {
+    match test {
+        Test::OneOf(n) => n.iter().any(|n| n.equals(s)),
+        Test::Contains(n) => n.iter().any(|n| n.found_in(s)),
+        Test::Prefix(n) => n.iter().any(|n| n.prefix_of(s)),
+        Test::Words(p) => {
+            let case_sensitive = false;
+            let w = words(s, case_sensitive);
+            p.iter().any(|p| p.found_in(&w))
+        }
+        Test::DomainIn(n) => email_domain(s).is_some_and(|d| n.iter().any(|n| n.equals(d))),
+        Test::Range(_) | Test::Is(_) | Test::Present(_) => false,
+    }
+}
+
+/// Which events something applies to: any of `kinds`, with every test holding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventMatcher {
+    pub kinds: KindSet,
+    pub when: Vec<FieldTest>,
+}
+
+impl EventMatcher {
+    #[inline]
+    pub fn matches(&self, event: &Event) -> bool {
+        self.kinds.contains(event.kind)
+            && self.when.iter().all(|t| t.matches(event.properties.get(t.field)))
+    }
+}
+
+/// After `after` matches, each further match earns `points` instead.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Escalation {
+    pub after: u32,
+    pub points: f64,
+}
+
+/// A rule awards points only while what it awarded in the preceding `window` is
+/// below `points`, and never more than the remainder.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cap {
+    pub points: f64,
+    pub window: Millis,
+}
+
+/// A scoring rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub description: String,
+    pub on: EventMatcher,
+    pub points: f64,
+    pub escalate: Option<Escalation>,
+    pub cap: Option<Cap>,
+}
+
+/// A grade criterion: adds `fit` when every test holds on the profile and none of
+/// the `unless` criteria match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Criterion {
+    pub name: String,
+    pub description: String,
+    pub when: Vec<FieldTest>,
+    pub unless: Vec<usize>,
+    pub fit: f64,
+}
+
+/// The demographic grade: fit starts at `start`; the first letter whose
+/// threshold the fit reaches, else `lowest`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradeSpec {
+    pub start: f64,
+    /// `(letter, minimum fit)`, best letter first.
+    pub letters: Vec<(Grade, f64)>,
+    pub lowest: Grade,
+    pub criteria: Vec<Criterion>,
+}
+
+/// What a tally adds up for each matching event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// One per event.
+    Count,
+    /// The rule points the event earned (negative included, before clamping).
+    Points,
+    /// The positive rule points the event earned.
+    PositivePoints,
+    /// The score right after the event; the tally keeps the highest.
+    PeakScore,
+}
+
+impl Measure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Measure::Count => "count",
+            Measure::Points => "points",
+            Measure::PositivePoints => "positive_points",
+            Measure::PeakScore => "peak_score",
+        }
+    }
+}
+
+/// A per-lead counter, sum or peak over matching events, over a rolling window or
+/// for ever; optionally reset whenever a profile field changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tally {
+    pub name: String,
+    pub description: String,
+    /// Empty: every event counts.
+    pub events: Vec<EventMatcher>,
+    pub measure: Measure,
+    pub window: Option<Millis>,
+    pub reset_on_change: Option<Field>,
+}
+
+impl Tally {
+    #[inline]
+    pub fn matches(&self, event: &Event) -> bool {
+        self.events.is_empty() || self.events.iter().any(|m| m.matches(event))
+    }
+}
+
+/// A segment membership condition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cond {
+    All(Vec<Cond>),
+    Any(Vec<Cond>),
+    Not(Box<Cond>),
+    /// The score rounded to cents is at least `at_least` and below `below` (cents).
+    Score { at_least: Option<i64>, below: Option<i64> },
+    /// The grade is one of these (bit `1 << grade`).
+    Grade(u8),
+    /// The tally's current value lies in the range.
+    Tally { tally: usize, range: Range },
+    /// Time since the tally last matched lies in the range; false if it never did.
+    Since { tally: usize, at_least: Option<Millis>, less_than: Option<Millis> },
+    /// The score is at least `by` cents below the tally's peak (a `peak_score` tally).
+    BelowPeak { tally: usize, by: i64 },
+    /// A profile test (index into [`ModelSpec::profile_tests`]).
+    Profile(usize),
+    /// A grade criterion matches (index into the criteria).
+    Criterion(usize),
+    /// At least one opportunity is now in this stage.
+    OpportunityIn(Stage),
+    /// An opportunity has ever reached this stage.
+    OpportunityReached(Stage),
+}
+
+impl Cond {
+    fn visit(&self, f: &mut impl FnMut(&Cond)) {
+        f(self);
+        match self {
+            Cond::All(c) | Cond::Any(c) => c.iter().for_each(|c| c.visit(f)),
+            Cond::Not(c) => c.visit(f),
+            _ => {}
+        }
+    }
+}
+
+/// A named segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub name: String,
+    pub description: String,
+    pub when: Cond,
+}
+
+/// The behavioural score's range and decay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoreSpec {
+    pub min: f64,
+    pub max: f64,
+    /// 0 disables decay.
+    pub half_life: Millis,
+}
+
+/// Everything a model says, before [`Model::new`] checks and prepares it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    pub version: String,
+    pub description: String,
+    pub score: ScoreSpec,
+    pub rules: Vec<Rule>,
+    pub grade: GradeSpec,
+    pub tallies: Vec<Tally>,
+    pub segments: Vec<Segment>,
+    pub profile_tests: Vec<FieldTest>,
+    /// How many recent event ids each lead remembers to drop duplicates.
+    pub remember_event_ids: usize,
+    /// Window granularity: events within one bucket leave a window together.
+    pub bucket: Millis,
+}
+
+impl ModelSpec {
+    /// The defaults every model starts from.
+    pub const DEFAULT_REMEMBER_EVENT_IDS: usize = 32;
+    pub const DEFAULT_BUCKET: Millis = HOUR;
+}
+
+/// A checked, prepared model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    spec: ModelSpec,
+    /// Every static score threshold of the segments, in cents, ascending.
+    pub(crate) score_thresholds: Vec<i64>,
+    /// Tallies referenced by a `BelowPeak` condition: `(tally, by)`.
+    pub(crate) peak_conditions: Vec<(usize, i64)>,
+}
+
+impl std::ops::Deref for Model {
+    type Target = ModelSpec;
+    fn deref(&self) -> &ModelSpec {
+        &self.spec
+    }
+}
+
+/// A model that refers to something that does not exist or breaks a limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelError(pub String);
+
+impl fmt::Display for ModelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ModelError {}
+
+impl Model {
+    pub fn new(spec: ModelSpec) -> Result<Model, ModelError> {
+        let e = |m: String| Err(ModelError(m));
+        if spec.segments.len() > MAX_SEGMENTS {
+            return e(format!("at most {MAX_SEGMENTS} segments are supported, got {}", spec.segments.len()));
+        }
+        if spec.grade.criteria.len() > MAX_CRITERIA {
+            return e(format!("at most {MAX_CRITERIA} grade criteria are supported"));
+        }
+        if spec.profile_tests.len() > MAX_PROFILE_TESTS {
+            return e(format!("at most {MAX_PROFILE_TESTS} profile tests in segments are supported"));
+        }
+        if !(spec.score.min < spec.score.max) {
+            return e(format!("score.min ({}) must be below score.max ({})", spec.score.min, spec.score.max));
+        }
+        if spec.bucket <= 0 || spec.bucket > HOUR {
+            return e("window buckets must be between 1 ms and 1 hour".into());
+        }
+        if spec.remember_event_ids == 0 {
+            return e("remember_event_ids must be at least 1".into());
+        }
+        for c in &spec.grade.criteria {
+            if let Some(&u) = c.unless.iter().find(|&&u| u >= spec.grade.criteria.len()) {
+                return e(format!("criterion {} refers to criterion #{u}, which does not exist", c.name));
+            }
+        }
+        let mut thresholds = Vec::new();
+        let mut peaks = Vec::new();
+        for s in &spec.segments {
+            let mut bad = None;
+            s.when.visit(&mut |c| match *c {
+                Cond::Score { at_least, below } => thresholds.extend(at_least.into_iter().chain(below)),
+                Cond::Tally { tally, .. } | Cond::Since { tally, .. } if tally >= spec.tallies.len() => {
+                    bad = Some(format!("segment {} refers to tally #{tally}, which does not exist", s.name))
+                }
+                Cond::BelowPeak { tally, by } => match spec.tallies.get(tally) {
+                    Some(t) if t.measure == Measure::PeakScore => peaks.push((tally, by)),
+                    _ => bad = Some(format!("segment {}: below_peak needs a peak_score tally", s.name)),
+                },
+                Cond::Profile(i) if i >= spec.profile_tests.len() => {
+                    bad = Some(format!("segment {} refers to profile test #{i}, which does not exist", s.name))
+                }
+                Cond::Criterion(i) if i >= spec.grade.criteria.len() => {
+                    bad = Some(format!("segment {} refers to criterion #{i}, which does not exist", s.name))
+                }
+                _ => {}
+            });
+            if let Some(m) = bad {
+                return e(m);
+            }
+        }
+        thresholds.sort_unstable();
+        thresholds.dedup();
+        peaks.sort_unstable();
+        peaks.dedup();
+        Ok(Model { spec, score_thresholds: thresholds, peak_conditions: peaks })
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// Looks a segment up by name.
+    pub fn segment_index(&self, name: &str) -> Option<usize> {
+        self.segments.iter().position(|s| s.name == name)
+    }
+
+    /// The letter for a fit value.
+    pub fn letter(&self, fit: f64) -> Grade {
+        self.grade
+            .letters
+            .iter()
+            .find(|(_, min)| fit >= *min)
+            .map_or(self.grade.lowest, |(g, _)| *g)
+    }
+}

@@ -1,0 +1,181 @@
+//! The state of one lead: score (lazily decayed), profile and grade, rule and
+//! tally windows, opportunities, segment memberships, recent event ids, and the
+//! next instant at which time alone could change a segment.
+//!
+//! The fields are public so that a store adapter can encode them; they are only
+//! ever changed by the engine.
+
+use crate::decay;
+use crate::dedup::RecentIds;
+use crate::event::{Field, OwnedValue, Stage, Value};
+use crate::model::{Grade, Model};
+use crate::text::same_email;
+use crate::time::Millis;
+use crate::window::Window;
+
+/// Per-rule state: how often it matched (for escalation) and, for capped rules,
+/// what it awarded recently.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleState {
+    pub matches: u32,
+    pub awarded: Window,
+}
+
+/// Per-tally state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TallyState {
+    /// For tallies without a window: the running sum (or the peak).
+    pub total: Option<f64>,
+    /// For tallies with a window.
+    pub window: Window,
+    /// When the tally last matched an event.
+    pub last: Option<Millis>,
+}
+
+/// A segment the lead is in, and since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Membership {
+    pub segment: u16,
+    pub since: Millis,
+}
+
+/// One opportunity and its current stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opportunity {
+    pub id: Box<str>,
+    pub stage: Option<Stage>,
+}
+
+/// Everything leadscore knows about one lead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeadState {
+    /// The version of the last output record about this lead.
+    pub version: u64,
+    /// The latest instant the state has been evaluated at; never moves back.
+    pub clock: Millis,
+    /// The score as of `score_at`, before decay.
+    pub score: f64,
+    pub score_at: Millis,
+    pub profile: Vec<(Field, OwnedValue)>,
+    pub fit: f64,
+    pub grade: Grade,
+    /// Bit `i`: grade criterion `i` matches.
+    pub criteria: u64,
+    /// Bit `i`: the model's profile test `i` holds.
+    pub profile_tests: u64,
+    pub rules: Vec<RuleState>,
+    pub tallies: Vec<TallyState>,
+    pub opportunities: Vec<Opportunity>,
+    /// Bit `1 << stage`: some opportunity has been in that stage.
+    pub stages_reached: u8,
+    /// Ordered by segment index.
+    pub segments: Vec<Membership>,
+    pub recent_ids: RecentIds,
+    /// When time alone could next change a segment.
+    pub next_due: Option<Millis>,
+}
+
+impl LeadState {
+    /// A lead that has just come into existence at `now`: score 0, the grade of an
+    /// empty profile, in no segment yet.
+    pub fn new(model: &Model, now: Millis) -> LeadState {
+        let mut s = LeadState {
+            version: 0,
+            clock: now,
+            score: 0.0,
+            score_at: now,
+            profile: Vec::new(),
+            fit: 0.0,
+            grade: Grade::F,
+            criteria: 0,
+            profile_tests: 0,
+            rules: vec![RuleState::default(); model.rules.len()],
+            tallies: vec![TallyState::default(); model.tallies.len()],
+            opportunities: Vec::new(),
+            stages_reached: 0,
+            segments: Vec::new(),
+            recent_ids: RecentIds::default(),
+            next_due: None,
+        };
+        s.regrade(model);
+        s
+    }
+
+    /// The score at `now` (not before the state's clock), unrounded.
+    pub fn score_at_time(&self, model: &Model, now: Millis) -> f64 {
+        decay::decayed(self.score, self.score_at, now.max(self.clock), model.score.half_life)
+    }
+
+    pub fn profile_value(&self, field: Field) -> Option<Value<'_>> {
+        self.profile.iter().find(|(f, _)| *f == field).map(|(_, v)| v.borrow())
+    }
+
+    pub fn in_segment(&self, segment: usize) -> bool {
+        self.segments.iter().any(|m| usize::from(m.segment) == segment)
+    }
+
+    /// Sets (or with `None` deletes) a profile field. Returns `(changed,
+    /// changed_ignoring_case)`: the second ignores case and surrounding spaces of
+    /// text, which is what "the email address changed" means.
+    pub fn set_profile(&mut self, field: Field, value: Option<OwnedValue>) -> (bool, bool) {
+        let at = self.profile.iter().position(|(f, _)| *f == field);
+        let old = at.map(|i| &self.profile[i].1);
+        let changed = old != value.as_ref();
+        let loosely = match (old, value.as_ref()) {
+            (Some(OwnedValue::Text(a)), Some(OwnedValue::Text(b))) => !same_email(a, b),
+            _ => changed,
+        };
+        match (at, value) {
+            (Some(i), Some(v)) => self.profile[i].1 = v,
+            (Some(i), None) => {
+                self.profile.remove(i);
+            }
+            (None, Some(v)) => self.profile.push((field, v)),
+            (None, None) => {}
+        }
+        (changed, loosely)
+    }
+
+    /// Recomputes criteria, profile tests, fit and grade from the profile.
+    pub fn regrade(&mut self, model: &Model) {
+        let mut raw = 0u64;
+        for (i, c) in model.grade.criteria.iter().enumerate() {
+            if c.when.iter().all(|t| t.matches(self.profile_value(t.field))) {
+                raw |= 1 << i;
+            }
+        }
+        let mut fit = model.grade.start;
+        let mut matched = 0u64;
+        for (i, c) in model.grade.criteria.iter().enumerate() {
+            if raw & (1 << i) != 0 && c.unless.iter().all(|&u| raw & (1 << u) == 0) {
+                matched |= 1 << i;
+                fit += c.fit;
+            }
+        }
+        let mut tests = 0u64;
+        for (i, t) in model.profile_tests.iter().enumerate() {
+            if t.matches(self.profile_value(t.field)) {
+                tests |= 1 << i;
+            }
+        }
+        self.criteria = matched;
+        self.profile_tests = tests;
+        self.fit = fit;
+        self.grade = model.letter(fit);
+    }
+
+    /// Applies an opportunity update.
+    pub fn update_opportunity(&mut self, id: &str, stage: Option<Stage>) {
+        if let Some(stage) = stage {
+            self.stages_reached |= 1 << (stage as u8);
+        }
+        match self.opportunities.iter_mut().find(|o| &*o.id == id) {
+            Some(o) => {
+                if stage.is_some() {
+                    o.stage = stage;
+                }
+            }
+            None => self.opportunities.push(Opportunity { id: id.into(), stage }),
+        }
+    }
+}
