@@ -1,1 +1,21 @@
-//! stub
+//! Wire formats of leadscore.
+//!
+//! Input: one event per message, JSON per domain.md §2, decoded into a core
+//! [`leadscore_core::Event`]; anything wrong becomes a [`DecodeError`] whose
+//! [`ErrorClass`] is the dead-letter `leadscore.error.class` header and whose
+//! message names the field. Output: score changes and segment transitions as the
+//! JSON of domain.md §3.
+//!
+//! # Layout
+//!
+//! - [`error`]: error classes and the decode error.
+//! - [`json_in`]: JSON input events.
+//! - [`json_out`]: JSON output records.
+
+pub mod error;
+pub mod json_in;
+pub mod json_out;
+
+pub use error::{DecodeError, ErrorClass};
+pub use json_in::{decode_json, Limits};
+pub use json_out::{encode_json, RecordContext};

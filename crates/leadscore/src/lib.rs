@@ -1,1 +1,10 @@
-//! stub
+//! The leadscore command's library: everything the binary does, callable from
+//! tests.
+//!
+//! # Layout
+//!
+//! - [`offline`]: scores a file of events in event time, as `leadscore score` does.
+//! - [`describe`]: the readable model summary of `leadscore check-model`.
+
+pub mod describe;
+pub mod offline;
