@@ -14,6 +14,9 @@ use leadscore_core::time::{parse_duration, Millis};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
+/// Caps are kept exact, one entry per award; this bounds the entries per lead.
+const MAX_CAP_ENTRIES: f64 = 1000.0;
+
 fn list(items: impl IntoIterator<Item = impl AsRef<str>>) -> String {
     items.into_iter().map(|s| s.as_ref().to_string()).collect::<Vec<_>>().join(", ")
 }
@@ -396,6 +399,16 @@ pub fn compile(f: &ModelFile) -> Result<Model> {
                 }
                 if r.points < 0.0 {
                     return Err(ConfigError::at(format!("{p}.cap"), "a cap limits positive points; this rule awards negative points"));
+                }
+                let smallest = r.escalate.as_ref().map_or(r.points, |e| e.points.min(r.points));
+                if smallest <= 0.0 || c.points / smallest > MAX_CAP_ENTRIES {
+                    return Err(ConfigError::at(
+                        format!("{p}.cap.points"),
+                        format!(
+                            "{}: a capped rule must award positive points, and at most {MAX_CAP_ENTRIES} awards may fit under the cap",
+                            c.points
+                        ),
+                    ));
                 }
                 Some(Cap { points: c.points, window: duration(&format!("{p}.cap.per"), &c.per)? })
             }

@@ -93,7 +93,9 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
             let used = rs.awarded.sum();
             points = if used < cap.points { points.min(cap.points - used) } else { 0.0 };
             if points != 0.0 {
-                rs.awarded.add(t, points, model.bucket);
+                // Caps are exact to the millisecond (a cap is what a marketer
+                // checks by hand); the model bounds their entries by cap / points.
+                rs.awarded.add(t, points, 1);
             }
         }
         if points != 0.0 {
