@@ -281,12 +281,41 @@ impl View<'_> {
                 let last = self.state.tallies[*tally].last?;
                 [*at_least, *less_than].into_iter().flatten().map(|d| last + d).filter(|&d| d > self.now).min()
             }
-            Cond::BelowPeak { tally, .. } => {
-                let (spec, ts) = (&self.model.tallies[*tally], &self.state.tallies[*tally]);
-                ts.window.next_expiry(spec.window?)
-            }
+            Cond::BelowPeak { tally, by } => self.below_peak_due(*tally, *by),
             _ => None,
         }
+    }
+}
+
+impl View<'_> {
+    /// When "score at least `by` cents below the peak" next changes: the score
+    /// decays continuously while the peak steps down as its entries leave the
+    /// window, so walk the peak's steps and solve the crossing within each.
+    fn below_peak_due(&self, tally: usize, by: i64) -> Option<Millis> {
+        let (spec, ts) = (&self.model.tallies[tally], &self.state.tallies[tally]);
+        let width = spec.window?;
+        let (value, anchor, half_life) = (self.state.score, self.state.score_at, self.model.score.half_life);
+        let holds = |peak: Option<f64>, t: Millis| {
+            peak.is_some_and(|p| cents(p) - cents_at(value, anchor, t, half_life) >= by)
+        };
+        let entries = &ts.window.entries;
+        let current = holds(entries.front().map(|e| e.value), self.now);
+        let mut from = self.now;
+        for (i, e) in entries.iter().enumerate() {
+            let leaves = e.at + width;
+            // While this entry is the peak, the test flips when the score crosses
+            // peak - by (in cents: "score >= peak - by + 1" stops or starts holding).
+            if let Some(t) = crossing(value, anchor, from, half_life, cents(e.value) - by + 1) {
+                if t < leaves {
+                    return Some(t);
+                }
+            }
+            if holds(entries.get(i + 1).map(|n| n.value), leaves) != current {
+                return Some(leaves);
+            }
+            from = leaves;
+        }
+        None
     }
 }
 
@@ -346,13 +375,6 @@ fn next_due(model: &Model, state: &LeadState, now: Millis) -> Option<Millis> {
         .flatten()
         .filter_map(|c| crossing(value, anchor, now, half_life, c))
         .min();
-    // Thresholds that depend on a tally's peak.
-    for &(tally, by) in &model.peak_conditions {
-        if let Some(peak) = view.tally_value(tally) {
-            let threshold = cents(peak) - by + 1;
-            due = min_opt(due, crossing(value, anchor, now, half_life, threshold));
-        }
-    }
     for seg in &model.segments {
         due = min_opt(due, view.due(&seg.when));
     }

@@ -323,8 +323,6 @@ pub struct Model {
     spec: ModelSpec,
     /// Every static score threshold of the segments, in cents, ascending.
     pub(crate) score_thresholds: Vec<i64>,
-    /// Tallies referenced by a `BelowPeak` condition: `(tally, by)`.
-    pub(crate) peak_conditions: Vec<(usize, i64)>,
 }
 
 impl std::ops::Deref for Model {
@@ -373,7 +371,6 @@ impl Model {
             }
         }
         let mut thresholds = Vec::new();
-        let mut peaks = Vec::new();
         for s in &spec.segments {
             let mut bad = None;
             s.when.visit(&mut |c| match *c {
@@ -381,9 +378,9 @@ impl Model {
                 Cond::Tally { tally, .. } | Cond::Since { tally, .. } if tally >= spec.tallies.len() => {
                     bad = Some(format!("segment {} refers to tally #{tally}, which does not exist", s.name))
                 }
-                Cond::BelowPeak { tally, by } => match spec.tallies.get(tally) {
-                    Some(t) if t.measure == Measure::PeakScore => peaks.push((tally, by)),
-                    _ => bad = Some(format!("segment {}: below_peak needs a peak_score tally", s.name)),
+                Cond::BelowPeak { tally, .. } => match spec.tallies.get(tally) {
+                    Some(t) if t.measure == Measure::PeakScore && t.window.is_some() => {}
+                    _ => bad = Some(format!("segment {}: below_peak needs a peak_score tally with a window", s.name)),
                 },
                 Cond::Profile(i) if i >= spec.profile_tests.len() => {
                     bad = Some(format!("segment {} refers to profile test #{i}, which does not exist", s.name))
@@ -399,9 +396,7 @@ impl Model {
         }
         thresholds.sort_unstable();
         thresholds.dedup();
-        peaks.sort_unstable();
-        peaks.dedup();
-        Ok(Model { spec, score_thresholds: thresholds, peak_conditions: peaks })
+        Ok(Model { spec, score_thresholds: thresholds })
     }
 
     pub fn spec(&self) -> &ModelSpec {
