@@ -24,9 +24,8 @@ fn scenarios() -> Vec<PathBuf> {
 
 fn score(dir: &Path) -> String {
     let events = std::fs::read(dir.join("events.jsonl")).expect("events.jsonl");
-    let until = std::fs::read_to_string(dir.join("until"))
-        .ok()
-        .map(|s| parse_rfc3339(s.trim()).expect("until is RFC 3339"));
+    let until =
+        std::fs::read_to_string(dir.join("until")).ok().map(|s| parse_rfc3339(s.trim()).expect("until is RFC 3339"));
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let summary = run(&seed_model(), &events[..], until, &mut out, &mut err).expect("in-memory IO");
     assert_eq!(summary.rejected, 0, "{}: {}", dir.display(), String::from_utf8_lossy(&err));

@@ -41,7 +41,13 @@ fn event(i: usize, s: &Step, t: i64) -> Event {
     let id = format!("e-{i}");
     let lead = format!("L-{}", s.lead);
     let v = s.variant as usize;
-    let urls = ["https://x.io/pricing", "https://x.io/blog/a", "https://x.io/docs", "https://x.io/analytics", "https://x.io/BLOG/b"];
+    let urls = [
+        "https://x.io/pricing",
+        "https://x.io/blog/a",
+        "https://x.io/docs",
+        "https://x.io/analytics",
+        "https://x.io/BLOG/b",
+    ];
     let kind = match s.what {
         0..=3 => Kind::PageView,
         4 => Kind::EmailClick,
@@ -55,7 +61,13 @@ fn event(i: usize, s: &Step, t: i64) -> Event {
         12 => Kind::ProfileUpdate,
         13 => Kind::OpportunityUpdate,
         14 => Kind::Unsubscribe,
-        _ => if v == 0 { Kind::Erase } else { Kind::ProfileUpdate },
+        _ => {
+            if v == 0 {
+                Kind::Erase
+            } else {
+                Kind::ProfileUpdate
+            }
+        }
     };
     let mut e = Event::new(id.as_str(), lead.as_str(), kind, t);
     match kind {
@@ -129,7 +141,9 @@ fn to_jsonl(events: &[Event]) -> String {
                     Value::Integer(i) => serde_json::json!(i),
                     Value::Number(n) => serde_json::json!(n),
                     Value::Boolean(b) => serde_json::json!(b),
-                    Value::TextList(l) => serde_json::json!(l.iter().map(|x| x.to_string()).collect::<Vec<_>>()),
+                    Value::TextList(l) => {
+                        serde_json::json!(l.iter().map(|x| x.to_string()).collect::<Vec<_>>())
+                    }
                 };
                 props.insert(f.as_str().into(), j);
             }

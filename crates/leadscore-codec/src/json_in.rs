@@ -97,9 +97,9 @@ fn text<'a>(field: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, DecodeError>
 }
 
 fn required_text<'a>(field: &str, raw: Option<&'a RawValue>, max: usize) -> Result<Cow<'a, str>, DecodeError> {
-    let raw = raw.filter(|r| !is_null(r)).ok_or_else(|| {
-        DecodeError::new(ErrorClass::MissingField, format!("{field} is required"))
-    })?;
+    let raw = raw
+        .filter(|r| !is_null(r))
+        .ok_or_else(|| DecodeError::new(ErrorClass::MissingField, format!("{field} is required")))?;
     let s = text(field, raw)?;
     if s.is_empty() {
         return Err(DecodeError::new(ErrorClass::InvalidField, format!("{field}: expected a non-empty string")));
@@ -114,7 +114,9 @@ fn required_text<'a>(field: &str, raw: Option<&'a RawValue>, max: usize) -> Resu
 }
 
 fn timestamp(raw: Option<&RawValue>) -> Result<Millis, DecodeError> {
-    let raw = raw.filter(|r| !is_null(r)).ok_or_else(|| DecodeError::new(ErrorClass::MissingField, "timestamp is required"))?;
+    let raw = raw
+        .filter(|r| !is_null(r))
+        .ok_or_else(|| DecodeError::new(ErrorClass::MissingField, "timestamp is required"))?;
     let bad = |m: String| DecodeError::new(ErrorClass::BadTimestamp, format!("timestamp: {m}"));
     let s = raw.get();
     if s.starts_with('"') {
@@ -140,7 +142,8 @@ fn owned(field: Field, name: &str, raw: &RawValue) -> Result<OwnedValue, DecodeE
             OwnedValue::Number(serde_json::from_str(raw.get()).map_err(|_| invalid(name, "a number", raw))?)
         }
         FieldType::TextList => {
-            let v: Vec<String> = serde_json::from_str(raw.get()).map_err(|_| invalid(name, "an array of strings", raw))?;
+            let v: Vec<String> =
+                serde_json::from_str(raw.get()).map_err(|_| invalid(name, "an array of strings", raw))?;
             OwnedValue::TextList(v.into_iter().map(String::into_boxed_str).collect())
         }
         FieldType::Boolean => unreachable!("no profile field is boolean"),
@@ -201,14 +204,19 @@ fn properties(kind: Kind, raw: Option<&RawValue>) -> Result<Properties, DecodeEr
             Field::DurationMs => {
                 p.duration_ms = Some(serde_json::from_str(raw.get()).map_err(|_| invalid(name, "an integer", raw))?)
             }
-            Field::Amount => p.amount = Some(serde_json::from_str(raw.get()).map_err(|_| invalid(name, "a number", raw))?),
+            Field::Amount => {
+                p.amount = Some(serde_json::from_str(raw.get()).map_err(|_| invalid(name, "a number", raw))?)
+            }
             Field::Attended => {
                 p.attended = Some(serde_json::from_str(raw.get()).map_err(|_| invalid(name, "a boolean", raw))?)
             }
             Field::BounceType => {
                 let s = text(name, raw)?;
                 p.bounce_type = Some(BounceType::parse(&s.to_ascii_lowercase()).ok_or_else(|| {
-                    DecodeError::new(ErrorClass::InvalidField, format!("{name}: expected \"hard\" or \"soft\", got {s:?}"))
+                    DecodeError::new(
+                        ErrorClass::InvalidField,
+                        format!("{name}: expected \"hard\" or \"soft\", got {s:?}"),
+                    )
                 })?);
             }
             Field::Stage => {
@@ -223,7 +231,10 @@ fn properties(kind: Kind, raw: Option<&RawValue>) -> Result<Properties, DecodeEr
             _ => {
                 let s = text(name, raw)?;
                 if required && s.is_empty() {
-                    return Err(DecodeError::new(ErrorClass::InvalidField, format!("{name}: expected a non-empty string")));
+                    return Err(DecodeError::new(
+                        ErrorClass::InvalidField,
+                        format!("{name}: expected a non-empty string"),
+                    ));
                 }
                 p.text.push((field, s.into()));
             }
@@ -238,7 +249,12 @@ fn properties(kind: Kind, raw: Option<&RawValue>) -> Result<Properties, DecodeEr
 /// Decodes a JSON event. `key` is the message key (the lead id, when present);
 /// `topic_kind` is the kind the source topic is mapped to, if any, which makes
 /// `type` optional.
-pub fn decode_json(bytes: &[u8], key: Option<&[u8]>, topic_kind: Option<Kind>, limits: &Limits) -> Result<Event, DecodeError> {
+pub fn decode_json(
+    bytes: &[u8],
+    key: Option<&[u8]>,
+    topic_kind: Option<Kind>,
+    limits: &Limits,
+) -> Result<Event, DecodeError> {
     if bytes.len() > limits.max_message_bytes {
         return Err(DecodeError::new(
             ErrorClass::Oversize,
@@ -358,19 +374,59 @@ mod tests {
     fn every_class_of_bad_input() {
         assert_eq!(class("not json"), ErrorClass::NotJson);
         assert_eq!(class("[1,2]"), ErrorClass::NotJson);
-        assert_eq!(class(r#"{"lead_id":"L","type":"search","timestamp":1,"properties":{"term":"x"}}"#), ErrorClass::MissingField);
-        assert_eq!(class(r#"{"event_id":"e","lead_id":"L","type":"search","timestamp":1,"properties":{}}"#), ErrorClass::MissingField);
+        assert_eq!(
+            class(r#"{"lead_id":"L","type":"search","timestamp":1,"properties":{"term":"x"}}"#),
+            ErrorClass::MissingField
+        );
+        assert_eq!(
+            class(r#"{"event_id":"e","lead_id":"L","type":"search","timestamp":1,"properties":{}}"#),
+            ErrorClass::MissingField
+        );
         assert_eq!(class(r#"{"event_id":"e","lead_id":"L","type":"fax","timestamp":1}"#), ErrorClass::UnknownKind);
-        assert_eq!(class(r#"{"event_id":"e","lead_id":"L","type":"search","timestamp":"yesterday","properties":{"term":"x"}}"#), ErrorClass::BadTimestamp);
-        assert_eq!(class(r#"{"event_id":"e","lead_id":"L","type":"search","timestamp":1.5,"properties":{"term":"x"}}"#), ErrorClass::BadTimestamp);
-        assert_eq!(class(r#"{"event_id":"e","lead_id":"L","type":"profile_update","timestamp":1,"properties":{"company_size":"big"}}"#), ErrorClass::InvalidField);
-        assert_eq!(class(r#"{"event_id":"e","lead_id":"L","type":"webinar","timestamp":1,"properties":{"webinar":"w","attended":"yes"}}"#), ErrorClass::InvalidField);
-        assert_eq!(class(r#"{"event_id":"e","lead_id":"L","type":"page_view","timestamp":1,"properties":{"url":7}}"#), ErrorClass::InvalidField);
-        assert_eq!(class(r#"{"event_id":"e","lead_id":"L","type":"profile_update","timestamp":1,"properties":{"technologies":"salesforce"}}"#), ErrorClass::InvalidField);
+        assert_eq!(
+            class(
+                r#"{"event_id":"e","lead_id":"L","type":"search","timestamp":"yesterday","properties":{"term":"x"}}"#
+            ),
+            ErrorClass::BadTimestamp
+        );
+        assert_eq!(
+            class(r#"{"event_id":"e","lead_id":"L","type":"search","timestamp":1.5,"properties":{"term":"x"}}"#),
+            ErrorClass::BadTimestamp
+        );
+        assert_eq!(
+            class(
+                r#"{"event_id":"e","lead_id":"L","type":"profile_update","timestamp":1,"properties":{"company_size":"big"}}"#
+            ),
+            ErrorClass::InvalidField
+        );
+        assert_eq!(
+            class(
+                r#"{"event_id":"e","lead_id":"L","type":"webinar","timestamp":1,"properties":{"webinar":"w","attended":"yes"}}"#
+            ),
+            ErrorClass::InvalidField
+        );
+        assert_eq!(
+            class(r#"{"event_id":"e","lead_id":"L","type":"page_view","timestamp":1,"properties":{"url":7}}"#),
+            ErrorClass::InvalidField
+        );
+        assert_eq!(
+            class(
+                r#"{"event_id":"e","lead_id":"L","type":"profile_update","timestamp":1,"properties":{"technologies":"salesforce"}}"#
+            ),
+            ErrorClass::InvalidField
+        );
         assert_eq!(class(r#"{"event_id":"","lead_id":"L","type":"erase","timestamp":1}"#), ErrorClass::InvalidField);
-        let mismatch = decode_json(br#"{"event_id":"e","lead_id":"L-2","type":"erase","timestamp":1}"#, Some(b"L-1"), None, &Limits::default());
+        let mismatch = decode_json(
+            br#"{"event_id":"e","lead_id":"L-2","type":"erase","timestamp":1}"#,
+            Some(b"L-1"),
+            None,
+            &Limits::default(),
+        );
         assert_eq!(mismatch.unwrap_err().class, ErrorClass::LeadIdMismatch);
-        let big = format!(r#"{{"event_id":"e","lead_id":"L","type":"search","timestamp":1,"properties":{{"term":"{}"}}}}"#, "x".repeat(2000));
+        let big = format!(
+            r#"{{"event_id":"e","lead_id":"L","type":"search","timestamp":1,"properties":{{"term":"{}"}}}}"#,
+            "x".repeat(2000)
+        );
         let small = Limits { max_message_bytes: 1000, ..Limits::default() };
         assert_eq!(decode_json(big.as_bytes(), None, None, &small).unwrap_err().class, ErrorClass::Oversize);
     }
@@ -379,7 +435,9 @@ mod tests {
     fn messages_name_the_field() {
         let e = dec(r#"{"event_id":"e","lead_id":"L","type":"profile_update","timestamp":1,"properties":{"company_size":"big"}}"#).unwrap_err();
         assert_eq!(e.message, "properties.company_size: expected an integer, got a string");
-        let e = dec(r#"{"event_id":"e","lead_id":"L","type":"download","timestamp":1,"properties":{"asset_type":"pdf"}}"#).unwrap_err();
+        let e =
+            dec(r#"{"event_id":"e","lead_id":"L","type":"download","timestamp":1,"properties":{"asset_type":"pdf"}}"#)
+                .unwrap_err();
         assert_eq!(e.message, "properties.asset is required for download events");
     }
 
@@ -389,21 +447,33 @@ mod tests {
         assert_eq!(e.properties.profile.len(), 3);
         assert_eq!(e.properties.get(Field::Country), Some(Value::Text("US")));
         assert_eq!(e.properties.get(Field::Email), None);
-        let e = dec(r#"{"event_id":"e","lead_id":"L","type":"page_view","timestamp":1,"properties":{"url":"/","title":null}}"#).unwrap();
+        let e = dec(
+            r#"{"event_id":"e","lead_id":"L","type":"page_view","timestamp":1,"properties":{"url":"/","title":null}}"#,
+        )
+        .unwrap();
         assert_eq!(e.properties.get(Field::Title), None);
     }
 
     #[test]
     fn bounce_type_is_case_insensitive_and_attended_defaults_to_true() {
-        let e = dec(r#"{"event_id":"e","lead_id":"L","type":"email_bounce","timestamp":1,"properties":{"bounce_type":"HARD"}}"#).unwrap();
+        let e = dec(
+            r#"{"event_id":"e","lead_id":"L","type":"email_bounce","timestamp":1,"properties":{"bounce_type":"HARD"}}"#,
+        )
+        .unwrap();
         assert_eq!(e.properties.bounce_type, Some(BounceType::Hard));
-        let e = dec(r#"{"event_id":"e","lead_id":"L","type":"webinar","timestamp":1,"properties":{"webinar":"w"}}"#).unwrap();
+        let e = dec(r#"{"event_id":"e","lead_id":"L","type":"webinar","timestamp":1,"properties":{"webinar":"w"}}"#)
+            .unwrap();
         assert_eq!(e.properties.attended, Some(true));
     }
 
     #[test]
     fn topic_kind_must_agree_with_type() {
-        let r = decode_json(br#"{"event_id":"e","lead_id":"L","type":"search","timestamp":1,"properties":{"term":"x"}}"#, None, Some(Kind::PageView), &Limits::default());
+        let r = decode_json(
+            br#"{"event_id":"e","lead_id":"L","type":"search","timestamp":1,"properties":{"term":"x"}}"#,
+            None,
+            Some(Kind::PageView),
+            &Limits::default(),
+        );
         assert_eq!(r.unwrap_err().class, ErrorClass::InvalidField);
     }
 

@@ -2,7 +2,7 @@
 
 use leadscore_core::event::Kind;
 use leadscore_core::model::Model;
-use leadscore_core::output::{Record, Reason};
+use leadscore_core::output::{Reason, Record};
 use leadscore_core::time::format_rfc3339;
 use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;

@@ -37,7 +37,10 @@ fn kinds(path: &str, on: &OneOrMany) -> Result<KindSet> {
     let mut set = Vec::new();
     for n in &names {
         let k = Kind::parse(n).ok_or_else(|| {
-            ConfigError::at(path, format!("{n:?} is not an event kind; expected one of: {}", list(Kind::ALL.iter().map(|k| k.as_str()))))
+            ConfigError::at(
+                path,
+                format!("{n:?} is not an event kind; expected one of: {}", list(Kind::ALL.iter().map(|k| k.as_str()))),
+            )
         })?;
         set.push(k);
     }
@@ -118,7 +121,9 @@ fn field_test(path: &str, t: &FieldTestFile, subject: Subject) -> Result<FieldTe
     match &t.equals {
         Some(Scalar::Text(s)) => tests.push(("equals", Test::OneOf(needles(std::slice::from_ref(s))))),
         Some(Scalar::Bool(b)) => tests.push(("equals", Test::Is(*b))),
-        Some(Scalar::Number(n)) => tests.push(("equals", Test::Range(Range { gte: Some(*n), lte: Some(*n), ..Range::default() }))),
+        Some(Scalar::Number(n)) => {
+            tests.push(("equals", Test::Range(Range { gte: Some(*n), lte: Some(*n), ..Range::default() })))
+        }
         None => {}
     }
     let (key, test) = match tests.len() {
@@ -149,10 +154,7 @@ fn field_test(path: &str, t: &FieldTestFile, subject: Subject) -> Result<FieldTe
             FieldType::Integer | FieldType::Number => "a numeric test (gt, gte, lt, lte, equals <number>)",
             FieldType::Boolean => "equals = true or equals = false",
         };
-        return Err(ConfigError::at(
-            format!("{path}.{key}"),
-            format!("{field} is {}; expected {hint}", ty.describe()),
-        ));
+        return Err(ConfigError::at(format!("{path}.{key}"), format!("{field} is {}; expected {hint}", ty.describe())));
     }
     Ok(FieldTest { field, test })
 }
@@ -174,7 +176,10 @@ fn unique_names<'a>(section: &str, names: impl Iterator<Item = &'a str>) -> Resu
             return Err(ConfigError::at(format!("{section}[{i}].name"), "expected a non-empty name"));
         }
         if !seen.insert(n) {
-            return Err(ConfigError::at(format!("{section}[{i}].name"), format!("{n:?} is used twice; names must be unique")));
+            return Err(ConfigError::at(
+                format!("{section}[{i}].name"),
+                format!("{n:?} is used twice; names must be unique"),
+            ));
         }
     }
     Ok(())
@@ -197,14 +202,20 @@ struct Names<'a> {
 impl Names<'_> {
     fn tally(&self, path: &str, name: &str) -> Result<usize> {
         self.tallies.iter().position(|t| t.name == name).ok_or_else(|| {
-            ConfigError::at(path, format!("{name:?} is not a tally; expected one of: {}", list(self.tallies.iter().map(|t| &t.name))))
+            ConfigError::at(
+                path,
+                format!("{name:?} is not a tally; expected one of: {}", list(self.tallies.iter().map(|t| &t.name))),
+            )
         })
     }
     fn criterion(&self, path: &str, name: &str) -> Result<usize> {
         self.criteria.iter().position(|c| c.name == name).ok_or_else(|| {
             ConfigError::at(
                 path,
-                format!("{name:?} is not a grade criterion; expected one of: {}", list(self.criteria.iter().map(|c| &c.name))),
+                format!(
+                    "{name:?} is not a grade criterion; expected one of: {}",
+                    list(self.criteria.iter().map(|c| &c.name))
+                ),
             )
         })
     }
@@ -212,7 +223,10 @@ impl Names<'_> {
 
 fn stage(path: &str, s: &str) -> Result<Stage> {
     Stage::parse(s).ok_or_else(|| {
-        ConfigError::at(path, format!("{s:?} is not a stage; expected one of: {}", list(Stage::ALL.iter().map(|s| s.as_str()))))
+        ConfigError::at(
+            path,
+            format!("{s:?} is not a stage; expected one of: {}", list(Stage::ALL.iter().map(|s| s.as_str()))),
+        )
     })
 }
 
@@ -291,7 +305,10 @@ fn cond(path: &str, c: &CondFile, names: &Names, profile_tests: &mut Vec<FieldTe
             let mut mask = 0u8;
             for (i, g) in c.grade.as_ref().expect("subject").iter().enumerate() {
                 let grade = Grade::parse(g).ok_or_else(|| {
-                    ConfigError::at(format!("{}[{i}]", sub("grade")), format!("{g:?} is not a grade; expected A, B, C, D, E or F"))
+                    ConfigError::at(
+                        format!("{}[{i}]", sub("grade")),
+                        format!("{g:?} is not a grade; expected A, B, C, D, E or F"),
+                    )
                 })?;
                 mask |= 1 << grade as u8;
             }
@@ -309,7 +326,11 @@ fn cond(path: &str, c: &CondFile, names: &Names, profile_tests: &mut Vec<FieldTe
             if at_least.is_none() && less_than.is_none() {
                 return Err(ConfigError::at(path, "a since condition needs at_least or less_than (a duration)"));
             }
-            Cond::Since { tally: names.tally(&sub("since"), c.since.as_deref().expect("subject"))?, at_least, less_than }
+            Cond::Since {
+                tally: names.tally(&sub("since"), c.since.as_deref().expect("subject"))?,
+                at_least,
+                less_than,
+            }
         }
         "below_peak" => {
             let tally = names.tally(&sub("below_peak"), c.below_peak.as_deref().expect("subject"))?;
@@ -334,10 +355,13 @@ fn cond(path: &str, c: &CondFile, names: &Names, profile_tests: &mut Vec<FieldTe
             Cond::Profile(i)
         }
         "criterion" => Cond::Criterion(names.criterion(&sub("criterion"), c.criterion.as_deref().expect("subject"))?),
-        "opportunity_in" => Cond::OpportunityIn(stage(&sub("opportunity_in"), c.opportunity_in.as_deref().expect("subject"))?),
-        "opportunity_reached" => {
-            Cond::OpportunityReached(stage(&sub("opportunity_reached"), c.opportunity_reached.as_deref().expect("subject"))?)
+        "opportunity_in" => {
+            Cond::OpportunityIn(stage(&sub("opportunity_in"), c.opportunity_in.as_deref().expect("subject"))?)
         }
+        "opportunity_reached" => Cond::OpportunityReached(stage(
+            &sub("opportunity_reached"),
+            c.opportunity_reached.as_deref().expect("subject"),
+        )?),
         "all" | "any" => {
             let items = if subject == "all" { c.all.as_ref() } else { c.any.as_ref() }.expect("subject");
             if items.is_empty() {
@@ -380,7 +404,10 @@ pub fn compile(f: &ModelFile) -> Result<Model> {
         None => ModelSpec::DEFAULT_BUCKET,
     };
     if bucket > leadscore_core::time::HOUR {
-        return Err(ConfigError::at("windows.bucket", format!("{:?}: expected at most 1h", f.windows.bucket.as_deref().unwrap_or(""))));
+        return Err(ConfigError::at(
+            "windows.bucket",
+            format!("{:?}: expected at most 1h", f.windows.bucket.as_deref().unwrap_or("")),
+        ));
     }
 
     unique_names("rules", f.rules.iter().map(|r| r.name.as_str()))?;
@@ -395,10 +422,16 @@ pub fn compile(f: &ModelFile) -> Result<Model> {
         let cap = match &r.cap {
             Some(c) => {
                 if c.points <= 0.0 {
-                    return Err(ConfigError::at(format!("{p}.cap.points"), format!("{}: expected a positive number", c.points)));
+                    return Err(ConfigError::at(
+                        format!("{p}.cap.points"),
+                        format!("{}: expected a positive number", c.points),
+                    ));
                 }
                 if r.points < 0.0 {
-                    return Err(ConfigError::at(format!("{p}.cap"), "a cap limits positive points; this rule awards negative points"));
+                    return Err(ConfigError::at(
+                        format!("{p}.cap"),
+                        "a cap limits positive points; this rule awards negative points",
+                    ));
                 }
                 let smallest = r.escalate.as_ref().map_or(r.points, |e| e.points.min(r.points));
                 if smallest <= 0.0 || c.points / smallest > MAX_CAP_ENTRIES {
@@ -427,7 +460,10 @@ pub fn compile(f: &ModelFile) -> Result<Model> {
     let mut letters = Vec::new();
     for (letter, min) in &f.grade.letters {
         let g = Grade::parse(letter).ok_or_else(|| {
-            ConfigError::at(format!("grade.letters.{letter}"), format!("{letter:?} is not a grade; expected A, B, C, D, E or F"))
+            ConfigError::at(
+                format!("grade.letters.{letter}"),
+                format!("{letter:?} is not a grade; expected A, B, C, D, E or F"),
+            )
         })?;
         letters.push((g, *min));
     }
@@ -440,10 +476,14 @@ pub fn compile(f: &ModelFile) -> Result<Model> {
             ));
         }
     }
-    let lowest = Grade::parse(&f.grade.lowest)
-        .ok_or_else(|| ConfigError::at("grade.lowest", format!("{:?} is not a grade; expected A, B, C, D, E or F", f.grade.lowest)))?;
+    let lowest = Grade::parse(&f.grade.lowest).ok_or_else(|| {
+        ConfigError::at("grade.lowest", format!("{:?} is not a grade; expected A, B, C, D, E or F", f.grade.lowest))
+    })?;
     if letters.iter().any(|(g, _)| *g >= lowest) {
-        return Err(ConfigError::at("grade.lowest", format!("{lowest} must be worse than every letter in grade.letters")));
+        return Err(ConfigError::at(
+            "grade.lowest",
+            format!("{lowest} must be worse than every letter in grade.letters"),
+        ));
     }
     let mut criteria = Vec::new();
     for (i, c) in f.grade.criteria.iter().enumerate() {
@@ -507,7 +547,14 @@ pub fn compile(f: &ModelFile) -> Result<Model> {
             },
             None => None,
         };
-        tallies.push(Tally { name: t.name.clone(), description: t.description.clone(), events, measure, window, reset_on_change });
+        tallies.push(Tally {
+            name: t.name.clone(),
+            description: t.description.clone(),
+            events,
+            measure,
+            window,
+            reset_on_change,
+        });
     }
 
     let names = Names { tallies: &f.tallies, criteria: &f.grade.criteria };

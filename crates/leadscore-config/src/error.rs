@@ -32,7 +32,11 @@ impl ConfigError {
     }
 
     pub fn io(path: &Path, err: &std::io::Error) -> ConfigError {
-        ConfigError { file: Some(path.display().to_string()), path: String::new(), message: format!("cannot read: {err}") }
+        ConfigError {
+            file: Some(path.display().to_string()),
+            path: String::new(),
+            message: format!("cannot read: {err}"),
+        }
     }
 
     pub fn in_file(mut self, path: &Path) -> ConfigError {

@@ -34,9 +34,7 @@ pub fn load_model(path: &Path) -> Result<Model, ConfigError> {
 
 /// Parses and checks a model from TOML text.
 pub fn parse_model(toml: &str) -> Result<Model, ConfigError> {
-    let file: model_file::ModelFile = Figment::from(Toml::string(toml))
-        .extract()
-        .map_err(ConfigError::from_figment)?;
+    let file: model_file::ModelFile = Figment::from(Toml::string(toml)).extract().map_err(ConfigError::from_figment)?;
     compile::compile(&file)
 }
 

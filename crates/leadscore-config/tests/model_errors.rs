@@ -24,20 +24,58 @@ fn seed_model_has_every_rule_criterion_and_segment() {
     let rules: Vec<_> = m.rules.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         rules,
-        ["page-view", "pricing-page", "email-click", "email-open", "download", "form-submit", "webinar-attended", "search", "unsubscribe", "hard-bounce"]
+        [
+            "page-view",
+            "pricing-page",
+            "email-click",
+            "email-open",
+            "download",
+            "form-submit",
+            "webinar-attended",
+            "search",
+            "unsubscribe",
+            "hard-bounce"
+        ]
     );
     let criteria: Vec<_> = m.grade.criteria.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         criteria,
-        ["title-exec", "title-manager", "title-student", "size-enterprise", "size-mid", "size-small", "industry-target", "region-target", "revenue", "tech-fit", "free-email"]
+        [
+            "title-exec",
+            "title-manager",
+            "title-student",
+            "size-enterprise",
+            "size-mid",
+            "size-small",
+            "industry-target",
+            "region-target",
+            "revenue",
+            "tech-fit",
+            "free-email"
+        ]
     );
     let segments: Vec<_> = m.segments.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         segments,
         [
-            "score-low", "score-medium", "score-high", "sales-ready", "no-score", "inactive-60d", "untouched-60d",
-            "hard-bounced", "soft-bounced-4x", "surging", "cooling", "interest-analytics", "interest-automation",
-            "persona-decision-maker", "persona-information-gatherer", "persona-champion", "customer", "open-opportunity"
+            "score-low",
+            "score-medium",
+            "score-high",
+            "sales-ready",
+            "no-score",
+            "inactive-60d",
+            "untouched-60d",
+            "hard-bounced",
+            "soft-bounced-4x",
+            "surging",
+            "cooling",
+            "interest-analytics",
+            "interest-automation",
+            "persona-decision-maker",
+            "persona-information-gatherer",
+            "persona-champion",
+            "customer",
+            "open-opportunity"
         ]
     );
     assert_eq!(m.score.half_life, 30 * 24 * 3600 * 1000);
@@ -58,7 +96,13 @@ fn unknown_key_is_an_error() {
 
 #[test]
 fn unknown_property_names_the_kind_and_lists_its_properties() {
-    let msg = error_of(|s| s.replacen("{ field = \"url\", contains = \"/pricing\" }", "{ field = \"link_url\", contains = \"/pricing\" }", 1));
+    let msg = error_of(|s| {
+        s.replacen(
+            "{ field = \"url\", contains = \"/pricing\" }",
+            "{ field = \"link_url\", contains = \"/pricing\" }",
+            1,
+        )
+    });
     assert_has(&msg, &["rules[1].when[0].field", "page_view events have no property link_url", "url, title"]);
 }
 
@@ -84,7 +128,9 @@ fn unknown_kind_lists_the_kinds() {
 fn numeric_test_on_text_field_is_refused() {
     let msg = error_of(|s| s.replacen("{ field = \"industry\", one_of", "{ field = \"industry\", gte = 3, one_of", 1));
     assert_has(&msg, &["grade.criteria[6].when[0]", "expected one test"]);
-    let msg = error_of(|s| s.replacen("{ field = \"company_size\", gte = 1000 }", "{ field = \"company_size\", contains = \"1000\" }", 1));
+    let msg = error_of(|s| {
+        s.replacen("{ field = \"company_size\", gte = 1000 }", "{ field = \"company_size\", contains = \"1000\" }", 1)
+    });
     assert_has(&msg, &["grade.criteria[3].when[0].contains", "company_size is an integer", "numeric test"]);
 }
 
@@ -111,4 +157,3 @@ fn toml_syntax_errors_are_reported() {
     let msg = error_of(|s| s.replacen("[score]", "[score", 1));
     assert!(!msg.is_empty());
 }
-

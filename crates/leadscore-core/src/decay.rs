@@ -60,16 +60,8 @@ pub fn crossing(value: f64, anchor: Millis, now: Millis, half_life: Millis, thre
     // Rounding puts the boundary half a cent below the threshold.
     let boundary = (threshold as f64 - 0.5) / 100.0;
     let ratio = value / boundary;
-    let estimate = if ratio > 0.0 {
-        anchor as f64 + half_life as f64 * ratio.log2()
-    } else {
-        now as f64
-    };
-    let mut hi = if estimate.is_finite() {
-        (estimate.ceil() as i64).clamp(now + 1, MAX_MILLIS)
-    } else {
-        now + 1
-    };
+    let estimate = if ratio > 0.0 { anchor as f64 + half_life as f64 * ratio.log2() } else { now as f64 };
+    let mut hi = if estimate.is_finite() { (estimate.ceil() as i64).clamp(now + 1, MAX_MILLIS) } else { now + 1 };
     // Find some instant where the test has flipped...
     let mut step = 1i64;
     while holds(hi) == current {

@@ -46,6 +46,7 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
         let t = event.timestamp.max(state.clock);
         advance_before(model, state, t, out);
         let score = round2(state.score_at_time(model, t));
+        state.member = 0;
         for m in std::mem::take(&mut state.segments) {
             state.version += 1;
             out.records.push(Record::Transition(Transition {
@@ -82,20 +83,23 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
         if !rule.on.matches(event) {
             continue;
         }
-        let rs = &mut state.rules[i];
-        rs.matches = rs.matches.saturating_add(1);
-        let mut points = match rule.escalate {
-            Some(e) if rs.matches > e.after => e.points,
-            _ => rule.points,
-        };
-        if let Some(cap) = rule.cap {
-            rs.awarded.expire(t, cap.window);
-            let used = rs.awarded.sum();
-            points = if used < cap.points { points.min(cap.points - used) } else { 0.0 };
-            if points != 0.0 {
-                // Caps are exact to the millisecond (a cap is what a marketer
-                // checks by hand); the model bounds their entries by cap / points.
-                rs.awarded.add(t, points, 1);
+        let mut points = rule.points;
+        if let Some(slot) = model.rule_slots[i] {
+            let rs = &mut state.rules[usize::from(slot)];
+            rs.matches = rs.matches.saturating_add(1);
+            if let Some(e) = rule.escalate.filter(|e| rs.matches > e.after) {
+                points = e.points;
+            }
+            if let Some(cap) = rule.cap {
+                let w = usize::from(model.rule_windows[i].expect("a capped rule has a window"));
+                state.windows.expire(w, t, cap.window);
+                let used = state.windows.get(w).sum();
+                points = if used < cap.points { points.min(cap.points - used) } else { 0.0 };
+                if points != 0.0 {
+                    // Caps are exact to the millisecond (a cap is what a marketer
+                    // checks by hand); the model bounds their entries by cap / points.
+                    state.windows.add(w, t, points, 1);
+                }
             }
         }
         if points != 0.0 {
@@ -139,12 +143,16 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
 
     // Tallies.
     for (i, tally) in model.tallies.iter().enumerate() {
+        let window = model.tally_windows[i].map(usize::from);
         let ts = &mut state.tallies[i];
         if tally.reset_on_change.is_some_and(|f| changed_loosely & (1 << (f as u64)) != 0) {
             *ts = Default::default();
+            if let Some(w) = window {
+                state.windows.clear(w);
+            }
         }
-        if let Some(w) = tally.window {
-            ts.window.expire(t, w);
+        if let (Some(w), Some(width)) = (window, tally.window) {
+            state.windows.expire(w, t, width);
         }
         if !tally.matches(event) {
             continue;
@@ -156,9 +164,9 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
             Measure::PositivePoints => positive,
             Measure::PeakScore => score,
         };
-        match (tally.window, tally.measure) {
-            (Some(_), Measure::PeakScore) => ts.window.add_max(t, value, model.bucket),
-            (Some(_), _) if value != 0.0 => ts.window.add(t, value, model.bucket),
+        match (window, tally.measure) {
+            (Some(w), Measure::PeakScore) => state.windows.add_max(w, t, value, model.bucket),
+            (Some(w), _) if value != 0.0 => state.windows.add(w, t, value, model.bucket),
             (Some(_), _) => {}
             (None, Measure::PeakScore) => ts.total = Some(ts.total.map_or(value, |p| p.max(value))),
             (None, _) => ts.total = Some(ts.total.unwrap_or(0.0) + value),
@@ -212,9 +220,9 @@ fn fire(model: &Model, state: &mut LeadState, due: Millis, out: &mut Outputs) {
 }
 
 fn expire_windows(model: &Model, state: &mut LeadState, now: Millis) {
-    for (tally, ts) in model.tallies.iter().zip(state.tallies.iter_mut()) {
-        if let Some(w) = tally.window {
-            ts.window.expire(now, w);
+    for (tally, w) in model.tallies.iter().zip(&model.tally_windows) {
+        if let (Some(width), Some(w)) = (tally.window, w) {
+            state.windows.expire(usize::from(*w), now, width);
         }
     }
 }
@@ -230,9 +238,9 @@ struct View<'a> {
 impl View<'_> {
     fn tally_value(&self, tally: usize) -> Option<f64> {
         let (spec, ts) = (&self.model.tallies[tally], &self.state.tallies[tally]);
-        match (spec.window, spec.measure) {
-            (Some(_), Measure::PeakScore) => ts.window.max(),
-            (Some(_), _) => Some(ts.window.sum()),
+        match (self.model.tally_windows[tally], spec.measure) {
+            (Some(w), Measure::PeakScore) => self.state.windows.get(usize::from(w)).max(),
+            (Some(w), _) => Some(self.state.windows.get(usize::from(w)).sum()),
             (None, Measure::PeakScore) => ts.total,
             (None, _) => Some(ts.total.unwrap_or(0.0)),
         }
@@ -269,12 +277,13 @@ impl View<'_> {
             Cond::All(c) | Cond::Any(c) => c.iter().filter_map(|c| self.due(c)).min(),
             Cond::Not(c) => self.due(c),
             Cond::Tally { tally, range } => {
-                let (spec, ts) = (&self.model.tallies[*tally], &self.state.tallies[*tally]);
+                let spec = &self.model.tallies[*tally];
                 let width = spec.window?;
+                let window = self.state.windows.get(usize::from(self.model.tally_windows[*tally]?));
                 if spec.measure == Measure::PeakScore {
-                    ts.window.max_flip(width, |v| v.is_some_and(|v| range.contains(v)))
+                    window.max_flip(width, |v| v.is_some_and(|v| range.contains(v)))
                 } else {
-                    ts.window.sum_flip(width, |v| range.contains(v))
+                    window.sum_flip(width, range)
                 }
             }
             Cond::Since { tally, at_least, less_than } => {
@@ -292,14 +301,13 @@ impl View<'_> {
     /// decays continuously while the peak steps down as its entries leave the
     /// window, so walk the peak's steps and solve the crossing within each.
     fn below_peak_due(&self, tally: usize, by: i64) -> Option<Millis> {
-        let (spec, ts) = (&self.model.tallies[tally], &self.state.tallies[tally]);
-        let width = spec.window?;
+        let width = self.model.tallies[tally].window?;
+        let window = self.state.windows.get(usize::from(self.model.tally_windows[tally]?));
         let (value, anchor, half_life) = (self.state.score, self.state.score_at, self.model.score.half_life);
-        let holds = |peak: Option<f64>, t: Millis| {
-            peak.is_some_and(|p| cents(p) - cents_at(value, anchor, t, half_life) >= by)
-        };
-        let entries = &ts.window.entries;
-        let current = holds(entries.front().map(|e| e.value), self.now);
+        let holds =
+            |peak: Option<f64>, t: Millis| peak.is_some_and(|p| cents(p) - cents_at(value, anchor, t, half_life) >= by);
+        let entries = window.entries;
+        let current = holds(entries.first().map(|e| e.value), self.now);
         let mut from = self.now;
         for (i, e) in entries.iter().enumerate() {
             let leaves = e.at + width;
@@ -328,7 +336,7 @@ fn update_segments(model: &Model, state: &mut LeadState, now: Millis, cause: Cau
             member |= 1 << i;
         }
     }
-    let was: u128 = state.segments.iter().fold(0, |m, s| m | 1 << s.segment);
+    let was = state.member;
     if member == was {
         return;
     }
@@ -356,6 +364,7 @@ fn update_segments(model: &Model, state: &mut LeadState, now: Millis, cause: Cau
         state.segments.push(Membership { segment: i as u16, since: now });
     }
     state.segments.sort_unstable_by_key(|m| m.segment);
+    state.member = member;
 }
 
 /// The next instant after `now` at which a segment could change by time alone.

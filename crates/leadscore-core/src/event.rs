@@ -136,8 +136,10 @@ impl Field {
     }
 
     /// Whether this is one of the profile fields kept per lead (and graded).
+    #[inline]
     pub fn is_profile(self) -> bool {
-        PROFILE_FIELDS.contains(&self)
+        // The profile fields are declared last, from Email on.
+        self as u8 >= Field::Email as u8
     }
 }
 
@@ -290,16 +292,10 @@ impl Properties {
             Field::BounceType => self.bounce_type.map(|b| Value::Text(b.as_str())),
             Field::Stage => self.stage.map(|s| Value::Text(s.as_str())),
             Field::Amount => self.amount.map(Value::Number),
-            f if f.is_profile() => self
-                .profile
-                .iter()
-                .find(|(pf, _)| *pf == f)
-                .and_then(|(_, v)| v.as_ref().map(OwnedValue::borrow)),
-            f => self
-                .text
-                .iter()
-                .find(|(tf, _)| *tf == f)
-                .map(|(_, v)| Value::Text(v)),
+            f if f.is_profile() => {
+                self.profile.iter().find(|(pf, _)| *pf == f).and_then(|(_, v)| v.as_ref().map(OwnedValue::borrow))
+            }
+            f => self.text.iter().find(|(tf, _)| *tf == f).map(|(_, v)| Value::Text(v)),
         }
     }
 }
@@ -318,13 +314,7 @@ pub struct Event {
 impl Event {
     /// A new event with no properties.
     pub fn new(event_id: impl Into<EventId>, lead_id: impl Into<LeadId>, kind: Kind, timestamp: Millis) -> Event {
-        Event {
-            event_id: event_id.into(),
-            lead_id: lead_id.into(),
-            kind,
-            timestamp,
-            properties: Properties::default(),
-        }
+        Event { event_id: event_id.into(), lead_id: lead_id.into(), kind, timestamp, properties: Properties::default() }
     }
 
     /// Whether this event counts as *activity* in the sense of domain.md §2.
@@ -356,6 +346,13 @@ mod tests {
         p.profile.push((Field::Email, None));
         assert_eq!(p.get(Field::JobTitle), Some(Value::Text("CEO")));
         assert_eq!(p.get(Field::Email), None);
+    }
+
+    #[test]
+    fn profile_fields_are_declared_last() {
+        for f in Field::ALL {
+            assert_eq!(f.is_profile(), PROFILE_FIELDS.contains(f), "{f}");
+        }
     }
 
     #[test]

@@ -57,6 +57,17 @@ impl Range {
             && self.lte.is_none_or(|b| v <= b)
     }
 
+    /// The nearest place at or below `v` where a falling value changes this
+    /// test, if any: the bound it will pass first.
+    pub fn bound_below(&self, v: f64) -> Option<Bound> {
+        // Falling past `gte θ` / `lt θ` happens at x < θ; past `gt θ` / `lte θ` at x <= θ.
+        [(self.gte, false), (self.lt, false), (self.gt, true), (self.lte, true)]
+            .into_iter()
+            .filter_map(|(b, at)| b.map(|theta| Bound { theta, inclusive: at }))
+            .filter(|b| !b.passed(v))
+            .max_by(|a, b| a.theta.total_cmp(&b.theta).then(a.inclusive.cmp(&b.inclusive)))
+    }
+
     pub fn is_empty_spec(&self) -> bool {
         self.gt.is_none() && self.gte.is_none() && self.lt.is_none() && self.lte.is_none()
     }
@@ -69,6 +80,25 @@ impl fmt::Display for Range {
             .filter_map(|(op, b)| b.map(|b| format!("{op} {b}")))
             .collect();
         f.write_str(&parts.join(" and "))
+    }
+}
+
+/// A place where a falling value changes a range test.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bound {
+    pub theta: f64,
+    /// Passed at `x <= theta` (else at `x < theta`).
+    pub inclusive: bool,
+}
+
+impl Bound {
+    #[inline]
+    pub fn passed(&self, x: f64) -> bool {
+        if self.inclusive {
+            x <= self.theta
+        } else {
+            x < self.theta
+        }
     }
 }
 
@@ -143,8 +173,7 @@ pub struct EventMatcher {
 impl EventMatcher {
     #[inline]
     pub fn matches(&self, event: &Event) -> bool {
-        self.kinds.contains(event.kind)
-            && self.when.iter().all(|t| t.matches(event.properties.get(t.field)))
+        self.kinds.contains(event.kind) && self.when.iter().all(|t| t.matches(event.properties.get(t.field)))
     }
 }
 
@@ -247,15 +276,28 @@ pub enum Cond {
     Any(Vec<Cond>),
     Not(Box<Cond>),
     /// The score rounded to cents is at least `at_least` and below `below` (cents).
-    Score { at_least: Option<i64>, below: Option<i64> },
+    Score {
+        at_least: Option<i64>,
+        below: Option<i64>,
+    },
     /// The grade is one of these (bit `1 << grade`).
     Grade(u8),
     /// The tally's current value lies in the range.
-    Tally { tally: usize, range: Range },
+    Tally {
+        tally: usize,
+        range: Range,
+    },
     /// Time since the tally last matched lies in the range; false if it never did.
-    Since { tally: usize, at_least: Option<Millis>, less_than: Option<Millis> },
+    Since {
+        tally: usize,
+        at_least: Option<Millis>,
+        less_than: Option<Millis>,
+    },
     /// The score is at least `by` cents below the tally's peak (a `peak_score` tally).
-    BelowPeak { tally: usize, by: i64 },
+    BelowPeak {
+        tally: usize,
+        by: i64,
+    },
     /// A profile test (index into [`ModelSpec::profile_tests`]).
     Profile(usize),
     /// A grade criterion matches (index into the criteria).
@@ -323,6 +365,14 @@ pub struct Model {
     spec: ModelSpec,
     /// Every static score threshold of the segments, in cents, ascending.
     pub(crate) score_thresholds: Vec<i64>,
+    /// For each rule, its slot in the lead's rule state, if it needs one (an
+    /// escalation count or a cap window): most rules keep no state per lead.
+    pub(crate) rule_slots: Vec<Option<u16>>,
+    /// The lead's window holding each capped rule's awards.
+    pub(crate) rule_windows: Vec<Option<u16>>,
+    /// The lead's window of each tally that has one.
+    pub(crate) tally_windows: Vec<Option<u16>>,
+    pub(crate) window_count: usize,
 }
 
 impl std::ops::Deref for Model {
@@ -396,7 +446,39 @@ impl Model {
         }
         thresholds.sort_unstable();
         thresholds.dedup();
-        Ok(Model { spec, score_thresholds: thresholds })
+        let mut next = 0u16;
+        let rule_slots = spec
+            .rules
+            .iter()
+            .map(|r| {
+                (r.escalate.is_some() || r.cap.is_some()).then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect();
+        let mut windows = 0u16;
+        let mut next_window = |has: bool| {
+            has.then(|| {
+                windows += 1;
+                windows - 1
+            })
+        };
+        let tally_windows = spec.tallies.iter().map(|t| next_window(t.window.is_some())).collect();
+        let rule_windows = spec.rules.iter().map(|r| next_window(r.cap.is_some())).collect();
+        Ok(Model {
+            spec,
+            score_thresholds: thresholds,
+            rule_slots,
+            rule_windows,
+            tally_windows,
+            window_count: usize::from(windows),
+        })
+    }
+
+    /// How many rules keep state per lead.
+    pub fn stateful_rules(&self) -> usize {
+        self.rule_slots.iter().flatten().count()
     }
 
     pub fn spec(&self) -> &ModelSpec {
@@ -410,10 +492,6 @@ impl Model {
 
     /// The letter for a fit value.
     pub fn letter(&self, fit: f64) -> Grade {
-        self.grade
-            .letters
-            .iter()
-            .find(|(_, min)| fit >= *min)
-            .map_or(self.grade.lowest, |(g, _)| *g)
+        self.grade.letters.iter().find(|(_, min)| fit >= *min).map_or(self.grade.lowest, |(g, _)| *g)
     }
 }

@@ -11,23 +11,20 @@ use crate::event::{Field, OwnedValue, Stage, Value};
 use crate::model::{Grade, Model};
 use crate::text::same_email;
 use crate::time::Millis;
-use crate::window::Window;
+use crate::window::Windows;
 
-/// Per-rule state: how often it matched (for escalation) and, for capped rules,
-/// what it awarded recently.
+/// Per-rule state, for rules that escalate or are capped: how often the rule
+/// matched (a capped rule's recent awards are in [`LeadState::windows`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RuleState {
     pub matches: u32,
-    pub awarded: Window,
 }
 
-/// Per-tally state.
+/// Per-tally state (a windowed tally's entries are in [`LeadState::windows`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TallyState {
     /// For tallies without a window: the running sum (or the peak).
     pub total: Option<f64>,
-    /// For tallies with a window.
-    pub window: Window,
     /// When the tally last matched an event.
     pub last: Option<Millis>,
 }
@@ -65,11 +62,15 @@ pub struct LeadState {
     pub profile_tests: u64,
     pub rules: Vec<RuleState>,
     pub tallies: Vec<TallyState>,
+    /// The rolling windows of tallies and capped rules, in one buffer.
+    pub windows: Windows,
     pub opportunities: Vec<Opportunity>,
     /// Bit `1 << stage`: some opportunity has been in that stage.
     pub stages_reached: u8,
     /// Ordered by segment index.
     pub segments: Vec<Membership>,
+    /// Bit `i`: in segment `i` (the same as `segments`, kept for a cheap compare).
+    pub member: u128,
     pub recent_ids: RecentIds,
     /// When time alone could next change a segment.
     pub next_due: Option<Millis>,
@@ -89,11 +90,13 @@ impl LeadState {
             grade: Grade::F,
             criteria: 0,
             profile_tests: 0,
-            rules: vec![RuleState::default(); model.rules.len()],
+            rules: vec![RuleState::default(); model.stateful_rules()],
             tallies: vec![TallyState::default(); model.tallies.len()],
+            windows: Windows::new(model.window_count),
             opportunities: Vec::new(),
             stages_reached: 0,
             segments: Vec::new(),
+            member: 0,
             recent_ids: RecentIds::default(),
             next_due: None,
         };
@@ -111,7 +114,7 @@ impl LeadState {
     }
 
     pub fn in_segment(&self, segment: usize) -> bool {
-        self.segments.iter().any(|m| usize::from(m.segment) == segment)
+        self.member & (1 << segment) != 0
     }
 
     /// Sets (or with `None` deletes) a profile field. Returns `(changed,

@@ -161,9 +161,7 @@ pub fn check_range(t: Millis) -> Result<Millis, TimeError> {
     if (MIN_MILLIS..=MAX_MILLIS).contains(&t) {
         Ok(t)
     } else {
-        Err(TimeError(format!(
-            "epoch milliseconds {t} are outside years 0000 to 9999"
-        )))
+        Err(TimeError(format!("epoch milliseconds {t} are outside years 0000 to 9999")))
     }
 }
 
@@ -183,10 +181,7 @@ pub fn write_rfc3339(out: &mut String, t: Millis) {
     let (mi, rest) = (rest / MINUTE, rest % MINUTE);
     let (sec, ms) = (rest / SECOND, rest % SECOND);
     use std::fmt::Write;
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{ms:03}Z"
-    );
+    let _ = write!(out, "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{ms:03}Z");
 }
 
 /// Parses durations such as `30d`, `24h`, `90m`, `1h30m`, `500ms`, `2w`.
@@ -226,10 +221,7 @@ pub fn parse_duration(s: &str) -> Result<Millis, TimeError> {
             "" => return Err(bad("missing unit")),
             _ => return Err(bad("unknown unit")),
         };
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| bad("too large"))?;
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(|| bad("too large"))?;
     }
     Ok(total)
 }

@@ -1,95 +1,227 @@
 //! Rolling windows of `(instant, value)` entries, for rule caps and tallies.
 //!
+//! All the windows of one lead live in one buffer ([`Windows`]), one run of
+//! entries per window, because a lead's event touches every window and separate
+//! allocations would cost a cache miss each.
+//!
 //! "In the last N" at `t` means instants in `(t - N, t]`: an entry leaves exactly
 //! N after its instant. Entries falling in the same bucket (one hour by default,
 //! aligned to the epoch) are merged into one stamped with the latest instant, so a
 //! window holds at most N / bucket entries; a merged event may leave up to one
 //! bucket late, as domain.md allows. Time only moves forward per lead, so entries
 //! are appended at the back and expire from the front.
+//!
+//! Summing windows keep their values in millionths, as whole numbers stored in
+//! `f64`: sums of whole numbers are exact in any order, so the running total, the
+//! total after some entries leave, and a sum recomputed from scratch always agree,
+//! and a threshold test can never flip on rounding noise.
 
+use crate::model::Range;
 use crate::time::Millis;
-use std::collections::VecDeque;
+
+/// Values are kept in units of one millionth.
+const SCALE: f64 = 1e6;
 
 /// One bucket of a window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Entry {
     pub at: Millis,
+    /// Millionths for a summing window; the plain value for a maximum window.
     pub value: f64,
 }
 
-/// A rolling window; see the module documentation.
+/// The bookkeeping of one window.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WindowMeta {
+    /// For a summing window: the sum of the entries, in millionths.
+    pub total: f64,
+    pub len: u32,
+    /// A maximum window (see [`Windows::add_max`]), with no total.
+    pub keeps_max: bool,
+    /// Some entry was negative, so the sum may rise as entries leave.
+    pub has_negative: bool,
+}
+
+/// Every window of one lead: `entries` holds window 0's entries, then window
+/// 1's, and so on, each run oldest first.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Window {
-    pub entries: VecDeque<Entry>,
+pub struct Windows {
+    pub meta: Vec<WindowMeta>,
+    pub entries: Vec<Entry>,
 }
 
 fn same_bucket(a: Millis, b: Millis, bucket: Millis) -> bool {
     a.div_euclid(bucket) == b.div_euclid(bucket)
 }
 
-impl Window {
-    /// Drops the entries that have left a window of `width` at `now`.
-    pub fn expire(&mut self, now: Millis, width: Millis) {
-        while self.entries.front().is_some_and(|e| e.at + width <= now) {
-            self.entries.pop_front();
+/// A value in millionths, as a whole number.
+#[inline]
+pub fn to_units(v: f64) -> f64 {
+    (v * SCALE).round()
+}
+
+impl Windows {
+    pub fn new(count: usize) -> Windows {
+        Windows { meta: vec![WindowMeta::default(); count], entries: Vec::new() }
+    }
+
+    #[inline]
+    fn start(&self, w: usize) -> usize {
+        self.meta[..w].iter().map(|m| m.len as usize).sum()
+    }
+
+    /// A read-only view of window `w`.
+    #[inline]
+    pub fn get(&self, w: usize) -> Window<'_> {
+        let start = self.start(w);
+        let meta = &self.meta[w];
+        Window { meta, entries: &self.entries[start..start + meta.len as usize] }
+    }
+
+    /// Drops the entries that have left window `w` (of `width`) at `now`.
+    #[inline]
+    pub fn expire(&mut self, w: usize, now: Millis, width: Millis) {
+        if self.meta[w].len == 0 {
+            return;
+        }
+        let start = self.start(w);
+        let meta = &mut self.meta[w];
+        let run = &self.entries[start..start + meta.len as usize];
+        let gone = run.iter().take_while(|e| e.at + width <= now).count();
+        if gone == 0 {
+            return;
+        }
+        if !meta.keeps_max {
+            meta.total -= run[..gone].iter().map(|e| e.value).sum::<f64>();
+        }
+        meta.len -= gone as u32;
+        if meta.len == 0 {
+            meta.total = 0.0;
+            meta.has_negative = false;
+        }
+        self.entries.drain(start..start + gone);
+    }
+
+    /// Empties window `w`.
+    pub fn clear(&mut self, w: usize) {
+        let start = self.start(w);
+        let len = self.meta[w].len as usize;
+        self.entries.drain(start..start + len);
+        self.meta[w] = WindowMeta::default();
+    }
+
+    /// Adds `value` at `at` to summing window `w`.
+    pub fn add(&mut self, w: usize, at: Millis, value: f64, bucket: Millis) {
+        let end = self.start(w) + self.meta[w].len as usize;
+        let units = to_units(value);
+        let meta = &mut self.meta[w];
+        debug_assert!(!meta.keeps_max, "a window either sums or keeps the maximum");
+        meta.has_negative |= units < 0.0;
+        meta.total += units;
+        if meta.len > 0 && same_bucket(self.entries[end - 1].at, at, bucket) {
+            let last = &mut self.entries[end - 1];
+            last.at = at;
+            last.value += units;
+        } else {
+            meta.len += 1;
+            self.entries.insert(end, Entry { at, value: units });
         }
     }
 
-    /// Adds `value` at `at` to a summing window.
-    pub fn add(&mut self, at: Millis, value: f64, bucket: Millis) {
-        match self.entries.back_mut() {
-            Some(last) if same_bucket(last.at, at, bucket) => {
-                last.at = at;
-                last.value += value;
-            }
-            _ => self.entries.push_back(Entry { at, value }),
-        }
-    }
-
-    /// Records `value` at `at` in a window that keeps the maximum. Entries that
-    /// can never be the maximum again (lower and leaving earlier) are dropped, so
-    /// the values decrease from front to back and the front is the maximum.
-    pub fn add_max(&mut self, at: Millis, value: f64, bucket: Millis) {
+    /// Records `value` at `at` in window `w`, which keeps the maximum. Entries
+    /// that can never be the maximum again (lower and leaving earlier) are
+    /// dropped, so values decrease from oldest to newest and the oldest is the
+    /// maximum.
+    pub fn add_max(&mut self, w: usize, at: Millis, value: f64, bucket: Millis) {
+        let start = self.start(w);
+        let meta = &mut self.meta[w];
+        debug_assert!(meta.keeps_max || meta.len == 0, "a window either sums or keeps the maximum");
+        meta.keeps_max = true;
+        let mut end = start + meta.len as usize;
         let mut value = value;
-        if let Some(last) = self.entries.back() {
-            if same_bucket(last.at, at, bucket) {
-                value = value.max(last.value);
-                self.entries.pop_back();
-            }
+        if end > start && same_bucket(self.entries[end - 1].at, at, bucket) {
+            value = value.max(self.entries[end - 1].value);
+            end -= 1;
         }
-        while self.entries.back().is_some_and(|e| e.value <= value) {
-            self.entries.pop_back();
+        while end > start && self.entries[end - 1].value <= value {
+            end -= 1;
         }
-        self.entries.push_back(Entry { at, value });
+        let old_end = start + meta.len as usize;
+        self.entries.splice(end..old_end, [Entry { at, value }]);
+        meta.len = (end - start + 1) as u32;
     }
+}
 
-    /// The sum, added from the back so that [`Window::sum_flip`] reproduces it
-    /// exactly for every suffix.
+/// A read-only view of one window.
+#[derive(Debug, Clone, Copy)]
+pub struct Window<'a> {
+    pub meta: &'a WindowMeta,
+    pub entries: &'a [Entry],
+}
+
+impl Window<'_> {
+    /// The sum of a summing window.
+    #[inline]
     pub fn sum(&self) -> f64 {
-        self.entries.iter().rev().fold(0.0, |acc, e| acc + e.value)
+        self.meta.total / SCALE
     }
 
+    /// The maximum of a maximum window.
+    #[inline]
     pub fn max(&self) -> Option<f64> {
-        self.entries.front().map(|e| e.value)
+        self.entries.first().map(|e| e.value)
     }
 
-    /// When the front entry leaves a window of `width`.
+    /// When the oldest entry leaves a window of `width`.
     pub fn next_expiry(&self, width: Millis) -> Option<Millis> {
-        self.entries.front().map(|e| e.at + width)
+        self.entries.first().map(|e| e.at + width)
     }
 
-    /// The first instant at which `test(value)` changes as entries leave a summing
-    /// window of `width`, with no entries added.
-    pub fn sum_flip(&self, width: Millis, test: impl Fn(f64) -> bool) -> Option<Millis> {
-        // suffix[k] is the sum once the first k entries have left, computed in the
-        // same order as `sum()` so that no rounding difference can fake a flip.
-        let n = self.entries.len();
-        let mut suffix = vec![0.0; n + 1];
-        for i in (0..n).rev() {
-            suffix[i] = suffix[i + 1] + self.entries[i].value;
+    /// The first instant at which the sum leaves or enters `range` as entries
+    /// leave a summing window of `width`, with no entries added.
+    pub fn sum_flip(&self, width: Millis, range: &Range) -> Option<Millis> {
+        let entries = self.entries;
+        let n = entries.len();
+        let holds = range.contains(self.meta.total / SCALE);
+        if self.meta.has_negative {
+            // The sum may go up and down: walk the entries as they leave.
+            let mut rest = self.meta.total;
+            for e in entries {
+                rest -= e.value;
+                if range.contains(rest / SCALE) != holds {
+                    return Some(e.at + width);
+                }
+            }
+            return None;
         }
-        let now = test(suffix[0]);
-        (0..n).find(|&k| test(suffix[k + 1]) != now).map(|k| self.entries[k].at + width)
+        // With no negative entries the sum only falls as entries leave, so the
+        // test changes when it falls past the nearest bound below it. The sum
+        // after the first k entries leave is the sum of the last n - k: walk from
+        // the newest over the few recent entries that keep it above that bound.
+        let mut first = 0; // entries[..first] have left
+        let mut value = self.meta.total;
+        loop {
+            let bound = range.bound_below(value / SCALE)?;
+            let mut suffix = 0.0;
+            let mut k = n; // smallest k with the sum of entries[k..] past the bound
+            while k > first {
+                let next = suffix + entries[k - 1].value;
+                if !bound.passed(next / SCALE) {
+                    break;
+                }
+                suffix = next;
+                k -= 1;
+            }
+            if k == first {
+                return None;
+            }
+            if range.contains(suffix / SCALE) != holds {
+                return Some(entries[k - 1].at + width);
+            }
+            // A redundant bound (the test did not change): carry on below it.
+            first = k;
+            value = suffix;
+        }
     }
 
     /// The same for a maximum window; an empty window has no value (`None`).
@@ -109,55 +241,133 @@ impl Window {
 mod tests {
     use super::*;
     use crate::time::HOUR;
+    use proptest::prelude::*;
 
     #[test]
     fn entries_leave_exactly_width_after() {
-        let mut w = Window::default();
-        w.add(0, 1.0, 1);
-        w.add(10, 2.0, 1);
-        w.expire(99, 100);
-        assert_eq!(w.sum(), 3.0);
-        w.expire(100, 100);
-        assert_eq!(w.sum(), 2.0);
-        assert_eq!(w.next_expiry(100), Some(110));
+        let mut w = Windows::new(2);
+        w.add(1, 0, 1.0, 1);
+        w.add(1, 10, 2.0, 1);
+        w.add(0, 5, 7.0, 1);
+        w.expire(1, 99, 100);
+        assert_eq!(w.get(1).sum(), 3.0);
+        w.expire(1, 100, 100);
+        assert_eq!(w.get(1).sum(), 2.0);
+        assert_eq!(w.get(1).next_expiry(100), Some(110));
+        assert_eq!(w.get(0).sum(), 7.0, "other windows are untouched");
+        w.clear(0);
+        assert_eq!(w.get(0).sum(), 0.0);
+        assert_eq!(w.get(1).sum(), 2.0);
     }
 
     #[test]
     fn one_bucket_merges() {
-        let mut w = Window::default();
-        w.add(HOUR + 5, 1.0, HOUR);
-        w.add(HOUR + 50, 1.0, HOUR);
-        w.add(2 * HOUR, 1.0, HOUR);
-        assert_eq!(w.entries.len(), 2);
-        assert_eq!(w.entries[0].at, HOUR + 50);
+        let mut w = Windows::new(1);
+        w.add(0, HOUR + 5, 1.0, HOUR);
+        w.add(0, HOUR + 50, 1.0, HOUR);
+        w.add(0, 2 * HOUR, 1.0, HOUR);
+        assert_eq!(w.get(0).entries.len(), 2);
+        assert_eq!(w.get(0).entries[0].at, HOUR + 50);
+        assert_eq!(w.get(0).sum(), 3.0);
     }
 
     #[test]
     fn max_keeps_only_candidates() {
-        let mut w = Window::default();
-        w.add_max(0, 5.0, 1);
-        w.add_max(1, 9.0, 1);
-        w.add_max(2, 3.0, 1);
-        assert_eq!(w.max(), Some(9.0));
-        assert_eq!(w.entries.len(), 2);
-        w.expire(101, 100);
-        assert_eq!(w.max(), Some(3.0));
+        let mut w = Windows::new(2);
+        w.add(0, 0, 1.0, 1);
+        w.add_max(1, 0, 5.0, 1);
+        w.add_max(1, 1, 9.0, 1);
+        w.add_max(1, 2, 3.0, 1);
+        w.add(0, 3, 1.0, 1);
+        assert_eq!(w.get(1).max(), Some(9.0));
+        assert_eq!(w.get(1).entries.len(), 2);
+        w.expire(1, 101, 100);
+        assert_eq!(w.get(1).max(), Some(3.0));
+        assert_eq!(w.get(0).sum(), 2.0);
     }
 
     #[test]
     fn flips() {
-        let mut w = Window::default();
+        let mut w = Windows::new(1);
         for t in 0..10 {
-            w.add(t * 10, 1.0, 1);
+            w.add(0, t * 10, 1.0, 1);
         }
+        let w1 = w.get(0);
+        let at_least = |v| Range { gte: Some(v), ..Range::default() };
         // count >= 10 stops holding when the first entry leaves
-        assert_eq!(w.sum_flip(1000, |v| v >= 10.0), Some(1000));
+        assert_eq!(w1.sum_flip(1000, &at_least(10.0)), Some(1000));
         // count >= 3 stops holding when the 8th entry leaves (2 remain)
-        assert_eq!(w.sum_flip(1000, |v| v >= 3.0), Some(1070));
-        let mut m = Window::default();
-        m.add_max(0, 50.0, 1);
-        m.add_max(5, 40.0, 1);
-        assert_eq!(m.max_flip(100, |p| p.is_some_and(|p| p >= 45.0)), Some(100));
-        assert_eq!(m.max_flip(100, |p| p.is_some()), Some(105));
+        assert_eq!(w1.sum_flip(1000, &at_least(3.0)), Some(1070));
+        // count < 5 starts holding when the 6th entry leaves (4 remain)
+        assert_eq!(w1.sum_flip(1000, &Range { lt: Some(5.0), ..Range::default() }), Some(1050));
+        // 2 < count <= 4: first false (10), true when 6 have left
+        let band = Range { gt: Some(2.0), lte: Some(4.0), ..Range::default() };
+        assert_eq!(w1.sum_flip(1000, &band), Some(1050));
+        let mut m = Windows::new(1);
+        m.add_max(0, 0, 50.0, 1);
+        m.add_max(0, 5, 40.0, 1);
+        assert_eq!(m.get(0).max_flip(100, |p| p.is_some_and(|p| p >= 45.0)), Some(100));
+        assert_eq!(m.get(0).max_flip(100, |p| p.is_some()), Some(105));
+    }
+
+    proptest! {
+        #[test]
+        fn the_fast_flip_agrees_with_walking_every_entry(
+            values in proptest::collection::vec(0u8..6, 1..40),
+            neg in proptest::bool::ANY,
+            lo in proptest::option::of(0u8..30), hi in proptest::option::of(0u8..30),
+            strict_lo in proptest::bool::ANY, strict_hi in proptest::bool::ANY,
+        ) {
+            let mut w = Windows::new(1);
+            for (i, v) in values.iter().enumerate() {
+                let v = f64::from(*v) - if neg && i % 3 == 0 { 3.0 } else { 0.0 };
+                w.add(0, i as i64 * 10, v, 1);
+            }
+            let lo = lo.map(f64::from);
+            let hi = hi.map(f64::from);
+            let range = Range {
+                gt: lo.filter(|_| strict_lo), gte: lo.filter(|_| !strict_lo),
+                lt: hi.filter(|_| !strict_hi), lte: hi.filter(|_| strict_hi),
+            };
+            let view = w.get(0);
+            // The reference: walk every entry as it leaves.
+            let mut rest = view.meta.total;
+            let holds = range.contains(rest / SCALE);
+            let mut expected = None;
+            for e in view.entries {
+                rest -= e.value;
+                if range.contains(rest / SCALE) != holds {
+                    expected = Some(e.at + 100);
+                    break;
+                }
+            }
+            prop_assert_eq!(view.sum_flip(100, &range), expected);
+        }
+
+        #[test]
+        fn windows_stay_independent_and_totals_exact(
+            ops in proptest::collection::vec((0usize..3, -50i32..50, 0i64..5), 1..80), now in 0i64..400,
+        ) {
+            // Three summing windows driven in one buffer agree with three separate lists.
+            let mut w = Windows::new(3);
+            let mut reference: Vec<Vec<(i64, f64)>> = vec![Vec::new(); 3];
+            let mut t = 0;
+            for (win, v, gap) in ops {
+                t += gap;
+                let v = f64::from(v) / 4.0;
+                w.add(win, t, v, 1);
+                match reference[win].last_mut() {
+                    Some(last) if last.0 == t => last.1 += v,
+                    _ => reference[win].push((t, v)),
+                }
+            }
+            for (win, r) in reference.iter().enumerate() {
+                w.expire(win, now, 100);
+                let expected: f64 = r.iter().filter(|(at, _)| at + 100 > now).map(|(_, v)| v).sum();
+                prop_assert!((w.get(win).sum() - expected).abs() < 1e-9);
+                let fresh: f64 = w.get(win).entries.iter().map(|e| e.value).sum();
+                prop_assert_eq!(w.get(win).meta.total, fresh);
+            }
+        }
     }
 }

@@ -80,11 +80,8 @@ impl<'m> Scorer<'m> {
     }
 
     fn write_outputs(&mut self, lead: &str, event: Option<&Event>, out: &mut impl Write) -> io::Result<()> {
-        let ctx = RecordContext {
-            model: self.model,
-            lead_id: lead,
-            event: event.map(|e| (e.event_id.as_str(), e.kind)),
-        };
+        let ctx =
+            RecordContext { model: self.model, lead_id: lead, event: event.map(|e| (e.event_id.as_str(), e.kind)) };
         for r in &self.outputs.records {
             match r {
                 Record::ScoreChange(_) => self.summary.score_changes += 1,
@@ -120,7 +117,9 @@ impl<'m> Scorer<'m> {
                 break;
             }
             let Reverse((due, lead)) = self.timers.pop().expect("peeked");
-            let Some(state) = self.leads.get_mut(&lead) else { continue };
+            let Some(state) = self.leads.get_mut(&lead) else {
+                continue;
+            };
             if state.next_due != Some(due) {
                 continue;
             }
