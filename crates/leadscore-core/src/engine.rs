@@ -368,22 +368,29 @@ fn update_segments(model: &Model, state: &mut LeadState, now: Millis, cause: Cau
 }
 
 /// The next instant after `now` at which a segment could change by time alone.
-fn next_due(model: &Model, state: &LeadState, now: Millis) -> Option<Millis> {
+fn next_due(model: &Model, state: &mut LeadState, now: Millis) -> Option<Millis> {
     let half_life = model.score.half_life;
     let (value, anchor) = (state.score, state.score_at);
     let score_cents = cents_at(value, anchor, now, half_life);
-    let view = View { model, state, now, score_cents };
 
     // Decay moves the score towards zero, so the only static thresholds it can
     // cross next are the nearest at or below the score (falling) and the nearest
-    // above it (rising, for negative scores).
-    let th = &model.score_thresholds;
-    let split = th.partition_point(|&c| c <= score_cents);
-    let mut due = [split.checked_sub(1).map(|i| th[i]), th.get(split).copied()]
-        .into_iter()
-        .flatten()
-        .filter_map(|c| crossing(value, anchor, now, half_life, c))
-        .min();
+    // above it (rising, for negative scores). That instant depends only on the
+    // score's value and anchor, so it is kept until either changes or it passes.
+    let cache = &mut state.threshold_due;
+    if cache.value.to_bits() != value.to_bits() || cache.anchor != anchor || cache.due.is_some_and(|d| d <= now) {
+        let th = &model.score_thresholds;
+        let split = th.partition_point(|&c| c <= score_cents);
+        cache.due = [split.checked_sub(1).map(|i| th[i]), th.get(split).copied()]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| crossing(value, anchor, now, half_life, c))
+            .min();
+        cache.value = value;
+        cache.anchor = anchor;
+    }
+    let mut due = cache.due;
+    let view = View { model, state, now, score_cents };
     for seg in &model.segments {
         due = min_opt(due, view.due(&seg.when));
     }

@@ -74,6 +74,25 @@ pub struct LeadState {
     pub recent_ids: RecentIds,
     /// When time alone could next change a segment.
     pub next_due: Option<Millis>,
+    /// When decay next takes the score across a segment threshold (derived; kept
+    /// so that events that award no points do not solve it again).
+    pub threshold_due: ThresholdDue,
+}
+
+/// The cached instant at which a score `value` held since `anchor` next crosses
+/// a static score threshold of the model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThresholdDue {
+    pub value: f64,
+    pub anchor: Millis,
+    pub due: Option<Millis>,
+}
+
+impl Default for ThresholdDue {
+    fn default() -> ThresholdDue {
+        // NaN never equals a score, so the first use computes it.
+        ThresholdDue { value: f64::NAN, anchor: 0, due: None }
+    }
 }
 
 impl LeadState {
@@ -99,6 +118,7 @@ impl LeadState {
             member: 0,
             recent_ids: RecentIds::default(),
             next_due: None,
+            threshold_due: ThresholdDue::default(),
         };
         s.regrade(model);
         s
