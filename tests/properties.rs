@@ -78,10 +78,10 @@ fn event(i: usize, s: &Step, t: i64) -> Event {
         Kind::Search => text(&mut e, Field::Term, ["analytics", "price"][v % 2]),
         Kind::Webinar => {
             text(&mut e, Field::Webinar, "w");
-            e.properties.attended = Some(v % 3 != 0);
+            e.properties.attended = Some(!v.is_multiple_of(3));
         }
         Kind::EmailBounce => {
-            e.properties.bounce_type = Some(if v % 4 == 0 {
+            e.properties.bounce_type = Some(if v.is_multiple_of(4) {
                 leadscore_suite::core::event::BounceType::Hard
             } else {
                 leadscore_suite::core::event::BounceType::Soft

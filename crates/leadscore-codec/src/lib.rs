@@ -10,12 +10,15 @@
 //!
 //! - [`error`]: error classes and the decode error.
 //! - [`json_in`]: JSON input events.
+//! - [`json_event`]: JSON input events written out, for generators.
 //! - [`json_out`]: JSON output records.
 
 pub mod error;
+pub mod json_event;
 pub mod json_in;
 pub mod json_out;
 
 pub use error::{DecodeError, ErrorClass};
+pub use json_event::encode_event_json;
 pub use json_in::{decode_json, Limits};
 pub use json_out::{encode_json, RecordContext};

@@ -392,7 +392,7 @@ pub fn compile(f: &ModelFile) -> Result<Model> {
         "none" | "off" => 0,
         s => duration("score.half_life", s)?,
     };
-    if !(f.score.min < f.score.max) {
+    if f.score.min.partial_cmp(&f.score.max) != Some(std::cmp::Ordering::Less) {
         return Err(ConfigError::at("score", format!("min ({}) must be below max ({})", f.score.min, f.score.max)));
     }
     let remember_event_ids = f.dedup.remember_event_ids.unwrap_or(ModelSpec::DEFAULT_REMEMBER_EVENT_IDS);

@@ -10,7 +10,7 @@
 
 use crate::decay::{cents, cents_at, crossing, decayed, round2};
 use crate::dedup::id_hash;
-use crate::event::{Event, Field, Kind, Stage};
+use crate::event::{Event, Field, Kind};
 use crate::model::{Cond, Measure, Model};
 use crate::output::{Cause, Direction, Outputs, Reason, Record, ScoreChange, Transition};
 use crate::state::{LeadState, Membership};
@@ -410,6 +410,3 @@ fn min_opt(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
 pub fn score_now(model: &Model, state: &LeadState, now: Millis) -> f64 {
     round2(decayed(state.score, state.score_at, now.max(state.clock), model.score.half_life))
 }
-
-/// Every stage, for iterating.
-pub const STAGES: [Stage; 3] = [Stage::Open, Stage::ClosedWon, Stage::ClosedLost];

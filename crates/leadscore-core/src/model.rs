@@ -406,7 +406,7 @@ impl Model {
         if spec.profile_tests.len() > MAX_PROFILE_TESTS {
             return e(format!("at most {MAX_PROFILE_TESTS} profile tests in segments are supported"));
         }
-        if !(spec.score.min < spec.score.max) {
+        if spec.score.min.partial_cmp(&spec.score.max) != Some(std::cmp::Ordering::Less) {
             return e(format!("score.min ({}) must be below score.max ({})", spec.score.min, spec.score.max));
         }
         if spec.bucket <= 0 || spec.bucket > HOUR {

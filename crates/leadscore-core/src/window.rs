@@ -320,7 +320,7 @@ mod tests {
         ) {
             let mut w = Windows::new(1);
             for (i, v) in values.iter().enumerate() {
-                let v = f64::from(*v) - if neg && i % 3 == 0 { 3.0 } else { 0.0 };
+                let v = f64::from(*v) - if neg && i.is_multiple_of(3) { 3.0 } else { 0.0 };
                 w.add(0, i as i64 * 10, v, 1);
             }
             let lo = lo.map(f64::from);

@@ -33,6 +33,28 @@ enum Command {
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         until: Option<Millis>,
     },
+    /// Generate a realistic synthetic event stream as JSON lines (page views,
+    /// email engagement, downloads, bounces, profile and CRM updates).
+    Gen {
+        /// How many events.
+        #[arg(long, default_value_t = 10_000)]
+        events: u64,
+        /// How many distinct leads (a fifth of them produce most events).
+        #[arg(long, default_value_t = 1_000)]
+        leads: u64,
+        /// Average event time between consecutive events, e.g. 15m or 500ms.
+        #[arg(long, default_value = "1m", value_parser = parse_step)]
+        step: Millis,
+        /// Event time of the first event (RFC 3339 or epoch milliseconds).
+        #[arg(long, default_value = "2026-01-01T00:00:00Z", value_parser = parse_time)]
+        start: Millis,
+        /// Seed: the same seed gives the same stream.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Where to write; `-` is standard output.
+        #[arg(long, default_value = "-", value_name = "FILE|-")]
+        output: String,
+    },
     /// Check a model file and print a readable summary of it.
     CheckModel {
         /// The model file (TOML).
@@ -45,6 +67,22 @@ fn parse_time(s: &str) -> Result<Millis, String> {
         return check_range(ms).map_err(|e| e.to_string());
     }
     parse_rfc3339(s).map_err(|e| e.to_string())
+}
+
+fn parse_step(s: &str) -> Result<Millis, String> {
+    leadscore_core::time::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn generate(events: u64, settings: leadscore_synth::Settings, out: &mut impl Write) -> io::Result<()> {
+    let mut generator = leadscore_synth::Generator::new(settings);
+    let mut line = Vec::with_capacity(512);
+    for _ in 0..events {
+        line.clear();
+        leadscore_codec::encode_event_json(&mut line, &generator.next_event());
+        line.push(b'\n');
+        out.write_all(&line)?;
+    }
+    out.flush()
 }
 
 fn load_model(path: Option<&PathBuf>) -> anyhow::Result<Model> {
@@ -68,6 +106,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 leadscore::offline::run(&model, BufReader::with_capacity(1 << 16, file), until, &mut out, &mut err)?;
             }
             out.flush()?;
+        }
+        Command::Gen { events, leads, step, start, seed, output } => {
+            let settings = leadscore_synth::Settings { seed, leads, start, step, erase_share: 0.0 };
+            if output == "-" {
+                generate(events, settings, &mut io::BufWriter::new(io::stdout().lock()))?;
+            } else {
+                let file =
+                    std::fs::File::create(&output).with_context(|| format!("cannot create --output {output}"))?;
+                generate(events, settings, &mut io::BufWriter::new(file))?;
+                eprintln!("leadscore: wrote {events} events for {leads} leads to {output}");
+            }
         }
         Command::CheckModel { file } => {
             let model = leadscore_config::load_model(&file)?;

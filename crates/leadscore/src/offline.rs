@@ -185,7 +185,10 @@ pub fn run(
                 writeln!(err, "line {}: {}: {}", n + 1, e.class, e.message)?;
             }
         }
-        if progress && scorer.summary.events_read % 65_536 == 0 && last_report.elapsed() > Duration::from_secs(2) {
+        if progress
+            && scorer.summary.events_read.is_multiple_of(65_536)
+            && last_report.elapsed() > Duration::from_secs(2)
+        {
             last_report = Instant::now();
             let rate = scorer.summary.events_read as f64 / started.elapsed().as_secs_f64();
             writeln!(err, "leadscore: {} events read ({rate:.0}/s)", scorer.summary.events_read)?;

@@ -1,0 +1,143 @@
+//! The `leadscore` binary as a user runs it: offline scoring of files and of
+//! standard input, bad lines, `--until`, and model checks.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_leadscore"))
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("it finishes")
+}
+
+#[test]
+fn scores_a_golden_scenario_exactly() {
+    let dir = repo().join("tests/golden/decay-across-tiers");
+    let until = std::fs::read_to_string(dir.join("until")).expect("until");
+    let out = bin()
+        .args(["score", "--model"])
+        .arg(repo().join("config/seed-model.toml"))
+        .arg("--input")
+        .arg(dir.join("events.jsonl"))
+        .args(["--until", until.trim()])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), std::fs::read_to_string(dir.join("expected.jsonl")).expect("expected"));
+    assert!(text(&out.stderr).contains("6 events read: 6 applied, 0 duplicates, 0 rejected"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn bad_lines_are_reported_and_processing_goes_on() {
+    let input = concat!(
+        r#"{"event_id":"a","lead_id":"L","type":"email_click","timestamp":"2026-01-01T00:00:00Z","properties":{"link_url":"/x"}}"#,
+        "\n",
+        "this is not json\n",
+        "\n",
+        r#"{"event_id":"b","lead_id":"L","type":"fax","timestamp":"2026-01-01T00:00:01Z"}"#,
+        "\n",
+        r#"{"event_id":"c","lead_id":"L","type":"search","timestamp":"tomorrow","properties":{"term":"x"}}"#,
+        "\n",
+        r#"{"event_id":"d","lead_id":"L","type":"profile_update","timestamp":1767225602000,"properties":{"company_size":"big"}}"#,
+        "\n",
+        r#"{"event_id":"a","lead_id":"L","type":"email_click","timestamp":"2026-01-01T00:00:00Z","properties":{"link_url":"/x"}}"#,
+        "\n",
+        r#"{"event_id":"e","lead_id":"L","type":"email_click","timestamp":"2026-01-01T00:00:03Z","properties":{"link_url":"/y"}}"#,
+        "\n",
+    );
+    let out = run_with_stdin(&["score", "--input", "-"], input);
+    assert!(out.status.success());
+    let err = text(&out.stderr);
+    for expected in [
+        "line 2: not_json:",
+        "line 4: unknown_kind: type \"fax\" is not a known kind",
+        "line 5: bad_timestamp: timestamp:",
+        "line 6: invalid_field: properties.company_size: expected an integer, got a string",
+        "7 events read: 2 applied, 1 duplicates, 4 rejected",
+    ] {
+        assert!(err.contains(expected), "stderr lacks {expected:?}:\n{err}");
+    }
+    let records: Vec<serde_json::Value> =
+        text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    let events: Vec<&str> = records.iter().filter_map(|r| r["event_id"].as_str()).collect();
+    assert_eq!(events, ["a", "a", "e"], "a's score change and transition, e's score change");
+    assert_eq!(records.last().expect("records")["score"], 6.0);
+}
+
+#[test]
+fn until_fires_timers_at_the_end() {
+    let input = concat!(
+        r#"{"event_id":"a","lead_id":"L","type":"search","timestamp":"2026-01-01T00:00:00Z","properties":{"term":"x"}}"#,
+        "\n"
+    );
+    let without = run_with_stdin(&["score", "--input", "-"], input);
+    assert!(!text(&without.stdout).contains("inactive-60d"));
+    let with = run_with_stdin(&["score", "--input", "-", "--until", "2026-03-02T00:00:00Z"], input);
+    let line = text(&with.stdout).lines().last().expect("a record").to_string();
+    assert!(
+        line.contains(
+            r#""segment":"inactive-60d","transition":"entered","timestamp":"2026-03-02T00:00:00.000Z","cause":"timer""#
+        ),
+        "{line}"
+    );
+    let epoch = run_with_stdin(&["score", "--input", "-", "--until", "1772409600000"], input);
+    assert_eq!(text(&epoch.stdout), text(&with.stdout), "--until takes epoch milliseconds too");
+}
+
+#[test]
+fn bad_arguments_name_the_problem() {
+    let out = bin().args(["score", "--input", "-", "--until", "next week"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--until"), "{}", text(&out.stderr));
+    let out = bin().args(["score", "--input", "/nonexistent/events.jsonl"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot open --input /nonexistent/events.jsonl"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn check_model_summarises_a_good_model_and_names_the_key_of_a_bad_one() {
+    let seed = repo().join("config/seed-model.toml");
+    let out = bin().arg("check-model").arg(&seed).output().expect("runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary = text(&out.stdout);
+    for expected in [
+        "model seed-1",
+        "page-view          on page_view: +1, at most 10 per 1d",
+        "download           on download: +2 for the first 1, then +5",
+        "title-manager      job_title has the words \"manager\", unless title-exec: +20",
+        "inactive-60d                   last activity at least 60d ago",
+        "sales-ready                    score ≥ 76 and grade is A or B",
+        "seed-model.toml: ok",
+    ] {
+        assert!(summary.contains(expected), "summary lacks {expected:?}:\n{summary}");
+    }
+
+    let bad = std::env::temp_dir().join(format!("leadscore-bad-model-{}.toml", std::process::id()));
+    let text_of_seed = std::fs::read_to_string(&seed).expect("seed");
+    std::fs::write(&bad, text_of_seed.replacen("half_life = \"30d\"", "half_life = \"thirty days\"", 1))
+        .expect("write");
+    let out = bin().arg("check-model").arg(&bad).output().expect("runs");
+    std::fs::remove_file(&bad).ok();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("score.half_life") && err.contains("\"thirty days\" is not a duration"), "{err}");
+}
