@@ -4,10 +4,10 @@
 # Sourced by run.sh and test.sh; safe to run again.
 set -euo pipefail
 
-# System packages the build needs (Debian names). The offline core needs none
-# beyond the toolchain's C linker; the Kafka/RocksDB pipeline will add clang and
-# libclang-dev (bindgen for librocksdb-sys).
-PACKAGES=()
+# System packages the build needs (Debian names): a C++ compiler for RocksDB,
+# clang and libclang for its bindings (bindgen), OpenSSL headers and pkg-config
+# for librdkafka's TLS.
+PACKAGES=(g++ clang libclang-dev libssl-dev pkg-config)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 

@@ -378,7 +378,8 @@ fn next_due(model: &Model, state: &mut LeadState, now: Millis) -> Option<Millis>
     // above it (rising, for negative scores). That instant depends only on the
     // score's value and anchor, so it is kept until either changes or it passes.
     let cache = &mut state.threshold_due;
-    if cache.value.to_bits() != value.to_bits() || cache.anchor != anchor || cache.due.is_some_and(|d| d <= now) {
+    let fresh = cache.key.is_some_and(|(v, a)| v.to_bits() == value.to_bits() && a == anchor);
+    if !fresh || cache.due.is_some_and(|d| d <= now) {
         let th = &model.score_thresholds;
         let split = th.partition_point(|&c| c <= score_cents);
         cache.due = [split.checked_sub(1).map(|i| th[i]), th.get(split).copied()]
@@ -386,8 +387,7 @@ fn next_due(model: &Model, state: &mut LeadState, now: Millis) -> Option<Millis>
             .flatten()
             .filter_map(|c| crossing(value, anchor, now, half_life, c))
             .min();
-        cache.value = value;
-        cache.anchor = anchor;
+        cache.key = Some((value, anchor));
     }
     let mut due = cache.due;
     let view = View { model, state, now, score_cents };

@@ -79,20 +79,12 @@ pub struct LeadState {
     pub threshold_due: ThresholdDue,
 }
 
-/// The cached instant at which a score `value` held since `anchor` next crosses
-/// a static score threshold of the model.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The cached instant at which the score `value` held since `anchor` (the key)
+/// next crosses a static score threshold of the model. No key: not computed.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ThresholdDue {
-    pub value: f64,
-    pub anchor: Millis,
+    pub key: Option<(f64, Millis)>,
     pub due: Option<Millis>,
-}
-
-impl Default for ThresholdDue {
-    fn default() -> ThresholdDue {
-        // NaN never equals a score, so the first use computes it.
-        ThresholdDue { value: f64::NAN, anchor: 0, due: None }
-    }
 }
 
 impl LeadState {

@@ -1,0 +1,94 @@
+//! Messages in and records out, as owned plain data: Kafka types are converted at
+//! the adapter's edge.
+
+use leadscore_core::{Kind, Millis};
+use std::collections::BTreeMap;
+
+/// One consumed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputMessage {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    /// The broker's timestamp, if any (not event time).
+    pub timestamp: Option<Millis>,
+}
+
+/// Where an output record goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputTopic {
+    ScoreChanges,
+    Transitions,
+    DeadLetters,
+    /// Same partition as the input partition.
+    Changelog,
+}
+
+/// One record to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputRecord {
+    pub topic: OutputTopic,
+    pub key: Option<Vec<u8>>,
+    /// `None` is a tombstone (an erased lead's changelog record).
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(&'static str, Vec<u8>)>,
+    /// Set for changelog records: the input partition they belong to.
+    pub partition: Option<u32>,
+}
+
+/// Dead-letter headers (domain.md §2).
+pub mod headers {
+    pub const ERROR_CLASS: &str = "leadscore.error.class";
+    pub const ERROR_MESSAGE: &str = "leadscore.error.message";
+    pub const SOURCE_TOPIC: &str = "leadscore.source.topic";
+    pub const SOURCE_PARTITION: &str = "leadscore.source.partition";
+    pub const SOURCE_OFFSET: &str = "leadscore.source.offset";
+}
+
+/// Topic names and the kind each input topic carries (`None`: any kind, `type`
+/// required).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub inputs: BTreeMap<String, Option<Kind>>,
+    pub score_changes: String,
+    pub transitions: String,
+    pub dead_letters: String,
+    pub changelog: String,
+}
+
+impl Default for Topics {
+    /// The defaults of domain.md §2 and §3.
+    fn default() -> Topics {
+        let inputs = [
+            ("page-views", Some(Kind::PageView)),
+            ("email-clicks", Some(Kind::EmailClick)),
+            ("downloads", Some(Kind::Download)),
+            ("email-bounces", Some(Kind::EmailBounce)),
+            ("lead-events", None),
+            ("lead-profiles", None),
+        ]
+        .into_iter()
+        .map(|(t, k)| (t.to_string(), k))
+        .collect();
+        Topics {
+            inputs,
+            score_changes: "lead-score-changes".into(),
+            transitions: "lead-segment-transitions".into(),
+            dead_letters: "lead-events-dlq".into(),
+            changelog: "leadscore-state-changelog".into(),
+        }
+    }
+}
+
+impl Topics {
+    pub fn name(&self, topic: OutputTopic) -> &str {
+        match topic {
+            OutputTopic::ScoreChanges => &self.score_changes,
+            OutputTopic::Transitions => &self.transitions,
+            OutputTopic::DeadLetters => &self.dead_letters,
+            OutputTopic::Changelog => &self.changelog,
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The processing step against an in-memory store: the stream publishes exactly
+//! what the offline scorer prints, a crash before the commit replays the same
+//! records and applies nothing twice, bad input becomes dead letters, and
+//! wall-clock timers fire with no input.
+
+use leadscore_config::seed_model;
+use leadscore_core::time::{parse_rfc3339, DAY};
+use leadscore_pipeline::messages::headers;
+use leadscore_pipeline::{InputMessage, OutputRecord, OutputTopic, Processor, Step, TimeMode, Topics};
+use leadscore_store::memory::MemoryStore;
+use leadscore_store::StateStore;
+use std::path::{Path, PathBuf};
+
+fn golden_dirs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("golden scenarios")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn messages(topic: &str, lines: &[&str]) -> Vec<InputMessage> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| InputMessage {
+            topic: topic.to_string(),
+            partition: 0,
+            offset: i as i64,
+            key: None,
+            payload: Some(l.as_bytes().to_vec()),
+            timestamp: None,
+        })
+        .collect()
+}
+
+/// The score changes and transitions of a step, as JSON lines.
+fn published(step: &Step) -> Vec<String> {
+    step.outputs
+        .iter()
+        .filter(|o| matches!(o.topic, OutputTopic::ScoreChanges | OutputTopic::Transitions))
+        .map(|o| String::from_utf8(o.value.clone().expect("a value")).expect("UTF-8"))
+        .collect()
+}
+
+#[test]
+fn every_golden_scenario_streams_exactly_what_the_offline_scorer_prints() {
+    let model = seed_model();
+    let topics = Topics::default();
+    let sizes = [1usize, 4, 2, 7, 3];
+    for dir in golden_dirs() {
+        let store = MemoryStore::new();
+        let p = Processor {
+            model: &model,
+            store: &store,
+            topics: &topics,
+            limits: Default::default(),
+            mode: TimeMode::EventTime,
+        };
+        let text = std::fs::read_to_string(dir.join("events.jsonl")).expect("events");
+        let lines: Vec<&str> = text.lines().collect();
+        let all = messages("lead-events", &lines);
+        let mut got = Vec::new();
+        let (mut at, mut i) = (0, 0);
+        while at < all.len() {
+            let end = (at + sizes[i % sizes.len()]).min(all.len());
+            let step = p.process(0, &all[at..end], 0).expect("process");
+            got.extend(published(&step));
+            store.write(&step.write).expect("commit");
+            at = end;
+            i += 1;
+        }
+        if let Ok(until) = std::fs::read_to_string(dir.join("until")) {
+            let step = p.tick(0, parse_rfc3339(until.trim()).expect("until")).expect("tick");
+            got.extend(published(&step));
+            store.write(&step.write).expect("commit");
+        }
+        let expected = std::fs::read_to_string(dir.join("expected.jsonl")).expect("expected");
+        let expected: Vec<&str> = expected.lines().collect();
+        assert_eq!(got, expected, "{}", dir.display());
+    }
+}
+
+const EVENTS: [&str; 4] = [
+    r#"{"event_id":"a","lead_id":"L-1","type":"form_submit","timestamp":"2026-01-01T00:00:00Z","properties":{"form":"demo"}}"#,
+    r#"{"event_id":"b","lead_id":"L-2","type":"search","timestamp":"2026-01-01T00:01:00Z","properties":{"term":"sso"}}"#,
+    r#"{"event_id":"c","lead_id":"L-1","type":"form_submit","timestamp":"2026-01-01T00:02:00Z","properties":{"form":"trial"}}"#,
+    r#"{"event_id":"d","lead_id":"L-1","type":"email_click","timestamp":"2026-01-01T00:03:00Z","properties":{"link_url":"/x"}}"#,
+];
+
+#[test]
+fn a_crash_before_the_commit_replays_the_same_records_and_applies_nothing_twice() {
+    let model = seed_model();
+    let topics = Topics::default();
+    let store = MemoryStore::new();
+    let p = Processor {
+        model: &model,
+        store: &store,
+        topics: &topics,
+        limits: Default::default(),
+        mode: TimeMode::WallClock,
+    };
+    let batch = messages("lead-events", &EVENTS);
+    let now = parse_rfc3339("2026-01-01T00:05:00Z").expect("time");
+
+    let first = p.process(0, &batch[..2], now).expect("process");
+    store.write(&first.write).expect("commit");
+    // The second batch is published, then the process dies before committing it.
+    let lost = p.process(0, &batch[2..], now).expect("process");
+    let replayed = p.process(0, &batch[2..], now).expect("process after restart");
+    assert_eq!(published(&lost), published(&replayed), "same records, same versions");
+    assert_eq!(lost.write, replayed.write);
+    store.write(&replayed.write).expect("commit");
+
+    // A consumer that re-delivers from an older offset changes nothing.
+    let again = p.process(0, &batch, now).expect("process");
+    assert_eq!(again.stats.skipped, 4);
+    assert!(published(&again).is_empty());
+
+    let last = published(&replayed).into_iter().rfind(|r| r.contains("score_change")).expect("a change");
+    assert!(last.contains(r#""score":33.0"#), "15 + 15 + 3 applied once each: {last}");
+    let cp = store.checkpoint(0).expect("checkpoint").expect("exists");
+    assert_eq!(cp.next_offsets.get("lead-events"), Some(&4));
+}
+
+#[test]
+fn bad_input_becomes_dead_letters_and_good_input_around_it_is_processed() {
+    let model = seed_model();
+    let topics = Topics::default();
+    let store = MemoryStore::new();
+    let p = Processor {
+        model: &model,
+        store: &store,
+        topics: &topics,
+        limits: Default::default(),
+        mode: TimeMode::WallClock,
+    };
+    let mut batch = messages(
+        "page-views",
+        &[
+            r#"{"event_id":"1","timestamp":"2026-01-01T00:00:00Z","properties":{"url":"/pricing"}}"#,
+            "{not json",
+            r#"{"event_id":"2","lead_id":"L-9","timestamp":"2026-01-01T00:00:01Z","properties":{"url":"/"}}"#,
+            r#"{"event_id":"3","timestamp":"2026-01-01T00:00:02Z","properties":{}}"#,
+        ],
+    );
+    for m in &mut batch {
+        m.key = Some(b"L-7".to_vec());
+    }
+    let step = p.process(0, &batch, 0).expect("process");
+    let dead: Vec<&OutputRecord> = step.outputs.iter().filter(|o| o.topic == OutputTopic::DeadLetters).collect();
+    assert_eq!(dead.len(), 3);
+    let header = |o: &OutputRecord, name: &str| {
+        String::from_utf8(o.headers.iter().find(|(k, _)| *k == name).expect(name).1.clone()).expect("UTF-8")
+    };
+    assert_eq!(
+        dead.iter().map(|d| header(d, headers::ERROR_CLASS)).collect::<Vec<_>>(),
+        ["not_json", "lead_id_mismatch", "missing_field"]
+    );
+    assert_eq!(header(dead[0], headers::SOURCE_TOPIC), "page-views");
+    assert_eq!(header(dead[0], headers::SOURCE_PARTITION), "0");
+    assert_eq!(header(dead[0], headers::SOURCE_OFFSET), "1");
+    assert!(header(dead[2], headers::ERROR_MESSAGE).contains("properties.url is required"));
+    assert_eq!(dead[0].value.as_deref(), Some(&b"{not json"[..]), "the original bytes");
+    assert_eq!(dead[0].key.as_deref(), Some(&b"L-7"[..]), "the original key");
+    assert_eq!(step.stats.applied, 1);
+    assert_eq!(step.stats.dead_lettered, 3);
+    assert!(published(&step)[0].contains(r#""lead_id":"L-7""#));
+}
+
+#[test]
+fn wall_clock_timers_fire_with_no_input_at_the_exact_instant() {
+    let model = seed_model();
+    let topics = Topics::default();
+    let store = MemoryStore::new();
+    let p = Processor {
+        model: &model,
+        store: &store,
+        topics: &topics,
+        limits: Default::default(),
+        mode: TimeMode::WallClock,
+    };
+    let t0 = parse_rfc3339("2026-01-01T00:00:00Z").expect("time");
+    let step = p.process(0, &messages("lead-events", &EVENTS[..1]), t0).expect("process");
+    store.write(&step.write).expect("commit");
+    assert!(p.tick(0, t0 + 59 * DAY).expect("tick").outputs.iter().all(|o| o.topic == OutputTopic::Changelog));
+    let step = p.tick(0, t0 + 61 * DAY).expect("tick");
+    let records = published(&step);
+    assert!(
+        records.iter().any(|r| r.contains(
+            r#""segment":"inactive-60d","transition":"entered","timestamp":"2026-03-02T00:00:00.000Z","cause":"timer""#
+        )),
+        "{records:?}"
+    );
+    store.write(&step.write).expect("commit");
+    assert!(published(&p.tick(0, t0 + 61 * DAY).expect("tick")).is_empty(), "fired once");
+}

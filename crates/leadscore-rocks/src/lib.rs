@@ -1,0 +1,223 @@
+//! The RocksDB [`StateStore`]: one database per instance with three column
+//! families, written in one `WriteBatch` per poll batch.
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `state` | partition u32 BE + lead id | encoded lead state |
+//! | `timers` | partition u32 BE + due (order-preserving u64 BE) + lead id | empty |
+//! | `meta` | partition u32 BE | encoded [`Checkpoint`] |
+//!
+//! Memory is bounded by configuration: one LRU block cache shared by the column
+//! families, and a write-buffer manager charging memtables to that same cache.
+//! The WAL stays on; whether each batch waits for fsync is a setting
+//! (`sync_writes`): without it a process crash loses nothing, a machine crash
+//! may lose the last batches, which the changelog restores.
+
+use leadscore_core::{LeadId, Millis};
+use leadscore_store::keys::{
+    parse_timer_key, partition_prefix, partition_upper_bound, state_key, timer_key, timer_scan_start, timer_upper_bound,
+};
+use leadscore_store::{Checkpoint, Op, Partition, StateStore, StoreError, WriteBatch};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions,
+    WriteBufferManager, WriteOptions, DB,
+};
+use std::path::Path;
+
+const CF_STATE: &str = "state";
+const CF_TIMERS: &str = "timers";
+const CF_META: &str = "meta";
+
+/// Sizing of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RocksSettings {
+    /// Block cache shared by all column families, in bytes.
+    pub block_cache_bytes: usize,
+    /// Budget of all memtables, in bytes, charged to the block cache.
+    pub write_buffer_bytes: usize,
+    /// Wait for fsync on every batch.
+    pub sync_writes: bool,
+}
+
+impl Default for RocksSettings {
+    fn default() -> RocksSettings {
+        RocksSettings { block_cache_bytes: 256 << 20, write_buffer_bytes: 64 << 20, sync_writes: false }
+    }
+}
+
+/// See the module documentation.
+pub struct RocksStore {
+    db: DB,
+    cache: Cache,
+    write_options: WriteOptions,
+}
+
+fn err(e: rocksdb::Error) -> StoreError {
+    StoreError(e.into_string())
+}
+
+impl RocksStore {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path, settings: &RocksSettings) -> Result<RocksStore, StoreError> {
+        let cache = Cache::new_lru_cache(settings.block_cache_bytes);
+        let wbm =
+            WriteBufferManager::new_write_buffer_manager_with_cache(settings.write_buffer_bytes, false, cache.clone());
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_bloom_filter(10.0, false);
+        let cf_options = || {
+            let mut o = Options::default();
+            o.set_block_based_table_factory(&table);
+            o.set_write_buffer_manager(&wbm);
+            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            o
+        };
+        let mut db_options = cf_options();
+        db_options.create_if_missing(true);
+        db_options.create_missing_column_families(true);
+        let cfs = [CF_STATE, CF_TIMERS, CF_META].map(|name| ColumnFamilyDescriptor::new(name, cf_options()));
+        let db = DB::open_cf_descriptors(&db_options, path, cfs)
+            .map_err(|e| StoreError(format!("cannot open {}: {}", path.display(), e.into_string())))?;
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(settings.sync_writes);
+        Ok(RocksStore { db, cache, write_options })
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column families are created at open")
+    }
+
+    /// Bytes held by the block cache (including memtables charged to it).
+    pub fn block_cache_usage(&self) -> usize {
+        self.cache.get_usage()
+    }
+
+    /// Bytes held by all memtables.
+    pub fn memtable_bytes(&self) -> u64 {
+        [CF_STATE, CF_TIMERS, CF_META]
+            .iter()
+            .filter_map(|cf| {
+                self.db.property_int_value_cf(self.cf(cf), "rocksdb.cur-size-all-mem-tables").ok().flatten()
+            })
+            .sum()
+    }
+
+    /// RocksDB's estimate of the number of leads in state.
+    pub fn estimated_leads(&self) -> u64 {
+        self.db.property_int_value_cf(self.cf(CF_STATE), "rocksdb.estimate-num-keys").ok().flatten().unwrap_or(0)
+    }
+}
+
+impl StateStore for RocksStore {
+    fn get_states(&self, partition: Partition, leads: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let cf = self.cf(CF_STATE);
+        let keys: Vec<Vec<u8>> = leads.iter().map(|l| state_key(partition, l)).collect();
+        self.db.multi_get_cf(keys.iter().map(|k| (cf, k.as_slice()))).into_iter().map(|r| r.map_err(err)).collect()
+    }
+
+    fn due_timers(
+        &self,
+        partition: Partition,
+        after: Option<(Millis, &str)>,
+        up_to: Millis,
+        limit: usize,
+    ) -> Result<Vec<(Millis, LeadId)>, StoreError> {
+        let (start, end) = (timer_scan_start(partition, after), timer_upper_bound(partition, up_to));
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let mut read = ReadOptions::default();
+        read.set_iterate_upper_bound(end);
+        let iter = self.db.iterator_cf_opt(self.cf(CF_TIMERS), read, IteratorMode::From(&start, Direction::Forward));
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (key, _) = item.map_err(err)?;
+            let (_, due, lead) =
+                parse_timer_key(&key).ok_or_else(|| StoreError(format!("malformed timer key {key:?}")))?;
+            out.push((due, LeadId::from(lead)));
+        }
+        Ok(out)
+    }
+
+    fn checkpoint(&self, partition: Partition) -> Result<Option<Checkpoint>, StoreError> {
+        match self.db.get_cf(self.cf(CF_META), partition.to_be_bytes()).map_err(err)? {
+            Some(bytes) => Checkpoint::decode(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError(format!("checkpoint of partition {partition}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    fn write(&self, batch: &WriteBatch) -> Result<(), StoreError> {
+        let (state, timers, meta) = (self.cf(CF_STATE), self.cf(CF_TIMERS), self.cf(CF_META));
+        let mut wb = rocksdb::WriteBatch::default();
+        for op in &batch.ops {
+            match op {
+                Op::PutState { partition, lead, value } => {
+                    wb.put_cf(state, state_key(*partition, lead.as_str()), value)
+                }
+                Op::DeleteState { partition, lead } => wb.delete_cf(state, state_key(*partition, lead.as_str())),
+                Op::MoveTimer { partition, lead, old, new } => {
+                    if let Some(old) = old {
+                        wb.delete_cf(timers, timer_key(*partition, *old, lead.as_str()));
+                    }
+                    if let Some(new) = new {
+                        wb.put_cf(timers, timer_key(*partition, *new, lead.as_str()), []);
+                    }
+                }
+                Op::Checkpoint { partition, checkpoint } => {
+                    wb.put_cf(meta, partition.to_be_bytes(), checkpoint.encode())
+                }
+            }
+        }
+        self.db.write_opt(wb, &self.write_options).map_err(err)
+    }
+
+    fn drop_partition(&self, partition: Partition) -> Result<(), StoreError> {
+        let mut wb = rocksdb::WriteBatch::default();
+        let (from, to) = (partition_prefix(partition), partition_upper_bound(partition));
+        wb.delete_range_cf(self.cf(CF_STATE), &from, &to);
+        wb.delete_range_cf(self.cf(CF_TIMERS), &from, &to);
+        wb.delete_cf(self.cf(CF_META), partition.to_be_bytes());
+        self.db.write_opt(wb, &self.write_options).map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leadscore_store::memory::check_store_contract;
+
+    #[test]
+    fn rocks_store_keeps_the_contract() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = RocksStore::open(dir.path(), &RocksSettings::default()).expect("open");
+        check_store_contract(&store);
+    }
+
+    #[test]
+    fn data_survives_reopening() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let store = RocksStore::open(dir.path(), &RocksSettings::default()).expect("open");
+            let mut b = WriteBatch::default();
+            b.put_state(0, LeadId::from("L-1"), vec![1, 2, 3]);
+            b.move_timer(0, LeadId::from("L-1"), None, Some(77));
+            store.write(&b).expect("write");
+        }
+        let store = RocksStore::open(dir.path(), &RocksSettings::default()).expect("reopen");
+        assert_eq!(store.get_states(0, &["L-1"]).expect("get"), vec![Some(vec![1, 2, 3])]);
+        assert_eq!(store.due_timers(0, None, 100, 10).expect("timers"), vec![(77, LeadId::from("L-1"))]);
+        assert!(store.block_cache_usage() > 0 || store.memtable_bytes() > 0 || store.estimated_leads() > 0);
+    }
+
+    #[test]
+    fn opening_a_file_that_is_not_a_database_names_the_path() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").expect("write");
+        let e = RocksStore::open(&file, &RocksSettings::default()).err().expect("an error");
+        assert!(e.0.contains("not-a-dir"), "{e}");
+    }
+}

@@ -1,0 +1,108 @@
+//! What leadscore's pipeline needs from a state store, without any storage
+//! engine: the [`StateStore`] port, the versioned binary encoding of lead state
+//! and checkpoints, and an in-memory store for tests and the offline path.
+//!
+//! Like TiKV's `engine_traits`, this crate must not depend on RocksDB; the
+//! RocksDB implementation is `leadscore-rocks`.
+//!
+//! # Layout
+//!
+//! - [`encoding`]: lead state to bytes and back, versioned.
+//! - [`checkpoint`]: where a partition's processing stands, and its encoding.
+//! - [`keys`]: the byte layout of state and timer keys (ordered scans by due time).
+//! - [`memory`]: an in-memory store, and the contract test every store passes.
+
+pub mod checkpoint;
+pub mod encoding;
+pub mod keys;
+pub mod memory;
+
+pub use checkpoint::Checkpoint;
+pub use encoding::{decode_state, encode_state, DecodeStateError};
+
+use leadscore_core::{LeadId, Millis};
+
+/// A partition of the input topics (a partition group when there are several
+/// co-partitioned topics).
+pub type Partition = u32;
+
+/// A failed store operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("state store: {0}")]
+pub struct StoreError(pub String);
+
+/// One write of a [`WriteBatch`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Sets a lead's encoded state.
+    PutState { partition: Partition, lead: LeadId, value: Vec<u8> },
+    /// Forgets a lead (erase).
+    DeleteState { partition: Partition, lead: LeadId },
+    /// Moves a lead's timer from `old` to `new` (either may be absent).
+    MoveTimer { partition: Partition, lead: LeadId, old: Option<Millis>, new: Option<Millis> },
+    /// Records how far the partition's processing has come.
+    Checkpoint { partition: Partition, checkpoint: Checkpoint },
+}
+
+/// Writes that become visible together or not at all: the states, timers and
+/// input offsets produced by one poll batch. This atomicity is what makes an
+/// event applied exactly once to the state, whatever the crash.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteBatch {
+    pub ops: Vec<Op>,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn put_state(&mut self, partition: Partition, lead: LeadId, value: Vec<u8>) {
+        self.ops.push(Op::PutState { partition, lead, value });
+    }
+
+    pub fn delete_state(&mut self, partition: Partition, lead: LeadId) {
+        self.ops.push(Op::DeleteState { partition, lead });
+    }
+
+    pub fn move_timer(&mut self, partition: Partition, lead: LeadId, old: Option<Millis>, new: Option<Millis>) {
+        if old != new {
+            self.ops.push(Op::MoveTimer { partition, lead, old, new });
+        }
+    }
+
+    pub fn checkpoint(&mut self, partition: Partition, checkpoint: Checkpoint) {
+        self.ops.push(Op::Checkpoint { partition, checkpoint });
+    }
+}
+
+/// The state of the partitions an instance owns: encoded lead states, the timer
+/// index, and a checkpoint per partition.
+pub trait StateStore: Send + Sync {
+    /// The encoded states of `leads`, in the order asked (`None`: no such lead).
+    fn get_states(&self, partition: Partition, leads: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+
+    /// Up to `limit` timers of the partition due at or before `up_to`, earliest
+    /// first (ties by lead id), starting after the timer `after` if given (to
+    /// page through many).
+    fn due_timers(
+        &self,
+        partition: Partition,
+        after: Option<(Millis, &str)>,
+        up_to: Millis,
+        limit: usize,
+    ) -> Result<Vec<(Millis, LeadId)>, StoreError>;
+
+    /// How far the partition's processing has come, if it ever started here.
+    fn checkpoint(&self, partition: Partition) -> Result<Option<Checkpoint>, StoreError>;
+
+    /// Applies every op of the batch atomically and durably (all or none).
+    fn write(&self, batch: &WriteBatch) -> Result<(), StoreError>;
+
+    /// Forgets everything of a partition.
+    fn drop_partition(&self, partition: Partition) -> Result<(), StoreError>;
+}

@@ -1,0 +1,166 @@
+//! An in-memory [`StateStore`], for tests and for processing that needs no
+//! durability. Same key layout and semantics as the RocksDB store.
+
+use crate::keys::{
+    parse_timer_key, partition_prefix, partition_upper_bound, state_key, timer_key, timer_scan_start, timer_upper_bound,
+};
+use crate::{Checkpoint, Op, Partition, StateStore, StoreError, WriteBatch};
+use leadscore_core::{LeadId, Millis};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+#[derive(Debug, Default)]
+struct Inner {
+    states: BTreeMap<Vec<u8>, Vec<u8>>,
+    timers: BTreeMap<Vec<u8>, ()>,
+    checkpoints: BTreeMap<Partition, Checkpoint>,
+}
+
+/// See the module documentation. A `std` mutex: every operation is short and
+/// none awaits while holding it.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Nothing in a batch can fail halfway (every op is an infallible map
+        // update), so a lock poisoned by a panicking thread is still consistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many leads are in state, over all partitions.
+    pub fn lead_count(&self) -> usize {
+        self.lock().states.len()
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn get_states(&self, partition: Partition, leads: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let inner = self.lock();
+        Ok(leads.iter().map(|l| inner.states.get(&state_key(partition, l)).cloned()).collect())
+    }
+
+    fn due_timers(
+        &self,
+        partition: Partition,
+        after: Option<(Millis, &str)>,
+        up_to: Millis,
+        limit: usize,
+    ) -> Result<Vec<(Millis, LeadId)>, StoreError> {
+        let inner = self.lock();
+        let (start, end) = (timer_scan_start(partition, after), timer_upper_bound(partition, up_to));
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        Ok(inner
+            .timers
+            .range(start..end)
+            .take(limit)
+            .filter_map(|(k, _)| parse_timer_key(k).map(|(_, due, lead)| (due, LeadId::from(lead))))
+            .collect())
+    }
+
+    fn checkpoint(&self, partition: Partition) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(self.lock().checkpoints.get(&partition).cloned())
+    }
+
+    fn write(&self, batch: &WriteBatch) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for op in &batch.ops {
+            match op {
+                Op::PutState { partition, lead, value } => {
+                    inner.states.insert(state_key(*partition, lead.as_str()), value.clone());
+                }
+                Op::DeleteState { partition, lead } => {
+                    inner.states.remove(&state_key(*partition, lead.as_str()));
+                }
+                Op::MoveTimer { partition, lead, old, new } => {
+                    if let Some(old) = old {
+                        inner.timers.remove(&timer_key(*partition, *old, lead.as_str()));
+                    }
+                    if let Some(new) = new {
+                        inner.timers.insert(timer_key(*partition, *new, lead.as_str()), ());
+                    }
+                }
+                Op::Checkpoint { partition, checkpoint } => {
+                    inner.checkpoints.insert(*partition, checkpoint.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn drop_partition(&self, partition: Partition) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let range = partition_prefix(partition)..partition_upper_bound(partition);
+        let states: Vec<_> = inner.states.range(range.clone()).map(|(k, _)| k.clone()).collect();
+        states.iter().for_each(|k| {
+            inner.states.remove(k);
+        });
+        let timers: Vec<_> = inner.timers.range(range).map(|(k, _)| k.clone()).collect();
+        timers.iter().for_each(|k| {
+            inner.timers.remove(k);
+        });
+        inner.checkpoints.remove(&partition);
+        Ok(())
+    }
+}
+
+/// The behaviour every [`StateStore`] must have, as a test any implementation
+/// can run against itself.
+pub fn check_store_contract(store: &dyn StateStore) {
+    let lead = |s: &str| LeadId::from(s);
+    let mut b = WriteBatch::default();
+    b.put_state(1, lead("L-a"), b"a".to_vec());
+    b.put_state(1, lead("L-b"), b"b".to_vec());
+    b.put_state(2, lead("L-a"), b"other partition".to_vec());
+    b.move_timer(1, lead("L-a"), None, Some(300));
+    b.move_timer(1, lead("L-b"), None, Some(100));
+    b.move_timer(1, lead("L-c"), None, Some(-5));
+    b.move_timer(2, lead("L-a"), None, Some(50));
+    let cp = Checkpoint { next_offsets: [("t".to_string(), 10)].into_iter().collect(), ..Checkpoint::default() };
+    b.checkpoint(1, cp.clone());
+    store.write(&b).expect("write");
+
+    assert_eq!(
+        store.get_states(1, &["L-b", "L-x", "L-a"]).expect("get"),
+        vec![Some(b"b".to_vec()), None, Some(b"a".to_vec())]
+    );
+    assert_eq!(store.due_timers(1, None, 100, 10).expect("timers"), vec![(-5, lead("L-c")), (100, lead("L-b"))]);
+    assert_eq!(store.due_timers(1, None, 1000, 1).expect("timers"), vec![(-5, lead("L-c"))], "limit");
+    assert_eq!(store.due_timers(1, Some((-5, "L-c")), 1000, 1).expect("timers"), vec![(100, lead("L-b"))], "paging");
+    assert_eq!(store.due_timers(1, Some((100, "L-b")), 100, 5).expect("timers"), vec![], "paging past the bound");
+    assert_eq!(store.checkpoint(1).expect("checkpoint"), Some(cp));
+    assert_eq!(store.checkpoint(3).expect("checkpoint"), None);
+
+    let mut b = WriteBatch::default();
+    b.move_timer(1, lead("L-b"), Some(100), Some(400));
+    b.delete_state(1, lead("L-a"));
+    b.move_timer(1, lead("L-a"), Some(300), None);
+    store.write(&b).expect("write");
+    assert_eq!(store.get_states(1, &["L-a"]).expect("get"), vec![None]);
+    assert_eq!(store.due_timers(1, None, 1000, 10).expect("timers"), vec![(-5, lead("L-c")), (400, lead("L-b"))]);
+
+    store.drop_partition(1).expect("drop");
+    assert_eq!(store.get_states(1, &["L-b"]).expect("get"), vec![None]);
+    assert!(store.due_timers(1, None, i64::MAX, 10).expect("timers").is_empty());
+    assert_eq!(store.checkpoint(1).expect("checkpoint"), None);
+    assert_eq!(store.get_states(2, &["L-a"]).expect("get"), vec![Some(b"other partition".to_vec())]);
+    assert_eq!(store.due_timers(2, None, i64::MAX, 10).expect("timers"), vec![(50, lead("L-a"))]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_store_keeps_the_contract() {
+        check_store_contract(&MemoryStore::new());
+    }
+}
