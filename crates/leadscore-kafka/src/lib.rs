@@ -1,1 +1,15 @@
-//! placeholder
+//! leadscore's Kafka adapter. rdkafka types stop here: messages become
+//! [`leadscore_pipeline::InputMessage`]s at the edge.
+//!
+//! # Layout
+//!
+//! - [`runtime`]: the consume, process, produce, commit loop (at-least-once).
+//! - [`producer`]: publishing output records and waiting for their delivery.
+//! - [`counters`]: what the loop has done, shared with observers (console, metrics).
+
+pub mod counters;
+pub mod producer;
+pub mod runtime;
+
+pub use counters::Counters;
+pub use runtime::{run, RunError, RunSettings};

@@ -178,6 +178,11 @@ impl Work<'_, '_> {
                     None => None,
                 };
             let stored_due = state.as_ref().and_then(|s| s.next_due);
+            // Its timer is queued here, because the store scan below skips the
+            // leads of the working set (whose timers it may no longer know).
+            if let Some(due) = stored_due {
+                self.queue.insert((due, LeadId::from(lead)));
+            }
             self.leads.insert(LeadId::from(lead), Slot { state, stored_due, dirty: false });
         }
         Ok(())

@@ -198,3 +198,44 @@ fn wall_clock_timers_fire_with_no_input_at_the_exact_instant() {
     store.write(&step.write).expect("commit");
     assert!(published(&p.tick(0, t0 + 61 * DAY).expect("tick")).is_empty(), "fired once");
 }
+
+#[test]
+fn a_stored_timer_of_a_lead_with_a_later_event_in_the_batch_fires_in_order() {
+    // L-a's inactivity timer is due on 2026-03-02; in the next batch an event of
+    // L-b on 2026-03-03 comes before L-a's own event on 2026-03-04: L-a's timer
+    // must fire before L-b's event, as the offline scorer does.
+    let model = seed_model();
+    let topics = Topics::default();
+    let store = MemoryStore::new();
+    let p = Processor {
+        model: &model,
+        store: &store,
+        topics: &topics,
+        limits: Default::default(),
+        mode: TimeMode::EventTime,
+    };
+    let first = messages(
+        "lead-events",
+        &[
+            r#"{"event_id":"1","lead_id":"L-a","type":"search","timestamp":"2026-01-01T00:00:00Z","properties":{"term":"x"}}"#,
+        ],
+    );
+    store.write(&p.process(0, &first, 0).expect("process").write).expect("commit");
+    let mut second = messages(
+        "lead-events",
+        &[
+            r#"{"event_id":"2","lead_id":"L-b","type":"search","timestamp":"2026-03-03T00:00:00Z","properties":{"term":"x"}}"#,
+            r#"{"event_id":"3","lead_id":"L-a","type":"email_open","timestamp":"2026-03-04T00:00:00Z"}"#,
+        ],
+    );
+    for (i, m) in second.iter_mut().enumerate() {
+        m.offset = 1 + i as i64;
+    }
+    let step = p.process(0, &second, 0).expect("process");
+    let records = published(&step);
+    let timer =
+        records.iter().position(|r| r.contains(r#""lead_id":"L-a""#) && r.contains("inactive-60d")).expect("fired");
+    let b = records.iter().position(|r| r.contains(r#""lead_id":"L-b""#)).expect("L-b's records");
+    assert!(timer < b, "{records:#?}");
+    assert!(records[timer].contains(r#""timestamp":"2026-03-02T00:00:00.000Z","cause":"timer""#));
+}

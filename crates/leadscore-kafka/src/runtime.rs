@@ -1,0 +1,207 @@
+//! The consume, process, produce, commit loop, at-least-once.
+//!
+//! For each poll batch and each partition in it: the processor computes the
+//! outputs and the state write; the outputs are published and flushed (every
+//! record acknowledged); then states, timers and input offsets are written to
+//! the store in one batch; then the offsets are committed to Kafka,
+//! asynchronously. A crash anywhere replays from the store's checkpoint: outputs
+//! may repeat (same `lead_id`, `version`), state is never applied twice. Kafka's
+//! committed offsets are never ahead of the store, and the processor skips what
+//! the store has already applied.
+//!
+//! The loop runs on its own thread with a blocking consumer: rebalance callbacks
+//! then run inside `poll`, between batches, so a revoked partition never has
+//! work in flight.
+
+use crate::counters::Counters;
+use crate::producer::OutputProducer;
+use leadscore_codec::Limits;
+use leadscore_core::{Millis, Model};
+use leadscore_pipeline::{InputMessage, OutputTopic, Processor, Step, TimeMode, Topics};
+use leadscore_store::{Partition, StateStore, StoreError};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How the loop runs.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub bootstrap_servers: String,
+    pub group_id: String,
+    pub topics: Topics,
+    pub time_mode: TimeMode,
+    /// Raw librdkafka options for both consumer and producer (security, tuning).
+    pub librdkafka: BTreeMap<String, String>,
+    /// Most messages per poll batch.
+    pub max_batch: usize,
+    /// How long a poll waits for the first message.
+    pub poll_timeout: Duration,
+    /// How often timers are checked with no input.
+    pub tick_interval: Duration,
+    pub delivery_timeout: Duration,
+}
+
+impl RunSettings {
+    pub fn new(bootstrap_servers: &str, group_id: &str) -> RunSettings {
+        RunSettings {
+            bootstrap_servers: bootstrap_servers.into(),
+            group_id: group_id.into(),
+            topics: Topics::default(),
+            time_mode: TimeMode::WallClock,
+            librdkafka: BTreeMap::new(),
+            max_batch: 5000,
+            poll_timeout: Duration::from_millis(100),
+            tick_interval: Duration::from_millis(100),
+            delivery_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the loop stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("kafka: {0}")]
+    Kafka(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("publishing outputs: {0}")]
+    Delivery(String),
+}
+
+fn kafka(e: impl std::fmt::Display) -> RunError {
+    RunError::Kafka(e.to_string())
+}
+
+fn client_config(s: &RunSettings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &s.bootstrap_servers);
+    for (k, v) in &s.librdkafka {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Runs until `shutdown` is set, then finishes the batch in hand and returns.
+/// `clock` is the wall clock (the demo passes a compressed one).
+pub fn run(
+    settings: &RunSettings,
+    model: &Model,
+    store: &dyn StateStore,
+    clock: &(dyn Fn() -> Millis + Sync),
+    shutdown: &AtomicBool,
+    counters: &Counters,
+) -> Result<(), RunError> {
+    let mut consumer_config = client_config(settings);
+    consumer_config
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed");
+    let consumer: BaseConsumer = consumer_config.create().map_err(kafka)?;
+    let inputs: Vec<&str> = settings.topics.inputs.keys().map(String::as_str).collect();
+    consumer.subscribe(&inputs).map_err(kafka)?;
+    let producer = OutputProducer::new(&client_config(settings), settings.topics.clone()).map_err(kafka)?;
+    let processor =
+        Processor { model, store, topics: &settings.topics, limits: Limits::default(), mode: settings.time_mode };
+    tracing::info!(group = %settings.group_id, topics = ?inputs, "consuming");
+    let mut last_tick = Instant::now();
+    while !shutdown.load(Ordering::Relaxed) {
+        let batch = poll_batch(&consumer, settings)?;
+        let mut by_partition: BTreeMap<Partition, Vec<InputMessage>> = BTreeMap::new();
+        for m in batch {
+            by_partition.entry(m.partition).or_default().push(m);
+        }
+        for (partition, messages) in by_partition {
+            let step = processor.process(partition, &messages, clock())?;
+            commit(&step, &producer, store, settings, counters, messages.len())?;
+            let mut offsets = TopicPartitionList::new();
+            for m in &messages {
+                offsets
+                    .add_partition_offset(&m.topic, m.partition as i32, Offset::Offset(m.offset + 1))
+                    .map_err(kafka)?;
+            }
+            // Best effort: the store's checkpoint is what restarts trust.
+            if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
+                tracing::warn!(error = %e, "offset commit failed; the store checkpoint stays authoritative");
+            }
+        }
+        if last_tick.elapsed() >= settings.tick_interval {
+            last_tick = Instant::now();
+            if settings.time_mode == TimeMode::WallClock {
+                for partition in assigned_partitions(&consumer, &settings.topics)? {
+                    let step = processor.tick(partition, clock())?;
+                    if step.stats.timers_fired > 0 {
+                        commit(&step, &producer, store, settings, counters, 0)?;
+                    }
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down: the last batch is committed");
+    producer.flush(settings.delivery_timeout).map_err(RunError::Delivery)?;
+    Ok(())
+}
+
+/// Publishes a step's outputs, waits for their delivery, then commits its
+/// state write.
+fn commit(
+    step: &Step,
+    producer: &OutputProducer,
+    store: &dyn StateStore,
+    settings: &RunSettings,
+    counters: &Counters,
+    messages: usize,
+) -> Result<(), RunError> {
+    producer.send_all(&step.outputs).map_err(RunError::Delivery)?;
+    producer.flush(settings.delivery_timeout).map_err(RunError::Delivery)?;
+    store.write(&step.write)?;
+    counters.add(messages, &step.stats);
+    for o in step.outputs.iter().filter(|o| o.topic == OutputTopic::Transitions) {
+        if let Some(v) = o.value.as_deref().and_then(|v| std::str::from_utf8(v).ok()) {
+            let segment = v.split("\"segment\":\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("");
+            counters.note_transition(v, segment, v.contains("\"transition\":\"entered\""));
+        }
+    }
+    Ok(())
+}
+
+/// Up to `max_batch` messages: waits up to `poll_timeout` for the first, then
+/// takes what is already fetched.
+fn poll_batch(consumer: &BaseConsumer, settings: &RunSettings) -> Result<Vec<InputMessage>, RunError> {
+    let mut out = Vec::new();
+    let mut timeout = settings.poll_timeout;
+    while out.len() < settings.max_batch {
+        match consumer.poll(timeout) {
+            None => break,
+            Some(Err(e)) => {
+                // Transient broker errors are reported here; librdkafka retries.
+                tracing::warn!(error = %e, "consumer error");
+                break;
+            }
+            Some(Ok(m)) => out.push(InputMessage {
+                topic: m.topic().to_string(),
+                partition: m.partition() as u32,
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec),
+                timestamp: m.timestamp().to_millis(),
+            }),
+        }
+        timeout = Duration::ZERO;
+    }
+    Ok(out)
+}
+
+fn assigned_partitions(consumer: &BaseConsumer, topics: &Topics) -> Result<BTreeSet<Partition>, RunError> {
+    let assignment = consumer.assignment().map_err(kafka)?;
+    Ok(assignment
+        .elements()
+        .iter()
+        .filter(|e| topics.inputs.contains_key(e.topic()))
+        .map(|e| e.partition() as Partition)
+        .collect())
+}

@@ -1,0 +1,223 @@
+//! The loop end to end on librdkafka's in-process mock broker, with real rdkafka
+//! clients and RocksDB in a temporary directory: it publishes exactly the records
+//! the processing step computes for the same input (itself equal to the offline
+//! scorer's), sends bad input to the dead-letter topic with its headers, and
+//! resumes after a restart from the store's checkpoint without applying anything
+//! twice.
+
+use leadscore_config::seed_model;
+use leadscore_kafka::{run, Counters, RunSettings};
+use leadscore_pipeline::{InputMessage, OutputTopic, Processor, TimeMode, Topics};
+use leadscore_rocks::{RocksSettings, RocksStore};
+use leadscore_store::memory::MemoryStore;
+use leadscore_store::StateStore;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+fn sample() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample-events.jsonl");
+    std::fs::read_to_string(path).expect("sample").lines().map(String::from).collect()
+}
+
+/// The input: the sample's first `n` events with three bad messages among them.
+fn input(n: usize) -> Vec<(Option<String>, String)> {
+    let mut v: Vec<(Option<String>, String)> = sample().into_iter().take(n).map(|l| (None, l)).collect();
+    v.insert(5, (Some("L-x".into()), "not json".into()));
+    v.insert(50, (None, r#"{"event_id":"z","lead_id":"L-z","type":"fax","timestamp":1}"#.into()));
+    v.insert(100, (Some("L-a".into()), r#"{"event_id":"y","lead_id":"L-b","type":"erase","timestamp":1}"#.into()));
+    v
+}
+
+/// What the processing step publishes for the input, per output topic.
+fn reference(input: &[(Option<String>, String)]) -> HashMap<OutputTopic, Vec<String>> {
+    let model = seed_model();
+    let topics = Topics::default();
+    let store = MemoryStore::new();
+    let p = Processor {
+        model: &model,
+        store: &store,
+        topics: &topics,
+        limits: Default::default(),
+        mode: TimeMode::EventTime,
+    };
+    let messages: Vec<InputMessage> = input
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| InputMessage {
+            topic: "lead-events".into(),
+            partition: 0,
+            offset: i as i64,
+            key: k.as_ref().map(|k| k.as_bytes().to_vec()),
+            payload: Some(v.as_bytes().to_vec()),
+            timestamp: None,
+        })
+        .collect();
+    let step = p.process(0, &messages, 0).expect("reference");
+    let mut out: HashMap<OutputTopic, Vec<String>> = HashMap::new();
+    for o in step.outputs {
+        if o.topic != OutputTopic::Changelog {
+            out.entry(o.topic)
+                .or_default()
+                .push(String::from_utf8_lossy(o.value.as_deref().unwrap_or_default()).into());
+        }
+    }
+    out
+}
+
+fn produce(bootstrap: &str, input: &[(Option<String>, String)]) {
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("producer");
+    for (k, v) in input {
+        let mut r = BaseRecord::<str, str>::to("lead-events").payload(v);
+        if let Some(k) = k {
+            r = r.key(k);
+        }
+        producer.send(r).map_err(|(e, _)| e).expect("send");
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+}
+
+/// Reads every output topic until `want` records arrived in total (or a timeout).
+fn read_outputs(bootstrap: &str, want: usize) -> (HashMap<OutputTopic, Vec<String>>, Vec<Vec<(String, String)>>) {
+    let topics = Topics::default();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "test-reader")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("reader");
+    consumer.subscribe(&[&topics.score_changes, &topics.transitions, &topics.dead_letters]).expect("subscribe");
+    let mut out: HashMap<OutputTopic, Vec<String>> = HashMap::new();
+    let mut dlq_headers = Vec::new();
+    let (mut got, deadline) = (0, Instant::now() + Duration::from_secs(60));
+    while got < want && Instant::now() < deadline {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let topic = match m.topic() {
+            t if t == topics.score_changes => OutputTopic::ScoreChanges,
+            t if t == topics.transitions => OutputTopic::Transitions,
+            _ => {
+                let h = m.headers().expect("dead letters have headers");
+                dlq_headers.push(
+                    h.iter()
+                        .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into()))
+                        .collect(),
+                );
+                OutputTopic::DeadLetters
+            }
+        };
+        out.entry(topic).or_default().push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into());
+        got += 1;
+    }
+    (out, dlq_headers)
+}
+
+/// Asserts equality, reporting the first difference compactly.
+fn assert_same(got: Option<&Vec<String>>, want: Option<&Vec<String>>, what: &str) {
+    let (g, w) = (got.cloned().unwrap_or_default(), want.cloned().unwrap_or_default());
+    if g != w {
+        let at = g.iter().zip(&w).position(|(a, b)| a != b).unwrap_or(g.len().min(w.len()));
+        panic!(
+            "{what}: {} records published, {} expected; first difference at {at}:\n  got:  {:?}\n  want: {:?}",
+            g.len(),
+            w.len(),
+            g.get(at),
+            w.get(at)
+        );
+    }
+}
+
+fn cluster() -> MockCluster<'static, DefaultProducerContext> {
+    let c = MockCluster::new(1).expect("mock cluster");
+    let t = Topics::default();
+    for topic in ["lead-events", &t.score_changes, &t.transitions, &t.dead_letters, &t.changelog] {
+        c.create_topic(topic, 1, 1).expect("topic");
+    }
+    c
+}
+
+fn settings(bootstrap: &str) -> RunSettings {
+    let mut s = RunSettings::new(bootstrap, "leadscore-test");
+    s.time_mode = TimeMode::EventTime;
+    s.topics.inputs = [("lead-events".to_string(), None)].into_iter().collect();
+    s
+}
+
+/// Runs the loop until `counters.messages` reaches `messages`.
+fn run_until(bootstrap: &str, store: &RocksStore, messages: u64) -> Counters {
+    let model = seed_model();
+    let counters = Counters::default();
+    let stop = AtomicBool::new(false);
+    let s = settings(bootstrap);
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(|| run(&s, &model, store, &|| 0, &stop, &counters));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Counters::get(&counters.messages) < messages && Instant::now() < deadline && !handle.is_finished() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::Relaxed);
+        handle.join().expect("no panic").expect("the loop ends cleanly");
+    });
+    counters
+}
+
+#[test]
+fn publishes_exactly_the_reference_records_and_dead_letters_bad_input() {
+    let c = cluster();
+    let bootstrap = c.bootstrap_servers();
+    let input = input(1500);
+    produce(&bootstrap, &input);
+    let expected = reference(&input);
+    let total: usize = expected.values().map(Vec::len).sum();
+
+    let dir = tempfile::tempdir().expect("dir");
+    let store = RocksStore::open(dir.path(), &RocksSettings::default()).expect("store");
+    let counters = run_until(&bootstrap, &store, input.len() as u64);
+    assert_eq!(Counters::get(&counters.dead_lettered), 3);
+
+    let (got, dlq) = read_outputs(&bootstrap, total);
+    for topic in [OutputTopic::ScoreChanges, OutputTopic::Transitions, OutputTopic::DeadLetters] {
+        assert_same(got.get(&topic), expected.get(&topic), &format!("{topic:?}"));
+    }
+    let classes: Vec<&str> =
+        dlq.iter().map(|h| h.iter().find(|(k, _)| k == "leadscore.error.class").expect("class").1.as_str()).collect();
+    assert_eq!(classes, ["not_json", "unknown_kind", "lead_id_mismatch"]);
+    assert!(dlq[0].contains(&("leadscore.source.offset".to_string(), "5".to_string())));
+}
+
+#[test]
+fn a_restart_resumes_from_the_store_checkpoint_and_applies_nothing_twice() {
+    let c = cluster();
+    let bootstrap = c.bootstrap_servers();
+    let input = input(1200);
+    let expected = reference(&input);
+    let total: usize = expected.values().map(Vec::len).sum();
+    let dir = tempfile::tempdir().expect("dir");
+
+    produce(&bootstrap, &input[..600]);
+    {
+        let store = RocksStore::open(dir.path(), &RocksSettings::default()).expect("store");
+        run_until(&bootstrap, &store, 600);
+    }
+    produce(&bootstrap, &input[600..]);
+    let store = RocksStore::open(dir.path(), &RocksSettings::default()).expect("reopened store");
+    let rest = (input.len() - 600) as u64;
+    let counters = run_until(&bootstrap, &store, rest);
+    assert_eq!(Counters::get(&counters.messages), rest, "only the messages after the checkpoint are read");
+    assert_eq!(Counters::get(&counters.skipped), 0);
+    assert_eq!(Counters::get(&counters.applied) + Counters::get(&counters.dead_lettered), rest);
+
+    let (got, _) = read_outputs(&bootstrap, total);
+    for topic in [OutputTopic::ScoreChanges, OutputTopic::Transitions] {
+        assert_same(got.get(&topic), expected.get(&topic), &format!("{topic:?}"));
+    }
+    let cp = store.checkpoint(0).expect("checkpoint").expect("exists");
+    assert_eq!(cp.next_offsets.get("lead-events"), Some(&(input.len() as i64)));
+}
