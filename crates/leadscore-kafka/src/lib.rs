@@ -6,8 +6,10 @@
 //! - [`runtime`]: the consume, process, produce, commit loop (at-least-once).
 //! - [`producer`]: publishing output records and waiting for their delivery.
 //! - [`counters`]: what the loop has done, shared with observers (console, metrics).
+//! - [`embedded`]: the in-process broker of `leadscore demo`, and an event producer.
 
 pub mod counters;
+pub mod embedded;
 pub mod producer;
 pub mod runtime;
 

@@ -85,7 +85,10 @@ fn produce(bootstrap: &str, input: &[(Option<String>, String)]) {
 }
 
 /// Reads every output topic until `want` records arrived in total (or a timeout).
-fn read_outputs(bootstrap: &str, want: usize) -> (HashMap<OutputTopic, Vec<String>>, Vec<Vec<(String, String)>>) {
+/// Published values by topic, and the headers of each dead letter.
+type Published = (HashMap<OutputTopic, Vec<String>>, Vec<Vec<(String, String)>>);
+
+fn read_outputs(bootstrap: &str, want: usize) -> Published {
     let topics = Topics::default();
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)

@@ -105,11 +105,23 @@ pub struct Generator {
     settings: Settings,
     now: Millis,
     seq: u64,
+    lead_offset: u64,
 }
 
 impl Generator {
     pub fn new(settings: Settings) -> Generator {
-        Generator { rng: Rng::new(settings.seed), now: settings.start, seq: 0, settings }
+        Generator { rng: Rng::new(settings.seed), now: settings.start, seq: 0, settings, lead_offset: 0 }
+    }
+
+    /// Shifts the population: lead `n` becomes lead `n + offset`. Moving the
+    /// offset forward over time lets old leads go quiet and new ones arrive.
+    pub fn set_lead_offset(&mut self, offset: u64) {
+        self.lead_offset = offset;
+    }
+
+    /// Sets the event time of the next event.
+    pub fn set_now(&mut self, now: Millis) {
+        self.now = now;
     }
 
     /// The event time the next event will have (about).
@@ -135,7 +147,7 @@ impl Generator {
     pub fn next_event(&mut self) -> Event {
         self.seq += 1;
         self.now += self.rng.below(2 * self.settings.step.max(0) as u64 + 1) as Millis;
-        let lead = Self::lead_id(self.lead());
+        let lead = Self::lead_id(self.lead() + self.lead_offset);
         let id = format!("e-{:x}-{}", self.settings.seed, self.seq);
         let roll = self.rng.below(1000);
         let kind = if self.rng.chance(self.settings.erase_share) {

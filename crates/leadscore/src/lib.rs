@@ -5,6 +5,8 @@
 //!
 //! - [`offline`]: scores a file of events in event time, as `leadscore score` does.
 //! - [`describe`]: the readable model summary of `leadscore check-model`.
+//! - [`demo`]: `leadscore demo`, the pipeline on an embedded broker.
 
+pub mod demo;
 pub mod describe;
 pub mod offline;

@@ -55,6 +55,32 @@ enum Command {
         #[arg(long, default_value = "-", value_name = "FILE|-")]
         output: String,
     },
+    /// Run the whole pipeline on this machine with nothing to install: an
+    /// embedded Kafka-protocol broker, a synthetic event stream in compressed
+    /// time, state in RocksDB, and a live view of what happens.
+    Demo {
+        /// The model file (TOML). Defaults to the built-in seed model.
+        #[arg(long, value_name = "FILE")]
+        model: Option<PathBuf>,
+        /// Stop after this long, e.g. 60s or 5m (default: until ctrl-c).
+        #[arg(long, value_parser = parse_step)]
+        duration: Option<Millis>,
+        /// Input events per second.
+        #[arg(long, default_value_t = 2_000)]
+        rate: u64,
+        /// Leads active at any one time (a fiftieth are replaced each simulated day).
+        #[arg(long, default_value_t = 2_000)]
+        leads: u64,
+        /// Simulated time per real second.
+        #[arg(long, default_value = "2d", value_parser = parse_step)]
+        time_scale: Millis,
+        /// Keep RocksDB here (default: a temporary directory).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Partitions of the input topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+    },
     /// Check a model file and print a readable summary of it.
     CheckModel {
         /// The model file (TOML).
@@ -118,6 +144,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("leadscore: wrote {events} events for {leads} leads to {output}");
             }
         }
+        Command::Demo { model, duration, rate, leads, time_scale, data_dir, partitions } => {
+            let model = load_model(model.as_ref())?;
+            let opts = leadscore::demo::DemoOptions {
+                duration: duration.map(|d| std::time::Duration::from_millis(d.max(0) as u64)),
+                rate,
+                leads,
+                time_scale,
+                data_dir,
+                partitions,
+            };
+            leadscore::demo::demo(&model, &opts)?;
+        }
         Command::CheckModel { file } => {
             let model = leadscore_config::load_model(&file)?;
             print!("{}", leadscore::describe::describe(&model));
@@ -129,6 +167,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs go to stderr; RUST_LOG sets the levels (warnings only by default, so
+    // that the demo's view and the scorer's output stay readable).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(io::stderr)
+        .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -141,3 +141,23 @@ fn check_model_summarises_a_good_model_and_names_the_key_of_a_bad_one() {
     let err = text(&out.stderr);
     assert!(err.contains("score.half_life") && err.contains("\"thirty days\" is not a duration"), "{err}");
 }
+
+#[test]
+fn the_demo_runs_the_pipeline_on_an_embedded_broker() {
+    let out = bin()
+        .args(["demo", "--duration", "12s", "--rate", "500", "--leads", "200", "--partitions", "2"])
+        .output()
+        .expect("runs");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("leadscore demo:") && stdout.contains("latest transitions:"), "{stdout}");
+    let summary = stderr.lines().last().expect("a summary");
+    let number = |label: &str| -> u64 {
+        let before = summary.split(label).next().expect("label");
+        before.split_whitespace().last().expect("number").trim_start_matches('(').parse().expect("a number")
+    };
+    assert!(number(" events produced") > 1000, "{summary}");
+    assert!(number(" applied") > 1000, "{summary}");
+    assert!(number(" dead letters") >= 1, "{summary}");
+    assert!(number(" segment transitions") > 100, "{summary}");
+}
