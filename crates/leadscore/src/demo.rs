@@ -53,7 +53,7 @@ impl Clock {
 }
 
 /// Sets `stop` on ctrl-c or SIGTERM.
-fn on_signal(stop: Arc<AtomicBool>) {
+pub fn on_signal(stop: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         rt.block_on(async {

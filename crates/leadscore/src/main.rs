@@ -81,6 +81,15 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         partitions: i32,
     },
+    /// Keep an in-process Kafka-protocol broker (librdkafka's mock cluster) alive
+    /// in this process with leadscore's topics, and print its bootstrap address,
+    /// so that pipelines can be killed and restarted without losing the broker.
+    /// It keeps about the last 30k messages of each partition. Runs until ctrl-c.
+    DevBroker {
+        /// Partitions of each topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+    },
     /// Check a model file and print a readable summary of it.
     CheckModel {
         /// The model file (TOML).
@@ -155,6 +164,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 partitions,
             };
             leadscore::demo::demo(&model, &opts)?;
+        }
+        Command::DevBroker { partitions } => {
+            let broker =
+                leadscore_kafka::embedded::EmbeddedBroker::start(&leadscore_pipeline::Topics::default(), partitions)
+                    .map_err(anyhow::Error::msg)?;
+            println!("{}", broker.bootstrap_servers());
+            io::stdout().flush()?;
+            eprintln!(
+                "leadscore dev-broker: serving leadscore's topics on {}; ctrl-c stops",
+                broker.bootstrap_servers()
+            );
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            leadscore::demo::on_signal(stop.clone());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         }
         Command::CheckModel { file } => {
             let model = leadscore_config::load_model(&file)?;

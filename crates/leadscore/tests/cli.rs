@@ -161,3 +161,21 @@ fn the_demo_runs_the_pipeline_on_an_embedded_broker() {
     assert!(number(" dead letters") >= 1, "{summary}");
     assert!(number(" segment transitions") > 100, "{summary}");
 }
+
+#[test]
+fn dev_broker_prints_an_address_that_accepts_connections() {
+    use std::io::BufRead;
+    let mut child = bin()
+        .args(["dev-broker", "--partitions", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("an address");
+    let address = line.trim().split(',').next().expect("one broker").to_string();
+    let connected = std::net::TcpStream::connect(&address);
+    child.kill().ok();
+    child.wait().ok();
+    assert!(connected.is_ok(), "cannot connect to {address:?}");
+}
