@@ -1,5 +1,4 @@
-//! Configuration for leadscore: scoring models today, the service config with the
-//! pipeline.
+//! Configuration for leadscore: scoring models, and the service configuration.
 //!
 //! A model file is TOML (see `config/seed-model.toml`), read through figment into
 //! the plain structures of [`model_file`], then compiled by [`compile`] into a
@@ -11,10 +10,12 @@
 //! - [`error`]: the one error type, with a key path.
 //! - [`model_file`]: the file format, as serde structures.
 //! - [`compile`]: names resolved, values checked, core model built.
+//! - [`service`]: the configuration of `leadscore run`.
 
 pub mod compile;
 pub mod error;
 pub mod model_file;
+pub mod service;
 
 pub use error::ConfigError;
 

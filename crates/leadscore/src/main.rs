@@ -90,6 +90,22 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         partitions: i32,
     },
+    /// Run the streaming service: consume the input topics, keep state in
+    /// RocksDB, publish score changes and segment transitions. Stops cleanly on
+    /// ctrl-c or SIGTERM.
+    Run {
+        /// The service configuration (TOML); every key is documented in
+        /// config/leadscore.default.toml.
+        /// Without it: the built-in defaults and LEADSCORE__ environment variables.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Check a service configuration and print the effective settings (defaults,
+    /// file and environment merged), secrets redacted.
+    CheckConfig {
+        /// The service configuration (TOML).
+        file: Option<PathBuf>,
+    },
     /// Check a model file and print a readable summary of it.
     CheckModel {
         /// The model file (TOML).
@@ -180,6 +196,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
+        }
+        Command::Run { config } => {
+            let config = leadscore_config::service::ServiceConfig::load(config.as_deref())?;
+            leadscore::service::run(&config)?;
+        }
+        Command::CheckConfig { file } => {
+            let config = leadscore_config::service::ServiceConfig::load(file.as_deref())?;
+            print!("{}", config.to_toml());
+            eprintln!("{}: ok", file.as_ref().map_or("defaults".into(), |f| f.display().to_string()));
         }
         Command::CheckModel { file } => {
             let model = leadscore_config::load_model(&file)?;

@@ -179,3 +179,99 @@ fn dev_broker_prints_an_address_that_accepts_connections() {
     child.wait().ok();
     assert!(connected.is_ok(), "cannot connect to {address:?}");
 }
+
+#[test]
+fn run_consumes_from_a_broker_in_another_process_and_stops_cleanly_on_sigterm() {
+    use std::io::BufRead;
+    use std::sync::mpsc;
+    // The broker in its own process, as in production.
+    let mut broker = bin()
+        .args(["dev-broker", "--partitions", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("broker");
+    let mut address = String::new();
+    std::io::BufReader::new(broker.stdout.take().expect("stdout")).read_line(&mut address).expect("address");
+    let address = address.trim().to_string();
+
+    let producer = leadscore_kafka::embedded::EventProducer::new(&address).expect("producer");
+    for i in 0..50 {
+        let event = format!(
+            r#"{{"event_id":"e-{i}","lead_id":"L-{}","type":"form_submit","timestamp":"2026-01-01T00:00:{:02}Z","properties":{{"form":"demo"}}}}"#,
+            i % 7,
+            i
+        );
+        producer.send("lead-events", format!("L-{}", i % 7).as_bytes(), event.as_bytes()).expect("send");
+    }
+    producer.flush(std::time::Duration::from_secs(10)).expect("flush");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("leadscore.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbootstrap_servers = \"{address}\"\ngroup_id = \"cli-test\"\n[state]\ndir = \"{}\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .expect("config");
+    let mut run = bin()
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run");
+    let (tx, rx) = mpsc::channel();
+    let stderr = run.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut log = Vec::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            let done = line.contains("messages=50");
+            log.push(line);
+            if done {
+                break;
+            }
+        }
+    }
+    let pid = run.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let status = run.wait().expect("exits");
+    log.extend(rx.iter());
+    broker.kill().ok();
+    broker.wait().ok();
+    let log = log.join("\n");
+    assert!(status.success(), "{log}");
+    assert!(log.contains("leadscore starting"), "{log}");
+    assert!(log.contains("stopped cleanly after 50 messages (50 applied, 0 duplicates, 0 dead letters)"), "{log}");
+}
+
+#[test]
+fn check_config_prints_the_effective_settings_with_secrets_redacted() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "[kafka.librdkafka]\n\"sasl.password\" = \"hunter2\"\n\"security.protocol\" = \"SASL_SSL\"\n",
+    )
+    .expect("write");
+    let out = bin().arg("check-config").arg(&file).output().expect("runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(printed.contains("\"sasl.password\" = \"*****\"") && !printed.contains("hunter2"), "{printed}");
+    assert!(printed.contains("\"security.protocol\" = \"SASL_SSL\""), "{printed}");
+    std::fs::write(&file, "[kafka]\nbootstrap = \"x\"\n").expect("write");
+    let out = bin().arg("check-config").arg(&file).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("kafka.bootstrap: unknown field"), "{}", text(&out.stderr));
+}

@@ -1,0 +1,285 @@
+//! The service configuration of `leadscore run`: embedded defaults
+//! (`config/leadscore.default.toml`), then the file given with `--config`, then
+//! `LEADSCORE__SECTION__KEY` environment variables. Unknown keys are errors that
+//! name their path; values are checked here so the engine never re-checks them.
+
+use crate::error::ConfigError;
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use leadscore_core::Kind;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The defaults, as shipped.
+pub const DEFAULT_SERVICE_TOML: &str = include_str!("../../../config/leadscore.default.toml");
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub kafka: KafkaConfig,
+    pub topics: TopicsConfig,
+    pub processing: ProcessingConfig,
+    pub state: StateConfig,
+    pub model: ModelConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    pub group_id: String,
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsConfig {
+    pub score_changes: String,
+    pub transitions: String,
+    pub dead_letters: String,
+    pub changelog: String,
+    /// Topic → kind name, or `any`.
+    pub inputs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    AtLeastOnce,
+    ExactlyOnce,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeSource {
+    WallClock,
+    EventTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessingConfig {
+    pub guarantee: Guarantee,
+    pub time: TimeSource,
+    pub max_batch: usize,
+    pub poll_timeout_ms: u64,
+    pub tick_interval_ms: u64,
+    pub delivery_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    pub dir: PathBuf,
+    pub block_cache_mb: usize,
+    pub write_buffer_mb: usize,
+    pub sync_writes: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Empty: the built-in seed model.
+    pub file: String,
+}
+
+/// librdkafka option names whose values are secrets.
+fn is_secret(key: &str) -> bool {
+    ["password", "secret", "token", "key.pem", "private"].iter().any(|s| key.contains(s))
+}
+
+impl ServiceConfig {
+    /// Loads the defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<ServiceConfig, ConfigError> {
+        Self::load_with_env(file, Env::prefixed("LEADSCORE__").split("__"))
+    }
+
+    fn load_with_env(file: Option<&Path>, env: Env) -> Result<ServiceConfig, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_SERVICE_TOML));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, &e))?;
+            figment = figment.merge(Toml::string(&text));
+        }
+        let config: ServiceConfig = figment.merge(env).extract().map_err(|e| {
+            let e = ConfigError::from_figment(e);
+            match file {
+                Some(p) => e.in_file(p),
+                None => e,
+            }
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return Err(ConfigError::at(
+                "kafka.bootstrap_servers",
+                "expected host:port[,host:port...], got an empty value",
+            ));
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            return Err(ConfigError::at("kafka.group_id", "expected a consumer group id, got an empty value"));
+        }
+        if self.topics.inputs.is_empty() {
+            return Err(ConfigError::at("topics.inputs", "expected at least one input topic"));
+        }
+        self.input_kinds()?;
+        for (key, v) in [
+            ("processing.max_batch", self.processing.max_batch as u64),
+            ("processing.poll_timeout_ms", self.processing.poll_timeout_ms),
+            ("processing.tick_interval_ms", self.processing.tick_interval_ms),
+            ("processing.delivery_timeout_ms", self.processing.delivery_timeout_ms),
+            ("state.block_cache_mb", self.state.block_cache_mb as u64),
+            ("state.write_buffer_mb", self.state.write_buffer_mb as u64),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::at(key, "0: expected a value above zero"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The input topics and their kinds (`None`: any kind).
+    pub fn input_kinds(&self) -> Result<BTreeMap<String, Option<Kind>>, ConfigError> {
+        self.topics
+            .inputs
+            .iter()
+            .map(|(topic, kind)| match kind.as_str() {
+                "any" => Ok((topic.clone(), None)),
+                k => Kind::parse(k).map(|k| (topic.clone(), Some(k))).ok_or_else(|| {
+                    ConfigError::at(
+                        format!("topics.inputs.{topic}"),
+                        format!(
+                            "{k:?} is not an event kind; expected \"any\" or one of: {}",
+                            Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                }),
+            })
+            .collect()
+    }
+
+    /// The same configuration with secret values replaced by `*****`, for
+    /// printing and logging.
+    pub fn redacted(&self) -> ServiceConfig {
+        let mut c = self.clone();
+        for (k, v) in c.kafka.librdkafka.iter_mut() {
+            if is_secret(k) {
+                *v = "*****".into();
+            }
+        }
+        c
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_toml(&self) -> String {
+        figment::value::Value::serialize(self.redacted())
+            .ok()
+            .and_then(|v| v.into_dict())
+            .map(|d| toml_of(&d))
+            .unwrap_or_default()
+    }
+}
+
+/// A small TOML writer for the effective config (tables of scalars and maps).
+fn toml_of(root: &figment::value::Dict) -> String {
+    use figment::value::Value;
+    fn scalar(v: &Value) -> String {
+        match v {
+            Value::String(_, s) => format!("{s:?}"),
+            Value::Bool(_, b) => b.to_string(),
+            Value::Num(_, n) => {
+                n.to_u128().map(|n| n.to_string()).or_else(|| n.to_f64().map(|f| f.to_string())).unwrap_or_default()
+            }
+            other => format!("{other:?}"),
+        }
+    }
+    fn key(k: &str) -> String {
+        if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            k.to_string()
+        } else {
+            format!("{k:?}")
+        }
+    }
+    fn table(out: &mut String, name: &str, d: &figment::value::Dict) {
+        out.push_str(&format!("[{name}]\n"));
+        let mut nested = Vec::new();
+        for (k, v) in d {
+            match v {
+                Value::Dict(_, inner) => nested.push((k, inner)),
+                v => out.push_str(&format!("{} = {}\n", key(k), scalar(v))),
+            }
+        }
+        out.push('\n');
+        for (k, inner) in nested {
+            table(out, &format!("{name}.{}", key(k)), inner);
+        }
+    }
+    let mut out = String::new();
+    for (name, v) in root {
+        if let Value::Dict(_, d) = v {
+            table(&mut out, &key(name), d);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<ServiceConfig, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("leadscore-config-{}-{}", std::process::id(), text.len()));
+        std::fs::write(&dir, text).expect("write");
+        let r = ServiceConfig::load_with_env(Some(&dir), Env::prefixed("LEADSCORE_TEST_NONE__"));
+        std::fs::remove_file(&dir).ok();
+        r
+    }
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let c = ServiceConfig::load_with_env(None, Env::prefixed("LEADSCORE_TEST_NONE__")).expect("defaults");
+        assert_eq!(c.kafka.bootstrap_servers, "localhost:9092");
+        assert_eq!(c.processing.guarantee, Guarantee::AtLeastOnce);
+        assert_eq!(c.input_kinds().expect("kinds").get("page-views"), Some(&Some(Kind::PageView)));
+        assert_eq!(c.input_kinds().expect("kinds").get("lead-events"), Some(&None));
+    }
+
+    #[test]
+    fn a_file_overrides_the_defaults_and_the_environment_overrides_the_file() {
+        let c = load_text(
+            "[kafka]\nbootstrap_servers = \"k1:9092\"\n[kafka.librdkafka]\n\"sasl.password\" = \"hunter2\"\n",
+        )
+        .expect("config");
+        assert_eq!(c.kafka.bootstrap_servers, "k1:9092");
+        assert_eq!(c.kafka.group_id, "leadscore", "untouched keys keep their defaults");
+        let printed = c.to_toml();
+        assert!(printed.contains("\"sasl.password\" = \"*****\""), "{printed}");
+        assert!(!printed.contains("hunter2"));
+        assert!(!format!("{:?}", c.redacted()).contains("hunter2"));
+
+        let env = Env::prefixed("LEADSCORE_ENVTEST__").split("__");
+        // A variable only this test reads.
+        std::env::set_var("LEADSCORE_ENVTEST__KAFKA__GROUP_ID", "from-env");
+        let c = ServiceConfig::load_with_env(None, env).expect("config");
+        std::env::remove_var("LEADSCORE_ENVTEST__KAFKA__GROUP_ID");
+        assert_eq!(c.kafka.group_id, "from-env");
+    }
+
+    #[test]
+    fn mistakes_name_the_key_the_value_and_what_was_expected() {
+        let e = load_text("[processing]\nguarantee = \"exactly_twice\"\n").unwrap_err().to_string();
+        assert!(e.contains("processing.guarantee") && e.contains("exactly_twice"), "{e}");
+        let e = load_text("[kafka]\nbootstrap_server = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("kafka.bootstrap_server") && e.contains("unknown field"), "{e}");
+        let e = load_text("[topics.inputs]\n\"web\" = \"pageview\"\n").unwrap_err().to_string();
+        assert!(e.contains("topics.inputs.web") && e.contains("\"pageview\" is not an event kind"), "{e}");
+        let e = load_text("[state]\nblock_cache_mb = 0\n").unwrap_err().to_string();
+        assert!(e.contains("state.block_cache_mb") && e.contains("above zero"), "{e}");
+        let e = load_text("[processing]\nmax_batch = \"lots\"\n").unwrap_err().to_string();
+        assert!(e.contains("processing.max_batch") && e.contains("lots"), "{e}");
+    }
+}

@@ -1,0 +1,101 @@
+//! `leadscore run`: the streaming service, wired from its configuration. Logs a
+//! progress line every ten seconds and stops cleanly (the batch in hand is
+//! published and committed) on ctrl-c or SIGTERM.
+
+use anyhow::Context;
+use leadscore_config::service::{Guarantee, ServiceConfig, TimeSource};
+use leadscore_kafka::{run as run_loop, Counters, RunSettings};
+use leadscore_pipeline::{TimeMode, Topics};
+use leadscore_rocks::{RocksSettings, RocksStore};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn wall_clock() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs until a signal; see the module documentation.
+pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
+    if config.processing.guarantee == Guarantee::ExactlyOnce {
+        anyhow::bail!(
+            "processing.guarantee = \"exactly_once\" is not available yet (it needs Kafka transactions); \
+             use \"at_least_once\": outputs may repeat after a crash with the same (lead_id, version), \
+             and no event is ever applied twice"
+        );
+    }
+    let model = match config.model.file.trim() {
+        "" => leadscore_config::seed_model(),
+        f => leadscore_config::load_model(std::path::Path::new(f))?,
+    };
+    std::fs::create_dir_all(&config.state.dir)
+        .with_context(|| format!("cannot create state.dir {}", config.state.dir.display()))?;
+    let store = RocksStore::open(
+        &config.state.dir,
+        &RocksSettings {
+            block_cache_bytes: config.state.block_cache_mb << 20,
+            write_buffer_bytes: config.state.write_buffer_mb << 20,
+            sync_writes: config.state.sync_writes,
+        },
+    )?;
+    let t = &config.topics;
+    let settings = RunSettings {
+        bootstrap_servers: config.kafka.bootstrap_servers.clone(),
+        group_id: config.kafka.group_id.clone(),
+        topics: Topics {
+            inputs: config.input_kinds()?,
+            score_changes: t.score_changes.clone(),
+            transitions: t.transitions.clone(),
+            dead_letters: t.dead_letters.clone(),
+            changelog: t.changelog.clone(),
+        },
+        time_mode: match config.processing.time {
+            TimeSource::WallClock => TimeMode::WallClock,
+            TimeSource::EventTime => TimeMode::EventTime,
+        },
+        librdkafka: config.kafka.librdkafka.clone(),
+        max_batch: config.processing.max_batch,
+        poll_timeout: Duration::from_millis(config.processing.poll_timeout_ms),
+        tick_interval: Duration::from_millis(config.processing.tick_interval_ms),
+        delivery_timeout: Duration::from_millis(config.processing.delivery_timeout_ms),
+    };
+    tracing::info!(
+        bootstrap = %settings.bootstrap_servers,
+        group = %settings.group_id,
+        state = %config.state.dir.display(),
+        model = %model.version,
+        "leadscore starting"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    crate::demo::on_signal(stop.clone());
+    let counters = Counters::default();
+    let result = std::thread::scope(|s| {
+        let pipeline = s.spawn(|| run_loop(&settings, &model, &store, &wall_clock, &stop, &counters));
+        let mut next = Instant::now() + Duration::from_secs(10);
+        while !pipeline.is_finished() {
+            std::thread::sleep(Duration::from_millis(100));
+            if Instant::now() >= next {
+                next += Duration::from_secs(10);
+                tracing::info!(
+                    messages = Counters::get(&counters.messages),
+                    applied = Counters::get(&counters.applied),
+                    dead_lettered = Counters::get(&counters.dead_lettered),
+                    transitions = Counters::get(&counters.transitions),
+                    "progress"
+                );
+            }
+        }
+        pipeline.join().map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))
+    })?;
+    result?;
+    eprintln!(
+        "leadscore: stopped cleanly after {} messages ({} applied, {} duplicates, {} dead letters); {} score changes, {} segment transitions",
+        Counters::get(&counters.messages),
+        Counters::get(&counters.applied),
+        Counters::get(&counters.duplicates),
+        Counters::get(&counters.dead_lettered),
+        Counters::get(&counters.score_changes),
+        Counters::get(&counters.transitions)
+    );
+    Ok(())
+}
