@@ -67,6 +67,7 @@ pub struct ProcessingConfig {
     pub poll_timeout_ms: u64,
     pub tick_interval_ms: u64,
     pub delivery_timeout_ms: u64,
+    pub restore_stall_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -132,6 +133,7 @@ impl ServiceConfig {
             ("processing.poll_timeout_ms", self.processing.poll_timeout_ms),
             ("processing.tick_interval_ms", self.processing.tick_interval_ms),
             ("processing.delivery_timeout_ms", self.processing.delivery_timeout_ms),
+            ("processing.restore_stall_timeout_ms", self.processing.restore_stall_timeout_ms),
             ("state.block_cache_mb", self.state.block_cache_mb as u64),
             ("state.write_buffer_mb", self.state.write_buffer_mb as u64),
         ] {

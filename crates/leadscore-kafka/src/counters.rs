@@ -20,6 +20,15 @@ pub struct Counters {
     pub timer_transitions: AtomicU64,
     pub timers_fired: AtomicU64,
     pub batches: AtomicU64,
+    /// Partitions whose changelog restore is under way (a gauge).
+    pub restoring_partitions: AtomicU64,
+    /// Completed changelog restores, and changelog records read by them.
+    pub restores: AtomicU64,
+    pub restore_records: AtomicU64,
+    /// Assignments and revocations received from the group.
+    pub rebalances: AtomicU64,
+    /// Input partitions (groups) owned and restored: ready to process (a gauge).
+    pub owned_partitions: AtomicU64,
     /// Recent transitions, newest last, as published JSON.
     recent: Mutex<VecDeque<String>>,
     /// Transitions entered per segment name.

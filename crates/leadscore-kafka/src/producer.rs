@@ -1,33 +1,47 @@
 //! Publishing output records: an idempotent producer whose delivery reports are
 //! served by its own thread, and a flush that tells whether every record of a
-//! batch was delivered (the loop commits state only after that).
+//! batch was delivered (the loop commits state only after that) and at which
+//! changelog offset each partition's step ended.
 
 use leadscore_pipeline::{OutputRecord, Topics};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Counts failed deliveries and keeps the last error.
+/// Counts failed deliveries, keeps the last error, and the offsets of the
+/// delivered changelog checkpoint markers.
 #[derive(Default)]
 pub struct DeliveryTracker {
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Partition -> offset of its latest delivered checkpoint marker.
+    markers: Mutex<HashMap<u32, i64>>,
 }
 
 impl ClientContext for DeliveryTracker {}
 
 impl ProducerContext for DeliveryTracker {
-    type DeliveryOpaque = ();
+    /// 0, or 1 + the partition of a checkpoint marker.
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    fn delivery(&self, result: &DeliveryResult<'_>, marker: usize) {
+        match result {
+            Err((e, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            }
+            Ok(m) if marker > 0 => {
+                let mut markers = self.markers.lock().unwrap_or_else(|p| p.into_inner());
+                let at = markers.entry(marker as u32 - 1).or_insert(m.offset());
+                *at = (*at).max(m.offset());
+            }
+            Ok(_) => {}
         }
     }
 }
@@ -53,7 +67,9 @@ impl OutputProducer {
             for (k, v) in &r.headers {
                 headers = headers.insert(Header { key: k, value: Some(v) });
             }
-            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(self.topics.name(r.topic)).headers(headers);
+            let opaque = if r.is_checkpoint_marker() { r.partition.map_or(0, |p| p as usize + 1) } else { 0 };
+            let mut record: BaseRecord<'_, [u8], [u8], usize> =
+                BaseRecord::with_opaque_to(self.topics.name(r.topic), opaque).headers(headers);
             if let Some(k) = &r.key {
                 record = record.key(k.as_slice());
             }
@@ -76,6 +92,12 @@ impl OutputProducer {
             }
         }
         Ok(())
+    }
+
+    /// The offset of the latest delivered checkpoint marker of `partition`
+    /// since the last call.
+    pub fn take_marker_offset(&self, partition: u32) -> Option<i64> {
+        self.producer.context().markers.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition)
     }
 
     /// Waits until every queued record is delivered; fails if any was not.

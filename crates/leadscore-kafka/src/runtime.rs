@@ -11,20 +11,31 @@
 //!
 //! The loop runs on its own thread with a blocking consumer: rebalance callbacks
 //! then run inside `poll`, between batches, so a revoked partition never has
-//! work in flight.
+//! work in flight. A newly assigned partition is paused in the callback; before
+//! the next batch is processed, its state is restored from the changelog
+//! ([`crate::restore`]) and it is resumed. Messages of a partition revoked
+//! while a batch was being polled are dropped unprocessed: the new owner reads
+//! them again from the last committed step.
+//!
+//! The default assignor is `range`: it gives the same-numbered partitions of
+//! all input topics to one member, which co-partitioned topics need (one lead,
+//! one owner). `cooperative-sticky` does not promise that; it is safe with a
+//! single input topic (set `partition.assignment.strategy` in the librdkafka map).
 
 use crate::counters::Counters;
 use crate::producer::OutputProducer;
+use crate::restore::Restorer;
 use leadscore_codec::Limits;
 use leadscore_core::{Millis, Model};
 use leadscore_pipeline::{InputMessage, OutputTopic, Processor, Step, TimeMode, Topics};
 use leadscore_store::{Partition, StateStore, StoreError};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How the loop runs.
@@ -43,6 +54,8 @@ pub struct RunSettings {
     /// How often timers are checked with no input.
     pub tick_interval: Duration,
     pub delivery_timeout: Duration,
+    /// How long a changelog restore may make no progress before it fails.
+    pub restore_stall_timeout: Duration,
 }
 
 impl RunSettings {
@@ -57,6 +70,7 @@ impl RunSettings {
             poll_timeout: Duration::from_millis(100),
             tick_interval: Duration::from_millis(100),
             delivery_timeout: Duration::from_secs(30),
+            restore_stall_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -72,7 +86,7 @@ pub enum RunError {
     Delivery(String),
 }
 
-fn kafka(e: impl std::fmt::Display) -> RunError {
+pub(crate) fn kafka(e: impl std::fmt::Display) -> RunError {
     RunError::Kafka(e.to_string())
 }
 
@@ -83,6 +97,43 @@ fn client_config(s: &RunSettings) -> ClientConfig {
         c.set(k, v);
     }
     c
+}
+
+/// A group membership change, seen in a rebalance callback and handled by the
+/// loop between batches.
+enum Change {
+    Assigned(Vec<(String, i32)>),
+    Revoked(Vec<(String, i32)>),
+}
+
+/// Records rebalances and pauses newly assigned partitions until restored.
+#[derive(Default)]
+struct Rebalances {
+    changes: Mutex<Vec<Change>>,
+}
+
+impl ClientContext for Rebalances {}
+
+impl ConsumerContext for Rebalances {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Rebalances>, rebalance: &Rebalance<'_>) {
+        let elements = |tpl: &TopicPartitionList| -> Vec<(String, i32)> {
+            tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()
+        };
+        let change = match rebalance {
+            Rebalance::Assign(tpl) => {
+                if let Err(e) = consumer.pause(tpl) {
+                    tracing::error!(error = %e, "cannot pause newly assigned partitions");
+                }
+                Change::Assigned(elements(tpl))
+            }
+            Rebalance::Revoke(tpl) => Change::Revoked(elements(tpl)),
+            Rebalance::Error(e) => {
+                tracing::warn!(error = %e, "rebalance error");
+                return;
+            }
+        };
+        self.changes.lock().unwrap_or_else(|p| p.into_inner()).push(change);
+    }
 }
 
 /// Runs until `shutdown` is set, then finishes the batch in hand and returns.
@@ -101,23 +152,33 @@ pub fn run(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed");
-    let consumer: BaseConsumer = consumer_config.create().map_err(kafka)?;
+    if !settings.librdkafka.contains_key("partition.assignment.strategy") {
+        consumer_config.set("partition.assignment.strategy", "range");
+    }
+    let consumer: BaseConsumer<Rebalances> =
+        consumer_config.create_with_context(Rebalances::default()).map_err(kafka)?;
     let inputs: Vec<&str> = settings.topics.inputs.keys().map(String::as_str).collect();
     consumer.subscribe(&inputs).map_err(kafka)?;
     let producer = OutputProducer::new(&client_config(settings), settings.topics.clone()).map_err(kafka)?;
+    let restorer = Restorer::new(&client_config(settings), &settings.topics.changelog, settings.restore_stall_timeout)?;
     let processor =
         Processor { model, store, topics: &settings.topics, limits: Limits::default(), mode: settings.time_mode };
     tracing::info!(group = %settings.group_id, topics = ?inputs, "consuming");
+    let mut owned: BTreeSet<Partition> = BTreeSet::new();
     let mut last_tick = Instant::now();
     while !shutdown.load(Ordering::Relaxed) {
         let batch = poll_batch(&consumer, settings)?;
+        rebalanced(&consumer, &restorer, model, store, counters, &mut owned)?;
         let mut by_partition: BTreeMap<Partition, Vec<InputMessage>> = BTreeMap::new();
         for m in batch {
-            by_partition.entry(m.partition).or_default().push(m);
+            // A partition revoked mid-poll: its new owner processes these.
+            if owned.contains(&m.partition) {
+                by_partition.entry(m.partition).or_default().push(m);
+            }
         }
         for (partition, messages) in by_partition {
             let step = processor.process(partition, &messages, clock())?;
-            commit(&step, &producer, store, settings, counters, messages.len())?;
+            commit(step, partition, &producer, store, settings, counters, messages.len())?;
             let mut offsets = TopicPartitionList::new();
             for m in &messages {
                 offsets
@@ -132,10 +193,10 @@ pub fn run(
         if last_tick.elapsed() >= settings.tick_interval {
             last_tick = Instant::now();
             if settings.time_mode == TimeMode::WallClock {
-                for partition in assigned_partitions(&consumer, &settings.topics)? {
+                for &partition in &owned {
                     let step = processor.tick(partition, clock())?;
                     if step.stats.timers_fired > 0 {
-                        commit(&step, &producer, store, settings, counters, 0)?;
+                        commit(step, partition, &producer, store, settings, counters, 0)?;
                     }
                 }
             }
@@ -146,10 +207,56 @@ pub fn run(
     Ok(())
 }
 
+/// Applies the group changes seen since the last batch: forgets revoked
+/// partitions, restores newly assigned ones from the changelog, then resumes
+/// them.
+fn rebalanced(
+    consumer: &BaseConsumer<Rebalances>,
+    restorer: &Restorer,
+    model: &Model,
+    store: &dyn StateStore,
+    counters: &Counters,
+    owned: &mut BTreeSet<Partition>,
+) -> Result<(), RunError> {
+    let changes = std::mem::take(&mut *consumer.context().changes.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut assigned: BTreeMap<Partition, Vec<(String, i32)>> = BTreeMap::new();
+    for change in changes {
+        counters.rebalances.fetch_add(1, Ordering::Relaxed);
+        match change {
+            Change::Assigned(tps) => {
+                for (topic, p) in tps {
+                    assigned.entry(p as Partition).or_default().push((topic, p));
+                }
+            }
+            Change::Revoked(tps) => {
+                let lost: BTreeSet<Partition> = tps.iter().map(|(_, p)| *p as Partition).collect();
+                tracing::info!(partitions = ?lost, "partitions revoked");
+                for p in lost {
+                    owned.remove(&p);
+                    assigned.remove(&p);
+                }
+            }
+        }
+    }
+    for (partition, tps) in assigned {
+        restorer.restore(partition, store, model, counters)?;
+        owned.insert(partition);
+        let mut tpl = TopicPartitionList::new();
+        for (topic, p) in &tps {
+            tpl.add_partition(topic, *p);
+        }
+        consumer.resume(&tpl).map_err(kafka)?;
+        tracing::info!(partition, "partition assigned and restored; consuming");
+    }
+    counters.owned_partitions.store(owned.len() as u64, Ordering::Relaxed);
+    Ok(())
+}
+
 /// Publishes a step's outputs, waits for their delivery, then commits its
-/// state write.
+/// state write with the changelog offset its marker got.
 fn commit(
-    step: &Step,
+    mut step: Step,
+    partition: Partition,
     producer: &OutputProducer,
     store: &dyn StateStore,
     settings: &RunSettings,
@@ -158,6 +265,11 @@ fn commit(
 ) -> Result<(), RunError> {
     producer.send_all(&step.outputs).map_err(RunError::Delivery)?;
     producer.flush(settings.delivery_timeout).map_err(RunError::Delivery)?;
+    let marker = producer.take_marker_offset(partition);
+    tracing::trace!(partition, ?marker, "step published");
+    if let Some(offset) = marker {
+        step.write.set_changelog_next_offset(partition, offset + 1);
+    }
     store.write(&step.write)?;
     counters.add(messages, &step.stats);
     for o in step.outputs.iter().filter(|o| o.topic == OutputTopic::Transitions) {
@@ -171,7 +283,7 @@ fn commit(
 
 /// Up to `max_batch` messages: waits up to `poll_timeout` for the first, then
 /// takes what is already fetched.
-fn poll_batch(consumer: &BaseConsumer, settings: &RunSettings) -> Result<Vec<InputMessage>, RunError> {
+fn poll_batch(consumer: &BaseConsumer<Rebalances>, settings: &RunSettings) -> Result<Vec<InputMessage>, RunError> {
     let mut out = Vec::new();
     let mut timeout = settings.poll_timeout;
     while out.len() < settings.max_batch {
@@ -194,14 +306,4 @@ fn poll_batch(consumer: &BaseConsumer, settings: &RunSettings) -> Result<Vec<Inp
         timeout = Duration::ZERO;
     }
     Ok(out)
-}
-
-fn assigned_partitions(consumer: &BaseConsumer, topics: &Topics) -> Result<BTreeSet<Partition>, RunError> {
-    let assignment = consumer.assignment().map_err(kafka)?;
-    Ok(assignment
-        .elements()
-        .iter()
-        .filter(|e| topics.inputs.contains_key(e.topic()))
-        .map(|e| e.partition() as Partition)
-        .collect())
 }

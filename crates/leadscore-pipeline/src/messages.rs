@@ -38,6 +38,26 @@ pub struct OutputRecord {
     pub partition: Option<u32>,
 }
 
+impl OutputRecord {
+    /// The changelog record that closes a step: empty key (no lead id is empty),
+    /// the step's [`leadscore_store::Checkpoint`] as value. A restore applies the
+    /// changelog up to the last of these; records after it belong to a step that
+    /// did not commit and will be replayed from the inputs.
+    pub fn checkpoint_marker(partition: u32, checkpoint: &leadscore_store::Checkpoint) -> OutputRecord {
+        OutputRecord {
+            topic: OutputTopic::Changelog,
+            key: Some(Vec::new()),
+            value: Some(checkpoint.encode()),
+            headers: vec![(headers::CHANGELOG_RECORD, b"checkpoint".to_vec())],
+            partition: Some(partition),
+        }
+    }
+
+    pub fn is_checkpoint_marker(&self) -> bool {
+        self.topic == OutputTopic::Changelog && self.key.as_deref() == Some(&[])
+    }
+}
+
 /// Dead-letter headers (domain.md §2).
 pub mod headers {
     pub const ERROR_CLASS: &str = "leadscore.error.class";
@@ -45,6 +65,8 @@ pub mod headers {
     pub const SOURCE_TOPIC: &str = "leadscore.source.topic";
     pub const SOURCE_PARTITION: &str = "leadscore.source.partition";
     pub const SOURCE_OFFSET: &str = "leadscore.source.offset";
+    /// On changelog checkpoint markers (not a dead-letter header).
+    pub const CHANGELOG_RECORD: &str = "leadscore.changelog.record";
 }
 
 /// Topic names and the kind each input topic carries (`None`: any kind, `type`

@@ -119,7 +119,9 @@ impl<'a> Processor<'a> {
                     w.apply(&event)?;
                 }
             }
-            w.checkpoint.next_offsets.insert(m.topic.clone(), m.offset + 1);
+            // Never backwards: a re-delivered, skipped message is behind it.
+            let next = w.checkpoint.next_offsets.entry(m.topic.clone()).or_insert(0);
+            *next = (*next).max(m.offset + 1);
         }
         Ok(w.finish())
     }
@@ -318,7 +320,7 @@ impl Work<'_, '_> {
     }
 
     /// The state writes and changelog records of the dirty leads, and the
-    /// checkpoint.
+    /// checkpoint (in the store, and as the changelog's closing marker).
     fn finish(mut self) -> Step {
         let mut dirty: Vec<(LeadId, Slot)> = self.leads.into_iter().filter(|(_, s)| s.dirty).collect();
         // A stable order keeps batches and changelogs reproducible.
@@ -344,6 +346,9 @@ impl Work<'_, '_> {
                 partition: Some(p),
             });
         }
+        // The marker carries no changelog offset: it learns its own on delivery.
+        let marker = Checkpoint { changelog_next_offset: None, ..self.checkpoint.clone() };
+        self.step.outputs.push(OutputRecord::checkpoint_marker(p, &marker));
         self.step.write.checkpoint(p, self.checkpoint);
         self.step
     }

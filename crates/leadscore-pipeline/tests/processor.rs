@@ -119,6 +119,13 @@ fn a_crash_before_the_commit_replays_the_same_records_and_applies_nothing_twice(
     let again = p.process(0, &batch, now).expect("process");
     assert_eq!(again.stats.skipped, 4);
     assert!(published(&again).is_empty());
+    // ... even when it re-delivers in several batches: committing a batch of
+    // skipped messages must not move the checkpoint back.
+    let older = p.process(0, &batch[..2], now).expect("process");
+    store.write(&older.write).expect("commit");
+    let rest = p.process(0, &batch[2..], now).expect("process");
+    assert_eq!(rest.stats.skipped, 2, "still behind the checkpoint");
+    assert!(published(&rest).is_empty());
 
     let last = published(&replayed).into_iter().rfind(|r| r.contains("score_change")).expect("a change");
     assert!(last.contains(r#""score":33.0"#), "15 + 15 + 3 applied once each: {last}");

@@ -78,6 +78,18 @@ impl WriteBatch {
     pub fn checkpoint(&mut self, partition: Partition, checkpoint: Checkpoint) {
         self.ops.push(Op::Checkpoint { partition, checkpoint });
     }
+
+    /// Records, in the batch's checkpoints of `partition`, the changelog offset
+    /// its states reach (known only once the changelog records are delivered).
+    pub fn set_changelog_next_offset(&mut self, partition: Partition, next: i64) {
+        for op in &mut self.ops {
+            if let Op::Checkpoint { partition: p, checkpoint } = op {
+                if *p == partition {
+                    checkpoint.changelog_next_offset = Some(next);
+                }
+            }
+        }
+    }
 }
 
 /// The state of the partitions an instance owns: encoded lead states, the timer

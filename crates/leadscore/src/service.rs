@@ -58,6 +58,7 @@ pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
         poll_timeout: Duration::from_millis(config.processing.poll_timeout_ms),
         tick_interval: Duration::from_millis(config.processing.tick_interval_ms),
         delivery_timeout: Duration::from_millis(config.processing.delivery_timeout_ms),
+        restore_stall_timeout: Duration::from_millis(config.processing.restore_stall_timeout_ms),
     };
     tracing::info!(
         bootstrap = %settings.bootstrap_servers,
