@@ -22,6 +22,29 @@ pub struct ServiceConfig {
     pub processing: ProcessingConfig,
     pub state: StateConfig,
     pub model: ModelConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// host:port of the admin HTTP server; empty disables it.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -128,6 +151,13 @@ impl ServiceConfig {
             return Err(ConfigError::at("topics.inputs", "expected at least one input topic"));
         }
         self.input_kinds()?;
+        let listen = self.admin.listen.trim();
+        if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::at(
+                "admin.listen",
+                format!("{listen:?}: expected an address like \"0.0.0.0:9898\" (or \"\" to disable the admin server)"),
+            ));
+        }
         for (key, v) in [
             ("processing.max_batch", self.processing.max_batch as u64),
             ("processing.poll_timeout_ms", self.processing.poll_timeout_ms),

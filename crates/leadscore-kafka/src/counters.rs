@@ -1,10 +1,13 @@
-//! Counters of the processing loop, shared lock-free with observers (the demo's
-//! console, later the Prometheus exporter), plus a small ring of recent
-//! transitions to show.
+//! What the processing loop has done and where it stands, shared with
+//! observers (the demo's console, the admin server): counters, the Prometheus
+//! metrics, the owned partitions, readiness, a small ring of recent transitions
+//! and the last few score changes of recently changed leads.
 
+use crate::metrics::Metrics;
 use leadscore_pipeline::Stats;
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use leadscore_store::Partition;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 /// See the module documentation.
@@ -29,13 +32,32 @@ pub struct Counters {
     pub rebalances: AtomicU64,
     /// Input partitions (groups) owned and restored: ready to process (a gauge).
     pub owned_partitions: AtomicU64,
+    pub metrics: Metrics,
+    /// Input partitions owned and restored.
+    pub owned: Mutex<BTreeSet<Partition>>,
+    /// The loop has joined the group and polls.
+    pub consuming: AtomicBool,
+    /// librdkafka reports every broker down.
+    pub brokers_down: AtomicBool,
     /// Recent transitions, newest last, as published JSON.
     recent: Mutex<VecDeque<String>>,
+    recent_changes: Mutex<RecentChanges>,
     /// Transitions entered per segment name.
     entered: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 const RECENT: usize = 64;
+/// Leads whose last score changes are kept for lookups, and changes per lead.
+const CHANGED_LEADS: usize = 10_000;
+const CHANGES_PER_LEAD: usize = 5;
+
+/// The last few published score changes of the most recently changed leads
+/// (oldest leads forgotten first).
+#[derive(Debug, Default)]
+struct RecentChanges {
+    by_lead: HashMap<String, VecDeque<String>>,
+    order: VecDeque<String>,
+}
 
 impl Counters {
     pub fn add(&self, messages: usize, s: &Stats) {
@@ -60,6 +82,49 @@ impl Counters {
         recent.push_back(json.to_string());
         if entered {
             *self.entered.lock().unwrap_or_else(|p| p.into_inner()).entry(segment.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Remembers a published score change of `lead` (its JSON).
+    pub fn note_score_change(&self, lead: &str, json: &str) {
+        let mut r = self.recent_changes.lock().unwrap_or_else(|p| p.into_inner());
+        if !r.by_lead.contains_key(lead) {
+            if r.order.len() == CHANGED_LEADS {
+                if let Some(old) = r.order.pop_front() {
+                    r.by_lead.remove(&old);
+                }
+            }
+            r.order.push_back(lead.to_string());
+        }
+        let changes = r.by_lead.entry(lead.to_string()).or_default();
+        if changes.len() == CHANGES_PER_LEAD {
+            changes.pop_front();
+        }
+        changes.push_back(json.to_string());
+    }
+
+    /// The last score changes of `lead` seen by this instance, oldest first.
+    pub fn score_changes_of(&self, lead: &str) -> Vec<String> {
+        let r = self.recent_changes.lock().unwrap_or_else(|p| p.into_inner());
+        r.by_lead.get(lead).map(|c| c.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Owned partitions.
+    pub fn owned(&self) -> BTreeSet<Partition> {
+        self.owned.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Ready: consuming, nothing restoring, brokers reachable.
+    pub fn ready(&self) -> Result<(), String> {
+        if !self.consuming.load(Relaxed) {
+            return Err("not consuming yet".into());
+        }
+        if self.brokers_down.load(Relaxed) {
+            return Err("all brokers are unreachable".into());
+        }
+        match self.restoring_partitions.load(Relaxed) {
+            0 => Ok(()),
+            n => Err(format!("restoring {n} partition(s) from the changelog")),
         }
     }
 

@@ -6,14 +6,17 @@
 //! - [`runtime`]: the consume, process, produce, commit loop (at-least-once).
 //! - [`producer`]: publishing output records and waiting for their delivery.
 //! - [`restore`]: bringing a newly assigned partition's state up to date from the changelog.
-//! - [`counters`]: what the loop has done, shared with observers (console, metrics).
+//! - [`counters`]: what the loop has done, shared with observers (console, admin server).
+//! - [`metrics`]: the Prometheus metrics.
 //! - [`embedded`]: the in-process broker of `leadscore demo`, and an event producer.
 
 pub mod counters;
 pub mod embedded;
+pub mod metrics;
 pub mod producer;
 pub mod restore;
 pub mod runtime;
 
 pub use counters::Counters;
+pub use metrics::Metrics;
 pub use runtime::{run, RunError, RunSettings};

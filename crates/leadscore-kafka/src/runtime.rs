@@ -28,10 +28,12 @@ use crate::restore::Restorer;
 use leadscore_codec::Limits;
 use leadscore_core::{Millis, Model};
 use leadscore_pipeline::{InputMessage, OutputTopic, Processor, Step, TimeMode, Topics};
-use leadscore_store::{Partition, StateStore, StoreError};
+use leadscore_store::{Counts, Op, Partition, StateStore, StoreError};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,13 +108,39 @@ enum Change {
     Revoked(Vec<(String, i32)>),
 }
 
-/// Records rebalances and pauses newly assigned partitions until restored.
+/// Records rebalances and pauses newly assigned partitions until restored;
+/// keeps the consumer lag from librdkafka's statistics and whether every
+/// broker is down.
 #[derive(Default)]
 struct Rebalances {
     changes: Mutex<Vec<Change>>,
+    /// (topic, partition, messages behind the end).
+    lag: Mutex<Vec<(String, i32, i64)>>,
+    brokers_down: AtomicBool,
 }
 
-impl ClientContext for Rebalances {}
+impl ClientContext for Rebalances {
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = Vec::new();
+        for (name, topic) in &statistics.topics {
+            for (&p, partition) in &topic.partitions {
+                // -1 is librdkafka's internal "unassigned" partition.
+                if p >= 0 && partition.consumer_lag >= 0 {
+                    lag.push((name.clone(), p, partition.consumer_lag));
+                }
+            }
+        }
+        *self.lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;
+        self.brokers_down.store(false, Ordering::Relaxed);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.brokers_down.store(true, Ordering::Relaxed);
+        }
+        tracing::warn!(error = %error, reason, "kafka client error");
+    }
+}
 
 impl ConsumerContext for Rebalances {
     fn post_rebalance(&self, consumer: &BaseConsumer<Rebalances>, rebalance: &Rebalance<'_>) {
@@ -152,9 +180,12 @@ pub fn run(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed");
-    if !settings.librdkafka.contains_key("partition.assignment.strategy") {
-        consumer_config.set("partition.assignment.strategy", "range");
+    for (key, default) in [("partition.assignment.strategy", "range"), ("statistics.interval.ms", "5000")] {
+        if !settings.librdkafka.contains_key(key) {
+            consumer_config.set(key, default);
+        }
     }
+    counters.metrics.describe_model(model);
     let consumer: BaseConsumer<Rebalances> =
         consumer_config.create_with_context(Rebalances::default()).map_err(kafka)?;
     let inputs: Vec<&str> = settings.topics.inputs.keys().map(String::as_str).collect();
@@ -164,21 +195,27 @@ pub fn run(
     let processor =
         Processor { model, store, topics: &settings.topics, limits: Limits::default(), mode: settings.time_mode };
     tracing::info!(group = %settings.group_id, topics = ?inputs, "consuming");
-    let mut owned: BTreeSet<Partition> = BTreeSet::new();
+    let mut owned: BTreeMap<Partition, Counts> = BTreeMap::new();
     let mut last_tick = Instant::now();
+    counters.consuming.store(true, Ordering::Relaxed);
     while !shutdown.load(Ordering::Relaxed) {
         let batch = poll_batch(&consumer, settings)?;
+        if !batch.is_empty() {
+            consumer.context().brokers_down.store(false, Ordering::Relaxed);
+        }
+        counters.brokers_down.store(consumer.context().brokers_down.load(Ordering::Relaxed), Ordering::Relaxed);
         rebalanced(&consumer, &restorer, model, store, counters, &mut owned)?;
         let mut by_partition: BTreeMap<Partition, Vec<InputMessage>> = BTreeMap::new();
         for m in batch {
             // A partition revoked mid-poll: its new owner processes these.
-            if owned.contains(&m.partition) {
+            if owned.contains_key(&m.partition) {
                 by_partition.entry(m.partition).or_default().push(m);
             }
         }
         for (partition, messages) in by_partition {
             let step = processor.process(partition, &messages, clock())?;
-            commit(step, partition, &producer, store, settings, counters, messages.len())?;
+            let counts = commit(step, partition, &producer, store, settings, counters, messages.len(), clock)?;
+            set_counts(&mut owned, partition, counts, counters);
             let mut offsets = TopicPartitionList::new();
             for m in &messages {
                 offsets
@@ -193,13 +230,16 @@ pub fn run(
         if last_tick.elapsed() >= settings.tick_interval {
             last_tick = Instant::now();
             if settings.time_mode == TimeMode::WallClock {
-                for &partition in &owned {
+                let partitions: Vec<Partition> = owned.keys().copied().collect();
+                for partition in partitions {
                     let step = processor.tick(partition, clock())?;
                     if step.stats.timers_fired > 0 {
-                        commit(step, partition, &producer, store, settings, counters, 0)?;
+                        let counts = commit(step, partition, &producer, store, settings, counters, 0, clock)?;
+                        set_counts(&mut owned, partition, counts, counters);
                     }
                 }
             }
+            export_lag(&consumer, settings, counters);
         }
     }
     tracing::info!("shutting down: the last batch is committed");
@@ -216,12 +256,14 @@ fn rebalanced(
     model: &Model,
     store: &dyn StateStore,
     counters: &Counters,
-    owned: &mut BTreeSet<Partition>,
+    owned: &mut BTreeMap<Partition, Counts>,
 ) -> Result<(), RunError> {
     let changes = std::mem::take(&mut *consumer.context().changes.lock().unwrap_or_else(|p| p.into_inner()));
     let mut assigned: BTreeMap<Partition, Vec<(String, i32)>> = BTreeMap::new();
     for change in changes {
         counters.rebalances.fetch_add(1, Ordering::Relaxed);
+        let kind = if matches!(change, Change::Assigned(_)) { "assigned" } else { "revoked" };
+        counters.metrics.rebalances.with_label_values(&[kind]).inc();
         match change {
             Change::Assigned(tps) => {
                 for (topic, p) in tps {
@@ -235,12 +277,15 @@ fn rebalanced(
                     owned.remove(&p);
                     assigned.remove(&p);
                 }
+                for (topic, p) in &tps {
+                    let _ = counters.metrics.consumer_lag.remove_label_values(&[topic.as_str(), &p.to_string()]);
+                }
             }
         }
     }
     for (partition, tps) in assigned {
         restorer.restore(partition, store, model, counters)?;
-        owned.insert(partition);
+        owned.insert(partition, store.checkpoint(partition)?.map(|c| c.counts).unwrap_or_default());
         let mut tpl = TopicPartitionList::new();
         for (topic, p) in &tps {
             tpl.add_partition(topic, *p);
@@ -249,11 +294,42 @@ fn rebalanced(
         tracing::info!(partition, "partition assigned and restored; consuming");
     }
     counters.owned_partitions.store(owned.len() as u64, Ordering::Relaxed);
+    counters.metrics.assigned_partitions.set(owned.len() as i64);
+    *counters.owned.lock().unwrap_or_else(|p| p.into_inner()) = owned.keys().copied().collect();
+    export_counts(owned, counters);
     Ok(())
+}
+
+fn set_counts(owned: &mut BTreeMap<Partition, Counts>, partition: Partition, counts: Option<Counts>, c: &Counters) {
+    if let (Some(counts), Some(at)) = (counts, owned.get_mut(&partition)) {
+        *at = counts;
+        export_counts(owned, c);
+    }
+}
+
+fn export_counts(owned: &BTreeMap<Partition, Counts>, counters: &Counters) {
+    let mut total = Counts::default();
+    for c in owned.values() {
+        total.add(c);
+    }
+    counters.metrics.set_counts(&total);
+}
+
+/// Copies the latest consumer lag of the input partitions into the metrics.
+fn export_lag(consumer: &BaseConsumer<Rebalances>, settings: &RunSettings, counters: &Counters) {
+    let lag = consumer.context().lag.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for (topic, partition, behind) in lag {
+        if settings.topics.inputs.contains_key(&topic) {
+            counters.metrics.consumer_lag.with_label_values(&[topic.as_str(), &partition.to_string()]).set(behind);
+        }
+    }
 }
 
 /// Publishes a step's outputs, waits for their delivery, then commits its
 /// state write with the changelog offset its marker got.
+///
+/// Returns the partition's counts as of this step.
+#[allow(clippy::too_many_arguments)]
 fn commit(
     mut step: Step,
     partition: Partition,
@@ -262,7 +338,9 @@ fn commit(
     settings: &RunSettings,
     counters: &Counters,
     messages: usize,
-) -> Result<(), RunError> {
+    clock: &(dyn Fn() -> Millis + Sync),
+) -> Result<Option<Counts>, RunError> {
+    let started = Instant::now();
     producer.send_all(&step.outputs).map_err(RunError::Delivery)?;
     producer.flush(settings.delivery_timeout).map_err(RunError::Delivery)?;
     let marker = producer.take_marker_offset(partition);
@@ -270,15 +348,28 @@ fn commit(
     if let Some(offset) = marker {
         step.write.set_changelog_next_offset(partition, offset + 1);
     }
+    let writing = Instant::now();
     store.write(&step.write)?;
+    let m = &counters.metrics;
+    m.store_write_duration.observe(writing.elapsed().as_secs_f64());
+    m.commit_duration.observe(started.elapsed().as_secs_f64());
+    m.observe(&settings.topics, &step.observations, step.stats.score_changes, clock());
     counters.add(messages, &step.stats);
+    for o in step.outputs.iter().filter(|o| o.topic == OutputTopic::ScoreChanges) {
+        if let (Some(k), Some(v)) = (o.key.as_deref(), o.value.as_deref()) {
+            counters.note_score_change(&String::from_utf8_lossy(k), &String::from_utf8_lossy(v));
+        }
+    }
     for o in step.outputs.iter().filter(|o| o.topic == OutputTopic::Transitions) {
         if let Some(v) = o.value.as_deref().and_then(|v| std::str::from_utf8(v).ok()) {
             let segment = v.split("\"segment\":\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("");
             counters.note_transition(v, segment, v.contains("\"transition\":\"entered\""));
         }
     }
-    Ok(())
+    Ok(step.write.ops.iter().rev().find_map(|op| match op {
+        Op::Checkpoint { partition: p, checkpoint } if *p == partition => Some(checkpoint.counts.clone()),
+        _ => None,
+    }))
 }
 
 /// Up to `max_batch` messages: waits up to `poll_timeout` for the first, then

@@ -17,10 +17,13 @@
 //! # Layout
 //!
 //! - [`messages`]: input messages, output records, topics.
+//! - [`observations`]: what a step saw, aggregated for metrics.
 //! - [`processor`]: the processing step.
 
 pub mod messages;
+pub mod observations;
 pub mod processor;
 
 pub use messages::{InputMessage, OutputRecord, OutputTopic, Topics};
+pub use observations::{EventOutcome, Observations};
 pub use processor::{Processor, Stats, Step, TimeMode};

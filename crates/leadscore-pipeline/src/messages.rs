@@ -105,6 +105,15 @@ impl Default for Topics {
 }
 
 impl Topics {
+    /// The position of an input topic in `inputs` (their sorted order).
+    pub fn input_index(&self, topic: &str) -> Option<u16> {
+        self.inputs.keys().position(|t| t == topic).map(|i| i as u16)
+    }
+
+    pub fn input_name(&self, index: u16) -> Option<&str> {
+        self.inputs.keys().nth(index as usize).map(String::as_str)
+    }
+
     pub fn name(&self, topic: OutputTopic) -> &str {
         match topic {
             OutputTopic::ScoreChanges => &self.score_changes,

@@ -1,6 +1,7 @@
 //! The processing step: see the crate documentation.
 
 use crate::messages::{headers, InputMessage, OutputRecord, OutputTopic, Topics};
+use crate::observations::{EventOutcome, Observations};
 use leadscore_codec::{decode_json, encode_json, DecodeError, Limits, RecordContext};
 use leadscore_core::engine::{advance, apply, Outcome};
 use leadscore_core::output::{Cause, Record};
@@ -52,6 +53,7 @@ pub struct Step {
     pub outputs: Vec<OutputRecord>,
     pub write: WriteBatch,
     pub stats: Stats,
+    pub observations: Observations,
 }
 
 /// How many store timers are read at a time.
@@ -71,6 +73,9 @@ struct Slot {
     state: Option<LeadState>,
     /// The timer as the store has it.
     stored_due: Option<Millis>,
+    /// As loaded: whether the lead existed, and its segments (for the counts).
+    existed: bool,
+    member: u128,
     dirty: bool,
 }
 
@@ -107,16 +112,37 @@ impl<'a> Processor<'a> {
             w.fire_due(now, true)?;
         }
         for (m, d) in messages.iter().zip(decoded) {
+            let topic = self.topics.input_index(&m.topic).unwrap_or(u16::MAX);
+            let seen = &mut w.step.observations;
+            if let (Some(_), Some(t)) = (&d, m.timestamp) {
+                seen.broker_times.push(t);
+            }
             match d {
-                None => w.step.stats.skipped += 1,
-                Some(Err(e)) => w.dead_letter(m, &e),
+                None => {
+                    w.step.stats.skipped += 1;
+                    *seen.events.entry((topic, None, EventOutcome::Skipped)).or_default() += 1;
+                }
+                Some(Err(e)) => {
+                    *seen.events.entry((topic, None, EventOutcome::DeadLettered)).or_default() += 1;
+                    *seen.dead_letters.entry(e.class.as_str()).or_default() += 1;
+                    w.dead_letter(m, &e);
+                }
                 Some(Ok(event)) => {
                     if self.mode == TimeMode::EventTime {
                         let watermark = w.checkpoint.watermark.map_or(event.timestamp, |x| x.max(event.timestamp));
                         w.checkpoint.watermark = Some(watermark);
                         w.fire_due(watermark, false)?;
                     }
-                    w.apply(&event)?;
+                    let outcome = match w.apply(&event)? {
+                        Outcome::Applied => {
+                            w.step.observations.event_times.push(event.timestamp);
+                            EventOutcome::Applied
+                        }
+                        Outcome::Duplicate => EventOutcome::Duplicate,
+                        Outcome::Erased => EventOutcome::Erased,
+                        Outcome::UnknownLead => EventOutcome::UnknownLead,
+                    };
+                    *w.step.observations.events.entry((topic, Some(event.kind), outcome)).or_default() += 1;
                 }
             }
             // Never backwards: a re-delivered, skipped message is behind it.
@@ -185,7 +211,8 @@ impl Work<'_, '_> {
             if let Some(due) = stored_due {
                 self.queue.insert((due, LeadId::from(lead)));
             }
-            self.leads.insert(LeadId::from(lead), Slot { state, stored_due, dirty: false });
+            let (existed, member) = (state.is_some(), state.as_ref().map_or(0, |s| s.member));
+            self.leads.insert(LeadId::from(lead), Slot { state, stored_due, existed, member, dirty: false });
         }
         Ok(())
     }
@@ -207,6 +234,9 @@ impl Work<'_, '_> {
             };
             advance(self.p.model, state, due, &mut self.out);
             slot.dirty = true;
+            if inclusive && self.p.mode == TimeMode::WallClock {
+                self.step.observations.timer_delays.push(bound - due);
+            }
             let next = state.next_due;
             self.step.stats.timers_fired += 1;
             self.emit(&lead, None);
@@ -245,7 +275,7 @@ impl Work<'_, '_> {
         Ok(())
     }
 
-    fn apply(&mut self, event: &Event) -> Result<(), StoreError> {
+    fn apply(&mut self, event: &Event) -> Result<Outcome, StoreError> {
         self.load(&[event.lead_id.as_str()])?;
         let slot = self.leads.get_mut(&event.lead_id).expect("loaded");
         let before = slot.state.as_ref().and_then(|s| s.next_due);
@@ -265,7 +295,7 @@ impl Work<'_, '_> {
             self.queue.insert((next, event.lead_id.clone()));
         }
         self.emit(&event.lead_id, Some(event));
-        Ok(())
+        Ok(outcome)
     }
 
     /// Turns the records in `out` into output records.
@@ -283,6 +313,7 @@ impl Work<'_, '_> {
                 }
                 Record::Transition(t) => {
                     self.step.stats.transitions += 1;
+                    *self.step.observations.transitions.entry((t.segment, t.direction, t.cause)).or_default() += 1;
                     if t.cause == Cause::Timer {
                         self.step.stats.timer_transitions += 1;
                     }
@@ -333,6 +364,19 @@ impl Work<'_, '_> {
                 buf
             });
             let next_due = slot.state.as_ref().and_then(|s| s.next_due);
+            let counts = &mut self.checkpoint.counts;
+            counts.leads += i64::from(slot.state.is_some()) - i64::from(slot.existed);
+            counts.timers += i64::from(next_due.is_some()) - i64::from(slot.stored_due.is_some());
+            let member = slot.state.as_ref().map_or(0, |s| s.member);
+            let mut changed = member ^ slot.member;
+            while changed != 0 {
+                let i = changed.trailing_zeros() as usize;
+                changed &= changed - 1;
+                if counts.members.len() <= i {
+                    counts.members.resize(self.p.model.segments.len().max(i + 1), 0);
+                }
+                counts.members[i] += if member >> i & 1 == 1 { 1 } else { -1 };
+            }
             match &value {
                 Some(v) => self.step.write.put_state(p, lead.clone(), v.clone()),
                 None => self.step.write.delete_state(p, lead.clone()),

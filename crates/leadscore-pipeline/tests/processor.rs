@@ -246,3 +246,58 @@ fn a_stored_timer_of_a_lead_with_a_later_event_in_the_batch_fires_in_order() {
     assert!(timer < b, "{records:#?}");
     assert!(records[timer].contains(r#""timestamp":"2026-03-02T00:00:00.000Z","cause":"timer""#));
 }
+
+#[test]
+fn partition_counts_kept_with_the_checkpoint_equal_a_scan_of_the_states() {
+    let model = seed_model();
+    let topics = Topics::default();
+    let store = MemoryStore::new();
+    let p = Processor {
+        model: &model,
+        store: &store,
+        topics: &topics,
+        limits: Default::default(),
+        mode: TimeMode::EventTime,
+    };
+    let sample =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample-events.jsonl"))
+            .expect("sample");
+    let mut lines: Vec<String> = sample.lines().map(String::from).collect();
+    // An erase, so that leads also leave the counts.
+    lines.insert(
+        2500,
+        r#"{"event_id":"x-1","lead_id":"L-0000003","type":"erase","timestamp":"2026-04-20T00:00:00Z"}"#.into(),
+    );
+    let all = messages("lead-events", &lines.iter().map(String::as_str).collect::<Vec<_>>());
+    for batch in all.chunks(97) {
+        let step = p.process(0, batch, 0).expect("process");
+        store.write(&step.write).expect("commit");
+    }
+    let step = p.tick(0, parse_rfc3339("2026-09-01T00:00:00Z").expect("time")).expect("tick");
+    store.write(&step.write).expect("commit");
+
+    let counts = store.checkpoint(0).expect("read").expect("checkpoint").counts;
+    let mut leads: Vec<String> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["lead_id"].to_string())
+        .collect();
+    leads.sort();
+    leads.dedup();
+    let names: Vec<String> = leads.iter().map(|l| l.trim_matches('"').to_string()).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let states: Vec<_> = store
+        .get_states(0, &refs)
+        .expect("states")
+        .into_iter()
+        .flatten()
+        .map(|b| leadscore_store::decode_state(&b, &model).expect("state"))
+        .collect();
+    assert_eq!(counts.leads, states.len() as i64);
+    assert_eq!(counts.leads, store.lead_count() as i64);
+    assert_eq!(counts.timers, states.iter().filter(|s| s.next_due.is_some()).count() as i64);
+    for (i, segment) in model.segments.iter().enumerate() {
+        let members = states.iter().filter(|s| s.member >> i & 1 == 1).count() as i64;
+        assert_eq!(counts.members.get(i).copied().unwrap_or(0), members, "segment {}", segment.name);
+    }
+    assert!(counts.members.iter().any(|&m| m > 0));
+}

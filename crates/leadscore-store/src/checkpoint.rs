@@ -1,4 +1,6 @@
-//! Where a partition's processing stands, stored with the states it produced.
+//! Where a partition's processing stands, stored with the states it produced,
+//! and the partition's running counts (leads, timers, segment members), kept
+//! incrementally with the states so that gauges never need a scan.
 
 use std::collections::BTreeMap;
 
@@ -13,9 +15,35 @@ pub struct Checkpoint {
     /// In event-time mode, the latest event time seen (timers due before it
     /// have fired); kept so that a restart fires the same timers.
     pub watermark: Option<i64>,
+    pub counts: Counts,
 }
 
+/// What the partition holds, as of the checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub leads: i64,
+    /// Leads with a pending timer.
+    pub timers: i64,
+    /// Members of each segment, by segment index.
+    pub members: Vec<i64>,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        self.leads += other.leads;
+        self.timers += other.timers;
+        if self.members.len() < other.members.len() {
+            self.members.resize(other.members.len(), 0);
+        }
+        for (m, o) in self.members.iter_mut().zip(&other.members) {
+            *m += o;
+        }
+    }
+}
+
+/// Version 1 had no counts; it is still read (counts start at zero).
 const FORMAT_V1: u8 = 1;
+const FORMAT_V2: u8 = 2;
 
 struct Cursor<'a> {
     bytes: &'a [u8],
@@ -48,7 +76,7 @@ fn push_str(out: &mut Vec<u8>, s: &str) {
 
 impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![FORMAT_V1];
+        let mut out = vec![FORMAT_V2];
         push_str(&mut out, &self.model_version);
         out.extend_from_slice(&self.changelog_next_offset.unwrap_or(-1).to_le_bytes());
         match self.watermark {
@@ -63,13 +91,20 @@ impl Checkpoint {
             push_str(&mut out, topic);
             out.extend_from_slice(&offset.to_le_bytes());
         }
+        out.extend_from_slice(&self.counts.leads.to_le_bytes());
+        out.extend_from_slice(&self.counts.timers.to_le_bytes());
+        out.extend_from_slice(&(self.counts.members.len() as u32).to_le_bytes());
+        for m in &self.counts.members {
+            out.extend_from_slice(&m.to_le_bytes());
+        }
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
         let mut c = Cursor { bytes, at: 0 };
-        if c.take(1)? != [FORMAT_V1] {
-            return Err("unknown checkpoint format".into());
+        let format = c.take(1)?[0];
+        if format != FORMAT_V1 && format != FORMAT_V2 {
+            return Err(format!("unknown checkpoint format {format}"));
         }
         let model_version = c.string()?;
         let changelog = c.i64()?;
@@ -83,6 +118,15 @@ impl Checkpoint {
             let topic = c.string()?;
             next_offsets.insert(topic, c.i64()?);
         }
+        let mut counts = Counts::default();
+        if format == FORMAT_V2 {
+            counts.leads = c.i64()?;
+            counts.timers = c.i64()?;
+            let n = c.u32()?;
+            for _ in 0..n {
+                counts.members.push(c.i64()?);
+            }
+        }
         if c.at != bytes.len() {
             return Err("checkpoint has trailing bytes".into());
         }
@@ -91,6 +135,7 @@ impl Checkpoint {
             changelog_next_offset: (changelog >= 0).then_some(changelog),
             model_version,
             watermark,
+            counts,
         })
     }
 }
@@ -106,6 +151,7 @@ mod tests {
             changelog_next_offset: Some(9),
             model_version: "seed-1".into(),
             watermark: Some(-3),
+            counts: Counts { leads: 5, timers: 3, members: vec![1, 0, -2] },
         };
         let b = c.encode();
         assert_eq!(Checkpoint::decode(&b), Ok(c));
@@ -113,5 +159,19 @@ mod tests {
             assert!(Checkpoint::decode(&b[..cut]).is_err());
         }
         assert_eq!(Checkpoint::decode(&Checkpoint::default().encode()), Ok(Checkpoint::default()));
+    }
+
+    #[test]
+    fn reads_version_1_without_counts() {
+        let mut v1 = vec![FORMAT_V1];
+        push_str(&mut v1, "seed-1");
+        v1.extend_from_slice(&4i64.to_le_bytes());
+        v1.push(0);
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        push_str(&mut v1, "t");
+        v1.extend_from_slice(&9i64.to_le_bytes());
+        let c = Checkpoint::decode(&v1).expect("v1");
+        assert_eq!(c.next_offsets.get("t"), Some(&9));
+        assert_eq!((c.changelog_next_offset, c.counts), (Some(4), Counts::default()));
     }
 }

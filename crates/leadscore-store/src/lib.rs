@@ -17,7 +17,7 @@ pub mod encoding;
 pub mod keys;
 pub mod memory;
 
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, Counts};
 pub use encoding::{decode_state, encode_state, DecodeStateError};
 
 use leadscore_core::{LeadId, Millis};

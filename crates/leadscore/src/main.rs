@@ -99,6 +99,9 @@ enum Command {
         /// Without it: the built-in defaults and LEADSCORE__ environment variables.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Log one JSON object per line (same as log.format = "json").
+        #[arg(long)]
+        log_json: bool,
     },
     /// Check a service configuration and print the effective settings (defaults,
     /// file and environment merged), secrets redacted.
@@ -197,7 +200,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
         }
-        Command::Run { config } => {
+        Command::Run { config, .. } => {
             let config = leadscore_config::service::ServiceConfig::load(config.as_deref())?;
             leadscore::service::run(&config)?;
         }
@@ -217,15 +220,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs go to stderr; RUST_LOG sets the levels (warnings only by default, so
-    // that the demo's view and the scorer's output stay readable).
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(io::stderr)
-        .init();
+    // Logs go to stderr; RUST_LOG sets the levels. The service logs at info by
+    // default; the other commands only warn, so that the demo's view and the
+    // scorer's output stay readable.
+    let (level, json) = match &cli.command {
+        Command::Run { config, log_json } => {
+            let format = leadscore_config::service::ServiceConfig::load(config.as_deref()).ok().map(|c| c.log.format);
+            ("info", *log_json || format == Some(leadscore_config::service::LogFormat::Json))
+        }
+        _ => ("warn", false),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr);
+    if json {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.init();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,6 +1,7 @@
-//! `leadscore run`: the streaming service, wired from its configuration. Logs a
-//! progress line every ten seconds and stops cleanly (the batch in hand is
-//! published and committed) on ctrl-c or SIGTERM.
+//! `leadscore run`: the streaming service, wired from its configuration: the
+//! pipeline on its own thread, the admin HTTP server (metrics, health, lookups)
+//! on another. Logs a progress line every ten seconds and stops cleanly (the
+//! batch in hand is published and committed) on ctrl-c or SIGTERM.
 
 use anyhow::Context;
 use leadscore_config::service::{Guarantee, ServiceConfig, TimeSource};
@@ -30,14 +31,14 @@ pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&config.state.dir)
         .with_context(|| format!("cannot create state.dir {}", config.state.dir.display()))?;
-    let store = RocksStore::open(
+    let store = Arc::new(RocksStore::open(
         &config.state.dir,
         &RocksSettings {
             block_cache_bytes: config.state.block_cache_mb << 20,
             write_buffer_bytes: config.state.write_buffer_mb << 20,
             sync_writes: config.state.sync_writes,
         },
-    )?;
+    )?);
     let t = &config.topics;
     let settings = RunSettings {
         bootstrap_servers: config.kafka.bootstrap_servers.clone(),
@@ -69,9 +70,14 @@ pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
     );
     let stop = Arc::new(AtomicBool::new(false));
     crate::demo::on_signal(stop.clone());
-    let counters = Counters::default();
+    let counters = Arc::new(Counters::default());
+    let model = Arc::new(model);
+    let admin = match config.admin.listen.trim() {
+        "" => None,
+        listen => Some(start_admin(listen, &settings, &model, &store, &counters, &stop)?),
+    };
     let result = std::thread::scope(|s| {
-        let pipeline = s.spawn(|| run_loop(&settings, &model, &store, &wall_clock, &stop, &counters));
+        let pipeline = s.spawn(|| run_loop(&settings, &model, &*store, &wall_clock, &stop, &counters));
         let mut next = Instant::now() + Duration::from_secs(10);
         while !pipeline.is_finished() {
             std::thread::sleep(Duration::from_millis(100));
@@ -88,6 +94,10 @@ pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
         }
         pipeline.join().map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))
     })?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(admin) = admin {
+        let _ = admin.join();
+    }
     result?;
     eprintln!(
         "leadscore: stopped cleanly after {} messages ({} applied, {} duplicates, {} dead letters); {} score changes, {} segment transitions",
@@ -99,4 +109,48 @@ pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
         Counters::get(&counters.transitions)
     );
     Ok(())
+}
+
+/// Binds the admin server now (so that a taken port is a startup error naming
+/// the key) and serves it on its own thread until `stop`.
+fn start_admin(
+    listen: &str,
+    settings: &RunSettings,
+    model: &Arc<leadscore_core::Model>,
+    store: &Arc<RocksStore>,
+    counters: &Arc<Counters>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("admin.listen = {listen:?}: cannot listen on this address"))?;
+    listener.set_nonblocking(true)?;
+    let address = listener.local_addr()?;
+    let probe = store.clone();
+    let state = leadscore_admin::AdminState {
+        counters: counters.clone(),
+        store: store.clone(),
+        model: model.clone(),
+        clock: Arc::new(wall_clock),
+        memory: Some(Arc::new(move || (probe.block_cache_usage() as u64, probe.memtable_bytes()))),
+        group: settings.group_id.clone(),
+    };
+    let stop = stop.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    tracing::info!(%address, "admin server listening: /metrics /healthz /readyz /segments /leads/{{lead_id}}");
+    Ok(std::thread::spawn(move || {
+        runtime.block_on(async move {
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => return tracing::error!(error = %e, "admin server cannot start"),
+            };
+            let shutdown = async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            if let Err(e) = leadscore_admin::serve(listener, leadscore_admin::router(state), shutdown).await {
+                tracing::error!(error = %e, "admin server stopped");
+            }
+        })
+    }))
 }

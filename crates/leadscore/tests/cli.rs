@@ -208,10 +208,12 @@ fn run_consumes_from_a_broker_in_another_process_and_stops_cleanly_on_sigterm() 
 
     let dir = tempfile::tempdir().expect("dir");
     let config = dir.path().join("leadscore.toml");
+    let admin = free_address();
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbootstrap_servers = \"{address}\"\ngroup_id = \"cli-test\"\n[state]\ndir = \"{}\"\n",
+            "[kafka]\nbootstrap_servers = \"{address}\"\ngroup_id = \"cli-test\"\n[state]\ndir = \"{}\"\n\
+             [admin]\nlisten = \"{admin}\"\n",
             dir.path().join("state").display()
         ),
     )
@@ -244,6 +246,10 @@ fn run_consumes_from_a_broker_in_another_process_and_stops_cleanly_on_sigterm() 
             }
         }
     }
+    // The admin server of the running service.
+    let (ready, _) = http_get(&admin, "/readyz");
+    let (metrics_status, metrics) = http_get(&admin, "/metrics");
+    let (lead_status, lead) = http_get(&admin, "/leads/L-3");
     let pid = run.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
     let status = run.wait().expect("exits");
@@ -254,6 +260,41 @@ fn run_consumes_from_a_broker_in_another_process_and_stops_cleanly_on_sigterm() 
     assert!(status.success(), "{log}");
     assert!(log.contains("leadscore starting"), "{log}");
     assert!(log.contains("stopped cleanly after 50 messages (50 applied, 0 duplicates, 0 dead letters)"), "{log}");
+    assert!(log.contains("admin server listening"), "{log}");
+    assert_eq!(ready, 200);
+    assert_eq!(metrics_status, 200);
+    assert!(
+        metrics.contains(r#"leadscore_events_total{kind="form_submit",outcome="applied",topic="lead-events"} 50"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("leadscore_leads 7"), "{metrics}");
+    assert!(metrics.contains("leadscore_assigned_partitions 2"), "{metrics}");
+    assert_eq!(lead_status, 200, "{lead}");
+    let lead: serde_json::Value = serde_json::from_str(&lead).expect("json");
+    // Events of 2026-01-01 on today's wall clock: decayed, and inactive.
+    let last = &lead["recent_score_changes"][0];
+    assert_eq!((&last["event_id"], &last["score"]), (&serde_json::json!("e-45"), &serde_json::json!(100.0)), "{lead}");
+    assert!(lead["score"].as_f64().expect("score") < 1.0, "{lead}");
+    assert!(lead["version"].as_u64() >= last["version"].as_u64(), "{lead}");
+    assert!(lead["segments"].as_array().expect("segments").iter().any(|s| s["segment"] == "inactive-60d"), "{lead}");
+}
+
+/// A loopback address with a port nobody listens on.
+fn free_address() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("address").to_string()
+}
+
+/// A minimal HTTP/1.1 GET: status and body.
+fn http_get(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(address).expect("connect to the admin server");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").expect("request");
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("response");
+    let status = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (status, body)
 }
 
 #[test]

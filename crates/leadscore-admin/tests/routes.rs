@@ -1,0 +1,153 @@
+//! The admin routes without a socket (`Router::oneshot`), over an in-memory
+//! store holding leads the processing step produced.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use leadscore_admin::{router, AdminState};
+use leadscore_config::seed_model;
+use leadscore_core::time::{parse_rfc3339, DAY};
+use leadscore_kafka::Counters;
+use leadscore_pipeline::{InputMessage, Processor, TimeMode, Topics};
+use leadscore_store::memory::MemoryStore;
+use leadscore_store::StateStore;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const EVENTS: [&str; 3] = [
+    r#"{"event_id":"a1","lead_id":"L-1","type":"form_submit","timestamp":"2026-01-01T00:00:00Z","properties":{"form":"demo-request"}}"#,
+    r#"{"event_id":"a2","lead_id":"L-1","type":"profile_update","timestamp":"2026-01-01T00:01:00Z","properties":{"country":"us","job_title":"VP Marketing","company_size":500}}"#,
+    r#"{"event_id":"a3","lead_id":"L-1","type":"page_view","timestamp":"2026-01-01T00:02:00Z","properties":{"url":"https://example.com/pricing"}}"#,
+];
+
+fn state() -> (AdminState, Arc<MemoryStore>) {
+    let model = Arc::new(seed_model());
+    let store = Arc::new(MemoryStore::new());
+    let topics = Topics::default();
+    let p = Processor {
+        model: &model,
+        store: &*store,
+        topics: &topics,
+        limits: Default::default(),
+        mode: TimeMode::EventTime,
+    };
+    let messages: Vec<InputMessage> = EVENTS
+        .iter()
+        .enumerate()
+        .map(|(i, e)| InputMessage {
+            topic: "lead-events".into(),
+            partition: 0,
+            offset: i as i64,
+            key: None,
+            payload: Some(e.as_bytes().to_vec()),
+            timestamp: None,
+        })
+        .collect();
+    let step = p.process(0, &messages, 0).expect("process");
+    store.write(&step.write).expect("commit");
+    let counters = Arc::new(Counters::default());
+    counters.metrics.describe_model(&model);
+    for o in &step.outputs {
+        if o.topic == leadscore_pipeline::OutputTopic::ScoreChanges {
+            counters.note_score_change("L-1", std::str::from_utf8(o.value.as_deref().expect("value")).expect("utf8"));
+        }
+    }
+    let now = parse_rfc3339("2026-01-01T00:02:00Z").expect("time") + 10 * DAY;
+    let state = AdminState {
+        counters,
+        store: store.clone(),
+        model,
+        clock: Arc::new(move || now),
+        memory: Some(Arc::new(|| (1234, 567))),
+        group: "leadscore".into(),
+    };
+    (state, store)
+}
+
+async fn get(state: &AdminState, uri: &str) -> (StatusCode, String) {
+    let response =
+        router(state.clone()).oneshot(Request::get(uri).body(Body::empty()).expect("request")).await.expect("response");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+    (status, String::from_utf8(bytes.to_vec()).expect("utf8"))
+}
+
+#[tokio::test]
+async fn health_is_always_ok_and_readiness_follows_consuming_restoring_and_brokers() {
+    let (s, _) = state();
+    assert_eq!(get(&s, "/healthz").await.0, StatusCode::OK);
+    let (status, body) = get(&s, "/readyz").await;
+    assert_eq!((status, body.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "not ready: not consuming yet\n"));
+    s.counters.consuming.store(true, Ordering::Relaxed);
+    assert_eq!(get(&s, "/readyz").await.0, StatusCode::OK);
+    s.counters.restoring_partitions.store(2, Ordering::Relaxed);
+    let (status, body) = get(&s, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("restoring 2 partition(s)"), "{body}");
+    s.counters.restoring_partitions.store(0, Ordering::Relaxed);
+    s.counters.brokers_down.store(true, Ordering::Relaxed);
+    assert!(get(&s, "/readyz").await.1.contains("brokers are unreachable"));
+}
+
+#[tokio::test]
+async fn metrics_are_described_and_probe_rocksdb_memory_on_scrape() {
+    let (s, _) = state();
+    let (status, body) = get(&s, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    for name in [
+        "leadscore_segment_members",
+        "leadscore_build_info",
+        "leadscore_rocksdb_block_cache_usage_bytes 1234",
+        "leadscore_rocksdb_memtable_bytes 567",
+        "leadscore_leads 0",
+    ] {
+        assert!(body.contains(name), "{name} missing from:\n{body}");
+    }
+    for line in body.lines().filter(|l| l.starts_with("# TYPE leadscore_")) {
+        let name = line.split_whitespace().nth(2).expect("name");
+        assert!(body.contains(&format!("# HELP {name} ")), "{name} has no description");
+        assert!(!body.contains("lead_id="), "no lead ids as labels");
+    }
+    assert!(body.contains(r#"leadscore_segment_members{segment="sales-ready"} 0"#));
+}
+
+#[tokio::test]
+async fn a_lead_is_looked_up_with_its_score_decayed_to_now_and_an_unknown_one_is_404() {
+    let (s, _) = state();
+    *s.counters.owned.lock().expect("lock") = [0].into_iter().collect();
+    let (status, body) = get(&s, "/leads/L-1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["lead_id"], "L-1");
+    assert_eq!(v["partition"], 0);
+    assert_eq!(v["profile"]["country"], "US");
+    assert_eq!(v["as_of"], "2026-01-11T00:02:00.000Z");
+    assert_eq!(v["model_version"], s.model.version.as_str());
+    let changes = v["recent_score_changes"].as_array().expect("changes");
+    assert!(!changes.is_empty());
+    let last_published = changes[0]["score"].as_f64().expect("score");
+    let now = v["score"].as_f64().expect("score");
+    assert!(now < last_published, "ten days of decay: {now} < {last_published}");
+    assert!(v["segments"].as_array().expect("segments").iter().all(|m| m["since"].is_string()));
+    assert!(v["version"].as_u64().expect("version") >= 3);
+
+    let (status, body) = get(&s, "/leads/L-nobody").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("not found in the partitions this instance owns (0)"), "{body}");
+}
+
+#[tokio::test]
+async fn segments_are_listed_with_their_members() {
+    let (s, _) = state();
+    let mut counts = leadscore_store::Counts { members: vec![0; s.model.segments.len()], ..Default::default() };
+    let i = s.model.segment_index("score-low").expect("segment");
+    counts.members[i] = 7;
+    s.counters.metrics.set_counts(&counts);
+    let (status, body) = get(&s, "/segments").await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let list = v["segments"].as_array().expect("list");
+    assert_eq!(list.len(), s.model.segments.len());
+    let low = list.iter().find(|x| x["segment"] == "score-low").expect("score-low");
+    assert_eq!(low["members"], 7);
+}

@@ -1,0 +1,264 @@
+//! leadscore's Prometheus metrics: one registry per service, updated once per
+//! processing step from the step's aggregated observations, never per event
+//! and never labelled by lead id (labels are topics, kinds, outcomes, error
+//! classes, segments, partitions: all bounded).
+
+use leadscore_core::Model;
+use leadscore_pipeline::{Observations, Topics};
+use leadscore_store::Counts;
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// See the module documentation.
+pub struct Metrics {
+    registry: Registry,
+    pub events: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+    pub score_changes: IntCounter,
+    pub transitions: IntCounterVec,
+    pub segment_members: IntGaugeVec,
+    pub leads: IntGauge,
+    pub timers_pending: IntGauge,
+    pub timer_delay: Histogram,
+    pub event_to_output: Histogram,
+    pub event_time_lag: Histogram,
+    pub consumer_lag: IntGaugeVec,
+    pub commit_duration: Histogram,
+    pub store_write_duration: Histogram,
+    pub rebalances: IntCounterVec,
+    pub assigned_partitions: IntGauge,
+    pub restoring_partitions: IntGauge,
+    pub restore_records: IntCounter,
+    pub restore_remaining: IntGauge,
+    pub block_cache_bytes: IntGauge,
+    pub memtable_bytes: IntGauge,
+    pub build_info: IntGaugeVec,
+    /// Segment names by index, once the model is known.
+    segments: std::sync::RwLock<Vec<String>>,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let m = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(m.clone())).expect("registered once");
+    m
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let m = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(m.clone())).expect("registered once");
+    m
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let m = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(m.clone())).expect("registered once");
+    m
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let m = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(m.clone())).expect("registered once");
+    m
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let m = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid metric");
+    r.register(Box::new(m.clone())).expect("registered once");
+    m
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let r = Registry::new();
+        // 1 ms .. ~16 s: publication latency and timer lateness.
+        let fast = exponential_buckets(0.001, 2.0, 15).expect("buckets");
+        // 10 ms .. ~1 day: how old events are when processed.
+        let slow = exponential_buckets(0.01, 4.0, 14).expect("buckets");
+        #[cfg(target_os = "linux")]
+        {
+            let _ = r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+        }
+        Metrics {
+            events: counter_vec(
+                &r,
+                "leadscore_events_total",
+                "Input messages by topic, event kind (\"unknown\" when it could not be decoded) and outcome \
+                 (applied, duplicate, erased, unknown_lead, dead_lettered, skipped).",
+                &["topic", "kind", "outcome"],
+            ),
+            dead_letters: counter_vec(
+                &r,
+                "leadscore_dead_letters_total",
+                "Messages sent to the dead-letter topic, by error class.",
+                &["class"],
+            ),
+            score_changes: counter(&r, "leadscore_score_changes_total", "Score change records published."),
+            transitions: counter_vec(
+                &r,
+                "leadscore_segment_transitions_total",
+                "Segment transitions published, by segment, direction (entered, exited) and cause (event, timer, \
+                 model_change, erase).",
+                &["segment", "direction", "cause"],
+            ),
+            segment_members: gauge_vec(
+                &r,
+                "leadscore_segment_members",
+                "Leads currently in each segment, over the partitions this instance owns (kept incrementally).",
+                &["segment"],
+            ),
+            leads: gauge(&r, "leadscore_leads", "Leads in state, over the partitions this instance owns."),
+            timers_pending: gauge(
+                &r,
+                "leadscore_timers_pending",
+                "Leads with a pending timer (a time-driven segment change ahead), over the owned partitions.",
+            ),
+            timer_delay: histogram(
+                &r,
+                "leadscore_timer_delay_seconds",
+                "How late wall-clock timers fired after their due instant.",
+                fast.clone(),
+            ),
+            event_to_output: histogram(
+                &r,
+                "leadscore_event_to_output_seconds",
+                "From an input message's broker timestamp to its outputs being acknowledged by the broker.",
+                fast.clone(),
+            ),
+            event_time_lag: histogram(
+                &r,
+                "leadscore_event_time_lag_seconds",
+                "Wall clock minus event time of each applied event, when processed.",
+                slow,
+            ),
+            consumer_lag: gauge_vec(
+                &r,
+                "leadscore_consumer_lag_messages",
+                "Messages behind the end of each assigned input partition (from librdkafka statistics).",
+                &["topic", "partition"],
+            ),
+            commit_duration: histogram(
+                &r,
+                "leadscore_commit_duration_seconds",
+                "Publishing a step's outputs, waiting for their acknowledgement and writing its state.",
+                fast.clone(),
+            ),
+            store_write_duration: histogram(
+                &r,
+                "leadscore_store_write_duration_seconds",
+                "Writing one step's states, timers and checkpoint to RocksDB.",
+                fast,
+            ),
+            rebalances: counter_vec(
+                &r,
+                "leadscore_rebalances_total",
+                "Partition assignments and revocations received from the consumer group.",
+                &["kind"],
+            ),
+            assigned_partitions: gauge(
+                &r,
+                "leadscore_assigned_partitions",
+                "Input partitions (groups) owned, restored and being consumed.",
+            ),
+            restoring_partitions: gauge(
+                &r,
+                "leadscore_restoring_partitions",
+                "Partitions whose state is being restored from the changelog.",
+            ),
+            restore_records: counter(
+                &r,
+                "leadscore_restore_records_total",
+                "Changelog records read while restoring partitions.",
+            ),
+            restore_remaining: gauge(
+                &r,
+                "leadscore_restore_remaining_records",
+                "Changelog records left to read by the restore under way.",
+            ),
+            block_cache_bytes: gauge(
+                &r,
+                "leadscore_rocksdb_block_cache_usage_bytes",
+                "Bytes in RocksDB's shared block cache (memtables are charged to it).",
+            ),
+            memtable_bytes: gauge(&r, "leadscore_rocksdb_memtable_bytes", "Bytes in RocksDB memtables."),
+            build_info: gauge_vec(
+                &r,
+                "leadscore_build_info",
+                "Always 1: the running version and scoring model.",
+                &["version", "model_version"],
+            ),
+            segments: Default::default(),
+            registry: r,
+        }
+    }
+}
+
+impl Metrics {
+    /// Labels every segment of the model (so that empty ones show as 0).
+    pub fn describe_model(&self, model: &Model) {
+        let names: Vec<String> = model.segments.iter().map(|s| s.name.clone()).collect();
+        for n in &names {
+            self.segment_members.with_label_values(&[n.as_str()]).set(0);
+        }
+        self.build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), model.version.as_str()]).set(1);
+        *self.segments.write().unwrap_or_else(|p| p.into_inner()) = names;
+    }
+
+    /// Counts a step's observations. `now` is the wall clock in milliseconds.
+    pub fn observe(&self, topics: &Topics, o: &Observations, score_changes: u64, now: i64) {
+        for (&(topic, kind, outcome), &n) in &o.events {
+            let topic = topics.input_name(topic).unwrap_or("unknown");
+            let kind = kind.map_or("unknown", |k| k.as_str());
+            self.events.with_label_values(&[topic, kind, outcome.as_str()]).inc_by(n);
+        }
+        for (class, &n) in &o.dead_letters {
+            self.dead_letters.with_label_values(&[class]).inc_by(n);
+        }
+        self.score_changes.inc_by(score_changes);
+        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        for (&(segment, direction, cause), &n) in &o.transitions {
+            let name = segments.get(segment as usize).map_or("unknown", String::as_str);
+            self.transitions.with_label_values(&[name, direction.as_str(), cause.as_str()]).inc_by(n);
+        }
+        let seconds = |ms: i64| ms.max(0) as f64 / 1000.0;
+        for &t in &o.broker_times {
+            self.event_to_output.observe(seconds(now - t));
+        }
+        for &t in &o.event_times {
+            self.event_time_lag.observe(seconds(now - t));
+        }
+        for &d in &o.timer_delays {
+            self.timer_delay.observe(seconds(d));
+        }
+    }
+
+    /// Sets the gauges kept from the owned partitions' counts.
+    pub fn set_counts(&self, total: &Counts) {
+        self.leads.set(total.leads);
+        self.timers_pending.set(total.timers);
+        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        for (i, name) in segments.iter().enumerate() {
+            self.segment_members.with_label_values(&[name.as_str()]).set(total.members.get(i).copied().unwrap_or(0));
+        }
+    }
+
+    /// The current members of each segment, by name.
+    pub fn segment_members(&self) -> Vec<(String, i64)> {
+        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        segments.iter().map(|n| (n.clone(), self.segment_members.with_label_values(&[n.as_str()]).get())).collect()
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding");
+        String::from_utf8(out).expect("UTF-8")
+    }
+}
