@@ -52,6 +52,8 @@ pub enum LogFormat {
 pub struct KafkaConfig {
     pub bootstrap_servers: String,
     pub group_id: String,
+    /// Static group membership (librdkafka's group.instance.id); empty: dynamic.
+    pub group_instance_id: String,
     #[serde(default)]
     pub librdkafka: BTreeMap<String, String>,
 }
@@ -117,22 +119,28 @@ fn is_secret(key: &str) -> bool {
 impl ServiceConfig {
     /// Loads the defaults, then `file` (if given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<ServiceConfig, ConfigError> {
-        Self::load_with_env(file, Env::prefixed("LEADSCORE__").split("__"))
+        Self::load_files(file.as_slice())
     }
 
-    fn load_with_env(file: Option<&Path>, env: Env) -> Result<ServiceConfig, ConfigError> {
+    /// Loads the defaults, then each file in order (later files override
+    /// earlier ones: e.g. a ConfigMap, then a Secret), then the environment.
+    pub fn load_files<P: AsRef<Path>>(files: &[P]) -> Result<ServiceConfig, ConfigError> {
+        Self::load_with_env(files, Env::prefixed("LEADSCORE__").split("__"))
+    }
+
+    fn load_with_env<P: AsRef<Path>>(files: &[P], env: Env) -> Result<ServiceConfig, ConfigError> {
         let mut figment = Figment::from(Toml::string(DEFAULT_SERVICE_TOML));
-        if let Some(path) = file {
+        for path in files {
+            let path = path.as_ref();
             let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, &e))?;
+            // Each file on its own first, so that a mistake names its file.
+            Figment::from(Toml::string(DEFAULT_SERVICE_TOML))
+                .merge(Toml::string(&text))
+                .extract::<ServiceConfig>()
+                .map_err(|e| ConfigError::from_figment(e).in_file(path))?;
             figment = figment.merge(Toml::string(&text));
         }
-        let config: ServiceConfig = figment.merge(env).extract().map_err(|e| {
-            let e = ConfigError::from_figment(e);
-            match file {
-                Some(p) => e.in_file(p),
-                None => e,
-            }
-        })?;
+        let config: ServiceConfig = figment.merge(env).extract().map_err(ConfigError::from_figment)?;
         config.check()?;
         Ok(config)
     }
@@ -266,14 +274,15 @@ mod tests {
     fn load_text(text: &str) -> Result<ServiceConfig, ConfigError> {
         let dir = std::env::temp_dir().join(format!("leadscore-config-{}-{}", std::process::id(), text.len()));
         std::fs::write(&dir, text).expect("write");
-        let r = ServiceConfig::load_with_env(Some(&dir), Env::prefixed("LEADSCORE_TEST_NONE__"));
+        let r = ServiceConfig::load_with_env(&[&dir], Env::prefixed("LEADSCORE_TEST_NONE__"));
         std::fs::remove_file(&dir).ok();
         r
     }
 
     #[test]
     fn defaults_are_valid_and_documented_values() {
-        let c = ServiceConfig::load_with_env(None, Env::prefixed("LEADSCORE_TEST_NONE__")).expect("defaults");
+        let none: [&Path; 0] = [];
+        let c = ServiceConfig::load_with_env(&none, Env::prefixed("LEADSCORE_TEST_NONE__")).expect("defaults");
         assert_eq!(c.kafka.bootstrap_servers, "localhost:9092");
         assert_eq!(c.processing.guarantee, Guarantee::AtLeastOnce);
         assert_eq!(c.input_kinds().expect("kinds").get("page-views"), Some(&Some(Kind::PageView)));
@@ -296,7 +305,8 @@ mod tests {
         let env = Env::prefixed("LEADSCORE_ENVTEST__").split("__");
         // A variable only this test reads.
         std::env::set_var("LEADSCORE_ENVTEST__KAFKA__GROUP_ID", "from-env");
-        let c = ServiceConfig::load_with_env(None, env).expect("config");
+        let none: [&Path; 0] = [];
+        let c = ServiceConfig::load_with_env(&none, env).expect("config");
         std::env::remove_var("LEADSCORE_ENVTEST__KAFKA__GROUP_ID");
         assert_eq!(c.kafka.group_id, "from-env");
     }

@@ -104,7 +104,7 @@ impl Restorer {
         if from >= high {
             return Ok(done);
         }
-        tracing::info!(topic = %self.topic, partition, from, to = high, "restoring state from the changelog");
+        tracing::debug!(topic = %self.topic, partition, from, to = high, "restoring state from the changelog");
         counters.restoring_partitions.fetch_add(1, Relaxed);
         counters.metrics.restoring_partitions.inc();
         let started = Instant::now();

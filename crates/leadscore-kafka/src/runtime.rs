@@ -196,6 +196,7 @@ pub fn run(
         Processor { model, store, topics: &settings.topics, limits: Limits::default(), mode: settings.time_mode };
     tracing::info!(group = %settings.group_id, topics = ?inputs, "consuming");
     let mut owned: BTreeMap<Partition, Counts> = BTreeMap::new();
+    let mut dead_letters = DeadLetterLog::default();
     let mut last_tick = Instant::now();
     counters.consuming.store(true, Ordering::Relaxed);
     while !shutdown.load(Ordering::Relaxed) {
@@ -214,6 +215,7 @@ pub fn run(
         }
         for (partition, messages) in by_partition {
             let step = processor.process(partition, &messages, clock())?;
+            dead_letters.add(&step.observations.dead_letters);
             let counts = commit(step, partition, &producer, store, settings, counters, messages.len(), clock)?;
             set_counts(&mut owned, partition, counts, counters);
             let mut offsets = TopicPartitionList::new();
@@ -240,6 +242,7 @@ pub fn run(
                 }
             }
             export_lag(&consumer, settings, counters);
+            dead_letters.report();
         }
     }
     tracing::info!("shutting down: the last batch is committed");
@@ -283,21 +286,59 @@ fn rebalanced(
             }
         }
     }
+    let (mut restored, mut records) = (Vec::new(), 0);
     for (partition, tps) in assigned {
-        restorer.restore(partition, store, model, counters)?;
+        records += restorer.restore(partition, store, model, counters)?.records;
         owned.insert(partition, store.checkpoint(partition)?.map(|c| c.counts).unwrap_or_default());
         let mut tpl = TopicPartitionList::new();
         for (topic, p) in &tps {
             tpl.add_partition(topic, *p);
         }
         consumer.resume(&tpl).map_err(kafka)?;
-        tracing::info!(partition, "partition assigned and restored; consuming");
+        restored.push(partition);
+    }
+    if !restored.is_empty() {
+        let all: Vec<&Partition> = owned.keys().collect();
+        tracing::info!(
+            assigned = ?restored, owned = ?all, restored_records = records,
+            "partitions assigned, state restored from the changelog; consuming"
+        );
     }
     counters.owned_partitions.store(owned.len() as u64, Ordering::Relaxed);
     counters.metrics.assigned_partitions.set(owned.len() as i64);
     *counters.owned.lock().unwrap_or_else(|p| p.into_inner()) = owned.keys().copied().collect();
     export_counts(owned, counters);
     Ok(())
+}
+
+/// Dead letters are reported in one line at most every ten seconds: the first
+/// after a quiet spell at once, a burst as a summary by error class.
+#[derive(Default)]
+struct DeadLetterLog {
+    pending: BTreeMap<&'static str, u64>,
+    last_line: Option<Instant>,
+}
+
+impl DeadLetterLog {
+    fn add(&mut self, classes: &std::collections::HashMap<&'static str, u64>) {
+        for (class, n) in classes {
+            *self.pending.entry(class).or_default() += n;
+        }
+        self.report();
+    }
+
+    fn report(&mut self) {
+        if self.pending.is_empty() || self.last_line.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+            return;
+        }
+        let total: u64 = self.pending.values().sum();
+        tracing::warn!(
+            dead_letters = total, by_class = ?self.pending,
+            "bad input sent to the dead-letter topic (see its leadscore.error.* headers)"
+        );
+        self.pending.clear();
+        self.last_line = Some(Instant::now());
+    }
 }
 
 fn set_counts(owned: &mut BTreeMap<Partition, Counts>, partition: Partition, counts: Option<Counts>, c: &Counters) {

@@ -95,10 +95,11 @@ enum Command {
     /// ctrl-c or SIGTERM.
     Run {
         /// The service configuration (TOML); every key is documented in
-        /// config/leadscore.default.toml.
+        /// config/leadscore.example.toml. May be given several times: later
+        /// files override earlier ones (e.g. a ConfigMap, then a Secret).
         /// Without it: the built-in defaults and LEADSCORE__ environment variables.
         #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
         /// Log one JSON object per line (same as log.format = "json").
         #[arg(long)]
         log_json: bool,
@@ -201,7 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Run { config, .. } => {
-            let config = leadscore_config::service::ServiceConfig::load(config.as_deref())?;
+            let config = leadscore_config::service::ServiceConfig::load_files(&config)?;
             leadscore::service::run(&config)?;
         }
         Command::CheckConfig { file } => {
@@ -225,7 +226,7 @@ fn main() -> ExitCode {
     // scorer's output stay readable.
     let (level, json) = match &cli.command {
         Command::Run { config, log_json } => {
-            let format = leadscore_config::service::ServiceConfig::load(config.as_deref()).ok().map(|c| c.log.format);
+            let format = leadscore_config::service::ServiceConfig::load_files(config).ok().map(|c| c.log.format);
             ("info", *log_json || format == Some(leadscore_config::service::LogFormat::Json))
         }
         _ => ("warn", false),

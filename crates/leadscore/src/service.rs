@@ -54,7 +54,13 @@ pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
             TimeSource::WallClock => TimeMode::WallClock,
             TimeSource::EventTime => TimeMode::EventTime,
         },
-        librdkafka: config.kafka.librdkafka.clone(),
+        librdkafka: {
+            let mut options = config.kafka.librdkafka.clone();
+            if !config.kafka.group_instance_id.trim().is_empty() {
+                options.insert("group.instance.id".into(), config.kafka.group_instance_id.trim().into());
+            }
+            options
+        },
         max_batch: config.processing.max_batch,
         poll_timeout: Duration::from_millis(config.processing.poll_timeout_ms),
         tick_interval: Duration::from_millis(config.processing.tick_interval_ms),

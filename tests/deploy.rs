@@ -1,0 +1,180 @@
+//! The deployment files cannot be run here (no Docker), so they are kept honest
+//! by parsing them and checking that they agree with the code: ports, paths,
+//! user ids, topic names, config keys, and the metric names the dashboard
+//! queries.
+
+use leadscore_config::service::ServiceConfig;
+use leadscore_kafka::Metrics;
+use leadscore_pipeline::{EventOutcome, Observations, Topics};
+use serde_yaml::Value;
+use std::path::{Path, PathBuf};
+
+fn deploy(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(file)
+}
+
+fn read(file: &str) -> String {
+    std::fs::read_to_string(deploy(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+fn yaml(file: &str) -> Value {
+    serde_yaml::from_str(&read(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+fn port_of(listen: &str) -> u16 {
+    listen.rsplit(':').next().and_then(|p| p.parse().ok()).expect("host:port")
+}
+
+/// Every topic a configuration reads or writes.
+fn topics_of(c: &ServiceConfig) -> Vec<String> {
+    let t = &c.topics;
+    let mut all: Vec<String> = t.inputs.keys().cloned().collect();
+    all.extend([t.score_changes.clone(), t.transitions.clone(), t.dead_letters.clone(), t.changelog.clone()]);
+    all
+}
+
+#[test]
+fn the_dockerfile_builds_in_two_stages_and_runs_as_a_non_root_user_on_the_admin_port() {
+    let docker = read("Dockerfile");
+    assert_eq!(docker.lines().filter(|l| l.starts_with("FROM ")).count(), 2, "multi-stage");
+    assert!(docker.contains("USER 10001"));
+    let default = ServiceConfig::load(None).expect("defaults");
+    assert!(docker.contains(&format!("EXPOSE {}", port_of(&default.admin.listen))));
+    assert!(docker.contains(r#"CMD ["run", "--config", "/etc/leadscore/leadscore.toml"]"#));
+    assert!(docker.contains("cargo build --release --locked -p leadscore"));
+}
+
+#[test]
+fn compose_runs_kafka_creates_every_topic_and_mounts_a_valid_config() {
+    let compose = yaml("compose.yaml");
+    let services = &compose["services"];
+    for s in ["kafka", "kafka-init", "leadscore", "prometheus", "grafana"] {
+        assert!(services.get(s).is_some(), "service {s}");
+    }
+    assert_eq!(services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"], "broker,controller", "KRaft mode");
+
+    let config = ServiceConfig::load(Some(&deploy("leadscore.toml"))).expect("deploy/leadscore.toml is valid");
+    assert_eq!(config.kafka.bootstrap_servers, "kafka:9092");
+    assert!(services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+        .as_str()
+        .expect("listeners")
+        .contains("kafka:9092"));
+    let init = services["kafka-init"]["command"][0].as_str().expect("script");
+    for topic in topics_of(&config) {
+        assert!(init.contains(&topic), "kafka-init creates {topic}");
+    }
+    assert!(init.contains("leadscore-state-changelog --config cleanup.policy=compact"));
+
+    let leadscore = &services["leadscore"];
+    let port = port_of(&config.admin.listen);
+    assert_eq!(leadscore["ports"][0], format!("{port}:{port}").as_str());
+    let volumes: Vec<&str> =
+        leadscore["volumes"].as_sequence().expect("volumes").iter().filter_map(Value::as_str).collect();
+    assert!(volumes.contains(&"./leadscore.toml:/etc/leadscore/leadscore.toml:ro"), "{volumes:?}");
+    assert!(volumes.iter().any(|v| v.ends_with(&format!(":{}", config.state.dir.display()))), "state on a volume");
+
+    let prometheus = yaml("prometheus.yml");
+    assert_eq!(
+        prometheus["scrape_configs"][0]["static_configs"][0]["targets"][0],
+        format!("leadscore:{port}").as_str()
+    );
+}
+
+#[test]
+fn every_metric_the_dashboard_queries_exists() {
+    let metrics = Metrics::default();
+    let model = leadscore_config::seed_model();
+    metrics.describe_model(&model);
+    // Touch every labelled metric so that it is exported.
+    let mut o = Observations::default();
+    o.events.insert((0, None, EventOutcome::Applied), 1);
+    o.dead_letters.insert("not_json", 1);
+    o.transitions.insert((0, leadscore_core::Direction::Entered, leadscore_core::Cause::Event), 1);
+    metrics.observe(&Topics::default(), &o, 1, 0);
+    metrics.rebalances.with_label_values(&["assigned"]).inc();
+    metrics.consumer_lag.with_label_values(&["lead-events", "0"]).set(1);
+    let exported = metrics.render();
+
+    let dashboard: serde_json::Value = serde_json::from_str(&read("grafana/dashboards/leadscore.json")).expect("json");
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for (i, _) in expr.match_indices("leadscore_") {
+                let name: String = expr[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                assert!(
+                    exported.lines().any(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{"))),
+                    "panel {:?} queries {name}, which leadscore does not export",
+                    panel["title"]
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= 14);
+    let provisioning = yaml("grafana/provisioning/dashboards/leadscore.yaml");
+    assert_eq!(provisioning["providers"][0]["options"]["path"], "/var/lib/grafana/dashboards");
+}
+
+#[test]
+fn kubernetes_manifests_agree_with_the_config_and_the_admin_server() {
+    let configmap = yaml("kubernetes/configmap.yaml");
+    let secret = yaml("kubernetes/secret.yaml");
+    let statefulset = yaml("kubernetes/statefulset.yaml");
+    let service = yaml("kubernetes/service.yaml");
+    let tmp = tempfile::tempdir().expect("dir");
+    let dir = tmp.path();
+    let main = dir.join("leadscore.toml");
+    let secrets = dir.join("kafka-secrets.toml");
+    std::fs::write(&main, configmap["data"]["leadscore.toml"].as_str().expect("config")).expect("write");
+    std::fs::write(&secrets, secret["stringData"]["kafka-secrets.toml"].as_str().expect("secret")).expect("write");
+    let config = ServiceConfig::load_files(&[&main, &secrets]).expect("the ConfigMap and Secret make a valid config");
+    assert_eq!(config.kafka.librdkafka.get("sasl.password").map(String::as_str), Some("REPLACE-ME"));
+    assert_eq!(config.kafka.librdkafka.get("sasl.username").map(String::as_str), Some("leadscore"));
+
+    let pod = &statefulset["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let args: Vec<&str> = container["args"].as_sequence().expect("args").iter().filter_map(Value::as_str).collect();
+    assert_eq!(
+        args,
+        ["run", "--config", "/etc/leadscore/leadscore.toml", "--config", "/etc/leadscore-secrets/kafka-secrets.toml"]
+    );
+    let mounts = container["volumeMounts"].as_sequence().expect("mounts");
+    let mounted =
+        |name: &str| mounts.iter().find(|m| m["name"] == name).and_then(|m| m["mountPath"].as_str()).expect("mount");
+    assert_eq!(mounted("config"), "/etc/leadscore");
+    assert_eq!(mounted("secrets"), "/etc/leadscore-secrets");
+    assert_eq!(Path::new(mounted("state")), config.state.dir, "RocksDB on the persistent volume");
+    assert_eq!(statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"], "state");
+
+    let port = port_of(&config.admin.listen);
+    assert_eq!(container["ports"][0]["containerPort"].as_u64(), Some(port as u64));
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(service["spec"]["ports"][0]["port"].as_u64(), Some(port as u64));
+    assert_eq!(pod["securityContext"]["runAsUser"].as_u64(), Some(10001), "the Dockerfile's user");
+
+    // The pod name becomes the static member id through a real config key.
+    let env = container["env"].as_sequence().expect("env");
+    let var = env[0]["name"].as_str().expect("name");
+    assert_eq!(var, "LEADSCORE__KAFKA__GROUP_INSTANCE_ID");
+    std::env::set_var(var, "leadscore-0");
+    let with_env = ServiceConfig::load_files(&[&main, &secrets]);
+    std::env::remove_var(var);
+    assert_eq!(with_env.expect("config").kafka.group_instance_id, "leadscore-0");
+}
+
+#[test]
+fn the_example_config_documents_every_key_and_is_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example_path = root.join("config/leadscore.example.toml");
+    let example = ServiceConfig::load(Some(&example_path)).expect("the example is valid");
+    let text = std::fs::read_to_string(&example_path).expect("example");
+    let defaults = std::fs::read_to_string(root.join("config/leadscore.default.toml")).expect("defaults");
+    // Every key of the defaults appears in the example.
+    for line in defaults.lines().filter(|l| !l.starts_with('#') && l.contains(" = ")) {
+        let key = line.split(" = ").next().expect("key");
+        assert!(text.lines().any(|l| l.starts_with(&format!("{key} = "))), "the example lacks {key}");
+    }
+    assert_eq!(example.kafka.group_id, "leadscore");
+}
