@@ -77,7 +77,10 @@ async fn health_is_always_ok_and_readiness_follows_consuming_restoring_and_broke
     let (s, _) = state();
     assert_eq!(get(&s, "/healthz").await.0, StatusCode::OK);
     let (status, body) = get(&s, "/readyz").await;
-    assert_eq!((status, body.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "not ready: not consuming yet\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: not consuming yet (joining the consumer group)\n")
+    );
     s.counters.consuming.store(true, Ordering::Relaxed);
     assert_eq!(get(&s, "/readyz").await.0, StatusCode::OK);
     s.counters.restoring_partitions.store(2, Ordering::Relaxed);

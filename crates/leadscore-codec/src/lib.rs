@@ -4,20 +4,26 @@
 //! [`leadscore_core::Event`]; anything wrong becomes a [`DecodeError`] whose
 //! [`ErrorClass`] is the dead-letter `leadscore.error.class` header and whose
 //! message names the field. Output: score changes and segment transitions as the
-//! JSON of domain.md §3.
+//! JSON of domain.md §3. Both also in Avro (Confluent wire format), with the
+//! same fields, values and error classes.
 //!
 //! # Layout
 //!
 //! - [`error`]: error classes and the decode error.
+//! - [`avro`]: Avro input events and output records, Confluent wire format.
+//! - [`registry`]: writer schemas from a schema registry.
 //! - [`json_in`]: JSON input events.
 //! - [`json_event`]: JSON input events written out, for generators.
 //! - [`json_out`]: JSON output records.
 
+pub mod avro;
 pub mod error;
 pub mod json_event;
 pub mod json_in;
 pub mod json_out;
+pub mod registry;
 
+pub use avro::{AvroCodec, AvroSettings};
 pub use error::{DecodeError, ErrorClass};
 pub use json_event::encode_event_json;
 pub use json_in::{decode_json, Limits};

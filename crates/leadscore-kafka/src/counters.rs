@@ -35,7 +35,7 @@ pub struct Counters {
     pub metrics: Metrics,
     /// Input partitions owned and restored.
     pub owned: Mutex<BTreeSet<Partition>>,
-    /// The loop has joined the group and polls.
+    /// The loop has joined the group (received an assignment, maybe empty).
     pub consuming: AtomicBool,
     /// librdkafka reports every broker down.
     pub brokers_down: AtomicBool,
@@ -117,7 +117,7 @@ impl Counters {
     /// Ready: consuming, nothing restoring, brokers reachable.
     pub fn ready(&self) -> Result<(), String> {
         if !self.consuming.load(Relaxed) {
-            return Err("not consuming yet".into());
+            return Err("not consuming yet (joining the consumer group)".into());
         }
         if self.brokers_down.load(Relaxed) {
             return Err("all brokers are unreachable".into());

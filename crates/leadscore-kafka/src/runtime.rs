@@ -198,7 +198,6 @@ pub fn run(
     let mut owned: BTreeMap<Partition, Counts> = BTreeMap::new();
     let mut dead_letters = DeadLetterLog::default();
     let mut last_tick = Instant::now();
-    counters.consuming.store(true, Ordering::Relaxed);
     while !shutdown.load(Ordering::Relaxed) {
         let batch = poll_batch(&consumer, settings)?;
         if !batch.is_empty() {
@@ -269,6 +268,8 @@ fn rebalanced(
         counters.metrics.rebalances.with_label_values(&[kind]).inc();
         match change {
             Change::Assigned(tps) => {
+                // Joined the group (even with nothing to own): ready once restored.
+                counters.consuming.store(true, Ordering::Relaxed);
                 for (topic, p) in tps {
                     assigned.entry(p as Partition).or_default().push((topic, p));
                 }

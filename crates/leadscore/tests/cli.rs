@@ -237,8 +237,13 @@ fn run_consumes_from_a_broker_in_another_process_and_stops_cleanly_on_sigterm() 
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut log = Vec::new();
+    let mut first_readiness = None;
     while std::time::Instant::now() < deadline {
         if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            if line.contains("admin server listening") {
+                // The group join takes seconds: not ready yet.
+                first_readiness = Some(http_get(&admin, "/readyz"));
+            }
             let done = line.contains("messages=50");
             log.push(line);
             if done {
@@ -261,7 +266,10 @@ fn run_consumes_from_a_broker_in_another_process_and_stops_cleanly_on_sigterm() 
     assert!(log.contains("leadscore starting"), "{log}");
     assert!(log.contains("stopped cleanly after 50 messages (50 applied, 0 duplicates, 0 dead letters)"), "{log}");
     assert!(log.contains("admin server listening"), "{log}");
+    let (status, why) = first_readiness.expect("the admin server started");
+    assert_eq!((status, why.as_str()), (503, "not ready: not consuming yet (joining the consumer group)\n"));
     assert_eq!(ready, 200);
+    assert!(metrics.contains(r#"leadscore_consumer_lag_messages{partition="0",topic="lead-events"} 0"#), "{metrics}");
     assert_eq!(metrics_status, 200);
     assert!(
         metrics.contains(r#"leadscore_events_total{kind="form_submit",outcome="applied",topic="lead-events"} 50"#),
@@ -315,4 +323,36 @@ fn check_config_prints_the_effective_settings_with_secrets_redacted() {
     let out = bin().arg("check-config").arg(&file).output().expect("runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("kafka.bootstrap: unknown field"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn run_logs_one_json_object_per_line_with_log_json() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("leadscore.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbootstrap_servers = \"{}\"\n[state]\ndir = \"{}\"\n[admin]\nlisten = \"\"\n",
+            free_address(),
+            dir.path().join("state").display()
+        ),
+    )
+    .expect("config");
+    let mut run = bin()
+        .args(["run", "--log-json", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run");
+    let mut line = String::new();
+    std::io::BufReader::new(run.stderr.take().expect("stderr")).read_line(&mut line).expect("a log line");
+    run.kill().ok();
+    run.wait().ok();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["level"], "INFO", "{line}");
+    assert_eq!(v["message"], "leadscore starting", "{line}");
+    assert_eq!(v["model"], "seed-1", "structured fields: {line}");
 }

@@ -1,0 +1,253 @@
+//! Avro with the Confluent wire format (magic byte 0, 4-byte big-endian schema
+//! id, Avro binary datum), for input events and output records.
+//!
+//! Input: the writer schema comes from a local id -> `.avsc` mapping or, for
+//! ids not in it, from a schema registry (`GET /schemas/ids/{id}`, cached);
+//! the datum is resolved against leadscore's envelope schema
+//! (`schemas/lead-event.avsc`) and then validated by exactly the rules of the
+//! JSON contract, so that both formats accept and reject the same events with
+//! the same error classes. Anything Avro-specific that is wrong (no magic
+//! byte, unknown schema id, a datum that does not decode or resolve) is
+//! `invalid_avro`.
+//!
+//! Output: the JSON record, field for field, encoded with
+//! `schemas/score-change.avsc` or `schemas/segment-transition.avsc` and framed
+//! with the schema ids configured for them.
+
+use crate::error::{DecodeError, ErrorClass};
+use crate::json_in::{decode_json, Limits};
+use apache_avro::types::Value;
+use apache_avro::Schema;
+use leadscore_core::{Event, Kind};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+/// The schemas shipped in the repository (`schemas/`).
+pub const LEAD_EVENT_AVSC: &str = include_str!("../../../schemas/lead-event.avsc");
+pub const SCORE_CHANGE_AVSC: &str = include_str!("../../../schemas/score-change.avsc");
+pub const SEGMENT_TRANSITION_AVSC: &str = include_str!("../../../schemas/segment-transition.avsc");
+
+/// Where Avro schemas come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AvroSettings {
+    /// Writer schemas of input messages, by Confluent schema id.
+    pub schema_files: BTreeMap<u32, PathBuf>,
+    /// `http://host:port` of a schema registry for ids not in `schema_files`.
+    pub registry_url: Option<String>,
+    /// Schema ids written in the header of Avro outputs.
+    pub score_change_id: u32,
+    pub transition_id: u32,
+}
+
+/// See the module documentation.
+pub struct AvroCodec {
+    envelope: Schema,
+    score_change: Schema,
+    transition: Schema,
+    writers: RwLock<HashMap<u32, Arc<Schema>>>,
+    settings: AvroSettings,
+}
+
+impl std::fmt::Debug for AvroCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AvroCodec").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+fn parse(name: &str, text: &str) -> Result<Schema, String> {
+    Schema::parse_str(text).map_err(|e| format!("{name}: not a valid Avro schema: {e}"))
+}
+
+impl AvroCodec {
+    /// Loads the local writer schemas (errors name the file).
+    pub fn new(settings: AvroSettings) -> Result<AvroCodec, String> {
+        let mut writers = HashMap::new();
+        for (id, path) in &settings.schema_files {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("schema id {id}: cannot read {}: {e}", path.display()))?;
+            writers.insert(*id, Arc::new(parse(&path.display().to_string(), &text)?));
+        }
+        Ok(AvroCodec {
+            envelope: parse("lead-event.avsc", LEAD_EVENT_AVSC)?,
+            score_change: parse("score-change.avsc", SCORE_CHANGE_AVSC)?,
+            transition: parse("segment-transition.avsc", SEGMENT_TRANSITION_AVSC)?,
+            writers: RwLock::new(writers),
+            settings,
+        })
+    }
+
+    /// The writer schema of `id`: local, cached, or fetched from the registry.
+    fn writer(&self, id: u32) -> Result<Arc<Schema>, String> {
+        if let Some(s) = self.writers.read().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            return Ok(s.clone());
+        }
+        let Some(url) = &self.settings.registry_url else {
+            return Err(format!("unknown schema id {id} (not in the configured schema files, and no registry)"));
+        };
+        let text = crate::registry::fetch_schema(url, id)?;
+        let schema = Arc::new(parse(&format!("schema id {id} from {url}"), &text)?);
+        self.writers.write().unwrap_or_else(|p| p.into_inner()).insert(id, schema.clone());
+        Ok(schema)
+    }
+
+    /// Decodes one Confluent-framed Avro event; see the module documentation.
+    pub fn decode(
+        &self,
+        bytes: &[u8],
+        key: Option<&[u8]>,
+        topic_kind: Option<Kind>,
+        limits: &Limits,
+    ) -> Result<Event, DecodeError> {
+        let invalid = |m: String| DecodeError::new(ErrorClass::InvalidAvro, m);
+        if bytes.len() > limits.max_message_bytes {
+            return Err(DecodeError::new(
+                ErrorClass::Oversize,
+                format!("message of {} bytes exceeds the limit of {} bytes", bytes.len(), limits.max_message_bytes),
+            ));
+        }
+        if bytes.len() < 5 || bytes[0] != 0 {
+            return Err(invalid("not in the Confluent wire format (magic byte 0, 4-byte schema id, datum)".into()));
+        }
+        let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        let writer = self.writer(id).map_err(invalid)?;
+        let mut datum = &bytes[5..];
+        let value = apache_avro::from_avro_datum(&writer, &mut datum, Some(&self.envelope))
+            .map_err(|e| invalid(format!("schema id {id}: {e}")))?;
+        if !datum.is_empty() {
+            return Err(invalid(format!("schema id {id}: {} bytes after the datum", datum.len())));
+        }
+        let json = to_json(value);
+        let text = serde_json::to_vec(&json).map_err(|e| invalid(e.to_string()))?;
+        decode_json(&text, key, topic_kind, limits)
+    }
+
+    /// Encodes an output record (its JSON) as a Confluent-framed Avro datum.
+    pub fn encode_output(&self, json: &[u8], transition: bool) -> Result<Vec<u8>, String> {
+        let (schema, id) = if transition {
+            (&self.transition, self.settings.transition_id)
+        } else {
+            (&self.score_change, self.settings.score_change_id)
+        };
+        let json: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+        let value =
+            Value::from(json).resolve(schema).map_err(|e| format!("output record does not fit its schema: {e}"))?;
+        let datum = apache_avro::to_avro_datum(schema, value).map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(5 + datum.len());
+        out.push(0);
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&datum);
+        Ok(out)
+    }
+
+    /// Decodes an output record back to JSON (for tests and tools).
+    pub fn decode_output(&self, bytes: &[u8], transition: bool) -> Result<serde_json::Value, String> {
+        let schema = if transition { &self.transition } else { &self.score_change };
+        if bytes.len() < 5 || bytes[0] != 0 {
+            return Err("not in the Confluent wire format".into());
+        }
+        let value = apache_avro::from_avro_datum(schema, &mut &bytes[5..], None).map_err(|e| e.to_string())?;
+        Ok(to_json(value))
+    }
+
+    /// Encodes a JSON input event with the envelope schema and `id` (for
+    /// generators and tests).
+    pub fn encode_event(&self, json: &serde_json::Value, id: u32) -> Result<Vec<u8>, String> {
+        let value = Value::from(json.clone()).resolve(&self.envelope).map_err(|e| e.to_string())?;
+        let datum = apache_avro::to_avro_datum(&self.envelope, value).map_err(|e| e.to_string())?;
+        let mut out = vec![0];
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&datum);
+        Ok(out)
+    }
+}
+
+/// An Avro value as the JSON value it stands for.
+fn to_json(v: Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::Null => J::Null,
+        Value::Boolean(b) => J::Bool(b),
+        Value::Int(i) | Value::Date(i) | Value::TimeMillis(i) => J::from(i),
+        Value::Long(i)
+        | Value::TimeMicros(i)
+        | Value::TimestampMillis(i)
+        | Value::TimestampMicros(i)
+        | Value::LocalTimestampMillis(i)
+        | Value::LocalTimestampMicros(i) => J::from(i),
+        Value::Float(f) => J::from(f64::from(f)),
+        Value::Double(f) => J::from(f),
+        Value::String(s) | Value::Enum(_, s) => J::String(s),
+        Value::Bytes(b) | Value::Fixed(_, b) => J::String(String::from_utf8_lossy(&b).into_owned()),
+        Value::Union(_, inner) => to_json(*inner),
+        Value::Array(items) => J::Array(items.into_iter().map(to_json).collect()),
+        Value::Map(m) => J::Object(m.into_iter().map(|(k, v)| (k, to_json(v))).collect()),
+        Value::Record(fields) => J::Object(fields.into_iter().map(|(k, v)| (k, to_json(v))).collect()),
+        other => J::String(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codec() -> AvroCodec {
+        let dir = std::env::temp_dir().join(format!("leadscore-avro-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("lead-event.avsc");
+        std::fs::write(&file, LEAD_EVENT_AVSC).expect("write");
+        AvroCodec::new(AvroSettings {
+            schema_files: [(1, file)].into_iter().collect(),
+            registry_url: None,
+            score_change_id: 2,
+            transition_id: 3,
+        })
+        .expect("codec")
+    }
+
+    #[test]
+    fn an_avro_event_decodes_to_the_same_event_as_its_json() {
+        let c = codec();
+        let json = r#"{"event_id":"e-1","lead_id":"L-1","type":"profile_update","timestamp":"2026-11-25T16:00:00.000Z","properties":{"company_size":500,"country":"de","technologies":["a","b"],"annual_revenue":1.5,"region":null}}"#;
+        let v: serde_json::Value = serde_json::from_str(json).expect("json");
+        let avro = c.encode_event(&v, 1).expect("encode");
+        let limits = Limits::default();
+        assert_eq!(c.decode(&avro, None, None, &limits), decode_json(json.as_bytes(), None, None, &limits));
+        let by_millis = c.encode_event(&serde_json::json!({"event_id":"e","timestamp":5,"properties":{"url":"u"}}), 1);
+        let e = c.decode(&by_millis.expect("encode"), Some(b"L-9"), Some(Kind::PageView), &limits).expect("event");
+        assert_eq!((e.lead_id.as_str(), e.timestamp, e.kind), ("L-9", 5, Kind::PageView));
+    }
+
+    #[test]
+    fn avro_problems_are_invalid_avro_and_contract_problems_keep_their_class() {
+        let c = codec();
+        let limits = Limits::default();
+        let class = |b: &[u8]| c.decode(b, None, None, &limits).unwrap_err().class;
+        assert_eq!(class(b"{\"event_id\":1}"), ErrorClass::InvalidAvro, "JSON on an Avro topic");
+        assert_eq!(class(&[0, 0, 0, 0, 9, 2, 65]), ErrorClass::InvalidAvro, "unknown schema id");
+        assert_eq!(class(&[0, 0, 0, 0, 1, 0xff, 0xff]), ErrorClass::InvalidAvro, "truncated datum");
+        let unknown = c.encode_event(&serde_json::json!({"event_id":"e","lead_id":"L","type":"fax","timestamp":1}), 1);
+        assert_eq!(class(&unknown.expect("encode")), ErrorClass::UnknownKind);
+        let bad = c.encode_event(
+            &serde_json::json!({"event_id":"e","lead_id":"L","type":"profile_update","timestamp":1,"properties":{"company_size":"big"}}),
+            1,
+        );
+        assert_eq!(class(&bad.expect("encode")), ErrorClass::InvalidField);
+    }
+
+    #[test]
+    fn outputs_round_trip_through_their_schemas() {
+        let c = codec();
+        let change = br#"{"kind":"score_change","lead_id":"L-42","version":7,"timestamp":"2026-11-25T16:00:00.000Z","event_id":"e-000123","event_type":"page_view","score":57.25,"previous_score":46.25,"delta":11.0,"grade":"B","previous_grade":"B","reasons":[{"rule":"page-view","points":1.0},{"rule":"pricing-page","points":10.0}],"model_version":"seed-1"}"#;
+        let avro = c.encode_output(change, false).expect("encode");
+        assert_eq!(&avro[..5], &[0, 0, 0, 0, 2]);
+        let back = c.decode_output(&avro, false).expect("decode");
+        assert_eq!(back, serde_json::from_slice::<serde_json::Value>(change).expect("json"));
+        let timer = br#"{"kind":"segment_transition","lead_id":"L-42","version":8,"segment":"inactive-60d","transition":"entered","timestamp":"2026-11-25T16:00:00.000Z","cause":"timer","event_id":null,"score":1.5,"grade":"B","model_version":"seed-1"}"#;
+        let avro = c.encode_output(timer, true).expect("encode");
+        assert_eq!(
+            c.decode_output(&avro, true).expect("decode"),
+            serde_json::from_slice::<serde_json::Value>(timer).expect("json")
+        );
+    }
+}
