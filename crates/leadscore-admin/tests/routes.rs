@@ -24,13 +24,7 @@ fn state() -> (AdminState, Arc<MemoryStore>) {
     let model = Arc::new(seed_model());
     let store = Arc::new(MemoryStore::new());
     let topics = Topics::default();
-    let p = Processor {
-        model: &model,
-        store: &*store,
-        topics: &topics,
-        limits: Default::default(),
-        mode: TimeMode::EventTime,
-    };
+    let p = Processor::new(&model, &*store, &topics, TimeMode::EventTime);
     let messages: Vec<InputMessage> = EVENTS
         .iter()
         .enumerate()

@@ -24,6 +24,29 @@ pub struct ServiceConfig {
     pub model: ModelConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub formats: FormatsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatsConfig {
+    pub input: Encoding,
+    pub output: Encoding,
+    /// `http://host:port` of a schema registry; empty: none.
+    pub schema_registry_url: String,
+    pub score_change_schema_id: u32,
+    pub transition_schema_id: u32,
+    /// Input writer schemas by Confluent schema id.
+    #[serde(default)]
+    pub avro_schema_files: BTreeMap<String, PathBuf>,
+}
+
+/// A wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    Json,
+    Avro,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -117,6 +140,22 @@ fn is_secret(key: &str) -> bool {
 }
 
 impl ServiceConfig {
+    /// The input writer schema files by numeric schema id.
+    pub fn avro_schema_ids(&self) -> Result<BTreeMap<u32, PathBuf>, ConfigError> {
+        self.formats
+            .avro_schema_files
+            .iter()
+            .map(|(id, path)| {
+                id.parse::<u32>().map(|id| (id, path.clone())).map_err(|_| {
+                    ConfigError::at(
+                        format!("formats.avro_schema_files.{id}"),
+                        format!("{id:?}: expected a schema id (a number)"),
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// Loads the defaults, then `file` (if given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<ServiceConfig, ConfigError> {
         Self::load_files(file.as_slice())
@@ -164,6 +203,21 @@ impl ServiceConfig {
             return Err(ConfigError::at(
                 "admin.listen",
                 format!("{listen:?}: expected an address like \"0.0.0.0:9898\" (or \"\" to disable the admin server)"),
+            ));
+        }
+        self.avro_schema_ids()?;
+        let f = &self.formats;
+        if f.input == Encoding::Avro && f.schema_registry_url.trim().is_empty() && f.avro_schema_files.is_empty() {
+            return Err(ConfigError::at(
+                "formats.input",
+                "\"avro\" needs writer schemas: set formats.schema_registry_url or formats.avro_schema_files",
+            ));
+        }
+        let url = f.schema_registry_url.trim();
+        if !url.is_empty() && !url.starts_with("http://") {
+            return Err(ConfigError::at(
+                "formats.schema_registry_url",
+                format!("{url:?}: expected an http:// URL (for https, give the schemas as avro_schema_files)"),
             ));
         }
         for (key, v) in [
@@ -323,5 +377,13 @@ mod tests {
         assert!(e.contains("state.block_cache_mb") && e.contains("above zero"), "{e}");
         let e = load_text("[processing]\nmax_batch = \"lots\"\n").unwrap_err().to_string();
         assert!(e.contains("processing.max_batch") && e.contains("lots"), "{e}");
+        let e = load_text("[formats]\ninput = \"avro\"\n").unwrap_err().to_string();
+        assert!(e.contains("formats.input") && e.contains("schema_registry_url"), "{e}");
+        let e = load_text("[formats.avro_schema_files]\none = \"x.avsc\"\n").unwrap_err().to_string();
+        assert!(e.contains("formats.avro_schema_files.one") && e.contains("expected a schema id"), "{e}");
+        let e = load_text("[formats]\nschema_registry_url = \"https://r\"\n").unwrap_err().to_string();
+        assert!(e.contains("formats.schema_registry_url") && e.contains("http://"), "{e}");
+        let e = load_text("[admin]\nlisten = \"everywhere\"\n").unwrap_err().to_string();
+        assert!(e.contains("admin.listen") && e.contains("everywhere"), "{e}");
     }
 }

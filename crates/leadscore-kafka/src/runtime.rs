@@ -25,9 +25,8 @@
 use crate::counters::Counters;
 use crate::producer::OutputProducer;
 use crate::restore::Restorer;
-use leadscore_codec::Limits;
 use leadscore_core::{Millis, Model};
-use leadscore_pipeline::{InputMessage, OutputTopic, Processor, Step, TimeMode, Topics};
+use leadscore_pipeline::{Formats, InputMessage, OutputTopic, Processor, Step, TimeMode, Topics};
 use leadscore_store::{Counts, Op, Partition, StateStore, StoreError};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -58,6 +57,7 @@ pub struct RunSettings {
     pub delivery_timeout: Duration,
     /// How long a changelog restore may make no progress before it fails.
     pub restore_stall_timeout: Duration,
+    pub formats: Formats,
 }
 
 impl RunSettings {
@@ -73,6 +73,7 @@ impl RunSettings {
             tick_interval: Duration::from_millis(100),
             delivery_timeout: Duration::from_secs(30),
             restore_stall_timeout: Duration::from_secs(60),
+            formats: Formats::default(),
         }
     }
 }
@@ -192,8 +193,10 @@ pub fn run(
     consumer.subscribe(&inputs).map_err(kafka)?;
     let producer = OutputProducer::new(&client_config(settings), settings.topics.clone()).map_err(kafka)?;
     let restorer = Restorer::new(&client_config(settings), &settings.topics.changelog, settings.restore_stall_timeout)?;
-    let processor =
-        Processor { model, store, topics: &settings.topics, limits: Limits::default(), mode: settings.time_mode };
+    let processor = Processor {
+        formats: settings.formats.clone(),
+        ..Processor::new(model, store, &settings.topics, settings.time_mode)
+    };
     tracing::info!(group = %settings.group_id, topics = ?inputs, "consuming");
     let mut owned: BTreeMap<Partition, Counts> = BTreeMap::new();
     let mut dead_letters = DeadLetterLog::default();

@@ -40,13 +40,7 @@ fn reference(input: &[(Option<String>, String)]) -> HashMap<OutputTopic, Vec<Str
     let model = seed_model();
     let topics = Topics::default();
     let store = MemoryStore::new();
-    let p = Processor {
-        model: &model,
-        store: &store,
-        topics: &topics,
-        limits: Default::default(),
-        mode: TimeMode::EventTime,
-    };
+    let p = Processor::new(&model, &store, &topics, TimeMode::EventTime);
     let messages: Vec<InputMessage> = input
         .iter()
         .enumerate()
@@ -223,4 +217,87 @@ fn a_restart_resumes_from_the_store_checkpoint_and_applies_nothing_twice() {
     }
     let cp = store.checkpoint(0).expect("checkpoint").expect("exists");
     assert_eq!(cp.next_offsets.get("lead-events"), Some(&(input.len() as i64)));
+}
+
+#[test]
+fn avro_in_and_out_publishes_the_reference_records() {
+    use leadscore_codec::{AvroCodec, AvroSettings};
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("lead-event.avsc"), leadscore_codec::avro::LEAD_EVENT_AVSC).expect("schema");
+    let codec = std::sync::Arc::new(
+        AvroCodec::new(AvroSettings {
+            schema_files: [(1, dir.path().join("lead-event.avsc"))].into_iter().collect(),
+            registry_url: None,
+            score_change_id: 2,
+            transition_id: 3,
+        })
+        .expect("codec"),
+    );
+    let c = cluster();
+    let bootstrap = c.bootstrap_servers();
+    let json_input: Vec<(Option<String>, String)> = sample().into_iter().take(400).map(|l| (None, l)).collect();
+    let expected = reference(&json_input);
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", &bootstrap).create().expect("producer");
+    for (i, (_, line)) in json_input.iter().enumerate() {
+        let avro = codec.encode_event(&serde_json::from_str(line).expect("json"), 1).expect("avro");
+        producer.send(BaseRecord::<str, [u8]>::to("lead-events").payload(&avro)).map_err(|(e, _)| e).expect("send");
+        if i == 10 {
+            // JSON on an Avro topic: a dead letter, and processing goes on.
+            producer.send(BaseRecord::<str, str>::to("lead-events").payload(line)).map_err(|(e, _)| e).expect("send");
+        }
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+
+    let store_dir = tempfile::tempdir().expect("dir");
+    let store = RocksStore::open(store_dir.path(), &RocksSettings::default()).expect("store");
+    let mut s = settings(&bootstrap);
+    s.formats.avro_input = Some(codec.clone());
+    s.formats.avro_output = Some(codec.clone());
+    let model = seed_model();
+    let counters = Counters::default();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(|| run(&s, &model, &store, &|| 0, &stop, &counters));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Counters::get(&counters.messages) < 401 && Instant::now() < deadline && !handle.is_finished() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::Relaxed);
+        handle.join().expect("no panic").expect("the loop ends cleanly");
+    });
+    assert_eq!(Counters::get(&counters.dead_lettered), 1);
+
+    let t = Topics::default();
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "avro-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("reader");
+    reader.subscribe(&[&t.score_changes, &t.transitions, &t.dead_letters]).expect("subscribe");
+    let want: usize = expected.values().map(Vec::len).sum::<usize>() + 1;
+    let (mut got, mut dead): (HashMap<OutputTopic, Vec<serde_json::Value>>, Vec<String>) = Default::default();
+    let (mut n, deadline) = (0, Instant::now() + Duration::from_secs(60));
+    while n < want && Instant::now() < deadline {
+        let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) else { continue };
+        n += 1;
+        let bytes = m.payload().unwrap_or_default();
+        let topic = m.topic();
+        if topic == t.dead_letters {
+            dead.push(String::from_utf8_lossy(bytes).into_owned());
+            continue;
+        }
+        let transition = topic == t.transitions;
+        let topic = if transition { OutputTopic::Transitions } else { OutputTopic::ScoreChanges };
+        got.entry(topic).or_default().push(codec.decode_output(bytes, transition).expect("an Avro output"));
+    }
+    for topic in [OutputTopic::ScoreChanges, OutputTopic::Transitions] {
+        let want: Vec<serde_json::Value> = expected
+            .get(&topic)
+            .map(|v| v.iter().map(|j| serde_json::from_str(j).expect("json")).collect())
+            .unwrap_or_default();
+        assert_eq!(got.get(&topic).cloned().unwrap_or_default(), want, "{topic:?}");
+    }
+    assert_eq!(dead, [json_input[10].1.clone()], "the original bytes in the dead-letter topic");
 }

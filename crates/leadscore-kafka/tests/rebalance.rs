@@ -52,13 +52,7 @@ fn reference(input: &[(u32, String)]) -> Records {
     let model = seed_model();
     let topics = settings("unused").topics;
     let store = MemoryStore::new();
-    let p = Processor {
-        model: &model,
-        store: &store,
-        topics: &topics,
-        limits: Default::default(),
-        mode: TimeMode::EventTime,
-    };
+    let p = Processor::new(&model, &store, &topics, TimeMode::EventTime);
     let mut out = Records::new();
     for partition in 0..PARTITIONS {
         let messages: Vec<InputMessage> = input

@@ -26,4 +26,4 @@ pub mod processor;
 
 pub use messages::{InputMessage, OutputRecord, OutputTopic, Topics};
 pub use observations::{EventOutcome, Observations};
-pub use processor::{Processor, Stats, Step, TimeMode};
+pub use processor::{Formats, Processor, Stats, Step, TimeMode};

@@ -2,12 +2,13 @@
 
 use crate::messages::{headers, InputMessage, OutputRecord, OutputTopic, Topics};
 use crate::observations::{EventOutcome, Observations};
-use leadscore_codec::{decode_json, encode_json, DecodeError, Limits, RecordContext};
+use leadscore_codec::{decode_json, encode_json, AvroCodec, DecodeError, Limits, RecordContext};
 use leadscore_core::engine::{advance, apply, Outcome};
 use leadscore_core::output::{Cause, Record};
 use leadscore_core::{Event, LeadId, LeadState, Millis, Model, Outputs};
 use leadscore_store::{decode_state, encode_state, Checkpoint, Partition, StateStore, StoreError, WriteBatch};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// Which clock drives timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,13 @@ pub struct Step {
 /// How many store timers are read at a time.
 const TIMER_PAGE: usize = 1024;
 
+/// Wire formats: JSON unless an Avro codec is given for inputs or outputs.
+#[derive(Debug, Clone, Default)]
+pub struct Formats {
+    pub avro_input: Option<Arc<AvroCodec>>,
+    pub avro_output: Option<Arc<AvroCodec>>,
+}
+
 /// Turns poll batches into outputs and state writes; see the crate docs.
 pub struct Processor<'a> {
     pub model: &'a Model,
@@ -66,6 +74,7 @@ pub struct Processor<'a> {
     pub topics: &'a Topics,
     pub limits: Limits,
     pub mode: TimeMode,
+    pub formats: Formats,
 }
 
 /// One lead of the working set.
@@ -94,6 +103,11 @@ struct Work<'p, 'a> {
 }
 
 impl<'a> Processor<'a> {
+    /// A processor of JSON with the default limits.
+    pub fn new(model: &'a Model, store: &'a dyn StateStore, topics: &'a Topics, mode: TimeMode) -> Processor<'a> {
+        Processor { model, store, topics, limits: Limits::default(), mode, formats: Formats::default() }
+    }
+
     /// Processes a poll batch of one partition (messages in offset order per
     /// topic). `now` is the wall clock, used in wall-clock mode for timers.
     pub fn process(&self, partition: Partition, messages: &[InputMessage], now: Millis) -> Result<Step, StoreError> {
@@ -183,7 +197,10 @@ impl<'a> Processor<'a> {
     fn decode(&self, m: &InputMessage) -> Result<Event, DecodeError> {
         let kind = self.topics.inputs.get(&m.topic).copied().flatten();
         let payload = m.payload.as_deref().unwrap_or_default();
-        decode_json(payload, m.key.as_deref(), kind, &self.limits)
+        match &self.formats.avro_input {
+            Some(avro) => avro.decode(payload, m.key.as_deref(), kind, &self.limits),
+            None => decode_json(payload, m.key.as_deref(), kind, &self.limits),
+        }
     }
 }
 
@@ -239,7 +256,7 @@ impl Work<'_, '_> {
             }
             let next = state.next_due;
             self.step.stats.timers_fired += 1;
-            self.emit(&lead, None);
+            self.emit(&lead, None)?;
             if let Some(next) = next {
                 self.queue.insert((next, lead));
             }
@@ -294,12 +311,12 @@ impl Work<'_, '_> {
         if let Some(next) = after.filter(|_| after != before) {
             self.queue.insert((next, event.lead_id.clone()));
         }
-        self.emit(&event.lead_id, Some(event));
+        self.emit(&event.lead_id, Some(event))?;
         Ok(outcome)
     }
 
     /// Turns the records in `out` into output records.
-    fn emit(&mut self, lead: &LeadId, event: Option<&Event>) {
+    fn emit(&mut self, lead: &LeadId, event: Option<&Event>) -> Result<(), StoreError> {
         let ctx = RecordContext {
             model: self.p.model,
             lead_id: lead.as_str(),
@@ -322,6 +339,13 @@ impl Work<'_, '_> {
             };
             let mut value = Vec::with_capacity(320);
             encode_json(&mut value, &ctx, r, &self.out.reasons);
+            if let Some(avro) = &self.p.formats.avro_output {
+                // Our own records always fit our schemas; a failure is a bug,
+                // reported as an error that stops the step, not a panic.
+                value = avro
+                    .encode_output(&value, topic == OutputTopic::Transitions)
+                    .map_err(|e| StoreError(format!("encoding an output record of lead {lead} in Avro: {e}")))?;
+            }
             self.step.outputs.push(OutputRecord {
                 topic,
                 key: Some(lead.as_str().as_bytes().to_vec()),
@@ -331,6 +355,7 @@ impl Work<'_, '_> {
             });
         }
         self.out.clear();
+        Ok(())
     }
 
     fn dead_letter(&mut self, m: &InputMessage, e: &DecodeError) {

@@ -53,13 +53,7 @@ fn every_golden_scenario_streams_exactly_what_the_offline_scorer_prints() {
     let sizes = [1usize, 4, 2, 7, 3];
     for dir in golden_dirs() {
         let store = MemoryStore::new();
-        let p = Processor {
-            model: &model,
-            store: &store,
-            topics: &topics,
-            limits: Default::default(),
-            mode: TimeMode::EventTime,
-        };
+        let p = Processor::new(&model, &store, &topics, TimeMode::EventTime);
         let text = std::fs::read_to_string(dir.join("events.jsonl")).expect("events");
         let lines: Vec<&str> = text.lines().collect();
         let all = messages("lead-events", &lines);
@@ -84,6 +78,58 @@ fn every_golden_scenario_streams_exactly_what_the_offline_scorer_prints() {
     }
 }
 
+#[test]
+fn every_golden_scenario_in_avro_publishes_the_same_records_as_in_json() {
+    use leadscore_codec::{AvroCodec, AvroSettings};
+    use std::sync::Arc;
+    let dir = std::env::temp_dir().join(format!("leadscore-avro-golden-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("lead-event.avsc"), leadscore_codec::avro::LEAD_EVENT_AVSC).expect("schema");
+    let codec = Arc::new(
+        AvroCodec::new(AvroSettings {
+            schema_files: [(1, dir.join("lead-event.avsc"))].into_iter().collect(),
+            registry_url: None,
+            score_change_id: 11,
+            transition_id: 12,
+        })
+        .expect("codec"),
+    );
+    let model = seed_model();
+    let topics = Topics::default();
+    for dir in golden_dirs() {
+        let store = MemoryStore::new();
+        let mut p = Processor::new(&model, &store, &topics, TimeMode::EventTime);
+        p.formats.avro_input = Some(codec.clone());
+        p.formats.avro_output = Some(codec.clone());
+        let text = std::fs::read_to_string(dir.join("events.jsonl")).expect("events");
+        let mut all = messages("lead-events", &text.lines().collect::<Vec<_>>());
+        for m in &mut all {
+            let json: serde_json::Value = serde_json::from_slice(m.payload.as_deref().expect("payload")).expect("json");
+            m.payload = Some(codec.encode_event(&json, 1).unwrap_or_else(|e| panic!("{}: {e}", dir.display())));
+        }
+        let mut step = p.process(0, &all, 0).expect("process");
+        store.write(&step.write).expect("commit");
+        if let Ok(until) = std::fs::read_to_string(dir.join("until")) {
+            step.outputs.extend(p.tick(0, parse_rfc3339(until.trim()).expect("until")).expect("tick").outputs);
+        }
+        let got: Vec<serde_json::Value> = step
+            .outputs
+            .iter()
+            .filter(|o| matches!(o.topic, OutputTopic::ScoreChanges | OutputTopic::Transitions))
+            .map(|o| {
+                let bytes = o.value.as_deref().expect("value");
+                let id = if o.topic == OutputTopic::Transitions { 12 } else { 11 };
+                assert_eq!(&bytes[..5], &[0, 0, 0, 0, id], "Confluent framing with the configured id");
+                codec.decode_output(bytes, o.topic == OutputTopic::Transitions).expect("avro output")
+            })
+            .collect();
+        let expected = std::fs::read_to_string(dir.join("expected.jsonl")).expect("expected");
+        let expected: Vec<serde_json::Value> =
+            expected.lines().map(|l| serde_json::from_str(l).expect("expected json")).collect();
+        assert_eq!(got, expected, "{}", dir.display());
+    }
+}
+
 const EVENTS: [&str; 4] = [
     r#"{"event_id":"a","lead_id":"L-1","type":"form_submit","timestamp":"2026-01-01T00:00:00Z","properties":{"form":"demo"}}"#,
     r#"{"event_id":"b","lead_id":"L-2","type":"search","timestamp":"2026-01-01T00:01:00Z","properties":{"term":"sso"}}"#,
@@ -96,13 +142,7 @@ fn a_crash_before_the_commit_replays_the_same_records_and_applies_nothing_twice(
     let model = seed_model();
     let topics = Topics::default();
     let store = MemoryStore::new();
-    let p = Processor {
-        model: &model,
-        store: &store,
-        topics: &topics,
-        limits: Default::default(),
-        mode: TimeMode::WallClock,
-    };
+    let p = Processor::new(&model, &store, &topics, TimeMode::WallClock);
     let batch = messages("lead-events", &EVENTS);
     let now = parse_rfc3339("2026-01-01T00:05:00Z").expect("time");
 
@@ -138,13 +178,7 @@ fn bad_input_becomes_dead_letters_and_good_input_around_it_is_processed() {
     let model = seed_model();
     let topics = Topics::default();
     let store = MemoryStore::new();
-    let p = Processor {
-        model: &model,
-        store: &store,
-        topics: &topics,
-        limits: Default::default(),
-        mode: TimeMode::WallClock,
-    };
+    let p = Processor::new(&model, &store, &topics, TimeMode::WallClock);
     let mut batch = messages(
         "page-views",
         &[
@@ -183,13 +217,7 @@ fn wall_clock_timers_fire_with_no_input_at_the_exact_instant() {
     let model = seed_model();
     let topics = Topics::default();
     let store = MemoryStore::new();
-    let p = Processor {
-        model: &model,
-        store: &store,
-        topics: &topics,
-        limits: Default::default(),
-        mode: TimeMode::WallClock,
-    };
+    let p = Processor::new(&model, &store, &topics, TimeMode::WallClock);
     let t0 = parse_rfc3339("2026-01-01T00:00:00Z").expect("time");
     let step = p.process(0, &messages("lead-events", &EVENTS[..1]), t0).expect("process");
     store.write(&step.write).expect("commit");
@@ -214,13 +242,7 @@ fn a_stored_timer_of_a_lead_with_a_later_event_in_the_batch_fires_in_order() {
     let model = seed_model();
     let topics = Topics::default();
     let store = MemoryStore::new();
-    let p = Processor {
-        model: &model,
-        store: &store,
-        topics: &topics,
-        limits: Default::default(),
-        mode: TimeMode::EventTime,
-    };
+    let p = Processor::new(&model, &store, &topics, TimeMode::EventTime);
     let first = messages(
         "lead-events",
         &[
@@ -252,13 +274,7 @@ fn partition_counts_kept_with_the_checkpoint_equal_a_scan_of_the_states() {
     let model = seed_model();
     let topics = Topics::default();
     let store = MemoryStore::new();
-    let p = Processor {
-        model: &model,
-        store: &store,
-        topics: &topics,
-        limits: Default::default(),
-        mode: TimeMode::EventTime,
-    };
+    let p = Processor::new(&model, &store, &topics, TimeMode::EventTime);
     let sample =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample-events.jsonl"))
             .expect("sample");

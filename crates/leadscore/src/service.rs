@@ -66,6 +66,7 @@ pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
         tick_interval: Duration::from_millis(config.processing.tick_interval_ms),
         delivery_timeout: Duration::from_millis(config.processing.delivery_timeout_ms),
         restore_stall_timeout: Duration::from_millis(config.processing.restore_stall_timeout_ms),
+        formats: formats(config)?,
     };
     tracing::info!(
         bootstrap = %settings.bootstrap_servers,
@@ -159,4 +160,27 @@ fn start_admin(
             }
         })
     }))
+}
+
+/// The Avro codec, when inputs or outputs are Avro.
+fn formats(config: &ServiceConfig) -> anyhow::Result<leadscore_pipeline::Formats> {
+    use leadscore_config::service::Encoding;
+    let f = &config.formats;
+    if f.input == Encoding::Json && f.output == Encoding::Json {
+        return Ok(leadscore_pipeline::Formats::default());
+    }
+    let url = f.schema_registry_url.trim();
+    let codec = Arc::new(
+        leadscore_codec::AvroCodec::new(leadscore_codec::AvroSettings {
+            schema_files: config.avro_schema_ids()?,
+            registry_url: (!url.is_empty()).then(|| url.to_string()),
+            score_change_id: f.score_change_schema_id,
+            transition_id: f.transition_schema_id,
+        })
+        .map_err(|e| anyhow::anyhow!("formats.avro_schema_files: {e}"))?,
+    );
+    Ok(leadscore_pipeline::Formats {
+        avro_input: (f.input == Encoding::Avro).then(|| codec.clone()),
+        avro_output: (f.output == Encoding::Avro).then_some(codec),
+    })
 }
