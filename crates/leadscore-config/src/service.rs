@@ -77,6 +77,8 @@ pub struct KafkaConfig {
     pub group_id: String,
     /// Static group membership (librdkafka's group.instance.id); empty: dynamic.
     pub group_instance_id: String,
+    /// The producer's transactional.id in exactly-once mode; empty: derived.
+    pub transactional_id: String,
     #[serde(default)]
     pub librdkafka: BTreeMap<String, String>,
 }

@@ -19,4 +19,4 @@ pub mod runtime;
 
 pub use counters::Counters;
 pub use metrics::Metrics;
-pub use runtime::{run, RunError, RunSettings};
+pub use runtime::{run, Guarantee, RunError, RunSettings};

@@ -53,11 +53,52 @@ pub struct OutputProducer {
 }
 
 impl OutputProducer {
-    pub fn new(config: &ClientConfig, topics: Topics) -> Result<OutputProducer, KafkaError> {
+    /// With a `transactional_id`, the producer is transactional: its
+    /// transactions are initialised here (fencing an earlier producer with the
+    /// same id and aborting what it left open).
+    pub fn new(
+        config: &ClientConfig,
+        topics: Topics,
+        transactional_id: Option<&str>,
+    ) -> Result<OutputProducer, crate::RunError> {
+        let kafka = |e: KafkaError| crate::RunError::Kafka(e.to_string());
         let mut config = config.clone();
         // Idempotence: retries never duplicate or reorder a lead's records.
         config.set("enable.idempotence", "true").set("linger.ms", "5");
-        Ok(OutputProducer { producer: config.create_with_context(DeliveryTracker::default())?, topics })
+        if let Some(id) = transactional_id {
+            config.set("transactional.id", id);
+        }
+        let producer: ThreadedProducer<DeliveryTracker> =
+            config.create_with_context(DeliveryTracker::default()).map_err(kafka)?;
+        if transactional_id.is_some() {
+            producer.init_transactions(Duration::from_secs(60)).map_err(|e| {
+                crate::RunError::Kafka(format!("initialising transactions (does the broker support them?): {e}"))
+            })?;
+        }
+        Ok(OutputProducer { producer, topics })
+    }
+
+    pub fn begin(&self) -> Result<(), KafkaError> {
+        self.producer.begin_transaction()
+    }
+
+    /// Adds the consumer's input offsets to the open transaction.
+    pub fn send_offsets(
+        &self,
+        offsets: &rdkafka::TopicPartitionList,
+        group: &rdkafka::consumer::ConsumerGroupMetadata,
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
+        self.producer.send_offsets_to_transaction(offsets, group, timeout)
+    }
+
+    /// Commits the open transaction (flushing its records first).
+    pub fn commit(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.commit_transaction(timeout)
+    }
+
+    pub fn abort(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.abort_transaction(timeout)
     }
 
     /// Queues every record, in order.

@@ -142,6 +142,16 @@ impl Restorer {
         while at < high {
             let m = match self.consumer.poll(Duration::from_millis(200)) {
                 None => {
+                    // Transaction markers and aborted records take offsets but
+                    // are never delivered: the position tells how far we are.
+                    let position = self.consumer.position().ok().and_then(|tpl| {
+                        tpl.find_partition(&self.topic, partition as i32).and_then(|e| e.offset().to_raw())
+                    });
+                    if let Some(p) = position.filter(|p| *p > at) {
+                        at = p;
+                        last_progress = Instant::now();
+                        continue;
+                    }
                     if last_progress.elapsed() > self.stall_timeout {
                         return Err(RunError::Kafka(format!(
                             "changelog restore of {} partition {partition} made no progress for {:?} at offset {at} \

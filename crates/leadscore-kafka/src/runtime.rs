@@ -58,6 +58,18 @@ pub struct RunSettings {
     /// How long a changelog restore may make no progress before it fails.
     pub restore_stall_timeout: Duration,
     pub formats: Formats,
+    pub guarantee: Guarantee,
+    /// The producer's transactional.id in exactly-once mode: stable per
+    /// instance, so that a restarted instance fences its crashed predecessor
+    /// and aborts its open transaction at once.
+    pub transactional_id: String,
+}
+
+/// The processing guarantee; see [`commit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarantee {
+    AtLeastOnce,
+    ExactlyOnce,
 }
 
 impl RunSettings {
@@ -74,6 +86,8 @@ impl RunSettings {
             delivery_timeout: Duration::from_secs(30),
             restore_stall_timeout: Duration::from_secs(60),
             formats: Formats::default(),
+            guarantee: Guarantee::AtLeastOnce,
+            transactional_id: format!("{group_id}-leadscore"),
         }
     }
 }
@@ -93,10 +107,32 @@ pub(crate) fn kafka(e: impl std::fmt::Display) -> RunError {
     RunError::Kafka(e.to_string())
 }
 
-fn client_config(s: &RunSettings) -> ClientConfig {
+/// Options of the group consumer only: librdkafka warns when other clients
+/// (the producer, the changelog reader) are given them.
+const GROUP_CONSUMER_ONLY: &[&str] = &[
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "partition.assignment.strategy",
+    "group.instance.id",
+    "group.protocol",
+    "group.remote.assignor",
+];
+
+fn consumer_config(s: &RunSettings) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &s.bootstrap_servers);
     for (k, v) in &s.librdkafka {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The shared options (security, tuning) without the group consumer's.
+fn client_config(s: &RunSettings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &s.bootstrap_servers);
+    for (k, v) in s.librdkafka.iter().filter(|(k, _)| !GROUP_CONSUMER_ONLY.contains(&k.as_str())) {
         c.set(k, v);
     }
     c
@@ -175,7 +211,7 @@ pub fn run(
     shutdown: &AtomicBool,
     counters: &Counters,
 ) -> Result<(), RunError> {
-    let mut consumer_config = client_config(settings);
+    let mut consumer_config = consumer_config(settings);
     consumer_config
         .set("group.id", &settings.group_id)
         .set("enable.auto.commit", "false")
@@ -191,7 +227,8 @@ pub fn run(
         consumer_config.create_with_context(Rebalances::default()).map_err(kafka)?;
     let inputs: Vec<&str> = settings.topics.inputs.keys().map(String::as_str).collect();
     consumer.subscribe(&inputs).map_err(kafka)?;
-    let producer = OutputProducer::new(&client_config(settings), settings.topics.clone()).map_err(kafka)?;
+    let transactional = (settings.guarantee == Guarantee::ExactlyOnce).then_some(settings.transactional_id.as_str());
+    let producer = OutputProducer::new(&client_config(settings), settings.topics.clone(), transactional)?;
     let restorer = Restorer::new(&client_config(settings), &settings.topics.changelog, settings.restore_stall_timeout)?;
     let processor = Processor {
         formats: settings.formats.clone(),
@@ -215,32 +252,42 @@ pub fn run(
                 by_partition.entry(m.partition).or_default().push(m);
             }
         }
+        let mut steps = Vec::new();
+        let mut next_offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for (partition, messages) in by_partition {
             let step = processor.process(partition, &messages, clock())?;
             dead_letters.add(&step.observations.dead_letters);
-            let counts = commit(step, partition, &producer, store, settings, counters, messages.len(), clock)?;
-            set_counts(&mut owned, partition, counts, counters);
-            let mut offsets = TopicPartitionList::new();
             for m in &messages {
-                offsets
-                    .add_partition_offset(&m.topic, m.partition as i32, Offset::Offset(m.offset + 1))
-                    .map_err(kafka)?;
+                next_offsets.insert((m.topic.clone(), m.partition as i32), m.offset + 1);
             }
-            // Best effort: the store's checkpoint is what restarts trust.
-            if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
-                tracing::warn!(error = %e, "offset commit failed; the store checkpoint stays authoritative");
+            steps.push((partition, step, messages.len()));
+        }
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), next) in &next_offsets {
+            offsets.add_partition_offset(topic, *partition, Offset::Offset(*next)).map_err(kafka)?;
+        }
+        if !steps.is_empty() {
+            commit(steps, &offsets, &consumer, &producer, store, settings, counters, clock, &mut owned)?;
+            if settings.guarantee == Guarantee::AtLeastOnce {
+                // Best effort: the store's checkpoint is what restarts trust.
+                if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
+                    tracing::warn!(error = %e, "offset commit failed; the store checkpoint stays authoritative");
+                }
             }
         }
         if last_tick.elapsed() >= settings.tick_interval {
             last_tick = Instant::now();
             if settings.time_mode == TimeMode::WallClock {
-                let partitions: Vec<Partition> = owned.keys().copied().collect();
-                for partition in partitions {
+                let mut steps = Vec::new();
+                for &partition in owned.keys() {
                     let step = processor.tick(partition, clock())?;
                     if step.stats.timers_fired > 0 {
-                        let counts = commit(step, partition, &producer, store, settings, counters, 0, clock)?;
-                        set_counts(&mut owned, partition, counts, counters);
+                        steps.push((partition, step, 0));
                     }
+                }
+                if !steps.is_empty() {
+                    let none = TopicPartitionList::new();
+                    commit(steps, &none, &consumer, &producer, store, settings, counters, clock, &mut owned)?;
                 }
             }
             export_lag(&consumer, settings, counters);
@@ -370,51 +417,90 @@ fn export_lag(consumer: &BaseConsumer<Rebalances>, settings: &RunSettings, count
     }
 }
 
-/// Publishes a step's outputs, waits for their delivery, then commits its
-/// state write with the changelog offset its marker got.
+/// Publishes the steps' outputs and makes them durable, then writes each
+/// step's states with the changelog offset its marker got.
 ///
-/// Returns the partition's counts as of this step.
+/// At least once: publish, wait until every record is acknowledged, then write
+/// the store (input offsets are in it). Exactly once: outputs, changelog and
+/// the input offsets go in one Kafka transaction; the store is written after
+/// the commit (a crash in between is repaired by the changelog restore, which
+/// reads committed records only). A transaction that fails is aborted and the
+/// loop stops with the error: a restart resumes from the last commit.
 #[allow(clippy::too_many_arguments)]
 fn commit(
-    mut step: Step,
-    partition: Partition,
+    steps: Vec<(Partition, Step, usize)>,
+    offsets: &TopicPartitionList,
+    consumer: &BaseConsumer<Rebalances>,
     producer: &OutputProducer,
     store: &dyn StateStore,
     settings: &RunSettings,
     counters: &Counters,
-    messages: usize,
     clock: &(dyn Fn() -> Millis + Sync),
-) -> Result<Option<Counts>, RunError> {
+    owned: &mut BTreeMap<Partition, Counts>,
+) -> Result<(), RunError> {
     let started = Instant::now();
-    producer.send_all(&step.outputs).map_err(RunError::Delivery)?;
-    producer.flush(settings.delivery_timeout).map_err(RunError::Delivery)?;
-    let marker = producer.take_marker_offset(partition);
-    tracing::trace!(partition, ?marker, "step published");
-    if let Some(offset) = marker {
-        step.write.set_changelog_next_offset(partition, offset + 1);
-    }
-    let writing = Instant::now();
-    store.write(&step.write)?;
-    let m = &counters.metrics;
-    m.store_write_duration.observe(writing.elapsed().as_secs_f64());
-    m.commit_duration.observe(started.elapsed().as_secs_f64());
-    m.observe(&settings.topics, &step.observations, step.stats.score_changes, clock());
-    counters.add(messages, &step.stats);
-    for o in step.outputs.iter().filter(|o| o.topic == OutputTopic::ScoreChanges) {
-        if let (Some(k), Some(v)) = (o.key.as_deref(), o.value.as_deref()) {
-            counters.note_score_change(&String::from_utf8_lossy(k), &String::from_utf8_lossy(v));
+    match settings.guarantee {
+        Guarantee::AtLeastOnce => {
+            for (_, step, _) in &steps {
+                producer.send_all(&step.outputs).map_err(RunError::Delivery)?;
+            }
+            producer.flush(settings.delivery_timeout).map_err(RunError::Delivery)?;
+        }
+        Guarantee::ExactlyOnce => {
+            let transaction = || -> Result<(), String> {
+                producer.begin().map_err(|e| e.to_string())?;
+                for (_, step, _) in &steps {
+                    producer.send_all(&step.outputs)?;
+                }
+                if offsets.count() > 0 {
+                    let group = consumer.group_metadata().ok_or("no consumer group metadata")?;
+                    producer.send_offsets(offsets, &group, settings.delivery_timeout).map_err(|e| e.to_string())?;
+                }
+                producer.commit(settings.delivery_timeout).map_err(|e| e.to_string())
+            };
+            if let Err(e) = transaction() {
+                let aborted = producer.abort(settings.delivery_timeout);
+                return Err(RunError::Delivery(format!(
+                    "transaction failed and was {}: {e}",
+                    if aborted.is_ok() { "aborted" } else { "not even aborted" }
+                )));
+            }
         }
     }
-    for o in step.outputs.iter().filter(|o| o.topic == OutputTopic::Transitions) {
-        if let Some(v) = o.value.as_deref().and_then(|v| std::str::from_utf8(v).ok()) {
-            let segment = v.split("\"segment\":\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("");
-            counters.note_transition(v, segment, v.contains("\"transition\":\"entered\""));
+    let published = started.elapsed();
+    for (partition, mut step, messages) in steps {
+        let writing = Instant::now();
+        if let Some(offset) = producer.take_marker_offset(partition) {
+            step.write.set_changelog_next_offset(partition, offset + 1);
         }
+        store.write(&step.write)?;
+        let m = &counters.metrics;
+        m.store_write_duration.observe(writing.elapsed().as_secs_f64());
+        m.commit_duration.observe((published + writing.elapsed()).as_secs_f64());
+        m.observe(&settings.topics, &step.observations, step.stats.score_changes, clock());
+        counters.add(messages, &step.stats);
+        for o in &step.outputs {
+            let (Some(k), Some(v)) = (o.key.as_deref(), o.value.as_deref()) else { continue };
+            match o.topic {
+                OutputTopic::ScoreChanges => {
+                    counters.note_score_change(&String::from_utf8_lossy(k), &String::from_utf8_lossy(v))
+                }
+                OutputTopic::Transitions => {
+                    if let Ok(v) = std::str::from_utf8(v) {
+                        let segment = v.split("\"segment\":\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("");
+                        counters.note_transition(v, segment, v.contains("\"transition\":\"entered\""));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let counts = step.write.ops.iter().rev().find_map(|op| match op {
+            Op::Checkpoint { partition: p, checkpoint } if *p == partition => Some(checkpoint.counts.clone()),
+            _ => None,
+        });
+        set_counts(owned, partition, counts, counters);
     }
-    Ok(step.write.ops.iter().rev().find_map(|op| match op {
-        Op::Checkpoint { partition: p, checkpoint } if *p == partition => Some(checkpoint.counts.clone()),
-        _ => None,
-    }))
+    Ok(())
 }
 
 /// Up to `max_batch` messages: waits up to `poll_timeout` for the first, then

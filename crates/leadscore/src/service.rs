@@ -18,13 +18,6 @@ fn wall_clock() -> i64 {
 
 /// Runs until a signal; see the module documentation.
 pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
-    if config.processing.guarantee == Guarantee::ExactlyOnce {
-        anyhow::bail!(
-            "processing.guarantee = \"exactly_once\" is not available yet (it needs Kafka transactions); \
-             use \"at_least_once\": outputs may repeat after a crash with the same (lead_id, version), \
-             and no event is ever applied twice"
-        );
-    }
     let model = match config.model.file.trim() {
         "" => leadscore_config::seed_model(),
         f => leadscore_config::load_model(std::path::Path::new(f))?,
@@ -67,6 +60,11 @@ pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
         delivery_timeout: Duration::from_millis(config.processing.delivery_timeout_ms),
         restore_stall_timeout: Duration::from_millis(config.processing.restore_stall_timeout_ms),
         formats: formats(config)?,
+        guarantee: match config.processing.guarantee {
+            Guarantee::AtLeastOnce => leadscore_kafka::Guarantee::AtLeastOnce,
+            Guarantee::ExactlyOnce => leadscore_kafka::Guarantee::ExactlyOnce,
+        },
+        transactional_id: transactional_id(config),
     };
     tracing::info!(
         bootstrap = %settings.bootstrap_servers,
@@ -183,4 +181,23 @@ fn formats(config: &ServiceConfig) -> anyhow::Result<leadscore_pipeline::Formats
         avro_input: (f.input == Encoding::Avro).then(|| codec.clone()),
         avro_output: (f.output == Encoding::Avro).then_some(codec),
     })
+}
+
+/// `kafka.transactional_id`, or one derived from the group and the instance.
+fn transactional_id(config: &ServiceConfig) -> String {
+    let k = &config.kafka;
+    if !k.transactional_id.trim().is_empty() {
+        return k.transactional_id.trim().to_string();
+    }
+    let instance = if k.group_instance_id.trim().is_empty() {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "leadscore".into())
+    } else {
+        k.group_instance_id.trim().to_string()
+    };
+    format!("{}-{instance}", k.group_id)
 }
