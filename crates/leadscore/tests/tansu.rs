@@ -1,0 +1,65 @@
+//! The same end-to-end path on a real out-of-process Kafka-protocol broker:
+//! tansu (no transactions, so at least once). `scripts/test-tansu.sh` installs
+//! and starts tansu and runs this test with `--ignored`, which CI does through
+//! `scripts/test.sh`; `LEADSCORE_TANSU_BOOTSTRAP` says where the broker is.
+//!
+//! The topics are created through the admin API; `leadscore run` consumes the
+//! sample, is killed once with SIGKILL and restarted; the published records,
+//! deduplicated by (lead_id, version), equal the offline scorer's.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use std::time::Duration;
+
+mod support;
+use support::{applied, assert_same, free_address, produce_sample, read_outputs, reference, start, stop, wait_until};
+
+fn create_topics(bootstrap: &str) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
+    let names = [
+        "lead-events",
+        "lead-score-changes",
+        "lead-segment-transitions",
+        "lead-events-dlq",
+        "leadscore-state-changelog",
+    ];
+    // tansu needs an explicit retention for topics that are read back.
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1)).set("retention.ms", "604800000"))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let results = runtime
+        .block_on(admin.create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))))
+        .expect("create topics");
+    for r in results {
+        if let Err((topic, e)) = r {
+            assert!(e.to_string().contains("exists"), "creating {topic}: {e}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a tansu broker: run scripts/test-tansu.sh"]
+fn on_tansu_a_killed_and_restarted_run_publishes_the_offline_reference() {
+    let bootstrap = std::env::var("LEADSCORE_TANSU_BOOTSTRAP").expect("LEADSCORE_TANSU_BOOTSTRAP=host:port of tansu");
+    create_topics(&bootstrap);
+    let reference = reference();
+    produce_sample(&bootstrap);
+
+    let dir = tempfile::tempdir().expect("dir");
+    let admin = free_address();
+    let mut run = start(dir.path(), &bootstrap, &admin);
+    wait_until("progress before the kill", Duration::from_secs(120), || applied(&admin) >= 1000);
+    run.kill().expect("SIGKILL");
+    run.wait().expect("killed");
+
+    let admin = free_address();
+    let run = start(dir.path(), &bootstrap, &admin);
+    let (got, repeats) = read_outputs(&bootstrap, reference.len());
+    assert!(stop(run), "the last run stops cleanly");
+    assert_same(&got, &reference);
+    eprintln!("{} records on tansu, {repeats} repeated by the crash", got.len());
+}
