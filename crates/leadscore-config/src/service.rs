@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// The defaults, as shipped.
 pub const DEFAULT_SERVICE_TOML: &str = include_str!("../../../config/leadscore.default.toml");
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     pub kafka: KafkaConfig,
@@ -108,7 +108,7 @@ pub enum TimeSource {
     EventTime,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessingConfig {
     pub guarantee: Guarantee,
@@ -118,6 +118,8 @@ pub struct ProcessingConfig {
     pub tick_interval_ms: u64,
     pub delivery_timeout_ms: u64,
     pub restore_stall_timeout_ms: u64,
+    pub dead_letter_max_share: f64,
+    pub dead_letter_window: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -208,6 +210,13 @@ impl ServiceConfig {
             ));
         }
         self.avro_schema_ids()?;
+        let share = self.processing.dead_letter_max_share;
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(ConfigError::at(
+                "processing.dead_letter_max_share",
+                format!("{share}: expected a share above 0 and at most 1 (1 never stops)"),
+            ));
+        }
         let f = &self.formats;
         if f.input == Encoding::Avro && f.schema_registry_url.trim().is_empty() && f.avro_schema_files.is_empty() {
             return Err(ConfigError::at(
@@ -228,6 +237,7 @@ impl ServiceConfig {
             ("processing.tick_interval_ms", self.processing.tick_interval_ms),
             ("processing.delivery_timeout_ms", self.processing.delivery_timeout_ms),
             ("processing.restore_stall_timeout_ms", self.processing.restore_stall_timeout_ms),
+            ("processing.dead_letter_window", self.processing.dead_letter_window),
             ("state.block_cache_mb", self.state.block_cache_mb as u64),
             ("state.write_buffer_mb", self.state.write_buffer_mb as u64),
         ] {

@@ -59,6 +59,11 @@ pub struct RunSettings {
     pub restore_stall_timeout: Duration,
     pub formats: Formats,
     pub guarantee: Guarantee,
+    /// The circuit breaker: the loop stops with an error when more than this
+    /// share of `dead_letter_window` consecutive messages were dead-lettered
+    /// (a topic mapped to the wrong kind or format). 1.0 never trips.
+    pub dead_letter_max_share: f64,
+    pub dead_letter_window: u64,
     /// The producer's transactional.id in exactly-once mode: stable per
     /// instance, so that a restarted instance fences its crashed predecessor
     /// and aborts its open transaction at once.
@@ -87,6 +92,8 @@ impl RunSettings {
             restore_stall_timeout: Duration::from_secs(60),
             formats: Formats::default(),
             guarantee: Guarantee::AtLeastOnce,
+            dead_letter_max_share: 0.5,
+            dead_letter_window: 1000,
             transactional_id: format!("{group_id}-leadscore"),
         }
     }
@@ -101,6 +108,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("publishing outputs: {0}")]
     Delivery(String),
+    #[error("{0}")]
+    TooManyDeadLetters(String),
 }
 
 pub(crate) fn kafka(e: impl std::fmt::Display) -> RunError {
@@ -237,6 +246,7 @@ pub fn run(
     tracing::info!(group = %settings.group_id, topics = ?inputs, "consuming");
     let mut owned: BTreeMap<Partition, Counts> = BTreeMap::new();
     let mut dead_letters = DeadLetterLog::default();
+    let mut breaker = (0u64, 0u64); // messages, dead letters in the current window
     let mut last_tick = Instant::now();
     while !shutdown.load(Ordering::Relaxed) {
         let batch = poll_batch(&consumer, settings)?;
@@ -266,6 +276,11 @@ pub fn run(
         for ((topic, partition), next) in &next_offsets {
             offsets.add_partition_offset(topic, *partition, Offset::Offset(*next)).map_err(kafka)?;
         }
+        for (_, step, messages) in &steps {
+            breaker.0 += *messages as u64;
+            breaker.1 += step.stats.dead_lettered;
+        }
+        let tripped = trips(&mut breaker, settings);
         if !steps.is_empty() {
             commit(steps, &offsets, &consumer, &producer, store, settings, counters, clock, &mut owned)?;
             if settings.guarantee == Guarantee::AtLeastOnce {
@@ -274,6 +289,11 @@ pub fn run(
                     tracing::warn!(error = %e, "offset commit failed; the store checkpoint stays authoritative");
                 }
             }
+        }
+        if let Some(why) = tripped {
+            // After the commit: the bad messages are in the dead-letter topic.
+            tracing::error!(reason = %why, "stopping: too much bad input");
+            return Err(RunError::TooManyDeadLetters(why));
         }
         if last_tick.elapsed() >= settings.tick_interval {
             last_tick = Instant::now();
@@ -360,6 +380,25 @@ fn rebalanced(
     *counters.owned.lock().unwrap_or_else(|p| p.into_inner()) = owned.keys().copied().collect();
     export_counts(owned, counters);
     Ok(())
+}
+
+/// The circuit breaker's verdict on a full window, which it then resets.
+fn trips(window: &mut (u64, u64), settings: &RunSettings) -> Option<String> {
+    let (messages, dead) = *window;
+    if messages < settings.dead_letter_window {
+        return None;
+    }
+    *window = (0, 0);
+    let share = dead as f64 / messages as f64;
+    (share > settings.dead_letter_max_share).then(|| {
+        format!(
+            "{dead} of the last {messages} messages ({:.0}%) were bad input, more than \
+             processing.dead_letter_max_share = {}: is an input topic mapped to the wrong kind or format? \
+             They are in the dead-letter topic with their error classes.",
+            share * 100.0,
+            settings.dead_letter_max_share
+        )
+    })
 }
 
 /// Dead letters are reported in one line at most every ten seconds: the first

@@ -401,3 +401,25 @@ fn broker_faults_are_survived_without_loss() {
         assert_same(Some(&dedup), expected.get(&topic), &format!("{topic:?}"));
     }
 }
+
+/// A topic of garbage trips the circuit breaker: the loop stops with an error
+/// that says why, after the bad messages are in the dead-letter topic.
+#[test]
+fn mostly_bad_input_stops_the_loop_with_a_clear_error() {
+    let c = cluster();
+    let bootstrap = c.bootstrap_servers();
+    let garbage: Vec<(Option<String>, String)> = (0..300).map(|i| (None, format!("garbage {i}"))).collect();
+    produce(&bootstrap, &garbage);
+    let dir = tempfile::tempdir().expect("dir");
+    let store = RocksStore::open(dir.path(), &RocksSettings::default()).expect("store");
+    let mut s = settings(&bootstrap);
+    s.dead_letter_window = 100;
+    let (model, counters, stop) = (seed_model(), Counters::default(), AtomicBool::new(false));
+    let result = run(&s, &model, &store, &|| 0, &stop, &counters);
+    let e = result.expect_err("the breaker trips").to_string();
+    assert!(e.contains("of the last") && e.contains("processing.dead_letter_max_share = 0.5"), "{e}");
+    let dead = Counters::get(&counters.dead_lettered);
+    assert!(dead >= 100, "{dead}");
+    let (got, _) = read_outputs(&bootstrap, dead as usize);
+    assert_eq!(got.get(&OutputTopic::DeadLetters).map_or(0, Vec::len) as u64, dead, "all in the dead-letter topic");
+}

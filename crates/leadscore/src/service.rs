@@ -65,6 +65,8 @@ pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
             Guarantee::ExactlyOnce => leadscore_kafka::Guarantee::ExactlyOnce,
         },
         transactional_id: transactional_id(config),
+        dead_letter_max_share: config.processing.dead_letter_max_share,
+        dead_letter_window: config.processing.dead_letter_window,
     };
     tracing::info!(
         bootstrap = %settings.bootstrap_servers,
