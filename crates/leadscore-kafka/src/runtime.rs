@@ -235,6 +235,7 @@ pub fn run(
     let consumer: BaseConsumer<Rebalances> =
         consumer_config.create_with_context(Rebalances::default()).map_err(kafka)?;
     let inputs: Vec<&str> = settings.topics.inputs.keys().map(String::as_str).collect();
+    check_co_partitioned(&consumer, settings)?;
     consumer.subscribe(&inputs).map_err(kafka)?;
     let transactional = (settings.guarantee == Guarantee::ExactlyOnce).then_some(settings.transactional_id.as_str());
     let producer = OutputProducer::new(&client_config(settings), settings.topics.clone(), transactional)?;
@@ -316,6 +317,37 @@ pub fn run(
     }
     tracing::info!("shutting down: the last batch is committed");
     producer.flush(settings.delivery_timeout).map_err(RunError::Delivery)?;
+    Ok(())
+}
+
+/// Partition `p` of every input topic is one partition group with one state
+/// and one changelog partition: the input topics and the changelog must exist
+/// with the same number of partitions.
+fn check_co_partitioned(consumer: &BaseConsumer<Rebalances>, settings: &RunSettings) -> Result<(), RunError> {
+    let mut counts = Vec::new();
+    let topics = settings.topics.inputs.keys().chain(std::iter::once(&settings.topics.changelog));
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).map_err(kafka)?;
+        let t = metadata.topics().iter().find(|t| t.name() == topic);
+        match t.filter(|t| t.error().is_none() && !t.partitions().is_empty()) {
+            Some(t) => counts.push((topic.as_str(), t.partitions().len())),
+            None => {
+                return Err(RunError::Kafka(format!(
+                    "topic {topic:?} does not exist on {}: create the input topics and the changelog \
+                     (compacted) with the same number of partitions",
+                    settings.bootstrap_servers
+                )))
+            }
+        }
+    }
+    if counts.iter().any(|(_, n)| *n != counts[0].1) {
+        let list: Vec<String> = counts.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+        return Err(RunError::Kafka(format!(
+            "the input topics and the changelog must have the same number of partitions (partition p of each \
+             is one lead's home); found {}",
+            list.join(", ")
+        )));
+    }
     Ok(())
 }
 

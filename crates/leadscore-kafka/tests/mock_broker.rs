@@ -423,3 +423,15 @@ fn mostly_bad_input_stops_the_loop_with_a_clear_error() {
     let (got, _) = read_outputs(&bootstrap, dead as usize);
     assert_eq!(got.get(&OutputTopic::DeadLetters).map_or(0, Vec::len) as u64, dead, "all in the dead-letter topic");
 }
+
+#[test]
+fn input_topics_and_changelog_must_be_co_partitioned() {
+    let c = MockCluster::new(1).expect("mock cluster");
+    let t = Topics::default();
+    c.create_topic("lead-events", 4, 1).expect("topic");
+    c.create_topic(&t.changelog, 2, 1).expect("topic");
+    let (model, counters, stop) = (seed_model(), Counters::default(), AtomicBool::new(false));
+    let store = MemoryStore::new();
+    let e = run(&settings(&c.bootstrap_servers()), &model, &store, &|| 0, &stop, &counters).expect_err("refused");
+    assert!(e.to_string().contains("same number of partitions") && e.to_string().contains("lead-events: 4"), "{e}");
+}

@@ -125,7 +125,10 @@ impl<'a> Processor<'a> {
         if self.mode == TimeMode::WallClock {
             w.fire_due(now, true)?;
         }
-        for (m, d) in messages.iter().zip(decoded) {
+        let order = merge_order(messages, &decoded);
+        let mut decoded: Vec<Option<Option<Result<Event, DecodeError>>>> = decoded.into_iter().map(Some).collect();
+        for i in order {
+            let (m, d) = (&messages[i], decoded[i].take().expect("each message once"));
             let topic = self.topics.input_index(&m.topic).unwrap_or(u16::MAX);
             let seen = &mut w.step.observations;
             if let (Some(_), Some(t)) = (&d, m.timestamp) {
@@ -202,6 +205,34 @@ impl<'a> Processor<'a> {
             None => decode_json(payload, m.key.as_deref(), kind, &self.limits),
         }
     }
+}
+
+/// The order to apply a partition group's messages in: each topic's messages
+/// in offset order, merged across topics by event time (the earliest head
+/// first; messages without an event time, skipped or bad, go as soon as they
+/// are at their topic's head). With one topic, the poll order.
+fn merge_order(messages: &[InputMessage], decoded: &[Option<Result<Event, DecodeError>>]) -> Vec<usize> {
+    let mut queues: Vec<(&str, std::collections::VecDeque<usize>)> = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        match queues.iter_mut().find(|(t, _)| *t == m.topic) {
+            Some((_, q)) => q.push_back(i),
+            None => queues.push((m.topic.as_str(), [i].into())),
+        }
+    }
+    if queues.len() <= 1 {
+        return (0..messages.len()).collect();
+    }
+    let time = |i: usize| match &decoded[i] {
+        Some(Ok(e)) => e.timestamp,
+        _ => Millis::MIN,
+    };
+    let mut order = Vec::with_capacity(messages.len());
+    while let Some((_, q)) =
+        queues.iter_mut().filter(|(_, q)| !q.is_empty()).min_by_key(|(_, q)| time(*q.front().expect("not empty")))
+    {
+        order.push(q.pop_front().expect("not empty"));
+    }
+    order
 }
 
 impl Work<'_, '_> {

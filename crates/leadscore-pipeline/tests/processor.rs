@@ -317,3 +317,37 @@ fn partition_counts_kept_with_the_checkpoint_equal_a_scan_of_the_states() {
     }
     assert!(counts.members.iter().any(|&m| m > 0));
 }
+
+#[test]
+fn co_partitioned_topics_are_merged_by_event_time() {
+    let model = seed_model();
+    let topics = Topics::default();
+    let views = [
+        r#"{"event_id":"v1","lead_id":"L-1","timestamp":"2026-01-01T00:00:00Z","properties":{"url":"https://example.com/pricing"}}"#,
+        r#"{"event_id":"v2","lead_id":"L-1","timestamp":"2026-01-01T00:02:00Z","properties":{"url":"https://example.com/docs"}}"#,
+    ];
+    let forms = [
+        r#"{"event_id":"f1","lead_id":"L-1","type":"form_submit","timestamp":"2026-01-01T00:01:00Z","properties":{"form":"demo"}}"#,
+        r#"{"event_id":"f2","lead_id":"L-1","type":"form_submit","timestamp":"2026-01-01T00:03:00Z","properties":{"form":"trial"}}"#,
+    ];
+    // As fetched: all page views first, then the other topic.
+    let mut fetched = messages("page-views", &views);
+    fetched.extend(messages("lead-events", &forms));
+    let store = MemoryStore::new();
+    let merged = Processor::new(&model, &store, &topics, TimeMode::EventTime).process(0, &fetched, 0).expect("process");
+
+    // The same events on one topic in event-time order.
+    let typed: Vec<String> = views.iter().map(|v| v.replacen('{', r#"{"type":"page_view","#, 1)).collect();
+    let in_order = [typed[0].as_str(), forms[0], typed[1].as_str(), forms[1]];
+    let store = MemoryStore::new();
+    let reference = Processor::new(&model, &store, &topics, TimeMode::EventTime)
+        .process(0, &messages("lead-events", &in_order), 0)
+        .expect("process");
+    assert_eq!(published(&merged), published(&reference));
+    let events: Vec<String> = published(&merged)
+        .iter()
+        .filter(|r| r.contains("score_change"))
+        .map(|r| serde_json::from_str::<serde_json::Value>(r).expect("json")["event_id"].to_string())
+        .collect();
+    assert_eq!(events, [r#""v1""#, r#""f1""#, r#""v2""#, r#""f2""#]);
+}
