@@ -35,6 +35,8 @@ pub struct DemoOptions {
     /// Where RocksDB lives (default: a temporary directory, removed at the end).
     pub data_dir: Option<PathBuf>,
     pub partitions: i32,
+    /// The admin server's address (metrics, lookups), if any.
+    pub admin: Option<String>,
 }
 
 /// A clock that runs `scale` simulated milliseconds per real second, from
@@ -193,11 +195,28 @@ pub fn demo(model: &Model, opts: &DemoOptions) -> anyhow::Result<()> {
             temp.path().to_path_buf()
         }
     };
-    let store = RocksStore::open(&dir, &RocksSettings::default())?;
+    let store = Arc::new(RocksStore::open(&dir, &RocksSettings::default())?);
     let clock = Clock { start: Instant::now(), sim_start: 1_767_225_600_000, scale: opts.time_scale };
     let stop = Arc::new(AtomicBool::new(false));
     on_signal(stop.clone());
-    let counters = Counters::default();
+    let counters = Arc::new(Counters::default());
+    let admin = match opts.admin.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        None => None,
+        Some(listen) => {
+            let shared = Arc::new(model.clone());
+            let clock: Arc<dyn Fn() -> Millis + Send + Sync> = Arc::new(move || clock.now());
+            match crate::service::start_admin(listen, "leadscore-demo", &shared, &store, &counters, &stop, clock) {
+                Ok(handle) => {
+                    eprintln!("leadscore demo: admin server on http://{listen} (/metrics /segments /leads/{{id}})");
+                    Some(handle)
+                }
+                Err(e) => {
+                    eprintln!("leadscore demo: no admin server ({e:#}); the demo runs without it");
+                    None
+                }
+            }
+        }
+    };
     let produced = AtomicU64::new(0);
     let mut settings = RunSettings::new(&bootstrap, "leadscore-demo");
     settings.topics = topics;
@@ -207,7 +226,7 @@ pub fn demo(model: &Model, opts: &DemoOptions) -> anyhow::Result<()> {
     let started = Instant::now();
     let result = std::thread::scope(|s| {
         let generator = s.spawn(|| generate(&bootstrap, opts, clock, &stop, &produced));
-        let pipeline = s.spawn(|| run(&settings, model, &store, &|| clock.now(), &stop, &counters));
+        let pipeline = s.spawn(|| run(&settings, model, &*store, &|| clock.now(), &stop, &counters));
         let tty = std::io::stdout().is_terminal();
         let mut last = [0u64; 4];
         let mut out = std::io::stdout().lock();
@@ -245,6 +264,10 @@ pub fn demo(model: &Model, opts: &DemoOptions) -> anyhow::Result<()> {
         get(&counters.transitions),
         get(&counters.timer_transitions)
     );
+    stop.store(true, Ordering::Relaxed);
+    if let Some(admin) = admin {
+        let _ = admin.join();
+    }
     drop(broker);
     result
 }

@@ -80,6 +80,9 @@ enum Command {
         /// Partitions of the input topic.
         #[arg(long, default_value_t = 4)]
         partitions: i32,
+        /// The admin server (/metrics, /segments, /leads/{id}); "" for none.
+        #[arg(long, default_value = "127.0.0.1:9898")]
+        admin: String,
     },
     /// Keep an in-process Kafka-protocol broker (librdkafka's mock cluster) alive
     /// in this process with leadscore's topics, and print its bootstrap address,
@@ -173,9 +176,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("leadscore: wrote {events} events for {leads} leads to {output}");
             }
         }
-        Command::Demo { model, duration, rate, leads, time_scale, data_dir, partitions } => {
+        Command::Demo { model, duration, rate, leads, time_scale, data_dir, partitions, admin } => {
             let model = load_model(model.as_ref())?;
             let opts = leadscore::demo::DemoOptions {
+                admin: Some(admin),
                 duration: duration.map(|d| std::time::Duration::from_millis(d.max(0) as u64)),
                 rate,
                 leads,

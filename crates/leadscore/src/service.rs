@@ -81,7 +81,9 @@ pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
     let model = Arc::new(model);
     let admin = match config.admin.listen.trim() {
         "" => None,
-        listen => Some(start_admin(listen, &settings, &model, &store, &counters, &stop)?),
+        listen => {
+            Some(start_admin(listen, &settings.group_id, &model, &store, &counters, &stop, Arc::new(wall_clock))?)
+        }
     };
     let result = std::thread::scope(|s| {
         let pipeline = s.spawn(|| run_loop(&settings, &model, &*store, &wall_clock, &stop, &counters));
@@ -120,13 +122,14 @@ pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
 
 /// Binds the admin server now (so that a taken port is a startup error naming
 /// the key) and serves it on its own thread until `stop`.
-fn start_admin(
+pub(crate) fn start_admin(
     listen: &str,
-    settings: &RunSettings,
+    group: &str,
     model: &Arc<leadscore_core::Model>,
     store: &Arc<RocksStore>,
     counters: &Arc<Counters>,
     stop: &Arc<AtomicBool>,
+    clock: Arc<dyn Fn() -> i64 + Send + Sync>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let listener = std::net::TcpListener::bind(listen)
         .with_context(|| format!("admin.listen = {listen:?}: cannot listen on this address"))?;
@@ -137,9 +140,9 @@ fn start_admin(
         counters: counters.clone(),
         store: store.clone(),
         model: model.clone(),
-        clock: Arc::new(wall_clock),
+        clock,
         memory: Some(Arc::new(move || (probe.block_cache_usage() as u64, probe.memtable_bytes()))),
-        group: settings.group_id.clone(),
+        group: group.to_string(),
     };
     let stop = stop.clone();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
