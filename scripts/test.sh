@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up and runs every check of leadscore: formatting, clippy, and all tests
-# (unit, property, golden, CLI). CI runs exactly this (.ci/run).
+# (unit, property, golden, CLI, broker), and the end-to-end test on tansu.
+# CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -11,3 +12,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== end to end on tansu (an out-of-process Kafka-protocol broker)"
+bash scripts/test-tansu.sh

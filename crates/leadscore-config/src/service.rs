@@ -90,7 +90,8 @@ pub struct TopicsConfig {
     pub transitions: String,
     pub dead_letters: String,
     pub changelog: String,
-    /// Topic → kind name, or `any`.
+    /// Topic → kind name, or `any`. Empty after loading: [`default_inputs`].
+    #[serde(default)]
     pub inputs: BTreeMap<String, String>,
 }
 
@@ -138,6 +139,21 @@ pub struct ModelConfig {
     pub file: String,
 }
 
+/// The input topics of domain.md §2 and their kinds.
+pub fn default_inputs() -> BTreeMap<String, String> {
+    [
+        ("page-views", "page_view"),
+        ("email-clicks", "email_click"),
+        ("downloads", "download"),
+        ("email-bounces", "email_bounce"),
+        ("lead-events", "any"),
+        ("lead-profiles", "any"),
+    ]
+    .into_iter()
+    .map(|(t, k)| (t.to_string(), k.to_string()))
+    .collect()
+}
+
 /// librdkafka option names whose values are secrets.
 fn is_secret(key: &str) -> bool {
     ["password", "secret", "token", "key.pem", "private"].iter().any(|s| key.contains(s))
@@ -183,7 +199,12 @@ impl ServiceConfig {
                 .map_err(|e| ConfigError::from_figment(e).in_file(path))?;
             figment = figment.merge(Toml::string(&text));
         }
-        let config: ServiceConfig = figment.merge(env).extract().map_err(ConfigError::from_figment)?;
+        let mut config: ServiceConfig = figment.merge(env).extract().map_err(ConfigError::from_figment)?;
+        // A table given by the user replaces the default list rather than
+        // merging with it (which would keep topics the user does not have).
+        if config.topics.inputs.is_empty() {
+            config.topics.inputs = default_inputs();
+        }
         config.check()?;
         Ok(config)
     }
@@ -375,6 +396,15 @@ mod tests {
         let c = ServiceConfig::load_with_env(&none, env).expect("config");
         std::env::remove_var("LEADSCORE_ENVTEST__KAFKA__GROUP_ID");
         assert_eq!(c.kafka.group_id, "from-env");
+    }
+
+    #[test]
+    fn an_inputs_table_replaces_the_default_topics() {
+        let none: [&Path; 0] = [];
+        let defaults = ServiceConfig::load_with_env(&none, Env::prefixed("LEADSCORE_TEST_NONE__")).expect("defaults");
+        assert_eq!(defaults.topics.inputs, default_inputs());
+        let c = load_text("[topics.inputs]\n\"clicks\" = \"email_click\"\n").expect("config");
+        assert_eq!(c.topics.inputs.keys().collect::<Vec<_>>(), ["clicks"]);
     }
 
     #[test]

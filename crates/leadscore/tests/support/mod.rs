@@ -62,7 +62,9 @@ pub fn start_with(dir: &Path, bootstrap: &str, admin: &str, extra: &str) -> Chil
         ),
     )
     .expect("config");
-    bin().args(["run", "--config"]).arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("run")
+    // The service's log, shown when LEADSCORE_TEST_LOGS is set (for debugging).
+    let stderr = if std::env::var_os("LEADSCORE_TEST_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() };
+    bin().args(["run", "--config"]).arg(&config).stdout(Stdio::null()).stderr(stderr).spawn().expect("run")
 }
 
 pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
