@@ -192,7 +192,10 @@ mod tests {
     use super::*;
 
     fn codec() -> AvroCodec {
-        let dir = std::env::temp_dir().join(format!("leadscore-avro-{}", std::process::id()));
+        // One file per call: the tests run in parallel threads of one process.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("leadscore-avro-{}-{call}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let file = dir.join("lead-event.avsc");
         std::fs::write(&file, LEAD_EVENT_AVSC).expect("write");

@@ -359,7 +359,10 @@ mod tests {
     use super::*;
 
     fn load_text(text: &str) -> Result<ServiceConfig, ConfigError> {
-        let dir = std::env::temp_dir().join(format!("leadscore-config-{}-{}", std::process::id(), text.len()));
+        // One file per call: the tests run in parallel threads of one process.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("leadscore-config-{}-{call}", std::process::id()));
         std::fs::write(&dir, text).expect("write");
         let r = ServiceConfig::load_with_env(&[&dir], Env::prefixed("LEADSCORE_TEST_NONE__"));
         std::fs::remove_file(&dir).ok();
