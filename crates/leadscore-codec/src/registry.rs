@@ -23,11 +23,11 @@ pub fn fetch_schema(url: &str, id: u32) -> Result<String, String> {
         .set_read_timeout(timeout)
         .and_then(|_| stream.set_write_timeout(timeout))
         .map_err(|e| fail(e.to_string()))?;
-    write!(
-        stream,
+    let request = format!(
         "GET {base}/schemas/ids/{id} HTTP/1.1\r\nHost: {host}\r\nAccept: application/vnd.schemaregistry.v1+json, application/json\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| fail(e.to_string()))?;
+    );
+    // One write: `write!` on a socket would send the request in pieces.
+    stream.write_all(request.as_bytes()).map_err(|e| fail(e.to_string()))?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).map_err(|e| fail(e.to_string()))?;
     let text = String::from_utf8_lossy(&response);
@@ -67,10 +67,16 @@ mod tests {
         let url = format!("http://{}", l.local_addr().expect("address"));
         std::thread::spawn(move || {
             let (mut s, _) = l.accept().expect("accept");
-            let mut request = [0u8; 1024];
-            let n = s.read(&mut request).expect("read");
-            assert!(String::from_utf8_lossy(&request[..n]).starts_with("GET /schemas/ids/7 HTTP/1.1"));
-            write!(s, "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}", body.len()).expect("write");
+            // Read the whole request head, however it arrives.
+            let (mut request, mut buf) = (Vec::new(), [0u8; 1024]);
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = s.read(&mut buf).expect("read");
+                assert!(n > 0, "the request ends early");
+                request.extend_from_slice(&buf[..n]);
+            }
+            assert!(String::from_utf8_lossy(&request).starts_with("GET /schemas/ids/7 HTTP/1.1"));
+            let response = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            s.write_all(response.as_bytes()).expect("write");
         });
         url
     }
