@@ -1,7 +1,8 @@
-//! leadscore's Prometheus metrics: one registry per service, updated once per
-//! processing step from the step's aggregated observations, never per event
-//! and never labelled by lead id (labels are topics, kinds, outcomes, error
-//! classes, segments, partitions: all bounded).
+//! leadscore's Prometheus metrics: one registry per service, updated after each
+//! committed step from the step's observations: counters once per label set
+//! per step (aggregated), latency and lag histograms once per message. Never
+//! labelled by lead id (labels are topics, kinds, outcomes, error classes,
+//! segments, partitions: all bounded).
 
 use leadscore_core::Model;
 use leadscore_pipeline::{Observations, Topics};

@@ -2,8 +2,9 @@
 //! outcome, dead letters by error class, transitions by segment, direction and
 //! cause, and the instants latency and lag histograms are computed from.
 //!
-//! Aggregated per step (a few map entries), so that the adapter updates each
-//! metric once per step rather than once per event.
+//! Counts are aggregated per step (a few map entries), so that the adapter
+//! updates each counter once per step rather than once per event; the instants
+//! are kept per message, for the histograms.
 
 use leadscore_core::{Cause, Direction, Kind, Millis};
 use std::collections::HashMap;
