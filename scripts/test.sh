@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+# Installed before the workspace is built so that its temporary build directory
+# is gone again before ours grows (CI's disk is limited).
+bash scripts/install-tansu.sh
+# Incremental caches only pay off when iterating; on a clean CI clone they only
+# take disk.
+if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -34,6 +34,11 @@ impl EmbeddedBroker {
         Ok(EmbeddedBroker { cluster })
     }
 
+    /// Creates one more topic (e.g. per run of a benchmark).
+    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), String> {
+        self.cluster.create_topic(name, partitions, 1).map_err(|e| format!("cannot create topic {name}: {e}"))
+    }
+
     pub fn bootstrap_servers(&self) -> String {
         self.cluster.bootstrap_servers()
     }

@@ -54,11 +54,15 @@ pub struct Settings {
     pub step: Millis,
     /// Share of erase events (right to erasure), 0 to 1.
     pub erase_share: f64,
+    /// Every lead in turn (lead `n % leads` for the n-th event) instead of the
+    /// realistic hot/cold mix: touches every lead once per `leads` events, for
+    /// tests of memory over many distinct leads.
+    pub sweep: bool,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { seed: 42, leads: 100_000, start: 1_767_225_600_000, step: 10, erase_share: 0.0 }
+        Settings { seed: 42, leads: 100_000, start: 1_767_225_600_000, step: 10, erase_share: 0.0, sweep: false }
     }
 }
 
@@ -131,6 +135,9 @@ impl Generator {
 
     fn lead(&mut self) -> u64 {
         let n = self.settings.leads.max(1);
+        if self.settings.sweep {
+            return (self.seq - 1) % n;
+        }
         let hot = (n / 5).max(1);
         if self.rng.chance(0.8) {
             self.rng.below(hot)
@@ -243,5 +250,12 @@ mod tests {
         assert!(evs.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
         let views = evs.iter().filter(|e| e.kind == Kind::PageView).count();
         assert!((4000..5000).contains(&views), "{views} page views in 10k events");
+    }
+
+    #[test]
+    fn a_sweep_touches_every_lead_in_turn() {
+        let mut g = Generator::new(Settings { leads: 3, sweep: true, ..Settings::default() });
+        let leads: Vec<String> = (0..6).map(|_| g.next_event().lead_id.as_str().to_string()).collect();
+        assert_eq!(leads, ["L-0000000", "L-0000001", "L-0000002", "L-0000000", "L-0000001", "L-0000002"]);
     }
 }

@@ -7,8 +7,14 @@
 //! - [`describe`]: the readable model summary of `leadscore check-model`.
 //! - [`demo`]: `leadscore demo`, the pipeline on an embedded broker.
 //! - [`service`]: `leadscore run`, the streaming service from its configuration.
+//! - [`loadgen`]: the synthetic stream produced to a broker (`leadscore gen`).
+//! - [`bench`]: `leadscore bench`, the end-to-end benchmark.
+//! - [`progress`]: progress lines of long commands.
 
+pub mod bench;
 pub mod demo;
 pub mod describe;
+pub mod loadgen;
 pub mod offline;
+pub mod progress;
 pub mod service;

@@ -33,8 +33,10 @@ enum Command {
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         until: Option<Millis>,
     },
-    /// Generate a realistic synthetic event stream as JSON lines (page views,
-    /// email engagement, downloads, bounces, profile and CRM updates).
+    /// Generate a realistic synthetic event stream (page views, email
+    /// engagement, downloads, bounces, profile and CRM updates): as JSON lines
+    /// to a file, or with --bootstrap-servers to a Kafka topic, JSON or Avro,
+    /// at a target rate or as fast as possible.
     Gen {
         /// How many events.
         #[arg(long, default_value_t = 10_000)]
@@ -42,6 +44,10 @@ enum Command {
         /// How many distinct leads (a fifth of them produce most events).
         #[arg(long, default_value_t = 1_000)]
         leads: u64,
+        /// Every lead in turn instead of the realistic hot/cold mix (touches
+        /// all leads; for memory tests over many distinct leads).
+        #[arg(long)]
+        sweep: bool,
         /// Average event time between consecutive events, e.g. 15m or 500ms.
         #[arg(long, default_value = "1m", value_parser = parse_step)]
         step: Millis,
@@ -51,9 +57,73 @@ enum Command {
         /// Seed: the same seed gives the same stream.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Where to write; `-` is standard output.
+        /// Where to write JSON lines; `-` is standard output. Not with
+        /// --bootstrap-servers.
         #[arg(long, default_value = "-", value_name = "FILE|-")]
         output: String,
+        /// Produce to the Kafka brokers at this address instead of a file.
+        #[arg(long, value_name = "HOST:PORT")]
+        bootstrap_servers: Option<String>,
+        /// The topic to produce to (with --bootstrap-servers).
+        #[arg(long, default_value = "lead-events")]
+        topic: String,
+        /// Events per second; 0 is as fast as possible (with --bootstrap-servers).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// json, or avro (Confluent wire format with --schema-id; with
+        /// --bootstrap-servers).
+        #[arg(long, default_value = "json", value_parser = ["json", "avro"])]
+        format: String,
+        /// The Confluent schema id of schemas/lead-event.avsc, for --format avro.
+        #[arg(long, default_value_t = 1)]
+        schema_id: u32,
+        /// Share of bad messages (0 to 1), one of each dead-letter class in turn
+        /// (with --bootstrap-servers).
+        #[arg(long, default_value_t = 0.0)]
+        bad_share: f64,
+    },
+    /// Measure end-to-end throughput and latency in one run: preload events,
+    /// read them with a do-nothing consumer (the ceiling), drain them with
+    /// `leadscore run` in each guarantee, measure event-to-output latency at half
+    /// the maximum rate, and print a table with the ratios to the ceiling.
+    /// Without --bootstrap-servers, on the in-process mock broker.
+    Bench {
+        /// An external broker (e.g. tansu); its topics are created per run.
+        #[arg(long, value_name = "HOST:PORT")]
+        bootstrap_servers: Option<String>,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 100_000)]
+        leads: u64,
+        /// Every lead in turn (for memory bounds over many distinct leads).
+        #[arg(long)]
+        sweep: bool,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        #[arg(long, default_value = "json", value_parser = ["json", "avro"])]
+        format: String,
+        #[arg(long, default_value_t = 0.001)]
+        bad_share: f64,
+        /// Guarantees to measure, comma-separated.
+        #[arg(long, default_value = "at_least_once,exactly_once", value_delimiter = ',')]
+        guarantee: Vec<String>,
+        /// Length of each latency measurement, in seconds; 0 skips it.
+        #[arg(long, default_value_t = 10)]
+        latency_seconds: u64,
+        /// The service's RocksDB block cache, MiB.
+        #[arg(long, default_value_t = 256)]
+        block_cache_mb: u64,
+        /// The service's memtable budget, MiB.
+        #[arg(long, default_value_t = 64)]
+        write_buffer_mb: u64,
+        /// Also write the result table (Markdown) to this file.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// librdkafka's fetch.wait.max.ms for all consumers. Default: 5 on the
+        /// mock broker (it answers an empty fetch only after the full wait, even
+        /// when data arrives meanwhile), librdkafka's 500 elsewhere.
+        #[arg(long)]
+        fetch_wait_ms: Option<u32>,
     },
     /// Run the whole pipeline on this machine with nothing to install: an
     /// embedded Kafka-protocol broker, a synthetic event stream in compressed
@@ -143,6 +213,42 @@ fn generate(events: u64, settings: leadscore_synth::Settings, out: &mut impl Wri
     out.flush()
 }
 
+fn wire_format(name: &str, schema_id: u32) -> leadscore::loadgen::WireFormat {
+    match name {
+        "avro" => leadscore::loadgen::WireFormat::Avro { schema_id },
+        _ => leadscore::loadgen::WireFormat::Json,
+    }
+}
+
+fn check_share(flag: &str, share: f64) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&share) {
+        anyhow::bail!("{flag} {share}: expected a share from 0 to 1");
+    }
+    Ok(())
+}
+
+/// `leadscore gen --bootstrap-servers`: produces with a progress bar, then a
+/// summary line.
+fn produce_to_kafka(load: &leadscore::loadgen::Load) -> anyhow::Result<()> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    leadscore::demo::on_signal(stop.clone());
+    let mut bar = leadscore::progress::Progress::new(format!("producing to {}", load.topic), load.events);
+    let summary = leadscore::loadgen::produce(load, &stop, &mut |_, _| {}, &mut |n| bar.update(n))?;
+    bar.finish(summary.events);
+    eprintln!(
+        "leadscore gen: {} events ({} bad) to {} on {}: {:.1} MiB in {:.2} s, {:.0} events/s, {:.1} MiB/s",
+        summary.events,
+        summary.bad,
+        load.topic,
+        load.bootstrap_servers,
+        summary.bytes as f64 / (1 << 20) as f64,
+        summary.elapsed.as_secs_f64(),
+        summary.rate(),
+        summary.bytes as f64 / (1 << 20) as f64 / summary.elapsed.as_secs_f64().max(1e-9)
+    );
+    Ok(())
+}
+
 fn load_model(path: Option<&PathBuf>) -> anyhow::Result<Model> {
     Ok(match path {
         Some(p) => leadscore_config::load_model(p)?,
@@ -165,9 +271,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             out.flush()?;
         }
-        Command::Gen { events, leads, step, start, seed, output } => {
-            let settings = leadscore_synth::Settings { seed, leads, start, step, erase_share: 0.0 };
-            if output == "-" {
+        Command::Gen {
+            events,
+            leads,
+            sweep,
+            step,
+            start,
+            seed,
+            output,
+            bootstrap_servers,
+            topic,
+            rate,
+            format,
+            schema_id,
+            bad_share,
+        } => {
+            let settings = leadscore_synth::Settings { seed, leads, start, step, erase_share: 0.0, sweep };
+            if let Some(bootstrap) = bootstrap_servers {
+                if output != "-" {
+                    anyhow::bail!("--output and --bootstrap-servers exclude each other: write to a file or to Kafka");
+                }
+                check_share("--bad-share", bad_share)?;
+                let load = leadscore::loadgen::Load {
+                    bootstrap_servers: bootstrap,
+                    topic,
+                    events,
+                    rate,
+                    format: wire_format(&format, schema_id),
+                    bad_share,
+                    synth: settings,
+                    linger_ms: 5,
+                    librdkafka: Vec::new(),
+                };
+                produce_to_kafka(&load)?;
+            } else if output == "-" {
                 generate(events, settings, &mut io::BufWriter::new(io::stdout().lock()))?;
             } else {
                 let file =
@@ -175,6 +312,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 generate(events, settings, &mut io::BufWriter::new(file))?;
                 eprintln!("leadscore: wrote {events} events for {leads} leads to {output}");
             }
+        }
+        Command::Bench {
+            bootstrap_servers,
+            events,
+            leads,
+            sweep,
+            partitions,
+            format,
+            bad_share,
+            guarantee,
+            latency_seconds,
+            block_cache_mb,
+            write_buffer_mb,
+            report,
+            fetch_wait_ms,
+        } => {
+            check_share("--bad-share", bad_share)?;
+            leadscore::bench::bench(&leadscore::bench::BenchOptions {
+                bootstrap: bootstrap_servers,
+                events,
+                leads,
+                sweep,
+                partitions,
+                format: wire_format(&format, 1),
+                bad_share,
+                guarantees: guarantee,
+                latency_seconds,
+                block_cache_mb,
+                write_buffer_mb,
+                report,
+                fetch_wait_ms,
+            })?;
         }
         Command::Demo { model, duration, rate, leads, time_scale, data_dir, partitions, admin } => {
             let model = load_model(model.as_ref())?;

@@ -1,0 +1,331 @@
+//! `leadscore bench`: the end-to-end benchmark, in one run on one broker.
+//!
+//! 1. Preloads N synthetic events into a fresh input topic.
+//! 2. The ceiling: a consumer configured as leadscore's reads them and does
+//!    nothing; what the broker and client can deliver on this machine.
+//! 3. For each guarantee (exactly-once only where the broker has
+//!    transactions), `leadscore run` in its own process, with the seed model
+//!    and a fresh RocksDB, drains the same topic in a new group; its rate runs
+//!    from its first consumed batch to the last (group join and restore
+//!    excluded, as for the ceiling).
+//! 4. Still running, it gets events on a second input topic of its own (so the
+//!    preloaded one is the same for every run) at a fixed rate of half the at-least-once
+//!    maximum, and a probe reading the score changes as a downstream consumer
+//!    would measures event-to-output latency: from the moment an event is
+//!    handed to the producer to the moment its score change is read back.
+//! 5. Peak RSS of the service process and its state on disk; then a table with
+//!    the ratios to the ceiling.
+
+mod broker;
+mod consumers;
+pub mod report;
+mod subject;
+
+use crate::loadgen::{self, Load, WireFormat};
+use crate::progress::Progress;
+use anyhow::{bail, Context};
+use broker::Broker;
+use leadscore_synth::Settings;
+use report::{quantile, Latency, Row};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use subject::{Subject, SubjectSettings, SubjectTopics};
+
+/// The benchmark's settings, from the command line.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// An external broker; `None` runs the in-process mock broker.
+    pub bootstrap: Option<String>,
+    pub events: u64,
+    pub leads: u64,
+    /// Every lead in turn instead of the realistic mix (for memory bounds).
+    pub sweep: bool,
+    pub partitions: i32,
+    pub format: WireFormat,
+    pub bad_share: f64,
+    /// `at_least_once` and/or `exactly_once`.
+    pub guarantees: Vec<String>,
+    /// Length of each latency measurement; 0 skips it.
+    pub latency_seconds: u64,
+    pub block_cache_mb: u64,
+    pub write_buffer_mb: u64,
+    /// Also write the table here.
+    pub report: Option<PathBuf>,
+    /// librdkafka's fetch.wait.max.ms for every consumer of the run; `None`:
+    /// 5 ms on the mock broker (which answers an empty fetch only after the
+    /// full wait, even when data arrives meanwhile, unlike Kafka), librdkafka's
+    /// default (500 ms) on an external broker.
+    pub fetch_wait_ms: Option<u32>,
+}
+
+/// The synthetic stream: one event per 10 ms of event time on average.
+const STEP_MS: i64 = 10;
+/// Events that fit in the mock broker's 5 MB per partition, with room for
+/// Avro's and bad messages' different sizes.
+const MOCK_EVENTS_PER_PARTITION: u64 = 15_000;
+const COMMIT_SECONDS: &str = "leadscore_commit_duration_seconds";
+const EVENT_TO_OUTPUT_SECONDS: &str = "leadscore_event_to_output_seconds";
+/// Seed of the latency phase's events, so the probe can tell them apart.
+const LATENCY_SEED: u64 = 0x1a7;
+
+/// Runs the benchmark; see the module documentation.
+pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
+    if opts.events == 0 || opts.leads == 0 {
+        bail!("--events and --leads must be at least 1");
+    }
+    for g in &opts.guarantees {
+        if g != "at_least_once" && g != "exactly_once" {
+            bail!("--guarantee {g:?}: expected at_least_once or exactly_once");
+        }
+    }
+    let run = format!("bench-{}", SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    let mut opts = opts.clone();
+    if opts.bootstrap.is_none() {
+        // librdkafka's mock broker keeps only the last 5 MB of each partition
+        // (hard-coded), so a preload needs enough partitions to hold it.
+        let needed = opts.events.div_ceil(MOCK_EVENTS_PER_PARTITION) as i32;
+        if needed > opts.partitions {
+            eprintln!(
+                "leadscore bench: {} partitions instead of {}: the mock broker keeps only the last 5 MB \
+                 (about {MOCK_EVENTS_PER_PARTITION} events) of each partition",
+                needed, opts.partitions
+            );
+            opts.partitions = needed;
+        }
+    }
+    if opts.bootstrap.is_none() && opts.fetch_wait_ms.is_none() {
+        opts.fetch_wait_ms = Some(5);
+    }
+    let opts = &opts;
+    let broker = Broker::new(opts.bootstrap.as_deref(), opts.partitions)?;
+    let bootstrap = broker.bootstrap_servers();
+    let input = format!("{run}-lead-events");
+    broker.create_topics(std::slice::from_ref(&input), opts.partitions)?;
+    let format = match opts.format {
+        WireFormat::Json => "json",
+        WireFormat::Avro { .. } => "avro",
+    };
+    eprintln!(
+        "leadscore bench: {} events ({format}, {:.1}% bad) over {} leads, {} partitions, on {}",
+        opts.events,
+        opts.bad_share * 100.0,
+        opts.leads,
+        opts.partitions,
+        broker.describe()
+    );
+    let synth = Settings { leads: opts.leads, sweep: opts.sweep, step: STEP_MS, ..Settings::default() };
+    let never = AtomicBool::new(false);
+    let mut rows = Vec::new();
+
+    let load = Load {
+        bootstrap_servers: bootstrap.clone(),
+        topic: input.clone(),
+        events: opts.events,
+        rate: 0,
+        format: opts.format,
+        bad_share: opts.bad_share,
+        synth: synth.clone(),
+        linger_ms: 5,
+        librdkafka: Vec::new(),
+    };
+    let mut bar = Progress::new("preload ", opts.events);
+    let produced = loadgen::produce(&load, &never, &mut |_, _| {}, &mut |n| bar.update(n))?;
+    bar.finish(produced.events);
+    rows.push(row("load generator: produce", produced.events, produced.elapsed));
+
+    let mut bar = Progress::new("ceiling ", opts.events);
+    let (n, elapsed) =
+        consumers::ceiling(&bootstrap, &format!("{run}-ceiling"), &input, opts.events, opts.fetch_wait_ms, &mut |n| {
+            bar.update(n)
+        })?;
+    bar.finish(opts.events);
+    let ceiling_name = "ceiling: consumer that does nothing";
+    rows.push(row(ceiling_name, n, elapsed));
+
+    let mut latencies = Vec::new();
+    let mut half_rate = None;
+    for (index, guarantee) in opts.guarantees.iter().enumerate() {
+        let name = format!("leadscore {guarantee}");
+        if guarantee == "exactly_once" {
+            if let Err(why) = broker.transactions(&run) {
+                eprintln!("leadscore bench: {name} skipped: {why}");
+                rows.push(Row { skipped: Some(why), ..row(&name, 0, Duration::ZERO) });
+                continue;
+            }
+        }
+        let short = if guarantee == "exactly_once" { "eos" } else { "alo" };
+        let topics = SubjectTopics::with_prefix(&input, &format!("{run}-{short}-"));
+        broker.create_topics(&topics.outputs(), opts.partitions)?;
+        let dir = tempfile::tempdir().context("creating a temporary directory for the service")?;
+        let group = format!("{run}-{short}");
+        let mut subject = Subject::start(
+            dir.path(),
+            &SubjectSettings {
+                bootstrap: &bootstrap,
+                group: &group,
+                guarantee,
+                topics: &topics,
+                input_format: format,
+                block_cache_mb: opts.block_cache_mb,
+                write_buffer_mb: opts.write_buffer_mb,
+                fetch_wait_ms: opts.fetch_wait_ms,
+            },
+        )?;
+        let mut bar = Progress::new(format!("{short} drain"), opts.events);
+        let commits_before = subject.histogram(COMMIT_SECONDS);
+        let (n, elapsed) = subject.wait_consumed(opts.events, Duration::from_secs(120), &mut |n| bar.update(n))?;
+        bar.finish(opts.events);
+        let commits = subject.histogram(COMMIT_SECONDS).since(&commits_before);
+        let mut measured = row(&name, n, elapsed);
+        measured.commits = Some((commits.count, Duration::from_secs_f64(commits.mean())));
+        let rate = *half_rate.get_or_insert((measured.rate() / 2.0).max(1.0) as u64);
+        if opts.latency_seconds > 0 {
+            let probe_group = format!("{group}-probe");
+            let phase = LatencyPhase {
+                bootstrap: &bootstrap,
+                input: &topics.latency_input,
+                score_changes: &topics.score_changes,
+                group: &probe_group,
+                rate,
+                seconds: opts.latency_seconds,
+                fetch_wait_ms: opts.fetch_wait_ms,
+                format: opts.format,
+                synth: Settings {
+                    seed: LATENCY_SEED + index as u64,
+                    start: synth.start + 2 * STEP_MS * opts.events as i64,
+                    ..synth.clone()
+                },
+            };
+            latencies.push(phase.run(&name, &mut subject, opts.events)?);
+        }
+        measured.peak_rss_bytes = subject.peak_rss();
+        measured.state_bytes = Some(subject.stop()?);
+        rows.push(measured);
+    }
+
+    let heading = format!(
+        "leadscore bench: {} events ({format}, {:.1}% bad) over {} leads{}, {} partitions, on {}; \
+         RocksDB block cache {} MiB, memtables {} MiB; fetch.wait.max.ms {}",
+        opts.events,
+        opts.bad_share * 100.0,
+        opts.leads,
+        if opts.sweep { " (each in turn)" } else { "" },
+        opts.partitions,
+        broker.describe(),
+        opts.block_cache_mb,
+        opts.write_buffer_mb,
+        opts.fetch_wait_ms.map_or_else(|| "default".to_string(), |ms| ms.to_string())
+    );
+    let table = report::render(&heading, &rows, ceiling_name, &latencies);
+    println!("{table}");
+    if let Some(path) = &opts.report {
+        std::fs::write(path, &table).with_context(|| format!("writing --report {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn row(name: &str, events: u64, elapsed: Duration) -> Row {
+    Row {
+        name: name.to_string(),
+        events,
+        elapsed,
+        peak_rss_bytes: None,
+        state_bytes: None,
+        commits: None,
+        skipped: None,
+    }
+}
+
+/// Event-to-output latency at a fixed rate; see the module documentation.
+struct LatencyPhase<'a> {
+    bootstrap: &'a str,
+    input: &'a str,
+    score_changes: &'a str,
+    group: &'a str,
+    rate: u64,
+    seconds: u64,
+    fetch_wait_ms: Option<u32>,
+    format: WireFormat,
+    synth: Settings,
+}
+
+impl LatencyPhase<'_> {
+    /// `already` is what the subject has consumed before this phase.
+    fn run(&self, name: &str, subject: &mut Subject, already: u64) -> anyhow::Result<Latency> {
+        let events = self.rate * self.seconds;
+        let load = Load {
+            bootstrap_servers: self.bootstrap.to_string(),
+            topic: self.input.to_string(),
+            events,
+            rate: self.rate,
+            format: self.format,
+            bad_share: 0.0,
+            synth: self.synth.clone(),
+            // Batching in the producer is the load generator's latency, not
+            // leadscore's; keep it small.
+            linger_ms: 1,
+            librdkafka: Vec::new(),
+        };
+        let (ready, stop, never) = (AtomicBool::new(false), AtomicBool::new(false), AtomicBool::new(false));
+        let prefix = format!("e-{:x}-", self.synth.seed);
+        let own_before = subject.histogram(EVENT_TO_OUTPUT_SECONDS);
+        let (sent, seen) = std::thread::scope(|s| -> anyhow::Result<_> {
+            let probe = s.spawn(|| {
+                consumers::probe(
+                    self.bootstrap,
+                    self.group,
+                    self.score_changes,
+                    &prefix,
+                    self.fetch_wait_ms,
+                    &ready,
+                    &stop,
+                )
+            });
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !ready.load(Ordering::Acquire) && !probe.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let produced = (|| {
+                let mut sent = HashMap::with_capacity(events as usize);
+                let mut bar = Progress::new(format!("latency at {}/s", self.rate), events);
+                loadgen::produce(
+                    &load,
+                    &never,
+                    &mut |seq, at| {
+                        sent.insert(seq, at);
+                    },
+                    &mut |n| bar.update(n),
+                )?;
+                bar.finish(events);
+                subject.wait_consumed(already + events, Duration::from_secs(60), &mut |_| {})?;
+                // Outputs of the last batch are read back within moments.
+                std::thread::sleep(Duration::from_millis(500));
+                anyhow::Ok(sent)
+            })();
+            stop.store(true, Ordering::Release);
+            let seen = probe.join().map_err(|_| anyhow::anyhow!("the latency probe panicked"))??;
+            Ok((produced?, seen))
+        })?;
+        let mut latencies: Vec<Duration> =
+            seen.iter().filter_map(|(seq, at)| sent.get(seq).map(|t| at.saturating_duration_since(*t))).collect();
+        if latencies.is_empty() {
+            bail!("the latency probe read no score change of the {events} events sent at {}/s", self.rate);
+        }
+        latencies.sort_unstable();
+        let own = subject.histogram(EVENT_TO_OUTPUT_SECONDS).since(&own_before);
+        Ok(Latency {
+            own_p50: own.quantile_bound(0.5),
+            own_p99: own.quantile_bound(0.99),
+            name: name.to_string(),
+            rate: self.rate,
+            seconds: self.seconds,
+            samples: latencies.len(),
+            p50: quantile(&latencies, 0.5),
+            p99: quantile(&latencies, 0.99),
+            p999: quantile(&latencies, 0.999),
+            max: *latencies.last().unwrap_or(&Duration::ZERO),
+        })
+    }
+}

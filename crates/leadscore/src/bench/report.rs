@@ -1,0 +1,154 @@
+//! The benchmark's results and their table: each measurement side by side
+//! with the ceiling, so that a number always comes with what it is bounded by.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+/// One throughput measurement.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub name: String,
+    pub events: u64,
+    pub elapsed: Duration,
+    pub peak_rss_bytes: Option<u64>,
+    pub state_bytes: Option<u64>,
+    /// leadscore's commits (one per poll batch) and their mean duration.
+    pub commits: Option<(u64, Duration)>,
+    /// Why there is no measurement (e.g. the broker has no transactions).
+    pub skipped: Option<String>,
+}
+
+impl Row {
+    pub fn rate(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Event-to-output latency at a fixed rate.
+#[derive(Debug, Clone)]
+pub struct Latency {
+    pub name: String,
+    pub rate: u64,
+    pub seconds: u64,
+    /// Outputs matched to the events that caused them.
+    pub samples: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub p999: Duration,
+    pub max: Duration,
+    /// leadscore's own histogram over the same time (broker timestamp to
+    /// outputs acknowledged): upper bounds of the p50 and p99 buckets.
+    pub own_p50: Option<f64>,
+    pub own_p99: Option<f64>,
+}
+
+/// The `q` quantile (0 to 1) of sorted values, nearest rank.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or_else(String::new, |b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+/// The results as a Markdown table, the ratio taken to the row named
+/// `ceiling`.
+pub fn render(heading: &str, rows: &[Row], ceiling: &str, latencies: &[Latency]) -> String {
+    let base = rows.iter().find(|r| r.name == ceiling && r.skipped.is_none()).map(Row::rate);
+    let mut out = String::new();
+    let _ = writeln!(out, "{heading}\n");
+    let _ = writeln!(
+        out,
+        "| measurement | events | seconds | events/s | of ceiling | peak RSS | state on disk | batches (mean commit) |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        if let Some(why) = &r.skipped {
+            let _ = writeln!(out, "| {} | skipped: {why} | | | | | | |", r.name);
+            continue;
+        }
+        let commits = r.commits.map_or_else(String::new, |(n, mean)| format!("{n} ({})", ms(mean)));
+        let ratio = base.map_or_else(String::new, |b| format!("{:.0}%", 100.0 * r.rate() / b));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {:.0} | {ratio} | {} | {} | {commits} |",
+            r.name,
+            r.events,
+            r.elapsed.as_secs_f64(),
+            r.rate(),
+            mib(r.peak_rss_bytes),
+            mib(r.state_bytes)
+        );
+    }
+    if !latencies.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n| event-to-output latency | rate (events/s) | seconds | outputs | p50 | p99 | p99.9 | max | \
+             leadscore's own p50 / p99 |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        // Bucket upper bounds of the service's histogram.
+        let bound = |b: Option<f64>| {
+            b.map_or_else(|| "?".to_string(), |s| format!("≤ {}", ms(Duration::from_secs_f64(s.min(1e6)))))
+        };
+        for l in latencies {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+                l.name,
+                l.rate,
+                l.seconds,
+                l.samples,
+                ms(l.p50),
+                ms(l.p99),
+                ms(l.p999),
+                ms(l.max),
+                bound(l.own_p50),
+                bound(l.own_p99)
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_take_the_nearest_rank() {
+        let v: Vec<Duration> = (1..=1000).map(Duration::from_millis).collect();
+        assert_eq!(quantile(&v, 0.5), Duration::from_millis(500));
+        assert_eq!(quantile(&v, 0.99), Duration::from_millis(990));
+        assert_eq!(quantile(&v, 0.999), Duration::from_millis(999));
+        assert_eq!(quantile(&v, 1.0), Duration::from_millis(1000));
+        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_table_gives_ratios_to_the_ceiling_and_says_why_a_row_is_missing() {
+        let row = |name: &str, secs| Row {
+            name: name.into(),
+            events: 1000,
+            elapsed: Duration::from_secs(secs),
+            peak_rss_bytes: Some(300 << 20),
+            state_bytes: None,
+            commits: None,
+            skipped: None,
+        };
+        let mut skipped = row("eos", 1);
+        skipped.skipped = Some("no transactions".into());
+        let table = render("# t", &[row("ceiling", 1), row("alo", 2), skipped], "ceiling", &[]);
+        assert!(table.contains("| ceiling | 1000 | 1.00 | 1000 | 100% | 300 MiB |  |"), "{table}");
+        assert!(table.contains("| alo | 1000 | 2.00 | 500 | 50% |"), "{table}");
+        assert!(table.contains("| eos | skipped: no transactions |"), "{table}");
+    }
+}

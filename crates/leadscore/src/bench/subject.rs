@@ -1,0 +1,330 @@
+//! The service under test: `leadscore run` in its own process, exactly as a
+//! user runs it, so that its RSS is its own (not the broker's or the load
+//! generator's). Progress is read from its `/metrics`.
+
+use anyhow::{bail, Context};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Names of one run's topics and group.
+#[derive(Debug, Clone)]
+pub struct SubjectTopics {
+    /// The preloaded events, shared by all runs.
+    pub input: String,
+    /// This run's latency measurement: a second input topic, so that the
+    /// shared one stays as preloaded (the mock broker keeps only 5 MB per
+    /// partition) and later runs do not drain earlier runs' latency events.
+    pub latency_input: String,
+    pub score_changes: String,
+    pub transitions: String,
+    pub dead_letters: String,
+    pub changelog: String,
+}
+
+impl SubjectTopics {
+    pub fn with_prefix(input: &str, prefix: &str) -> SubjectTopics {
+        SubjectTopics {
+            input: input.to_string(),
+            latency_input: format!("{prefix}latency-events"),
+            score_changes: format!("{prefix}lead-score-changes"),
+            transitions: format!("{prefix}lead-segment-transitions"),
+            dead_letters: format!("{prefix}lead-events-dlq"),
+            changelog: format!("{prefix}leadscore-state-changelog"),
+        }
+    }
+
+    /// The topics of this run (created per run).
+    pub fn outputs(&self) -> Vec<String> {
+        vec![
+            self.latency_input.clone(),
+            self.score_changes.clone(),
+            self.transitions.clone(),
+            self.dead_letters.clone(),
+            self.changelog.clone(),
+        ]
+    }
+}
+
+/// A running `leadscore run`.
+pub struct Subject {
+    child: Child,
+    pub admin: String,
+    pub state_dir: PathBuf,
+    log: PathBuf,
+}
+
+/// Everything the subject's config says.
+pub struct SubjectSettings<'a> {
+    pub bootstrap: &'a str,
+    pub group: &'a str,
+    pub guarantee: &'a str,
+    pub topics: &'a SubjectTopics,
+    pub input_format: &'a str,
+    pub block_cache_mb: u64,
+    pub write_buffer_mb: u64,
+    /// librdkafka's fetch.wait.max.ms, when set.
+    pub fetch_wait_ms: Option<u32>,
+}
+
+fn free_address() -> anyhow::Result<String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.to_string())
+}
+
+impl Subject {
+    /// Writes the config into `dir` and starts the service.
+    pub fn start(dir: &Path, s: &SubjectSettings) -> anyhow::Result<Subject> {
+        let admin = free_address()?;
+        let state_dir = dir.join("state");
+        // The schema the load generator writes with, as Confluent id 1.
+        let schema = dir.join("lead-event.avsc");
+        std::fs::write(&schema, leadscore_codec::avro::LEAD_EVENT_AVSC)?;
+        let t = s.topics;
+        let librdkafka = s.fetch_wait_ms.map_or_else(String::new, |ms| format!("\"fetch.wait.max.ms\" = \"{ms}\"\n"));
+        let config = format!(
+            "[kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"{}\"\ntransactional_id = \"{}-tx\"\n[kafka.librdkafka]\n{librdkafka}\
+             [topics]\nscore_changes = \"{}\"\ntransitions = \"{}\"\ndead_letters = \"{}\"\nchangelog = \"{}\"\n\
+             [topics.inputs]\n\"{}\" = \"any\"\n\"{}\" = \"any\"\n\
+             [processing]\nguarantee = \"{}\"\ntime = \"event_time\"\n\
+             [state]\ndir = \"{}\"\nblock_cache_mb = {}\nwrite_buffer_mb = {}\n\
+             [admin]\nlisten = \"{admin}\"\n\
+             [formats]\ninput = \"{}\"\n[formats.avro_schema_files]\n\"1\" = \"{}\"\n",
+            s.bootstrap,
+            s.group,
+            s.group,
+            t.score_changes,
+            t.transitions,
+            t.dead_letters,
+            t.changelog,
+            t.input,
+            t.latency_input,
+            s.guarantee,
+            state_dir.display(),
+            s.block_cache_mb,
+            s.write_buffer_mb,
+            s.input_format,
+            schema.display()
+        );
+        let path = dir.join("leadscore.toml");
+        std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
+        let log = dir.join("leadscore.log");
+        let stderr = std::fs::File::create(&log)?;
+        let exe = std::env::current_exe().context("finding the leadscore binary")?;
+        let child = Command::new(exe)
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .context("starting leadscore run")?;
+        Ok(Subject { child, admin, state_dir, log })
+    }
+
+    /// Input messages the service has finished (applied, duplicates and dead
+    /// letters), from its `/metrics`; 0 until the admin server answers.
+    pub fn consumed(&mut self) -> anyhow::Result<u64> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("leadscore run exited ({status}); its log:\n{}", self.log_tail());
+        }
+        Ok(metric_sum(&self.admin, "leadscore_events_total{"))
+    }
+
+    /// Waits until the service has consumed `events`, calling `progress` on the
+    /// way. Returns the throughput window: from the first consumed batch to
+    /// the last, with the events in it (group join and startup excluded).
+    pub fn wait_consumed(
+        &mut self,
+        events: u64,
+        stall: Duration,
+        progress: &mut dyn FnMut(u64),
+    ) -> anyhow::Result<(u64, Duration)> {
+        let mut first: Option<(u64, Instant)> = None;
+        let mut last_change = (0u64, Instant::now());
+        loop {
+            let n = self.consumed()?;
+            let now = Instant::now();
+            if n != last_change.0 {
+                last_change = (n, now);
+            } else if now.duration_since(last_change.1) > stall {
+                bail!(
+                    "leadscore consumed {n} of {events} events and made no progress for {stall:?}; its log:\n{}",
+                    self.log_tail()
+                );
+            }
+            if n > 0 && first.is_none() {
+                first = Some((n, now));
+            }
+            progress(n);
+            if n >= events {
+                let (n0, t0) = first.unwrap_or((0, now));
+                return Ok((n - n0, now.duration_since(t0)));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A histogram of the service's `/metrics`.
+    pub fn histogram(&self, name: &str) -> Histogram {
+        parse_histogram(&scrape(&self.admin), name)
+    }
+
+    /// Peak resident memory so far (VmHWM), on Linux.
+    pub fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    }
+
+    /// Stops the service with SIGTERM (a clean shutdown), then the size of its
+    /// state directory.
+    pub fn stop(mut self) -> anyhow::Result<u64> {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("leadscore run exited with {status}; its log:\n{}", self.log_tail());
+                }
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("leadscore run did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(dir_size(&self.state_dir))
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Subject {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sum of all series of a metric whose lines start with `prefix`.
+pub fn metric_sum(admin: &str, prefix: &str) -> u64 {
+    scrape(admin)
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// A Prometheus histogram as read from `/metrics`: cumulative counts by upper
+/// bound, the sum and the count.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    pub buckets: Vec<(f64, u64)>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    /// What was observed between `earlier` and `self`.
+    pub fn since(&self, earlier: &Histogram) -> Histogram {
+        let before = |le: f64| earlier.buckets.iter().find(|(l, _)| *l == le).map_or(0, |(_, n)| *n);
+        Histogram {
+            buckets: self.buckets.iter().map(|(le, n)| (*le, n.saturating_sub(before(*le)))).collect(),
+            sum: self.sum - earlier.sum,
+            count: self.count.saturating_sub(earlier.count),
+        }
+    }
+
+    /// The upper bound of the bucket holding the `q` quantile.
+    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
+        let rank = (q * self.count as f64).ceil().max(1.0) as u64;
+        self.buckets.iter().find(|(_, n)| *n >= rank).map(|(le, _)| *le)
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.sum / self.count.max(1) as f64
+    }
+}
+
+/// Reads histogram `name` from a `/metrics` text.
+pub fn parse_histogram(text: &str, name: &str) -> Histogram {
+    let mut h = Histogram::default();
+    let value = |l: &str| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix(&format!("{name}_bucket{{le=\"")) {
+            let le = rest.split('"').next().unwrap_or("");
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::NAN) };
+            h.buckets.push((le, value(line) as u64));
+        } else if line.starts_with(&format!("{name}_sum")) {
+            h.sum = value(line);
+        } else if line.starts_with(&format!("{name}_count")) {
+            h.count = value(line) as u64;
+        }
+    }
+    h
+}
+
+/// The `/metrics` text of a running instance ("" if unreachable).
+pub fn scrape(admin: &str) -> String {
+    let Ok(mut s) = std::net::TcpStream::connect(admin) else { return String::new() };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if write!(s, "GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n").is_err() {
+        return String::new();
+    }
+    let mut response = String::new();
+    let _ = s.read_to_string(&mut response);
+    response
+}
+
+/// Bytes of all files under `dir`.
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_read_diffed_and_bounded() {
+        let text = |a, b, c| {
+            format!(
+                "leadscore_x_seconds_bucket{{le=\"0.01\"}} {a}\nleadscore_x_seconds_bucket{{le=\"0.1\"}} {b}\n\
+                 leadscore_x_seconds_bucket{{le=\"+Inf\"}} {c}\nleadscore_x_seconds_sum 1.5\nleadscore_x_seconds_count {c}\n"
+            )
+        };
+        let before = parse_histogram(&text(10, 10, 10), "leadscore_x_seconds");
+        let after = parse_histogram(&text(15, 109, 110), "leadscore_x_seconds");
+        assert_eq!(after.buckets, vec![(0.01, 15), (0.1, 109), (f64::INFINITY, 110)]);
+        let d = after.since(&before);
+        assert_eq!(d.count, 100);
+        assert_eq!(d.quantile_bound(0.05), Some(0.01));
+        assert_eq!(d.quantile_bound(0.5), Some(0.1));
+        assert_eq!(d.quantile_bound(0.999), Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn dir_size_counts_nested_files() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("a"), [0u8; 100]).expect("a");
+        std::fs::create_dir(dir.path().join("sub")).expect("sub");
+        std::fs::write(dir.path().join("sub/b"), [0u8; 23]).expect("b");
+        assert_eq!(dir_size(dir.path()), 123);
+    }
+}
