@@ -85,22 +85,33 @@ impl Counters {
         }
     }
 
+    /// Remembers published score changes: (lead, its JSON) pairs. One lock
+    /// per call, so callers pass a whole step's changes.
+    pub fn note_score_changes<'a>(&self, changes: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let mut r = self.recent_changes.lock().unwrap_or_else(|p| p.into_inner());
+        for (lead, json) in changes {
+            let changes = match r.by_lead.get_mut(lead) {
+                Some(changes) => changes,
+                None => {
+                    if r.order.len() == CHANGED_LEADS {
+                        if let Some(old) = r.order.pop_front() {
+                            r.by_lead.remove(&old);
+                        }
+                    }
+                    r.order.push_back(lead.to_string());
+                    r.by_lead.entry(lead.to_string()).or_default()
+                }
+            };
+            if changes.len() == CHANGES_PER_LEAD {
+                changes.pop_front();
+            }
+            changes.push_back(json.to_string());
+        }
+    }
+
     /// Remembers a published score change of `lead` (its JSON).
     pub fn note_score_change(&self, lead: &str, json: &str) {
-        let mut r = self.recent_changes.lock().unwrap_or_else(|p| p.into_inner());
-        if !r.by_lead.contains_key(lead) {
-            if r.order.len() == CHANGED_LEADS {
-                if let Some(old) = r.order.pop_front() {
-                    r.by_lead.remove(&old);
-                }
-            }
-            r.order.push_back(lead.to_string());
-        }
-        let changes = r.by_lead.entry(lead.to_string()).or_default();
-        if changes.len() == CHANGES_PER_LEAD {
-            changes.pop_front();
-        }
-        changes.push_back(json.to_string());
+        self.note_score_changes([(lead, json)]);
     }
 
     /// The last score changes of `lead` seen by this instance, oldest first.

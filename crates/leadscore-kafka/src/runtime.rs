@@ -249,8 +249,18 @@ pub fn run(
     let mut dead_letters = DeadLetterLog::default();
     let mut breaker = (0u64, 0u64); // messages, dead letters in the current window
     let mut last_tick = Instant::now();
+    // Where the loop's time went, logged at shutdown (for capacity planning
+    // and benchmarks): polling (waiting included), processing, committing.
+    let mut time = LoopTime::default();
     while !shutdown.load(Ordering::Relaxed) {
+        let polling = Instant::now();
         let batch = poll_batch(&consumer, settings)?;
+        time.poll += polling.elapsed();
+        if !batch.is_empty() {
+            time.batches += 1;
+            time.messages += batch.len() as u64;
+        }
+        let processing = Instant::now();
         if !batch.is_empty() {
             consumer.context().brokers_down.store(false, Ordering::Relaxed);
         }
@@ -282,6 +292,8 @@ pub fn run(
             breaker.1 += step.stats.dead_lettered;
         }
         let tripped = trips(&mut breaker, settings);
+        time.process += processing.elapsed();
+        let committing = Instant::now();
         if !steps.is_empty() {
             commit(steps, &offsets, &consumer, &producer, store, settings, counters, clock, &mut owned)?;
             if settings.guarantee == Guarantee::AtLeastOnce {
@@ -291,6 +303,7 @@ pub fn run(
                 }
             }
         }
+        time.commit += committing.elapsed();
         if let Some(why) = tripped {
             // After the commit: the bad messages are in the dead-letter topic.
             tracing::error!(reason = %why, "stopping: too much bad input");
@@ -315,9 +328,26 @@ pub fn run(
             dead_letters.report();
         }
     }
+    tracing::info!(
+        poll_seconds = time.poll.as_secs_f64(),
+        process_seconds = time.process.as_secs_f64(),
+        commit_seconds = time.commit.as_secs_f64(),
+        batches = time.batches,
+        messages = time.messages,
+        "where the time went since the start"
+    );
     tracing::info!("shutting down: the last batch is committed");
     producer.flush(settings.delivery_timeout).map_err(RunError::Delivery)?;
     Ok(())
+}
+
+#[derive(Default)]
+struct LoopTime {
+    poll: Duration,
+    process: Duration,
+    commit: Duration,
+    batches: u64,
+    messages: u64,
 }
 
 /// Partition `p` of every input topic is one partition group with one state
@@ -540,40 +570,46 @@ fn commit(
             }
         }
     }
-    let published = started.elapsed();
-    for (partition, mut step, messages) in steps {
-        let writing = Instant::now();
-        if let Some(offset) = producer.take_marker_offset(partition) {
-            step.write.set_changelog_next_offset(partition, offset + 1);
+    // One store write for the whole poll batch: with many partitions, a
+    // write (and its WAL append) per partition step was a large share of the
+    // loop's time. It is also atomic across the batch's partitions.
+    let writing = Instant::now();
+    let mut steps = steps;
+    let mut batch = leadscore_store::WriteBatch::default();
+    let mut counts = Vec::with_capacity(steps.len());
+    for (partition, step, _) in &mut steps {
+        if let Some(offset) = producer.take_marker_offset(*partition) {
+            step.write.set_changelog_next_offset(*partition, offset + 1);
         }
-        store.write(&step.write)?;
-        let m = &counters.metrics;
-        m.store_write_duration.observe(writing.elapsed().as_secs_f64());
-        m.commit_duration.observe((published + writing.elapsed()).as_secs_f64());
+        counts.push(step.write.ops.iter().rev().find_map(|op| match op {
+            Op::Checkpoint { partition: p, checkpoint } if p == partition => Some(checkpoint.counts.clone()),
+            _ => None,
+        }));
+        batch.ops.append(&mut step.write.ops);
+    }
+    store.write(&batch)?;
+    let m = &counters.metrics;
+    m.store_write_duration.observe(writing.elapsed().as_secs_f64());
+    m.commit_duration.observe(started.elapsed().as_secs_f64());
+    for ((partition, step, messages), counts) in steps.into_iter().zip(counts) {
         m.observe(&settings.topics, &step.observations, step.stats.score_changes, clock());
         counters.add(messages, &step.stats);
-        for o in &step.outputs {
-            let (Some(k), Some(v)) = (o.key.as_deref(), o.value.as_deref()) else { continue };
-            match o.topic {
-                OutputTopic::ScoreChanges => {
-                    counters.note_score_change(&String::from_utf8_lossy(k), &String::from_utf8_lossy(v))
-                }
-                OutputTopic::Transitions => {
-                    if let Ok(v) = std::str::from_utf8(v) {
-                        let segment = v.split("\"segment\":\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("");
-                        counters.note_transition(v, segment, v.contains("\"transition\":\"entered\""));
-                    }
-                }
-                _ => {}
-            }
+        counters.note_score_changes(
+            step.outputs.iter().filter(|o| o.topic == OutputTopic::ScoreChanges).filter_map(utf8_key_value),
+        );
+        for (_, v) in step.outputs.iter().filter(|o| o.topic == OutputTopic::Transitions).filter_map(utf8_key_value) {
+            let segment = v.split("\"segment\":\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("");
+            counters.note_transition(v, segment, v.contains("\"transition\":\"entered\""));
         }
-        let counts = step.write.ops.iter().rev().find_map(|op| match op {
-            Op::Checkpoint { partition: p, checkpoint } if *p == partition => Some(checkpoint.counts.clone()),
-            _ => None,
-        });
         set_counts(owned, partition, counts, counters);
     }
     Ok(())
+}
+
+/// A record's key and value as text (JSON outputs are).
+fn utf8_key_value(o: &leadscore_pipeline::OutputRecord) -> Option<(&str, &str)> {
+    let k = std::str::from_utf8(o.key.as_deref()?).ok()?;
+    Some((k, std::str::from_utf8(o.value.as_deref()?).ok()?))
 }
 
 /// Up to `max_batch` messages: waits up to `poll_timeout` for the first, then

@@ -66,14 +66,10 @@ fn gen_produces_keyed_events_with_the_requested_share_of_bad_ones_and_a_summary(
 
 #[test]
 fn gen_names_conflicting_and_out_of_range_options() {
-    let out = bin()
-        .args(["gen", "--bootstrap-servers", "127.0.0.1:1", "--output", "x.jsonl"])
-        .output()
-        .expect("gen");
+    let out = bin().args(["gen", "--bootstrap-servers", "127.0.0.1:1", "--output", "x.jsonl"]).output().expect("gen");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--output and --bootstrap-servers"));
-    let out =
-        bin().args(["gen", "--bootstrap-servers", "127.0.0.1:1", "--bad-share", "1.5"]).output().expect("gen");
+    let out = bin().args(["gen", "--bootstrap-servers", "127.0.0.1:1", "--bad-share", "1.5"]).output().expect("gen");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--bad-share 1.5: expected a share from 0 to 1"));
 }
@@ -91,13 +87,15 @@ fn bench_measures_the_ceiling_both_guarantees_and_latency_in_one_run() {
     assert!(out.status.success(), "{stderr}");
     let table = std::fs::read_to_string(&report).expect("report");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), table.trim(), "stdout and --report agree");
-    for row in ["| ceiling: consumer that does nothing | 5999 |", "| leadscore at_least_once |", "| leadscore exactly_once |"]
+    for row in
+        ["| ceiling: consumer that does nothing | 5999 |", "| leadscore at_least_once |", "| leadscore exactly_once |"]
     {
         assert!(table.contains(row), "{row} in\n{table}");
     }
     // Both drains consumed the whole preload and the latency probe matched
     // outputs to events; RSS and state were measured.
-    let latency_rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| leadscore") && l.contains(" ms |")).collect();
+    let latency_rows: Vec<&str> =
+        table.lines().filter(|l| l.starts_with("| leadscore") && l.contains(" ms |")).collect();
     assert_eq!(latency_rows.len(), 2, "{table}");
     for row in table.lines().filter(|l| l.starts_with("| leadscore") && l.contains("MiB")) {
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();

@@ -8,7 +8,7 @@ use leadscore_pipeline::Topics;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::time::Duration;
 
 /// See the module documentation.
@@ -57,8 +57,10 @@ impl Broker {
         }
     }
 
-    /// Whether the broker has transactions; `Err` says why not.
-    pub fn transactions(&self, run: &str) -> Result<(), String> {
+    /// Whether the broker has transactions; `Err` says why not. A whole
+    /// transaction (one record to `probe_topic`, then commit), because some
+    /// brokers hand out producer ids but have no EndTxn (tansu 0.6).
+    pub fn transactions(&self, run: &str, probe_topic: &str) -> Result<(), String> {
         if let Broker::Embedded(_) = self {
             return Ok(());
         }
@@ -67,7 +69,12 @@ impl Broker {
             .set("transactional.id", format!("{run}-probe"))
             .create()
             .map_err(|e| e.to_string())?;
-        producer.init_transactions(Duration::from_secs(10)).map_err(|e| format!("the broker has no transactions ({e})"))
+        let timeout = Duration::from_secs(10);
+        let no = |e: rdkafka::error::KafkaError| format!("the broker has no transactions ({e})");
+        producer.init_transactions(timeout).map_err(no)?;
+        producer.begin_transaction().map_err(no)?;
+        producer.send(BaseRecord::<[u8], [u8]>::to(probe_topic).payload(b"probe")).map_err(|(e, _)| no(e))?;
+        producer.commit_transaction(timeout).map_err(no)
     }
 }
 

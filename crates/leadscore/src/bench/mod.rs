@@ -149,60 +149,26 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
     for (index, guarantee) in opts.guarantees.iter().enumerate() {
         let name = format!("leadscore {guarantee}");
         if guarantee == "exactly_once" {
-            if let Err(why) = broker.transactions(&run) {
+            let probe = format!("{run}-transaction-probe");
+            let result = broker.create_topics(std::slice::from_ref(&probe), 1).map_err(|e| format!("{e:#}"));
+            if let Err(why) = result.and_then(|()| broker.transactions(&run, &probe)) {
                 eprintln!("leadscore bench: {name} skipped: {why}");
                 rows.push(Row { skipped: Some(why), ..row(&name, 0, Duration::ZERO) });
                 continue;
             }
         }
         let short = if guarantee == "exactly_once" { "eos" } else { "alo" };
-        let topics = SubjectTopics::with_prefix(&input, &format!("{run}-{short}-"));
-        broker.create_topics(&topics.outputs(), opts.partitions)?;
-        let dir = tempfile::tempdir().context("creating a temporary directory for the service")?;
-        let group = format!("{run}-{short}");
-        let mut subject = Subject::start(
-            dir.path(),
-            &SubjectSettings {
-                bootstrap: &bootstrap,
-                group: &group,
-                guarantee,
-                topics: &topics,
-                input_format: format,
-                block_cache_mb: opts.block_cache_mb,
-                write_buffer_mb: opts.write_buffer_mb,
-                fetch_wait_ms: opts.fetch_wait_ms,
-            },
-        )?;
-        let mut bar = Progress::new(format!("{short} drain"), opts.events);
-        let commits_before = subject.histogram(COMMIT_SECONDS);
-        let (n, elapsed) = subject.wait_consumed(opts.events, Duration::from_secs(120), &mut |n| bar.update(n))?;
-        bar.finish(opts.events);
-        let commits = subject.histogram(COMMIT_SECONDS).since(&commits_before);
-        let mut measured = row(&name, n, elapsed);
-        measured.commits = Some((commits.count, Duration::from_secs_f64(commits.mean())));
-        let rate = *half_rate.get_or_insert((measured.rate() / 2.0).max(1.0) as u64);
-        if opts.latency_seconds > 0 {
-            let probe_group = format!("{group}-probe");
-            let phase = LatencyPhase {
-                bootstrap: &bootstrap,
-                input: &topics.latency_input,
-                score_changes: &topics.score_changes,
-                group: &probe_group,
-                rate,
-                seconds: opts.latency_seconds,
-                fetch_wait_ms: opts.fetch_wait_ms,
-                format: opts.format,
-                synth: Settings {
-                    seed: LATENCY_SEED + index as u64,
-                    start: synth.start + 2 * STEP_MS * opts.events as i64,
-                    ..synth.clone()
-                },
-            };
-            latencies.push(phase.run(&name, &mut subject, opts.events)?);
+        // A run that fails is a row that says why; the others still count.
+        match measure(opts, &broker, &bootstrap, &run, &input, short, guarantee, index, &mut half_rate) {
+            Ok((measured, latency)) => {
+                rows.push(measured);
+                latencies.extend(latency);
+            }
+            Err(e) => {
+                eprintln!("leadscore bench: {name} failed: {e:#}");
+                rows.push(Row { skipped: Some(format!("failed: {e:#}")), ..row(&name, 0, Duration::ZERO) });
+            }
         }
-        measured.peak_rss_bytes = subject.peak_rss();
-        measured.state_bytes = Some(subject.stop()?);
-        rows.push(measured);
     }
 
     let heading = format!(
@@ -224,6 +190,74 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
         std::fs::write(path, &table).with_context(|| format!("writing --report {}", path.display()))?;
     }
     Ok(())
+}
+
+/// One guarantee's drain and latency measurement.
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    opts: &BenchOptions,
+    broker: &Broker,
+    bootstrap: &str,
+    run: &str,
+    input: &str,
+    short: &str,
+    guarantee: &str,
+    index: usize,
+    half_rate: &mut Option<u64>,
+) -> anyhow::Result<(Row, Option<Latency>)> {
+    let name = format!("leadscore {guarantee}");
+    let synth = Settings { leads: opts.leads, sweep: opts.sweep, step: STEP_MS, ..Settings::default() };
+    let topics = SubjectTopics::with_prefix(input, &format!("{run}-{short}-"));
+    broker.create_topics(&topics.outputs(), opts.partitions)?;
+    let dir = tempfile::tempdir().context("creating a temporary directory for the service")?;
+    let group = format!("{run}-{short}");
+    let mut subject = Subject::start(
+        dir.path(),
+        &SubjectSettings {
+            bootstrap,
+            group: &group,
+            guarantee,
+            topics: &topics,
+            input_format: match opts.format {
+                WireFormat::Json => "json",
+                WireFormat::Avro { .. } => "avro",
+            },
+            block_cache_mb: opts.block_cache_mb,
+            write_buffer_mb: opts.write_buffer_mb,
+            fetch_wait_ms: opts.fetch_wait_ms,
+        },
+    )?;
+    let mut bar = Progress::new(format!("{short} drain"), opts.events);
+    let commits_before = subject.histogram(COMMIT_SECONDS);
+    let (n, elapsed) = subject.wait_consumed(opts.events, Duration::from_secs(120), &mut |n| bar.update(n))?;
+    bar.finish(opts.events);
+    let commits = subject.histogram(COMMIT_SECONDS).since(&commits_before);
+    let mut measured = row(&name, n, elapsed);
+    measured.commits = Some((commits.count, Duration::from_secs_f64(commits.mean())));
+    let rate = *half_rate.get_or_insert((measured.rate() / 2.0).max(1.0) as u64);
+    let mut latency = None;
+    if opts.latency_seconds > 0 {
+        let probe_group = format!("{group}-probe");
+        let phase = LatencyPhase {
+            bootstrap,
+            input: &topics.latency_input,
+            score_changes: &topics.score_changes,
+            group: &probe_group,
+            rate,
+            seconds: opts.latency_seconds,
+            fetch_wait_ms: opts.fetch_wait_ms,
+            format: opts.format,
+            synth: Settings {
+                seed: LATENCY_SEED + index as u64,
+                start: synth.start + 2 * STEP_MS * opts.events as i64,
+                ..synth
+            },
+        };
+        latency = Some(phase.run(&name, &mut subject, opts.events)?);
+    }
+    measured.peak_rss_bytes = subject.peak_rss();
+    measured.state_bytes = Some(subject.stop()?);
+    Ok((measured, latency))
 }
 
 fn row(name: &str, events: u64, elapsed: Duration) -> Row {

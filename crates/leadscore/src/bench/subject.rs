@@ -110,7 +110,13 @@ impl Subject {
         let path = dir.join("leadscore.toml");
         std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
         let log = dir.join("leadscore.log");
-        let stderr = std::fs::File::create(&log)?;
+        // LEADSCORE_BENCH_LOGS=1 shows the service's log (for profiling runs);
+        // otherwise it goes to a file shown when the service fails.
+        let stderr = if std::env::var_os("LEADSCORE_BENCH_LOGS").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::from(std::fs::File::create(&log)?)
+        };
         let exe = std::env::current_exe().context("finding the leadscore binary")?;
         let child = Command::new(exe)
             .args(["run", "--config"])
@@ -162,7 +168,7 @@ impl Subject {
                 let (n0, t0) = first.unwrap_or((0, now));
                 return Ok((n - n0, now.duration_since(t0)));
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
