@@ -77,11 +77,11 @@ async fn health_is_always_ok_and_readiness_follows_consuming_restoring_and_broke
     );
     s.counters.consuming.store(true, Ordering::Relaxed);
     assert_eq!(get(&s, "/readyz").await.0, StatusCode::OK);
-    s.counters.restoring_partitions.store(2, Ordering::Relaxed);
+    s.counters.metrics.restoring_partitions.set(2);
     let (status, body) = get(&s, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("restoring 2 partition(s)"), "{body}");
-    s.counters.restoring_partitions.store(0, Ordering::Relaxed);
+    s.counters.metrics.restoring_partitions.set(0);
     s.counters.brokers_down.store(true, Ordering::Relaxed);
     assert!(get(&s, "/readyz").await.1.contains("brokers are unreachable"));
 }

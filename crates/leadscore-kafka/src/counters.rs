@@ -23,15 +23,9 @@ pub struct Counters {
     pub timer_transitions: AtomicU64,
     pub timers_fired: AtomicU64,
     pub batches: AtomicU64,
-    /// Partitions whose changelog restore is under way (a gauge).
-    pub restoring_partitions: AtomicU64,
-    /// Completed changelog restores, and changelog records read by them.
+    /// Completed changelog restores. (Partitions restoring, records restored,
+    /// rebalances and owned partitions are only in `metrics`: one source each.)
     pub restores: AtomicU64,
-    pub restore_records: AtomicU64,
-    /// Assignments and revocations received from the group.
-    pub rebalances: AtomicU64,
-    /// Input partitions (groups) owned and restored: ready to process (a gauge).
-    pub owned_partitions: AtomicU64,
     pub metrics: Metrics,
     /// Input partitions owned and restored.
     pub owned: Mutex<BTreeSet<Partition>>,
@@ -51,8 +45,10 @@ const RECENT: usize = 64;
 const CHANGED_LEADS: usize = 10_000;
 const CHANGES_PER_LEAD: usize = 5;
 
-/// The last few published score changes of the most recently changed leads
-/// (oldest leads forgotten first).
+/// The last few published score changes of up to `CHANGED_LEADS` leads. When
+/// full, the lead that entered first is forgotten, even if it changed since:
+/// first in, first out, not least recently used (no reordering per change; the
+/// cache only serves `/leads/{id}` lookups).
 #[derive(Debug, Default)]
 struct RecentChanges {
     by_lead: HashMap<String, VecDeque<String>>,
@@ -133,7 +129,7 @@ impl Counters {
         if self.brokers_down.load(Relaxed) {
             return Err("all brokers are unreachable".into());
         }
-        match self.restoring_partitions.load(Relaxed) {
+        match self.metrics.restoring_partitions.get() {
             0 => Ok(()),
             n => Err(format!("restoring {n} partition(s) from the changelog")),
         }

@@ -105,11 +105,9 @@ impl Restorer {
             return Ok(done);
         }
         tracing::debug!(topic = %self.topic, partition, from, to = high, "restoring state from the changelog");
-        counters.restoring_partitions.fetch_add(1, Relaxed);
         counters.metrics.restoring_partitions.inc();
         let started = Instant::now();
         let result = self.read(partition, from, high, store, model, counters, &mut done);
-        counters.restoring_partitions.fetch_sub(1, Relaxed);
         counters.metrics.restoring_partitions.dec();
         counters.metrics.restore_remaining.set(0);
         let _ = self.consumer.unassign();
@@ -170,7 +168,6 @@ impl Restorer {
             last_progress = Instant::now();
             tracing::trace!(offset = m.offset(), key_bytes = m.key().map_or(0, <[u8]>::len), "changelog record");
             at = m.offset() + 1;
-            counters.restore_records.fetch_add(1, Relaxed);
             counters.metrics.restore_records.inc();
             counters.metrics.restore_remaining.set(high - at);
             let key = m.key().unwrap_or_default();

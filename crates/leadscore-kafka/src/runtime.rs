@@ -395,7 +395,6 @@ fn rebalanced(
     let changes = std::mem::take(&mut *consumer.context().changes.lock().unwrap_or_else(|p| p.into_inner()));
     let mut assigned: BTreeMap<Partition, Vec<(String, i32)>> = BTreeMap::new();
     for change in changes {
-        counters.rebalances.fetch_add(1, Ordering::Relaxed);
         let kind = if matches!(change, Change::Assigned(_)) { "assigned" } else { "revoked" };
         counters.metrics.rebalances.with_label_values(&[kind]).inc();
         match change {
@@ -437,7 +436,6 @@ fn rebalanced(
             "partitions assigned, state restored from the changelog; consuming"
         );
     }
-    counters.owned_partitions.store(owned.len() as u64, Ordering::Relaxed);
     counters.metrics.assigned_partitions.set(owned.len() as i64);
     *counters.owned.lock().unwrap_or_else(|p| p.into_inner()) = owned.keys().copied().collect();
     export_counts(owned, counters);

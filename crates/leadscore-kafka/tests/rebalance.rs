@@ -164,11 +164,11 @@ fn a_survivor_restores_the_partitions_of_a_stopped_instance_from_the_changelog()
         let a = scope.spawn(|| run(&s, &model, &store_a, &|| 0, &stop_a, &counters_a));
         let b = scope.spawn(|| run(&s, &model, &store_b, &|| 0, &stop_b, &counters_b));
         wait_for("both instances to own partitions", Duration::from_secs(60), || {
-            Counters::get(&counters_a.owned_partitions) > 0 && Counters::get(&counters_b.owned_partitions) > 0
+            counters_a.metrics.assigned_partitions.get() > 0 && counters_b.metrics.assigned_partitions.get() > 0
         });
         assert_eq!(
-            Counters::get(&counters_a.owned_partitions) + Counters::get(&counters_b.owned_partitions),
-            PARTITIONS as u64
+            counters_a.metrics.assigned_partitions.get() + counters_b.metrics.assigned_partitions.get(),
+            PARTITIONS as i64
         );
         produce(&bootstrap, &input[..half]);
         wait_for("the first half to be processed", Duration::from_secs(60), || {
@@ -190,7 +190,7 @@ fn a_survivor_restores_the_partitions_of_a_stopped_instance_from_the_changelog()
         b.join().expect("no panic").expect("b stops cleanly");
     });
     assert!(Counters::get(&counters_b.restores) > 0, "the survivor restored partitions from the changelog");
-    assert!(Counters::get(&counters_b.restore_records) > 0);
+    assert!(counters_b.metrics.restore_records.get() > 0);
 
     let got = read_outputs(&bootstrap, expected.len());
     let missing: Vec<_> = expected.keys().filter(|k| !got.contains_key(*k)).take(3).collect();

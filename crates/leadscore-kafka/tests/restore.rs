@@ -10,7 +10,7 @@ use leadscore_kafka::restore::Restorer;
 use leadscore_kafka::Counters;
 use leadscore_pipeline::messages::headers;
 use leadscore_store::memory::MemoryStore;
-use leadscore_store::{decode_state, encode_state, Checkpoint, StateStore};
+use leadscore_store::{encode_state, Checkpoint, StateStore};
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
@@ -106,7 +106,6 @@ fn restores_up_to_the_last_marker_with_timers_and_tombstones() {
     assert_eq!(cp.changelog_next_offset, Some(6), "just after the last marker");
     let timers = store.due_timers(0, None, i64::MAX, 10).expect("timers");
     assert_eq!(timers, vec![(a2_due.expect("a timer"), "L-a".into())], "one timer, the latest state's");
-    assert!(decode_state(&a2, &model).is_ok());
 
     // The unfinished step is replayed by its new owner, which then commits.
     publish(&bootstrap, &[Rec::State("L-c", c.clone()), Rec::Marker(marker(25))]);

@@ -59,6 +59,8 @@ pub struct Step {
 
 /// How many store timers are read at a time.
 const TIMER_PAGE: usize = 1024;
+/// How far beyond the instant asked for a timer scan reads (milliseconds).
+const TIMER_LOOKAHEAD: Millis = 60_000;
 
 /// Wire formats: JSON unless an Avro codec is given for inputs or outputs.
 #[derive(Debug, Clone, Default)]
@@ -97,6 +99,8 @@ struct Work<'p, 'a> {
     queue: BTreeSet<(Millis, LeadId)>,
     /// Store timers up to and including this instant are in `queue`.
     loaded_up_to: Option<Millis>,
+    /// The last store timer read (scans resume after it).
+    scanned: Option<(Millis, LeadId)>,
     checkpoint: Checkpoint,
     out: Outputs,
     step: Step,
@@ -191,6 +195,7 @@ impl<'a> Processor<'a> {
             leads: HashMap::new(),
             queue: BTreeSet::new(),
             loaded_up_to: None,
+            scanned: None,
             checkpoint,
             out: Outputs::default(),
             step: Step::default(),
@@ -295,31 +300,30 @@ impl Work<'_, '_> {
     }
 
     /// Makes sure every store timer due at or before `last` is in the queue.
+    ///
+    /// Scans `TIMER_LOOKAHEAD` beyond `last`: in event time `last` moves with
+    /// every event, and a store scan per event was a large share of a step.
+    /// Scanning resumes after the last timer read, so no timer is read twice.
     fn load_store_timers(&mut self, last: Millis) -> Result<(), StoreError> {
-        if self.loaded_up_to.is_some_and(|l| l >= last) {
-            return Ok(());
-        }
-        let mut after: Option<(Millis, LeadId)> = None;
-        loop {
-            let page = self.p.store.due_timers(
-                self.partition,
-                after.as_ref().map(|(d, l)| (*d, l.as_str())),
-                last,
-                TIMER_PAGE,
-            )?;
+        while self.loaded_up_to.is_none_or(|l| l < last) {
+            let up_to = last.saturating_add(TIMER_LOOKAHEAD);
+            let after = self.scanned.as_ref().map(|(d, l)| (*d, l.as_str()));
+            let page = self.p.store.due_timers(self.partition, after, up_to, TIMER_PAGE)?;
             let full = page.len() == TIMER_PAGE;
             for (due, lead) in page {
-                after = Some((due, lead.clone()));
+                self.scanned = Some((due, lead.clone()));
                 // A lead already in the working set has its current timer queued.
                 if !self.leads.contains_key(&lead) {
                     self.queue.insert((due, lead));
                 }
             }
-            if !full {
-                break;
-            }
+            // A full page may stop amid timers of one instant: only those before
+            // it are surely all read.
+            self.loaded_up_to = Some(match (&self.scanned, full) {
+                (Some((due, _)), true) => due.saturating_sub(1),
+                _ => up_to,
+            });
         }
-        self.loaded_up_to = Some(last);
         Ok(())
     }
 

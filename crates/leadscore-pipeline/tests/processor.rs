@@ -235,6 +235,40 @@ fn wall_clock_timers_fire_with_no_input_at_the_exact_instant() {
 }
 
 #[test]
+fn stored_timers_beyond_one_scan_page_all_fire_once_in_order() {
+    // 2500 leads (more than two pages of the timer scan), each with an
+    // inactivity timer one minute apart; one later event moves event time past
+    // all of them.
+    let model = seed_model();
+    let topics = Topics::default();
+    let store = MemoryStore::new();
+    let p = Processor::new(&model, &store, &topics, TimeMode::EventTime);
+    let t0 = parse_rfc3339("2026-01-01T00:00:00Z").expect("time");
+    let leads = 2500;
+    let lines: Vec<String> = (0..leads)
+        .map(|i| {
+            let at = leadscore_core::time::format_rfc3339(t0 + i * 60_000);
+            format!(r#"{{"event_id":"s{i}","lead_id":"L-{i:05}","type":"search","timestamp":"{at}","properties":{{"term":"x"}}}}"#)
+        })
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    store.write(&p.process(0, &messages("lead-events", &refs), 0).expect("process").write).expect("commit");
+    let mut late = messages(
+        "lead-events",
+        &[r#"{"event_id":"z","lead_id":"L-z","type":"email_open","timestamp":"2026-06-01T00:00:00Z"}"#],
+    );
+    late[0].offset = leads;
+    let step = p.process(0, &late, 0).expect("process");
+    let fired: Vec<String> = published(&step)
+        .into_iter()
+        .filter(|r| r.contains(r#""segment":"inactive-60d","transition":"entered""#))
+        .map(|r| r.split(r#""lead_id":""#).nth(1).expect("lead").split('"').next().expect("id").to_string())
+        .collect();
+    let expected: Vec<String> = (0..leads).map(|i| format!("L-{i:05}")).collect();
+    assert_eq!(fired, expected, "every lead's timer, once, in due order");
+}
+
+#[test]
 fn a_stored_timer_of_a_lead_with_a_later_event_in_the_batch_fires_in_order() {
     // L-a's inactivity timer is due on 2026-03-02; in the next batch an event of
     // L-b on 2026-03-03 comes before L-a's own event on 2026-03-04: L-a's timer

@@ -11,12 +11,21 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod support;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_leadscore"))
 }
 
+type Headers = Vec<(String, String)>;
+
 /// Every message of `topic` (key, payload), waiting until `want` arrived.
 fn read_all(bootstrap: &str, topic: &str, want: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    read_with_headers(bootstrap, topic, want).into_iter().map(|(k, v, _)| (k, v)).collect()
+}
+
+fn read_with_headers(bootstrap: &str, topic: &str, want: usize) -> Vec<(Vec<u8>, Vec<u8>, Headers)> {
+    use rdkafka::message::Headers as _;
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "loadgen-test")
@@ -28,7 +37,15 @@ fn read_all(bootstrap: &str, topic: &str, want: usize) -> Vec<(Vec<u8>, Vec<u8>)
     let deadline = Instant::now() + Duration::from_secs(60);
     while got.len() < want && Instant::now() < deadline {
         if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-            got.push((m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec()));
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            got.push((m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec(), headers));
         }
     }
     got
@@ -62,6 +79,44 @@ fn gen_produces_keyed_events_with_the_requested_share_of_bad_ones_and_a_summary(
     assert_eq!(classes.len(), 5, "every class of bad input: {classes:?}");
     let reported = format!("({bad} bad)");
     assert!(stderr.contains(&reported), "the summary counts the bad ones {reported}: {stderr}");
+}
+
+#[test]
+fn every_class_of_bad_input_reaches_the_dead_letter_topic_through_the_broker_with_its_headers() {
+    let topics = Topics { inputs: [("lead-events".to_string(), None)].into_iter().collect(), ..Topics::default() };
+    let broker = EmbeddedBroker::start(&topics, 2).expect("broker");
+    let bootstrap = broker.bootstrap_servers();
+    let out = bin()
+        .args(["gen", "--bootstrap-servers", &bootstrap, "--events", "400", "--leads", "20", "--bad-share", "0.2"])
+        .output()
+        .expect("gen");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let produced = read_all(&bootstrap, "lead-events", 400);
+    let bad: Vec<&(Vec<u8>, Vec<u8>)> =
+        produced.iter().filter(|(_, v)| v.starts_with(br#"{"event_id":"bad-"#)).collect();
+    assert!(bad.len() >= 40, "gen made {} bad messages", bad.len());
+
+    let dir = tempfile::tempdir().expect("dir");
+    let run = support::start(dir.path(), &bootstrap, &support::free_address());
+    let letters = read_with_headers(&bootstrap, &topics.dead_letters, bad.len());
+    assert!(support::stop(run), "the run stops cleanly");
+
+    assert_eq!(letters.len(), bad.len(), "one dead letter per bad message, none for good ones");
+    let mut classes = std::collections::BTreeSet::new();
+    for (key, value, headers) in &letters {
+        assert!(bad.iter().any(|(k, v)| k == key && v == value), "original key and bytes kept");
+        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let class = header("leadscore.error.class").expect("class");
+        classes.insert(class.to_string());
+        assert!(header("leadscore.error.message").is_some_and(|m| !m.is_empty()), "{headers:?}");
+        assert_eq!(header("leadscore.source.topic"), Some("lead-events"));
+        assert!(header("leadscore.source.partition").is_some_and(|p| p == "0" || p == "1"), "{headers:?}");
+        let offset: i64 = header("leadscore.source.offset").expect("offset").parse().expect("a number");
+        assert!(offset >= 0);
+    }
+    let expected: std::collections::BTreeSet<String> =
+        ["not_json", "missing_field", "unknown_kind", "invalid_field", "bad_timestamp"].map(String::from).into();
+    assert_eq!(classes, expected);
 }
 
 #[test]
