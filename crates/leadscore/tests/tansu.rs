@@ -5,7 +5,9 @@
 //!
 //! The topics are created through the admin API; `leadscore run` consumes the
 //! sample; the published records, deduplicated by (lead_id, version), equal
-//! the offline scorer's.
+//! the offline scorer's. `leadscore bench` runs there too (a small run): it
+//! creates its topics, drains at least once, and names why exactly once is
+//! skipped.
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -56,4 +58,28 @@ fn on_tansu_the_published_records_equal_the_offline_reference() {
     assert!(stop(run), "the run stops cleanly");
     assert_same(&got, &reference);
     eprintln!("{} records on tansu, {repeats} repeated", got.len());
+}
+
+#[test]
+#[ignore = "needs a tansu broker: run scripts/test-tansu.sh"]
+fn on_tansu_the_benchmark_runs_and_says_why_exactly_once_is_skipped() {
+    let bootstrap = std::env::var("LEADSCORE_TANSU_BOOTSTRAP").expect("LEADSCORE_TANSU_BOOTSTRAP=host:port of tansu");
+    let out = support::bin()
+        .args(["bench", "--bootstrap-servers", &bootstrap, "--events", "5000", "--leads", "500"])
+        .args(["--latency-seconds", "2", "--fetch-wait-ms", "5"])
+        .output()
+        .expect("bench");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(table.contains("| ceiling: consumer that does nothing | 4999 |"), "{table}");
+    let alo = table.lines().find(|l| l.starts_with("| leadscore at_least_once | ")).expect("an at-least-once row");
+    assert!(alo.contains("MiB"), "RSS and state measured: {alo}");
+    assert!(
+        table.contains("| leadscore exactly_once | skipped: the broker has no transactions"),
+        "tansu has no EndTxn: {table}"
+    );
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("| leadscore at_least_once |") && l.contains(" ms |")).count(),
+        1
+    );
 }
