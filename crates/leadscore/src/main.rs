@@ -91,17 +91,23 @@ enum Command {
         /// An external broker (e.g. tansu); its topics are created per run.
         #[arg(long, value_name = "HOST:PORT")]
         bootstrap_servers: Option<String>,
+        /// Events preloaded and drained by each run.
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
+        /// Distinct leads (a fifth of them produce most events).
         #[arg(long, default_value_t = 100_000)]
         leads: u64,
         /// Every lead in turn (for memory bounds over many distinct leads).
         #[arg(long)]
         sweep: bool,
+        /// Partitions of the run's topics (raised on the mock broker to hold the
+        /// preload: it keeps only 5 MB per partition).
         #[arg(long, default_value_t = 4)]
         partitions: i32,
+        /// Input format: json, or avro (Confluent wire format, schema id 1).
         #[arg(long, default_value = "json", value_parser = ["json", "avro"])]
         format: String,
+        /// Share of bad messages in the preload (0 to 1), every dead-letter class.
         #[arg(long, default_value_t = 0.001)]
         bad_share: f64,
         /// Guarantees to measure, comma-separated.

@@ -127,6 +127,9 @@ fn gen_names_conflicting_and_out_of_range_options() {
     let out = bin().args(["gen", "--bootstrap-servers", "127.0.0.1:1", "--bad-share", "1.5"]).output().expect("gen");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--bad-share 1.5: expected a share from 0 to 1"));
+    let out = bin().args(["bench", "--partitions", "0"]).output().expect("bench");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--partitions must be at least 1"));
 }
 
 #[test]

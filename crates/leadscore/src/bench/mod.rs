@@ -72,8 +72,8 @@ const LATENCY_SEED: u64 = 0x1a7;
 
 /// Runs the benchmark; see the module documentation.
 pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
-    if opts.events == 0 || opts.leads == 0 {
-        bail!("--events and --leads must be at least 1");
+    if opts.events == 0 || opts.leads == 0 || opts.partitions < 1 {
+        bail!("--events, --leads and --partitions must be at least 1");
     }
     for g in &opts.guarantees {
         if g != "at_least_once" && g != "exactly_once" {
