@@ -8,10 +8,12 @@
 //! - [`restore`]: bringing a newly assigned partition's state up to date from the changelog.
 //! - [`counters`]: what the loop has done, shared with observers (console, admin server).
 //! - [`metrics`]: the Prometheus metrics.
-//! - [`embedded`]: the in-process broker of `leadscore demo`, and an event producer.
+//! - [`embedded`]: the in-process broker of `leadscore demo` and `dev-broker`.
+//! - [`events`]: producing input events (demo, `leadscore gen`, benchmarks, tests).
 
 pub mod counters;
 pub mod embedded;
+pub mod events;
 pub mod metrics;
 pub mod producer;
 pub mod restore;
@@ -19,4 +21,4 @@ pub mod runtime;
 
 pub use counters::Counters;
 pub use metrics::Metrics;
-pub use runtime::{run, Guarantee, RunError, RunSettings};
+pub use runtime::{group_consumer_config, run, Guarantee, RunError, RunSettings};

@@ -14,6 +14,48 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Waits until nothing `producer` queued is in flight, with librdkafka's own
+/// flush. Every producer of leadscore flushes with this.
+///
+/// rdkafka's `flush` calls `rd_kafka_flush` with no wait and then polls the
+/// event queue for up to 100 ms at a time; but a `ThreadedProducer`'s own
+/// thread serves that queue, so the poll sleeps its full 100 ms. Measured with
+/// `leadscore bench`: a mean commit of 105 ms per batch, which capped the
+/// pipeline at about 30k events/s. librdkafka's flush, with delivery reports
+/// as events, waits on its message count instead, and also makes `linger.ms`
+/// immediate while it waits.
+pub fn wait_delivered<C: ProducerContext + 'static>(
+    producer: &ThreadedProducer<C>,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: the handle is the live client owned by `producer`, valid for the
+    // duration of the call; rd_kafka_flush is thread-safe.
+    let err = unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), ms) };
+    match RDKafkaErrorCode::from(err) {
+        RDKafkaErrorCode::NoError => Ok(()),
+        code => Err(KafkaError::Flush(code)),
+    }
+}
+
+/// Queues one record, waiting while the local queue is full (backpressure:
+/// deliveries make room).
+pub fn send_waiting<'a, C: ProducerContext + 'static>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'a, [u8], [u8], C::DeliveryOpaque>,
+) -> Result<(), KafkaError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
 /// Counts failed deliveries, keeps the last error, and the offsets of the
 /// delivered changelog checkpoint markers.
 #[derive(Default)]
@@ -96,28 +138,8 @@ impl OutputProducer {
     pub fn commit(&self, timeout: Duration) -> Result<(), KafkaError> {
         // rdkafka's commit_transaction flushes with its slow flush first; with
         // nothing left in flight that returns at once.
-        self.wait_delivered(timeout)?;
+        wait_delivered(&self.producer, timeout)?;
         self.producer.commit_transaction(timeout)
-    }
-
-    /// Waits until nothing is in flight, with librdkafka's own flush.
-    ///
-    /// rdkafka's `flush` calls `rd_kafka_flush` with no wait and then polls the
-    /// event queue for up to 100 ms at a time; but a `ThreadedProducer`'s own
-    /// thread serves that queue, so the poll sleeps its full 100 ms. Measured
-    /// with `leadscore bench`: a mean commit of 105 ms per batch, which capped
-    /// the pipeline at about 30k events/s. librdkafka's flush, with delivery
-    /// reports as events, waits on its message count instead, and also makes
-    /// `linger.ms` immediate while it waits.
-    fn wait_delivered(&self, timeout: Duration) -> Result<(), KafkaError> {
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: the handle is the live client owned by `self.producer`, valid
-        // for the duration of the call; rd_kafka_flush is thread-safe.
-        let err = unsafe { rdkafka::bindings::rd_kafka_flush(self.producer.client().native_ptr(), ms) };
-        match RDKafkaErrorCode::from(err) {
-            RDKafkaErrorCode::NoError => Ok(()),
-            code => Err(KafkaError::Flush(code)),
-        }
     }
 
     pub fn abort(&self, timeout: Duration) -> Result<(), KafkaError> {
@@ -143,17 +165,8 @@ impl OutputProducer {
             if let Some(p) = r.partition {
                 record = record.partition(p as i32);
             }
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    // Backpressure: the local queue is full; wait for deliveries.
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err((e, _)) => return Err(format!("cannot queue a record for {}: {e}", self.topics.name(r.topic))),
-                }
-            }
+            send_waiting(&self.producer, record)
+                .map_err(|e| format!("cannot queue a record for {}: {e}", self.topics.name(r.topic)))?;
         }
         Ok(())
     }
@@ -167,7 +180,8 @@ impl OutputProducer {
     /// Waits until every queued record is delivered; fails if any was not.
     pub fn flush(&self, timeout: Duration) -> Result<(), String> {
         let before = self.producer.context().failed.load(Ordering::Relaxed);
-        self.wait_delivered(timeout).map_err(|e| format!("outputs not delivered within {timeout:?}: {e}"))?;
+        wait_delivered(&self.producer, timeout)
+            .map_err(|e| format!("outputs not delivered within {timeout:?}: {e}"))?;
         let ctx = self.producer.context();
         if ctx.failed.load(Ordering::Relaxed) != before {
             let last = ctx.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();

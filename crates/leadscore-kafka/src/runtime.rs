@@ -128,11 +128,25 @@ const GROUP_CONSUMER_ONLY: &[&str] = &[
     "group.remote.assignor",
 ];
 
-fn consumer_config(s: &RunSettings) -> ClientConfig {
+/// The input consumer's configuration: offsets committed by the loop, not
+/// automatically; a new group starts at the earliest offset; only committed
+/// transactional records; the range assignor unless `librdkafka` says
+/// otherwise (co-partitioned topics need it). Also what `leadscore bench`'s
+/// ceiling consumer uses, so that the two read alike.
+pub fn group_consumer_config(bootstrap: &str, group: &str, librdkafka: &BTreeMap<String, String>) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &s.bootstrap_servers);
-    for (k, v) in &s.librdkafka {
+    c.set("bootstrap.servers", bootstrap);
+    for (k, v) in librdkafka {
         c.set(k, v);
+    }
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed");
+    for (key, default) in [("partition.assignment.strategy", "range"), ("statistics.interval.ms", "5000")] {
+        if !librdkafka.contains_key(key) {
+            c.set(key, default);
+        }
     }
     c
 }
@@ -220,17 +234,7 @@ pub fn run(
     shutdown: &AtomicBool,
     counters: &Counters,
 ) -> Result<(), RunError> {
-    let mut consumer_config = consumer_config(settings);
-    consumer_config
-        .set("group.id", &settings.group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed");
-    for (key, default) in [("partition.assignment.strategy", "range"), ("statistics.interval.ms", "5000")] {
-        if !settings.librdkafka.contains_key(key) {
-            consumer_config.set(key, default);
-        }
-    }
+    let consumer_config = group_consumer_config(&settings.bootstrap_servers, &settings.group_id, &settings.librdkafka);
     counters.metrics.describe_model(model);
     let consumer: BaseConsumer<Rebalances> =
         consumer_config.create_with_context(Rebalances::default()).map_err(kafka)?;
@@ -493,13 +497,6 @@ impl DeadLetterLog {
     }
 }
 
-fn set_counts(owned: &mut BTreeMap<Partition, Counts>, partition: Partition, counts: Option<Counts>, c: &Counters) {
-    if let (Some(counts), Some(at)) = (counts, owned.get_mut(&partition)) {
-        *at = counts;
-        export_counts(owned, c);
-    }
-}
-
 fn export_counts(owned: &BTreeMap<Partition, Counts>, counters: &Counters) {
     let mut total = Counts::default();
     for c in owned.values() {
@@ -529,7 +526,7 @@ fn export_lag(consumer: &BaseConsumer<Rebalances>, settings: &RunSettings, count
 /// loop stops with the error: a restart resumes from the last commit.
 #[allow(clippy::too_many_arguments)]
 fn commit(
-    steps: Vec<(Partition, Step, usize)>,
+    mut steps: Vec<(Partition, Step, usize)>,
     offsets: &TopicPartitionList,
     consumer: &BaseConsumer<Rebalances>,
     producer: &OutputProducer,
@@ -572,7 +569,6 @@ fn commit(
     // write (and its WAL append) per partition step was a large share of the
     // loop's time. It is also atomic across the batch's partitions.
     let writing = Instant::now();
-    let mut steps = steps;
     let mut batch = leadscore_store::WriteBatch::default();
     let mut counts = Vec::with_capacity(steps.len());
     for (partition, step, _) in &mut steps {
@@ -599,8 +595,12 @@ fn commit(
             let segment = v.split("\"segment\":\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("");
             counters.note_transition(v, segment, v.contains("\"transition\":\"entered\""));
         }
-        set_counts(owned, partition, counts, counters);
+        if let (Some(counts), Some(at)) = (counts, owned.get_mut(&partition)) {
+            *at = counts;
+        }
     }
+    // Once per batch: the totals sum every owned partition.
+    export_counts(owned, counters);
     Ok(())
 }
 

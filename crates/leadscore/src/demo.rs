@@ -10,7 +10,8 @@ use anyhow::Context;
 use leadscore_codec::encode_event_json;
 use leadscore_core::time::{format_rfc3339, Millis, DAY};
 use leadscore_core::Model;
-use leadscore_kafka::embedded::{EmbeddedBroker, EventProducer};
+use leadscore_kafka::embedded::EmbeddedBroker;
+use leadscore_kafka::events::EventProducer;
 use leadscore_kafka::{run, Counters, RunSettings};
 use leadscore_pipeline::{TimeMode, Topics};
 use leadscore_rocks::{RocksSettings, RocksStore};
@@ -113,7 +114,7 @@ fn generate(
         }
         produced.store(sent, Ordering::Relaxed);
     }
-    producer.flush(Duration::from_secs(10))?;
+    producer.flush(Duration::from_secs(10)).map_err(anyhow::Error::msg)?;
     Ok(())
 }
 

@@ -4,16 +4,11 @@
 //! with a configurable share of bad messages of every class leadscore
 //! dead-letters. Messages are keyed by lead id, as the input contract asks.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use leadscore_codec::{encode_event_json, AvroCodec, AvroSettings};
+use leadscore_kafka::events::EventProducer;
 use leadscore_synth::{Generator, Rng, Settings};
-use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::ClientContext;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How events are written.
@@ -24,6 +19,16 @@ pub enum WireFormat {
     Avro {
         schema_id: u32,
     },
+}
+
+impl WireFormat {
+    /// The name the service config's `formats.input` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            WireFormat::Json => "json",
+            WireFormat::Avro { .. } => "avro",
+        }
+    }
 }
 
 /// What to produce, and where.
@@ -59,26 +64,6 @@ impl Summary {
     }
 }
 
-/// Counts failed deliveries; the first error is kept for the report.
-#[derive(Default)]
-struct Deliveries {
-    failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
-}
-
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-            let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
-            first.get_or_insert_with(|| e.to_string());
-        }
-    }
-}
-
 /// The bad messages, one of each class leadscore dead-letters for JSON input,
 /// in turn: not JSON, missing field, unknown kind, invalid field, bad timestamp.
 fn bad_message(n: u64, lead: &str, out: &mut Vec<u8>) {
@@ -107,18 +92,14 @@ pub fn produce(
     on_send: &mut dyn FnMut(u64, Instant),
     progress: &mut dyn FnMut(u64),
 ) -> anyhow::Result<Summary> {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &load.bootstrap_servers)
-        .set("linger.ms", load.linger_ms.to_string())
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "1000000")
-        .set("queue.buffering.max.kbytes", "1048576");
-    for (k, v) in &load.librdkafka {
-        config.set(k, v);
-    }
-    let producer: ThreadedProducer<Deliveries> =
-        config.create_with_context(Deliveries::default()).context("creating the producer")?;
+    let mut options = vec![
+        ("linger.ms".to_string(), load.linger_ms.to_string()),
+        ("batch.size".to_string(), "1000000".to_string()),
+        ("queue.buffering.max.messages".to_string(), "1000000".to_string()),
+        ("queue.buffering.max.kbytes".to_string(), "1048576".to_string()),
+    ];
+    options.extend(load.librdkafka.iter().cloned());
+    let producer = EventProducer::with_options(&load.bootstrap_servers, &options).context("creating the producer")?;
     let avro = match load.format {
         WireFormat::Json => None,
         WireFormat::Avro { schema_id } => {
@@ -154,34 +135,18 @@ pub fn produce(
             let seq = event.event_id.as_str().rsplit('-').next().and_then(|s| s.parse().ok()).unwrap_or(0);
             on_send(seq, Instant::now());
         }
-        send(&producer, &load.topic, event.lead_id.as_str().as_bytes(), &payload)?;
+        producer
+            .send(&load.topic, event.lead_id.as_str().as_bytes(), &payload)
+            .with_context(|| format!("producing to {}", load.topic))?;
         summary.events += 1;
         summary.bytes += payload.len() as u64;
         progress(summary.events);
     }
-    producer.flush(Duration::from_secs(60)).context("waiting for the broker to acknowledge the last events")?;
+    producer
+        .flush(Duration::from_secs(60))
+        .map_err(|e| anyhow::anyhow!("{} events produced to {}: {e}", summary.events, load.topic))?;
     summary.elapsed = started.elapsed();
-    let failed = producer.context().failed.load(Ordering::Relaxed);
-    if failed > 0 {
-        let first = producer.context().first_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        bail!("{failed} of {} events were not delivered (first error: {})", summary.events, first.unwrap_or_default());
-    }
     Ok(summary)
-}
-
-/// Queues one message, waiting while the local queue is full.
-fn send(producer: &ThreadedProducer<Deliveries>, topic: &str, key: &[u8], payload: &[u8]) -> anyhow::Result<()> {
-    let mut record = BaseRecord::to(topic).key(key).payload(payload);
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                record = back;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err((e, _)) => return Err(e).with_context(|| format!("producing to {topic}")),
-        }
-    }
 }
 
 #[cfg(test)]

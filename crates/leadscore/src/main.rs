@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use leadscore_config::service::Guarantee;
 use leadscore_core::time::{check_range, parse_rfc3339, Millis};
 use leadscore_core::Model;
 use std::io::{self, BufReader, Write};
@@ -111,8 +112,8 @@ enum Command {
         #[arg(long, default_value_t = 0.001)]
         bad_share: f64,
         /// Guarantees to measure, comma-separated.
-        #[arg(long, default_value = "at_least_once,exactly_once", value_delimiter = ',')]
-        guarantee: Vec<String>,
+        #[arg(long, default_value = "at_least_once,exactly_once", value_delimiter = ',', value_parser = parse_guarantee)]
+        guarantee: Vec<Guarantee>,
         /// Length of each latency measurement, in seconds; 0 skips it.
         #[arg(long, default_value_t = 10)]
         latency_seconds: u64,
@@ -201,6 +202,14 @@ fn parse_time(s: &str) -> Result<Millis, String> {
         return check_range(ms).map_err(|e| e.to_string());
     }
     parse_rfc3339(s).map_err(|e| e.to_string())
+}
+
+fn parse_guarantee(s: &str) -> Result<Guarantee, String> {
+    match s {
+        "at_least_once" => Ok(Guarantee::AtLeastOnce),
+        "exactly_once" => Ok(Guarantee::ExactlyOnce),
+        other => Err(format!("{other:?}: expected at_least_once or exactly_once")),
+    }
 }
 
 fn parse_step(s: &str) -> Result<Millis, String> {

@@ -195,7 +195,7 @@ fn run_consumes_from_a_broker_in_another_process_and_stops_cleanly_on_sigterm() 
     std::io::BufReader::new(broker.stdout.take().expect("stdout")).read_line(&mut address).expect("address");
     let address = address.trim().to_string();
 
-    let producer = leadscore_kafka::embedded::EventProducer::new(&address).expect("producer");
+    let producer = leadscore_kafka::events::EventProducer::new(&address).expect("producer");
     for i in 0..50 {
         let event = format!(
             r#"{{"event_id":"e-{i}","lead_id":"L-{}","type":"form_submit","timestamp":"2026-01-01T00:00:{:02}Z","properties":{{"form":"demo"}}}}"#,

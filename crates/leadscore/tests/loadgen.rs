@@ -51,17 +51,26 @@ fn read_with_headers(bootstrap: &str, topic: &str, want: usize) -> Vec<(Vec<u8>,
     got
 }
 
-#[test]
-fn gen_produces_keyed_events_with_the_requested_share_of_bad_ones_and_a_summary() {
+/// A mock broker with leadscore's topics (input `lead-events`), and what
+/// `leadscore gen --events N --leads L --bad-share S` printed to it.
+fn broker_with_generated(events: &str, leads: &str, bad_share: &str) -> (EmbeddedBroker, String) {
     let topics = Topics { inputs: [("lead-events".to_string(), None)].into_iter().collect(), ..Topics::default() };
     let broker = EmbeddedBroker::start(&topics, 2).expect("broker");
     let bootstrap = broker.bootstrap_servers();
     let out = bin()
-        .args(["gen", "--bootstrap-servers", &bootstrap, "--events", "2000", "--leads", "50", "--bad-share", "0.1"])
+        .args(["gen", "--bootstrap-servers", &bootstrap, "--events", events, "--leads", leads])
+        .args(["--bad-share", bad_share])
         .output()
         .expect("gen");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
+    (broker, stderr)
+}
+
+#[test]
+fn gen_produces_keyed_events_with_the_requested_share_of_bad_ones_and_a_summary() {
+    let (broker, stderr) = broker_with_generated("2000", "50", "0.1");
+    let bootstrap = broker.bootstrap_servers();
     assert!(stderr.contains("leadscore gen: 2000 events ("), "{stderr}");
     assert!(stderr.contains("events/s"), "{stderr}");
 
@@ -83,14 +92,9 @@ fn gen_produces_keyed_events_with_the_requested_share_of_bad_ones_and_a_summary(
 
 #[test]
 fn every_class_of_bad_input_reaches_the_dead_letter_topic_through_the_broker_with_its_headers() {
-    let topics = Topics { inputs: [("lead-events".to_string(), None)].into_iter().collect(), ..Topics::default() };
-    let broker = EmbeddedBroker::start(&topics, 2).expect("broker");
+    let (broker, _) = broker_with_generated("400", "20", "0.2");
     let bootstrap = broker.bootstrap_servers();
-    let out = bin()
-        .args(["gen", "--bootstrap-servers", &bootstrap, "--events", "400", "--leads", "20", "--bad-share", "0.2"])
-        .output()
-        .expect("gen");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dead_letters = Topics::default().dead_letters;
     let produced = read_all(&bootstrap, "lead-events", 400);
     let bad: Vec<&(Vec<u8>, Vec<u8>)> =
         produced.iter().filter(|(_, v)| v.starts_with(br#"{"event_id":"bad-"#)).collect();
@@ -98,7 +102,7 @@ fn every_class_of_bad_input_reaches_the_dead_letter_topic_through_the_broker_wit
 
     let dir = tempfile::tempdir().expect("dir");
     let run = support::start(dir.path(), &bootstrap, &support::free_address());
-    let letters = read_with_headers(&bootstrap, &topics.dead_letters, bad.len());
+    let letters = read_with_headers(&bootstrap, &dead_letters, bad.len());
     assert!(support::stop(run), "the run stops cleanly");
 
     assert_eq!(letters.len(), bad.len(), "one dead letter per bad message, none for good ones");

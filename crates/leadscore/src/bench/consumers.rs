@@ -3,29 +3,20 @@
 //! latency probe (reads the score changes as a downstream service would).
 
 use anyhow::{bail, Context};
-use rdkafka::config::ClientConfig;
+use leadscore_kafka::group_consumer_config;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// A consumer configured as leadscore's input consumer, so that the ceiling
+/// reads the same way.
 fn consumer(bootstrap: &str, group: &str, fetch_wait_ms: Option<u32>) -> anyhow::Result<BaseConsumer> {
-    // As leadscore's consumer (runtime.rs), so that the ceiling reads the
-    // same way.
-    let mut config = ClientConfig::new();
-    if let Some(ms) = fetch_wait_ms {
-        config.set("fetch.wait.max.ms", ms.to_string());
-    }
-    config
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .set("partition.assignment.strategy", "range")
-        .create()
-        .context("creating a consumer")
+    let options: BTreeMap<String, String> =
+        fetch_wait_ms.map(|ms| ("fetch.wait.max.ms".to_string(), ms.to_string())).into_iter().collect();
+    group_consumer_config(bootstrap, group, &options).create().context("creating a consumer")
 }
 
 /// Reads `events` messages of `topic` in a new group. Returns the messages

@@ -25,6 +25,7 @@ use crate::loadgen::{self, Load, WireFormat};
 use crate::progress::Progress;
 use anyhow::{bail, Context};
 use broker::Broker;
+use leadscore_config::service::Guarantee;
 use leadscore_synth::Settings;
 use report::{quantile, Latency, Row};
 use std::collections::HashMap;
@@ -45,8 +46,7 @@ pub struct BenchOptions {
     pub partitions: i32,
     pub format: WireFormat,
     pub bad_share: f64,
-    /// `at_least_once` and/or `exactly_once`.
-    pub guarantees: Vec<String>,
+    pub guarantees: Vec<Guarantee>,
     /// Length of each latency measurement; 0 skips it.
     pub latency_seconds: u64,
     pub block_cache_mb: u64,
@@ -75,11 +75,6 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
     if opts.events == 0 || opts.leads == 0 || opts.partitions < 1 {
         bail!("--events, --leads and --partitions must be at least 1");
     }
-    for g in &opts.guarantees {
-        if g != "at_least_once" && g != "exactly_once" {
-            bail!("--guarantee {g:?}: expected at_least_once or exactly_once");
-        }
-    }
     let run = format!("bench-{}", SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
     let mut opts = opts.clone();
     if opts.bootstrap.is_none() {
@@ -103,10 +98,7 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
     let bootstrap = broker.bootstrap_servers();
     let input = format!("{run}-lead-events");
     broker.create_topics(std::slice::from_ref(&input), opts.partitions)?;
-    let format = match opts.format {
-        WireFormat::Json => "json",
-        WireFormat::Avro { .. } => "avro",
-    };
+    let format = opts.format.name();
     eprintln!(
         "leadscore bench: {} events ({format}, {:.1}% bad) over {} leads, {} partitions, on {}",
         opts.events,
@@ -146,9 +138,9 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
 
     let mut latencies = Vec::new();
     let mut half_rate = None;
-    for (index, guarantee) in opts.guarantees.iter().enumerate() {
-        let name = format!("leadscore {guarantee}");
-        if guarantee == "exactly_once" {
+    for (index, &guarantee) in opts.guarantees.iter().enumerate() {
+        let name = format!("leadscore {}", guarantee_name(guarantee));
+        if guarantee == Guarantee::ExactlyOnce {
             let probe = format!("{run}-transaction-probe");
             let result = broker.create_topics(std::slice::from_ref(&probe), 1).map_err(|e| format!("{e:#}"));
             if let Err(why) = result.and_then(|()| broker.transactions(&run, &probe)) {
@@ -157,9 +149,9 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
                 continue;
             }
         }
-        let short = if guarantee == "exactly_once" { "eos" } else { "alo" };
         // A run that fails is a row that says why; the others still count.
-        match measure(opts, &broker, &bootstrap, &run, &input, short, guarantee, index, &mut half_rate) {
+        let run = Run { opts, broker: &broker, bootstrap: &bootstrap, run: &run, input: &input, synth: &synth };
+        match run.measure(guarantee, index, &mut half_rate) {
             Ok((measured, latency)) => {
                 rows.push(measured);
                 latencies.extend(latency);
@@ -192,72 +184,86 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One guarantee's drain and latency measurement.
-#[allow(clippy::too_many_arguments)]
-fn measure(
-    opts: &BenchOptions,
-    broker: &Broker,
-    bootstrap: &str,
-    run: &str,
-    input: &str,
-    short: &str,
-    guarantee: &str,
-    index: usize,
-    half_rate: &mut Option<u64>,
-) -> anyhow::Result<(Row, Option<Latency>)> {
-    let name = format!("leadscore {guarantee}");
-    let synth = Settings { leads: opts.leads, sweep: opts.sweep, step: STEP_MS, ..Settings::default() };
-    let topics = SubjectTopics::with_prefix(input, &format!("{run}-{short}-"));
-    broker.create_topics(&topics.outputs(), opts.partitions)?;
-    let dir = tempfile::tempdir().context("creating a temporary directory for the service")?;
-    let group = format!("{run}-{short}");
-    let mut subject = Subject::start(
-        dir.path(),
-        &SubjectSettings {
-            bootstrap,
-            group: &group,
-            guarantee,
-            topics: &topics,
-            input_format: match opts.format {
-                WireFormat::Json => "json",
-                WireFormat::Avro { .. } => "avro",
-            },
-            block_cache_mb: opts.block_cache_mb,
-            write_buffer_mb: opts.write_buffer_mb,
-            fetch_wait_ms: opts.fetch_wait_ms,
-        },
-    )?;
-    let mut bar = Progress::new(format!("{short} drain"), opts.events);
-    let commits_before = subject.histogram(COMMIT_SECONDS);
-    let (n, elapsed) = subject.wait_consumed(opts.events, Duration::from_secs(120), &mut |n| bar.update(n))?;
-    bar.finish(opts.events);
-    let commits = subject.histogram(COMMIT_SECONDS).since(&commits_before);
-    let mut measured = row(&name, n, elapsed);
-    measured.commits = Some((commits.count, Duration::from_secs_f64(commits.mean())));
-    let rate = *half_rate.get_or_insert((measured.rate() / 2.0).max(1.0) as u64);
-    let mut latency = None;
-    if opts.latency_seconds > 0 {
-        let probe_group = format!("{group}-probe");
-        let phase = LatencyPhase {
-            bootstrap,
-            input: &topics.latency_input,
-            score_changes: &topics.score_changes,
-            group: &probe_group,
-            rate,
-            seconds: opts.latency_seconds,
-            fetch_wait_ms: opts.fetch_wait_ms,
-            format: opts.format,
-            synth: Settings {
-                seed: LATENCY_SEED + index as u64,
-                start: synth.start + 2 * STEP_MS * opts.events as i64,
-                ..synth
-            },
-        };
-        latency = Some(phase.run(&name, &mut subject, opts.events)?);
+/// What every guarantee's measurement shares.
+struct Run<'a> {
+    opts: &'a BenchOptions,
+    broker: &'a Broker,
+    bootstrap: &'a str,
+    /// The run's name, the prefix of its topics and groups.
+    run: &'a str,
+    /// The preloaded topic.
+    input: &'a str,
+    /// The preload's generator settings.
+    synth: &'a Settings,
+}
+
+fn guarantee_name(g: Guarantee) -> &'static str {
+    match g {
+        Guarantee::AtLeastOnce => "at_least_once",
+        Guarantee::ExactlyOnce => "exactly_once",
     }
-    measured.peak_rss_bytes = subject.peak_rss();
-    measured.state_bytes = Some(subject.stop()?);
-    Ok((measured, latency))
+}
+
+impl Run<'_> {
+    /// One guarantee's drain and latency measurement.
+    fn measure(
+        &self,
+        guarantee: Guarantee,
+        index: usize,
+        half_rate: &mut Option<u64>,
+    ) -> anyhow::Result<(Row, Option<Latency>)> {
+        let (opts, bootstrap) = (self.opts, self.bootstrap);
+        let name = format!("leadscore {}", guarantee_name(guarantee));
+        let short = if guarantee == Guarantee::ExactlyOnce { "eos" } else { "alo" };
+        let topics = SubjectTopics::with_prefix(self.input, &format!("{}-{short}-", self.run));
+        self.broker.create_topics(&topics.outputs(), opts.partitions)?;
+        let dir = tempfile::tempdir().context("creating a temporary directory for the service")?;
+        let group = format!("{}-{short}", self.run);
+        let mut subject = Subject::start(
+            dir.path(),
+            &SubjectSettings {
+                bootstrap,
+                group: &group,
+                guarantee,
+                topics: &topics,
+                format: opts.format,
+                block_cache_mb: opts.block_cache_mb,
+                write_buffer_mb: opts.write_buffer_mb,
+                fetch_wait_ms: opts.fetch_wait_ms,
+            },
+        )?;
+        let mut bar = Progress::new(format!("{short} drain"), opts.events);
+        let commits_before = subject.histogram(COMMIT_SECONDS);
+        let (n, elapsed) = subject.wait_consumed(opts.events, Duration::from_secs(120), &mut |n| bar.update(n))?;
+        bar.finish(opts.events);
+        let commits = subject.histogram(COMMIT_SECONDS).since(&commits_before);
+        let mut measured = row(&name, n, elapsed);
+        measured.commits = Some((commits.count, Duration::from_secs_f64(commits.mean())));
+        let rate = *half_rate.get_or_insert((measured.rate() / 2.0).max(1.0) as u64);
+        let mut latency = None;
+        if opts.latency_seconds > 0 {
+            let probe_group = format!("{group}-probe");
+            let phase = LatencyPhase {
+                bootstrap,
+                input: &topics.latency_input,
+                score_changes: &topics.score_changes,
+                group: &probe_group,
+                rate,
+                seconds: opts.latency_seconds,
+                fetch_wait_ms: opts.fetch_wait_ms,
+                format: opts.format,
+                synth: Settings {
+                    seed: LATENCY_SEED + index as u64,
+                    start: self.synth.start + 2 * STEP_MS * opts.events as i64,
+                    ..self.synth.clone()
+                },
+            };
+            latency = Some(phase.run(&name, &mut subject, opts.events)?);
+        }
+        measured.peak_rss_bytes = subject.peak_rss();
+        measured.state_bytes = Some(subject.stop()?);
+        Ok((measured, latency))
+    }
 }
 
 fn row(name: &str, events: u64, elapsed: Duration) -> Row {

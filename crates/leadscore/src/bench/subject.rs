@@ -2,7 +2,9 @@
 //! user runs it, so that its RSS is its own (not the broker's or the load
 //! generator's). Progress is read from its `/metrics`.
 
+use crate::loadgen::WireFormat;
 use anyhow::{bail, Context};
+use leadscore_config::service::{Encoding, Guarantee, ServiceConfig, TimeSource};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -55,17 +57,53 @@ pub struct Subject {
     log: PathBuf,
 }
 
-/// Everything the subject's config says.
+/// What the subject's config sets; the rest are leadscore's defaults.
 pub struct SubjectSettings<'a> {
     pub bootstrap: &'a str,
     pub group: &'a str,
-    pub guarantee: &'a str,
+    pub guarantee: Guarantee,
     pub topics: &'a SubjectTopics,
-    pub input_format: &'a str,
+    pub format: WireFormat,
     pub block_cache_mb: u64,
     pub write_buffer_mb: u64,
     /// librdkafka's fetch.wait.max.ms, when set.
     pub fetch_wait_ms: Option<u32>,
+}
+
+impl SubjectSettings<'_> {
+    /// The service config: the built-in defaults (and LEADSCORE__ variables,
+    /// which the service applies anyway) with this run's topics, group,
+    /// guarantee, format and budgets; timers in event time, as the preload is
+    /// a replay.
+    fn config(&self, state_dir: &Path, admin: &str, schema: &Path) -> anyhow::Result<ServiceConfig> {
+        let mut c = ServiceConfig::load(None)?;
+        let t = self.topics;
+        c.kafka.bootstrap_servers = self.bootstrap.to_string();
+        c.kafka.group_id = self.group.to_string();
+        c.kafka.transactional_id = format!("{}-tx", self.group);
+        if let Some(ms) = self.fetch_wait_ms {
+            c.kafka.librdkafka.insert("fetch.wait.max.ms".into(), ms.to_string());
+        }
+        c.topics.score_changes = t.score_changes.clone();
+        c.topics.transitions = t.transitions.clone();
+        c.topics.dead_letters = t.dead_letters.clone();
+        c.topics.changelog = t.changelog.clone();
+        c.topics.inputs = [(t.input.clone(), "any".to_string()), (t.latency_input.clone(), "any".to_string())].into();
+        c.processing.guarantee = self.guarantee;
+        c.processing.time = TimeSource::EventTime;
+        c.state.dir = state_dir.to_path_buf();
+        c.state.block_cache_mb = self.block_cache_mb as usize;
+        c.state.write_buffer_mb = self.write_buffer_mb as usize;
+        c.admin.listen = admin.to_string();
+        c.formats.input = match self.format {
+            WireFormat::Json => Encoding::Json,
+            WireFormat::Avro { .. } => Encoding::Avro,
+        };
+        if let WireFormat::Avro { schema_id } = self.format {
+            c.formats.avro_schema_files.insert(schema_id.to_string(), schema.to_path_buf());
+        }
+        Ok(c)
+    }
 }
 
 fn free_address() -> anyhow::Result<String> {
@@ -78,37 +116,12 @@ impl Subject {
     pub fn start(dir: &Path, s: &SubjectSettings) -> anyhow::Result<Subject> {
         let admin = free_address()?;
         let state_dir = dir.join("state");
-        // The schema the load generator writes with, as Confluent id 1.
+        // The schema the load generator writes with.
         let schema = dir.join("lead-event.avsc");
         std::fs::write(&schema, leadscore_codec::avro::LEAD_EVENT_AVSC)?;
-        let t = s.topics;
-        let librdkafka = s.fetch_wait_ms.map_or_else(String::new, |ms| format!("\"fetch.wait.max.ms\" = \"{ms}\"\n"));
-        let config = format!(
-            "[kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"{}\"\ntransactional_id = \"{}-tx\"\n[kafka.librdkafka]\n{librdkafka}\
-             [topics]\nscore_changes = \"{}\"\ntransitions = \"{}\"\ndead_letters = \"{}\"\nchangelog = \"{}\"\n\
-             [topics.inputs]\n\"{}\" = \"any\"\n\"{}\" = \"any\"\n\
-             [processing]\nguarantee = \"{}\"\ntime = \"event_time\"\n\
-             [state]\ndir = \"{}\"\nblock_cache_mb = {}\nwrite_buffer_mb = {}\n\
-             [admin]\nlisten = \"{admin}\"\n\
-             [formats]\ninput = \"{}\"\n[formats.avro_schema_files]\n\"1\" = \"{}\"\n",
-            s.bootstrap,
-            s.group,
-            s.group,
-            t.score_changes,
-            t.transitions,
-            t.dead_letters,
-            t.changelog,
-            t.input,
-            t.latency_input,
-            s.guarantee,
-            state_dir.display(),
-            s.block_cache_mb,
-            s.write_buffer_mb,
-            s.input_format,
-            schema.display()
-        );
+        let config = s.config(&state_dir, &admin, &schema)?;
         let path = dir.join("leadscore.toml");
-        std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, config.to_toml()).with_context(|| format!("writing {}", path.display()))?;
         let log = dir.join("leadscore.log");
         // LEADSCORE_BENCH_LOGS=1 shows the service's log (for profiling runs);
         // otherwise it goes to a file shown when the service fails.

@@ -131,7 +131,7 @@ pub fn assert_same(got: &Records, reference: &Records) {
 
 /// Produces the sample events to `lead-events`, keyed by lead id.
 pub fn produce_sample(bootstrap: &str) {
-    let producer = leadscore_kafka::embedded::EventProducer::new(bootstrap).expect("producer");
+    let producer = leadscore_kafka::events::EventProducer::new(bootstrap).expect("producer");
     let events = std::fs::read_to_string(sample()).expect("sample");
     for line in events.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("json");
