@@ -116,6 +116,7 @@ pub struct ProcessingConfig {
     pub time: TimeSource,
     pub max_batch: usize,
     pub poll_timeout_ms: u64,
+    pub max_idle_ms: u64,
     pub tick_interval_ms: u64,
     pub delivery_timeout_ms: u64,
     pub restore_stall_timeout_ms: u64,

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub restoring_partitions: IntGauge,
     pub restore_records: IntCounter,
     pub restore_remaining: IntGauge,
+    pub merge_held: IntGauge,
+    pub merge_idle_expired: IntCounter,
     pub block_cache_bytes: IntGauge,
     pub memtable_bytes: IntGauge,
     pub build_info: IntGaugeVec,
@@ -182,6 +184,18 @@ impl Default for Metrics {
                 &r,
                 "leadscore_restore_remaining_records",
                 "Changelog records left to read by the restore under way.",
+            ),
+            merge_held: gauge(
+                &r,
+                "leadscore_merge_held_messages",
+                "Fetched messages held back to keep event-time order across co-partitioned input topics \
+                 (waiting for a topic that is behind, at most processing.max_idle_ms).",
+            ),
+            merge_idle_expired: counter(
+                &r,
+                "leadscore_merge_idle_expired_total",
+                "Times a partition group stopped waiting for a topic that was behind (processing.max_idle_ms \
+                 passed) and went ahead without it: event-time order across topics was not guaranteed then.",
             ),
             block_cache_bytes: gauge(
                 &r,

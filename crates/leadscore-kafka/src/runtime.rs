@@ -1,7 +1,10 @@
 //! The consume, process, produce, commit loop, at-least-once.
 //!
-//! For each poll batch and each partition in it: the processor computes the
-//! outputs and the state write; the outputs are published and flushed (every
+//! Each poll batch is decoded into the [`Aligner`], which releases each
+//! partition group's messages in event-time order across the input topics
+//! (waiting at most `max_idle` for a topic that is behind). For each partition
+//! with released messages: the processor computes the outputs and the state
+//! write; the outputs are published and flushed (every
 //! record acknowledged); then states, timers and input offsets are written to
 //! the store in one batch; then the offsets are committed to Kafka,
 //! asynchronously. A crash anywhere replays from the store's checkpoint: outputs
@@ -26,7 +29,7 @@ use crate::counters::Counters;
 use crate::producer::OutputProducer;
 use crate::restore::Restorer;
 use leadscore_core::{Millis, Model};
-use leadscore_pipeline::{Formats, InputMessage, OutputTopic, Processor, Step, TimeMode, Topics};
+use leadscore_pipeline::{Aligner, Formats, InputMessage, OutputTopic, Processor, Step, TimeMode, Topics};
 use leadscore_store::{Counts, Op, Partition, StateStore, StoreError};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -54,6 +57,9 @@ pub struct RunSettings {
     pub poll_timeout: Duration,
     /// How often timers are checked with no input.
     pub tick_interval: Duration,
+    /// How long a partition group waits for an input topic that is behind
+    /// (see [`leadscore_pipeline::aligner`]).
+    pub max_idle: Duration,
     pub delivery_timeout: Duration,
     /// How long a changelog restore may make no progress before it fails.
     pub restore_stall_timeout: Duration,
@@ -88,6 +94,7 @@ impl RunSettings {
             max_batch: 5000,
             poll_timeout: Duration::from_millis(100),
             tick_interval: Duration::from_millis(100),
+            max_idle: Duration::from_millis(500),
             delivery_timeout: Duration::from_secs(30),
             restore_stall_timeout: Duration::from_secs(60),
             formats: Formats::default(),
@@ -253,6 +260,9 @@ pub fn run(
     let mut dead_letters = DeadLetterLog::default();
     let mut breaker = (0u64, 0u64); // messages, dead letters in the current window
     let mut last_tick = Instant::now();
+    // Holds co-partitioned topics' messages until they can go in event-time order.
+    let mut aligner = Aligner::new(settings.topics.inputs.keys().cloned(), settings.max_idle.as_millis() as Millis);
+    let started = Instant::now();
     // Where the loop's time went, logged at shutdown (for capacity planning
     // and benchmarks): polling (waiting included), processing, committing.
     let mut time = LoopTime::default();
@@ -269,24 +279,34 @@ pub fn run(
             consumer.context().brokers_down.store(false, Ordering::Relaxed);
         }
         counters.brokers_down.store(consumer.context().brokers_down.load(Ordering::Relaxed), Ordering::Relaxed);
-        rebalanced(&consumer, &restorer, model, store, counters, &mut owned)?;
-        let mut by_partition: BTreeMap<Partition, Vec<InputMessage>> = BTreeMap::new();
+        rebalanced(&consumer, &restorer, model, store, counters, &mut owned, &mut aligner)?;
         for m in batch {
             // A partition revoked mid-poll: its new owner processes these.
             if owned.contains_key(&m.partition) {
-                by_partition.entry(m.partition).or_default().push(m);
+                aligner.push(processor.decode(m));
             }
         }
         let mut steps = Vec::new();
         let mut next_offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        for (partition, messages) in by_partition {
-            let step = processor.process(partition, &messages, clock())?;
-            dead_letters.add(&step.observations.dead_letters);
-            for m in &messages {
-                next_offsets.insert((m.topic.clone(), m.partition as i32), m.offset + 1);
+        let now = started.elapsed().as_millis() as Millis;
+        for partition in aligner.pending() {
+            let mut ready = Vec::new();
+            let mut caught_up = |topic: &str, next: Option<i64>| caught_up(&consumer, topic, partition, next);
+            if aligner.release(partition, now, &mut caught_up, &mut ready).idle_expired {
+                counters.metrics.merge_idle_expired.inc();
             }
-            steps.push((partition, step, messages.len()));
+            if ready.is_empty() {
+                continue;
+            }
+            for a in &ready {
+                next_offsets.insert((a.message.topic.clone(), partition as i32), a.message.offset + 1);
+            }
+            let messages = ready.len();
+            let step = processor.process_arrivals(partition, ready, clock())?;
+            dead_letters.add(&step.observations.dead_letters);
+            steps.push((partition, step, messages));
         }
+        counters.metrics.merge_held.set(aligner.buffered() as i64);
         let mut offsets = TopicPartitionList::new();
         for ((topic, partition), next) in &next_offsets {
             offsets.add_partition_offset(topic, *partition, Offset::Offset(*next)).map_err(kafka)?;
@@ -395,6 +415,7 @@ fn rebalanced(
     store: &dyn StateStore,
     counters: &Counters,
     owned: &mut BTreeMap<Partition, Counts>,
+    aligner: &mut Aligner,
 ) -> Result<(), RunError> {
     let changes = std::mem::take(&mut *consumer.context().changes.lock().unwrap_or_else(|p| p.into_inner()));
     let mut assigned: BTreeMap<Partition, Vec<(String, i32)>> = BTreeMap::new();
@@ -415,6 +436,7 @@ fn rebalanced(
                 for p in lost {
                     owned.remove(&p);
                     assigned.remove(&p);
+                    aligner.forget(p);
                 }
                 for (topic, p) in &tps {
                     let _ = counters.metrics.consumer_lag.remove_label_values(&[topic.as_str(), &p.to_string()]);
@@ -425,7 +447,9 @@ fn rebalanced(
     let (mut restored, mut records) = (Vec::new(), 0);
     for (partition, tps) in assigned {
         records += restorer.restore(partition, store, model, counters)?.records;
-        owned.insert(partition, store.checkpoint(partition)?.map(|c| c.counts).unwrap_or_default());
+        let checkpoint = store.checkpoint(partition)?.unwrap_or_default();
+        aligner.assign(partition, &checkpoint.next_offsets);
+        owned.insert(partition, checkpoint.counts);
         let mut tpl = TopicPartitionList::new();
         for (topic, p) in &tps {
             tpl.add_partition(topic, *p);
@@ -444,6 +468,37 @@ fn rebalanced(
     *counters.owned.lock().unwrap_or_else(|p| p.into_inner()) = owned.keys().copied().collect();
     export_counts(owned, counters);
     Ok(())
+}
+
+/// Whether the broker has nothing at or after `next` in this topic-partition,
+/// as of its last fetch response (librdkafka's cached high watermark: no
+/// request is made). Unknown counts as not caught up, so the group waits (at
+/// most `max_idle`). With transactional producers upstream the high watermark
+/// includes the last commit marker, which is never fetched as a message: such
+/// a topic counts as behind when it is not, and costs `max_idle` of latency
+/// when it is the only one with nothing new.
+fn caught_up(consumer: &BaseConsumer<Rebalances>, topic: &str, partition: Partition, next: Option<i64>) -> bool {
+    let Ok(name) = std::ffi::CString::new(topic) else { return false };
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the handle is the live client owned by `consumer`; `name` and the
+    // two out-parameters outlive the call, which only reads librdkafka's cache.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            name.as_ptr(),
+            partition as i32,
+            &mut low,
+            &mut high,
+        )
+    };
+    if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || high < 0 {
+        return false;
+    }
+    match next {
+        Some(next) => next >= high,
+        // Nothing fetched and no checkpoint: caught up only if the partition is empty.
+        None => low >= high,
+    }
 }
 
 /// The circuit breaker's verdict on a full window, which it then resets.

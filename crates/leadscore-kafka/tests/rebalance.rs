@@ -129,6 +129,11 @@ fn read_outputs(bootstrap: &str, at_least: usize) -> Records {
     out
 }
 
+/// Rebalance callbacks that revoked partitions from an instance.
+fn revoked(c: &Counters) -> u64 {
+    c.metrics.rebalances.with_label_values(&["revoked"]).get()
+}
+
 fn wait_for(what: &str, timeout: Duration, done: impl Fn() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -137,8 +142,21 @@ fn wait_for(what: &str, timeout: Duration, done: impl Fn() -> bool) {
     }
 }
 
+/// The default assignor: eager rebalances, every partition revoked and
+/// assigned again (each instance restores only the tail it lacks).
 #[test]
 fn a_survivor_restores_the_partitions_of_a_stopped_instance_from_the_changelog() {
+    handover("range");
+}
+
+/// Incremental rebalances (a single input topic allows them): only the
+/// stopped instance's partitions move.
+#[test]
+fn with_cooperative_sticky_only_the_moved_partitions_are_restored() {
+    handover("cooperative-sticky");
+}
+
+fn handover(assignor: &str) {
     if let Ok(filter) = std::env::var("RUST_LOG") {
         let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
     }
@@ -154,7 +172,8 @@ fn a_survivor_restores_the_partitions_of_a_stopped_instance_from_the_changelog()
     let half = input.len() / 2;
 
     let model = seed_model();
-    let s = settings(&bootstrap);
+    let mut s = settings(&bootstrap);
+    s.librdkafka.insert("partition.assignment.strategy".into(), assignor.into());
     let (dir_a, dir_b) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
     let store_a = RocksStore::open(dir_a.path(), &RocksSettings::default()).expect("store a");
     let store_b = RocksStore::open(dir_b.path(), &RocksSettings::default()).expect("store b");
@@ -175,6 +194,7 @@ fn a_survivor_restores_the_partitions_of_a_stopped_instance_from_the_changelog()
             Counters::get(&counters_a.messages) + Counters::get(&counters_b.messages) >= half as u64
         });
         let processed_by_a = Counters::get(&counters_a.applied);
+        let revoked_before = revoked(&counters_b);
         stop_a.store(true, Ordering::Relaxed);
         a.join().expect("no panic").expect("a stops cleanly");
         assert!(processed_by_a > 0, "instance a took part");
@@ -186,6 +206,12 @@ fn a_survivor_restores_the_partitions_of_a_stopped_instance_from_the_changelog()
                     == Some(per_partition(p))
             })
         });
+        let revoked_during_handover = revoked(&counters_b) - revoked_before;
+        if assignor == "cooperative-sticky" {
+            assert_eq!(revoked_during_handover, 0, "an incremental rebalance takes nothing from the survivor");
+        } else {
+            assert!(revoked_during_handover > 0, "an eager rebalance revokes everything first");
+        }
         stop_b.store(true, Ordering::Relaxed);
         b.join().expect("no panic").expect("b stops cleanly");
     });

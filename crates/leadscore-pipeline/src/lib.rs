@@ -16,14 +16,17 @@
 //!
 //! # Layout
 //!
+//! - [`aligner`]: event-time order across co-partitioned topics and poll batches.
 //! - [`messages`]: input messages, output records, topics.
 //! - [`observations`]: what a step saw, aggregated for metrics.
 //! - [`processor`]: the processing step.
 
+pub mod aligner;
 pub mod messages;
 pub mod observations;
 pub mod processor;
 
+pub use aligner::{Aligner, Arrival, Release};
 pub use messages::{InputMessage, OutputRecord, OutputTopic, Topics};
 pub use observations::{EventOutcome, Observations};
 pub use processor::{Formats, Processor, Stats, Step, TimeMode};

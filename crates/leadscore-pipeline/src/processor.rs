@@ -1,5 +1,6 @@
 //! The processing step: see the crate documentation.
 
+use crate::aligner::{merge_all, Arrival};
 use crate::messages::{headers, InputMessage, OutputRecord, OutputTopic, Topics};
 use crate::observations::{EventOutcome, Observations};
 use leadscore_codec::{decode_json, encode_json, AvroCodec, DecodeError, Limits, RecordContext};
@@ -113,42 +114,55 @@ impl<'a> Processor<'a> {
     }
 
     /// Processes a poll batch of one partition (messages in offset order per
-    /// topic). `now` is the wall clock, used in wall-clock mode for timers.
+    /// topic), merged across topics by event time within the batch. `now` is
+    /// the wall clock, used in wall-clock mode for timers.
     pub fn process(&self, partition: Partition, messages: &[InputMessage], now: Millis) -> Result<Step, StoreError> {
+        let arrivals = messages.iter().map(|m| self.decode(m.clone())).collect();
+        let ordered = merge_all(self.topics.inputs.keys().cloned(), arrivals);
+        self.process_arrivals(partition, ordered, now)
+    }
+
+    /// Processes decoded messages of one partition in the order given (see
+    /// [`crate::aligner`] for how the service orders them across batches).
+    /// Messages below the partition's checkpoint were applied before: skipped.
+    pub fn process_arrivals(
+        &self,
+        partition: Partition,
+        arrivals: Vec<Arrival>,
+        now: Millis,
+    ) -> Result<Step, StoreError> {
         let mut w = self.work(partition)?;
-        let decoded: Vec<Option<Result<Event, DecodeError>>> = messages
+        let fresh =
+            |w: &Work, m: &InputMessage| m.offset >= w.checkpoint.next_offsets.get(&m.topic).copied().unwrap_or(0);
+        let leads: Vec<LeadId> = arrivals
             .iter()
-            .map(|m| {
-                let next = w.checkpoint.next_offsets.get(&m.topic).copied().unwrap_or(0);
-                (m.offset >= next).then(|| self.decode(m))
-            })
+            .filter(|a| fresh(&w, &a.message))
+            .filter_map(|a| a.event.as_ref().ok())
+            .map(|e| e.lead_id.clone())
             .collect();
-        let leads: Vec<&str> =
-            decoded.iter().flatten().filter_map(|d| d.as_ref().ok()).map(|e| e.lead_id.as_str()).collect();
-        w.load(&leads)?;
+        let refs: Vec<&str> = leads.iter().map(LeadId::as_str).collect();
+        w.load(&refs)?;
         if self.mode == TimeMode::WallClock {
             w.fire_due(now, true)?;
         }
-        let order = merge_order(messages, &decoded);
-        let mut decoded: Vec<Option<Option<Result<Event, DecodeError>>>> = decoded.into_iter().map(Some).collect();
-        for i in order {
-            let (m, d) = (&messages[i], decoded[i].take().expect("each message once"));
+        for Arrival { message: m, event } in arrivals {
             let topic = self.topics.input_index(&m.topic).unwrap_or(u16::MAX);
+            let fresh = fresh(&w, &m);
             let seen = &mut w.step.observations;
-            if let (Some(_), Some(t)) = (&d, m.timestamp) {
+            if let (true, Some(t)) = (fresh, m.timestamp) {
                 seen.broker_times.push(t);
             }
-            match d {
-                None => {
+            match event {
+                _ if !fresh => {
                     w.step.stats.skipped += 1;
                     *seen.events.entry((topic, None, EventOutcome::Skipped)).or_default() += 1;
                 }
-                Some(Err(e)) => {
+                Err(e) => {
                     *seen.events.entry((topic, None, EventOutcome::DeadLettered)).or_default() += 1;
                     *seen.dead_letters.entry(e.class.as_str()).or_default() += 1;
-                    w.dead_letter(m, &e);
+                    w.dead_letter(&m, &e);
                 }
-                Some(Ok(event)) => {
+                Ok(event) => {
                     if self.mode == TimeMode::EventTime {
                         let watermark = w.checkpoint.watermark.map_or(event.timestamp, |x| x.max(event.timestamp));
                         w.checkpoint.watermark = Some(watermark);
@@ -167,7 +181,7 @@ impl<'a> Processor<'a> {
                 }
             }
             // Never backwards: a re-delivered, skipped message is behind it.
-            let next = w.checkpoint.next_offsets.entry(m.topic.clone()).or_insert(0);
+            let next = w.checkpoint.next_offsets.entry(m.topic).or_insert(0);
             *next = (*next).max(m.offset + 1);
         }
         Ok(w.finish())
@@ -202,42 +216,16 @@ impl<'a> Processor<'a> {
         })
     }
 
-    fn decode(&self, m: &InputMessage) -> Result<Event, DecodeError> {
+    /// Decodes a fetched message by its topic's kind and the input format.
+    pub fn decode(&self, m: InputMessage) -> Arrival {
         let kind = self.topics.inputs.get(&m.topic).copied().flatten();
         let payload = m.payload.as_deref().unwrap_or_default();
-        match &self.formats.avro_input {
+        let event = match &self.formats.avro_input {
             Some(avro) => avro.decode(payload, m.key.as_deref(), kind, &self.limits),
             None => decode_json(payload, m.key.as_deref(), kind, &self.limits),
-        }
+        };
+        Arrival { message: m, event }
     }
-}
-
-/// The order to apply a partition group's messages in: each topic's messages
-/// in offset order, merged across topics by event time (the earliest head
-/// first; messages without an event time, skipped or bad, go as soon as they
-/// are at their topic's head). With one topic, the poll order.
-fn merge_order(messages: &[InputMessage], decoded: &[Option<Result<Event, DecodeError>>]) -> Vec<usize> {
-    let mut queues: Vec<(&str, std::collections::VecDeque<usize>)> = Vec::new();
-    for (i, m) in messages.iter().enumerate() {
-        match queues.iter_mut().find(|(t, _)| *t == m.topic) {
-            Some((_, q)) => q.push_back(i),
-            None => queues.push((m.topic.as_str(), [i].into())),
-        }
-    }
-    if queues.len() <= 1 {
-        return (0..messages.len()).collect();
-    }
-    let time = |i: usize| match &decoded[i] {
-        Some(Ok(e)) => e.timestamp,
-        _ => Millis::MIN,
-    };
-    let mut order = Vec::with_capacity(messages.len());
-    while let Some((_, q)) =
-        queues.iter_mut().filter(|(_, q)| !q.is_empty()).min_by_key(|(_, q)| time(*q.front().expect("not empty")))
-    {
-        order.push(q.pop_front().expect("not empty"));
-    }
-    order
 }
 
 impl Work<'_, '_> {

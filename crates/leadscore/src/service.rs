@@ -57,6 +57,7 @@ pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
         max_batch: config.processing.max_batch,
         poll_timeout: Duration::from_millis(config.processing.poll_timeout_ms),
         tick_interval: Duration::from_millis(config.processing.tick_interval_ms),
+        max_idle: Duration::from_millis(config.processing.max_idle_ms),
         delivery_timeout: Duration::from_millis(config.processing.delivery_timeout_ms),
         restore_stall_timeout: Duration::from_millis(config.processing.restore_stall_timeout_ms),
         formats: formats(config)?,
