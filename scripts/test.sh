@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up and runs every check of leadscore: formatting, clippy, and all tests
+# Sets up and runs every check of leadscore: formatting, clippy, doc links, and all tests
 # (unit, property, golden, CLI, broker), and the end-to-end test on tansu.
 # CI runs exactly this (.ci/run).
 set -euo pipefail
@@ -16,6 +16,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo doc (broken intra-doc links fail)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 echo "== cargo test"
 cargo test --workspace --locked
 echo "== end to end on tansu (an out-of-process Kafka-protocol broker)"

@@ -1,4 +1,5 @@
-//! The consume, process, produce, commit loop, at-least-once.
+//! The consume, process, produce, commit loop (at least once here; `commit` also
+//! runs it as one Kafka transaction per batch for exactly once).
 //!
 //! Each poll batch is decoded into the [`Aligner`], which releases each
 //! partition group's messages in event-time order across the input topics
@@ -76,7 +77,7 @@ pub struct RunSettings {
     pub transactional_id: String,
 }
 
-/// The processing guarantee; see [`commit`].
+/// The processing guarantee (see the private `commit` function).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Guarantee {
     AtLeastOnce,

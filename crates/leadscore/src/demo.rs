@@ -222,6 +222,10 @@ pub fn demo(model: &Model, opts: &DemoOptions) -> anyhow::Result<()> {
     let mut settings = RunSettings::new(&bootstrap, "leadscore-demo");
     settings.topics = topics;
     settings.time_mode = TimeMode::WallClock;
+    // The mock broker answers a fetch that found nothing only after the full
+    // fetch.wait.max.ms (500 ms by default), even when data arrives meanwhile:
+    // outputs would trail their events by up to half a second.
+    settings.librdkafka.insert("fetch.wait.max.ms".into(), "10".into());
     eprintln!("leadscore demo: broker {bootstrap}, state in {}", dir.display());
 
     let started = Instant::now();

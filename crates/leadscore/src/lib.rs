@@ -8,7 +8,7 @@
 //! - [`demo`]: `leadscore demo`, the pipeline on an embedded broker.
 //! - [`service`]: `leadscore run`, the streaming service from its configuration.
 //! - [`loadgen`]: the synthetic stream produced to a broker (`leadscore gen`).
-//! - [`bench`]: `leadscore bench`, the end-to-end benchmark.
+//! - [`bench`](mod@bench): `leadscore bench`, the end-to-end benchmark.
 //! - [`progress`]: progress lines of long commands.
 
 pub mod bench;

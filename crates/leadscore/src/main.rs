@@ -387,7 +387,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", broker.bootstrap_servers());
             io::stdout().flush()?;
             eprintln!(
-                "leadscore dev-broker: serving leadscore's topics on {}; ctrl-c stops",
+                "leadscore dev-broker: serving leadscore's topics on {}; ctrl-c stops\n\
+                 (this broker answers a fetch that finds nothing only after the consumer's fetch.wait.max.ms, \
+                 500 ms by default, even if data arrives meanwhile; for low latency against it set \
+                 \"fetch.wait.max.ms\" = \"10\" in [kafka.librdkafka])",
                 broker.bootstrap_servers()
             );
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
