@@ -644,10 +644,16 @@ fn commit(
     for ((partition, step, messages), counts) in steps.into_iter().zip(counts) {
         m.observe(&settings.topics, &step.observations, step.stats.score_changes, clock());
         counters.add(messages, &step.stats);
+        // The published values are the JSON text, unless they are Avro.
+        let texts: Vec<(OutputTopic, &str, &str)> = if step.observations.json_outputs.is_empty() {
+            step.outputs.iter().filter_map(|o| utf8_key_value(o).map(|(k, v)| (o.topic, k, v))).collect()
+        } else {
+            step.observations.json_outputs.iter().map(|(t, lead, json)| (*t, lead.as_str(), json.as_str())).collect()
+        };
         counters.note_score_changes(
-            step.outputs.iter().filter(|o| o.topic == OutputTopic::ScoreChanges).filter_map(utf8_key_value),
+            texts.iter().filter(|(t, _, _)| *t == OutputTopic::ScoreChanges).map(|(_, k, v)| (*k, *v)),
         );
-        for (_, v) in step.outputs.iter().filter(|o| o.topic == OutputTopic::Transitions).filter_map(utf8_key_value) {
+        for (_, _, v) in texts.iter().filter(|(t, _, _)| *t == OutputTopic::Transitions) {
             let segment = v.split("\"segment\":\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("");
             counters.note_transition(v, segment, v.contains("\"transition\":\"entered\""));
         }

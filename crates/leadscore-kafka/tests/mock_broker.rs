@@ -306,6 +306,14 @@ fn avro_in_and_out_publishes_the_reference_records() {
         assert_eq!(got.get(&topic).cloned().unwrap_or_default(), want, "{topic:?}");
     }
     assert_eq!(dead, [json_input[10].1.clone()], "the original bytes in the dead-letter topic");
+
+    // The admin server's history is kept as JSON even though Avro was published.
+    let last = &expected[&OutputTopic::ScoreChanges].last().expect("a score change");
+    let lead =
+        serde_json::from_str::<serde_json::Value>(last).expect("json")["lead_id"].as_str().expect("lead").to_string();
+    assert_eq!(counters.score_changes_of(&lead).last(), Some(*last), "recent score changes of {lead}");
+    let transition = expected[&OutputTopic::Transitions].last().expect("a transition");
+    assert!(counters.recent(1000).contains(transition), "recent transitions");
 }
 
 /// Exactly-once mode end to end, as far as the mock broker can show it: every

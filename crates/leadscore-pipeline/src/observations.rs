@@ -6,7 +6,7 @@
 //! updates each counter once per step rather than once per event; the instants
 //! are kept per message, for the histograms.
 
-use leadscore_core::{Cause, Direction, Kind, Millis};
+use leadscore_core::{Cause, Direction, Kind, LeadId, Millis};
 use std::collections::HashMap;
 
 /// What happened to one input message.
@@ -52,4 +52,9 @@ pub struct Observations {
     pub broker_times: Vec<Millis>,
     /// For each timer fired on the wall clock: how late, in milliseconds.
     pub timer_delays: Vec<Millis>,
+    /// With Avro output only (the published values are then binary): each
+    /// score change and transition as JSON text, keyed by lead, for the
+    /// admin server's recent history. Empty with JSON output: the published
+    /// values are the text.
+    pub json_outputs: Vec<(crate::OutputTopic, LeadId, String)>,
 }

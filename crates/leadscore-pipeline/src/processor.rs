@@ -365,9 +365,11 @@ impl Work<'_, '_> {
             if let Some(avro) = &self.p.formats.avro_output {
                 // Our own records always fit our schemas; a failure is a bug,
                 // reported as an error that stops the step, not a panic.
-                value = avro
+                let avro_value = avro
                     .encode_output(&value, topic == OutputTopic::Transitions)
                     .map_err(|e| StoreError(format!("encoding an output record of lead {lead} in Avro: {e}")))?;
+                let json = String::from_utf8(std::mem::replace(&mut value, avro_value)).unwrap_or_default();
+                self.step.observations.json_outputs.push((topic, lead.clone(), json));
             }
             self.step.outputs.push(OutputRecord {
                 topic,
