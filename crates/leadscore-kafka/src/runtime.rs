@@ -264,8 +264,7 @@ pub fn run(
     // Holds co-partitioned topics' messages until they can go in event-time order.
     let mut aligner = Aligner::new(settings.topics.inputs.keys().cloned(), settings.max_idle.as_millis() as Millis);
     let started = Instant::now();
-    // Where the loop's time went, logged at shutdown (for capacity planning
-    // and benchmarks): polling (waiting included), processing, committing.
+    // Logged at shutdown, for capacity planning and benchmarks.
     let mut time = LoopTime::default();
     while !shutdown.load(Ordering::Relaxed) {
         let polling = Instant::now();
@@ -275,12 +274,14 @@ pub fn run(
             time.batches += 1;
             time.messages += batch.len() as u64;
         }
-        let processing = Instant::now();
         if !batch.is_empty() {
             consumer.context().brokers_down.store(false, Ordering::Relaxed);
         }
         counters.brokers_down.store(consumer.context().brokers_down.load(Ordering::Relaxed), Ordering::Relaxed);
+        let restoring = Instant::now();
         rebalanced(&consumer, &restorer, model, store, counters, &mut owned, &mut aligner)?;
+        time.rebalance += restoring.elapsed();
+        let processing = Instant::now();
         for m in batch {
             // A partition revoked mid-poll: its new owner processes these.
             if owned.contains_key(&m.partition) {
@@ -344,9 +345,12 @@ pub fn run(
                         steps.push((partition, step, 0));
                     }
                 }
+                time.timers += last_tick.elapsed();
                 if !steps.is_empty() {
+                    let committing = Instant::now();
                     let none = TopicPartitionList::new();
                     commit(steps, &none, &consumer, &producer, store, settings, counters, clock, &mut owned)?;
+                    time.commit += committing.elapsed();
                 }
             }
             export_lag(&consumer, settings, counters);
@@ -356,7 +360,9 @@ pub fn run(
     tracing::info!(
         poll_seconds = time.poll.as_secs_f64(),
         process_seconds = time.process.as_secs_f64(),
+        wall_clock_timer_seconds = time.timers.as_secs_f64(),
         commit_seconds = time.commit.as_secs_f64(),
+        rebalance_and_restore_seconds = time.rebalance.as_secs_f64(),
         batches = time.batches,
         messages = time.messages,
         "where the time went since the start"
@@ -366,11 +372,16 @@ pub fn run(
     Ok(())
 }
 
+/// Where the loop's time went: polling (waiting included), processing input,
+/// firing wall-clock timers, committing (both kinds of step), and handling
+/// rebalances (changelog restores included).
 #[derive(Default)]
 struct LoopTime {
     poll: Duration,
     process: Duration,
+    timers: Duration,
     commit: Duration,
+    rebalance: Duration,
     batches: u64,
     messages: u64,
 }

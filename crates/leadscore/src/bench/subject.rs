@@ -125,16 +125,16 @@ impl Subject {
         let log = dir.join("leadscore.log");
         // LEADSCORE_BENCH_LOGS=1 shows the service's log (for profiling runs);
         // otherwise it goes to a file shown when the service fails.
-        let stderr = if std::env::var_os("LEADSCORE_BENCH_LOGS").is_some() {
-            Stdio::inherit()
+        let (stderr, level) = if std::env::var_os("LEADSCORE_BENCH_LOGS").is_some() {
+            (Stdio::inherit(), "info")
         } else {
-            Stdio::from(std::fs::File::create(&log)?)
+            (Stdio::from(std::fs::File::create(&log)?), "warn")
         };
         let exe = std::env::current_exe().context("finding the leadscore binary")?;
         let child = Command::new(exe)
             .args(["run", "--config"])
             .arg(&path)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
