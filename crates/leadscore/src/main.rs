@@ -9,13 +9,6 @@ use std::io::{self, BufReader, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// jemalloc for everything in the process, RocksDB and librdkafka included:
-/// fewer cycles per allocation than glibc's malloc on the hot path (decoded
-/// events, output records, write batches) and less fragmentation over days.
-#[cfg(not(target_env = "msvc"))]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 /// Real-time lead scoring: behavioural scores that decay, demographic grades,
 /// and segments, from streams of marketing events.
 #[derive(Parser, Debug)]
