@@ -3,9 +3,12 @@
 //! Confluent wire format), at a target rate or as fast as the producer goes,
 //! with a configurable share of bad messages of every class leadscore
 //! dead-letters. Messages are keyed by lead id, as the input contract asks.
+//! All to one topic, or each event to the default topic of its kind (domain.md
+//! §2), as the default configuration's six co-partitioned topics expect.
 
 use anyhow::Context;
 use leadscore_codec::{encode_event_json, AvroCodec, AvroSettings};
+use leadscore_core::Kind;
 use leadscore_kafka::events::EventProducer;
 use leadscore_synth::{Generator, Rng, Settings};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +38,11 @@ impl WireFormat {
 #[derive(Debug, Clone)]
 pub struct Load {
     pub bootstrap_servers: String,
+    /// Where every event goes, or (with `by_kind`) the events of kinds without
+    /// a topic of their own, and the bad messages.
     pub topic: String,
+    /// Each event to the default topic of its kind ([`default_topic_of`]).
+    pub by_kind: bool,
     pub events: u64,
     /// Events per second; 0 is as fast as possible.
     pub rate: u64,
@@ -61,6 +68,20 @@ pub struct Summary {
 impl Summary {
     pub fn rate(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The default input topic of each kind (domain.md §2): `page-views`,
+/// `email-clicks`, `downloads`, `email-bounces`, `lead-profiles` for profile,
+/// opportunity and erase events; `None` for the rest (`lead-events`).
+pub fn default_topic_of(kind: Kind) -> Option<&'static str> {
+    match kind {
+        Kind::PageView => Some("page-views"),
+        Kind::EmailClick => Some("email-clicks"),
+        Kind::Download => Some("downloads"),
+        Kind::EmailBounce => Some("email-bounces"),
+        Kind::ProfileUpdate | Kind::OpportunityUpdate | Kind::Erase => Some("lead-profiles"),
+        _ => None,
     }
 }
 
@@ -122,6 +143,10 @@ pub fn produce(
         let event = generator.next_event();
         payload.clear();
         let bad = load.bad_share > 0.0 && faults.chance(load.bad_share);
+        let topic = match load.by_kind.then(|| default_topic_of(event.kind)).flatten() {
+            Some(topic) if !bad => topic,
+            _ => load.topic.as_str(),
+        };
         if bad {
             bad_message(summary.bad, event.lead_id.as_str(), &mut payload);
             summary.bad += 1;
@@ -136,8 +161,8 @@ pub fn produce(
             on_send(seq, Instant::now());
         }
         producer
-            .send(&load.topic, event.lead_id.as_str().as_bytes(), &payload)
-            .with_context(|| format!("producing to {}", load.topic))?;
+            .send(topic, event.lead_id.as_str().as_bytes(), &payload)
+            .with_context(|| format!("producing to {topic}"))?;
         summary.events += 1;
         summary.bytes += payload.len() as u64;
         progress(summary.events);

@@ -68,6 +68,12 @@ enum Command {
         /// The topic to produce to (with --bootstrap-servers).
         #[arg(long, default_value = "lead-events")]
         topic: String,
+        /// Each event to the default topic of its kind, as the default
+        /// configuration reads them: page-views, email-clicks, downloads,
+        /// email-bounces, lead-profiles (profile, opportunity, erase), and
+        /// --topic for the other kinds and bad messages.
+        #[arg(long)]
+        by_kind: bool,
         /// Events per second; 0 is as fast as possible (with --bootstrap-servers).
         #[arg(long, default_value_t = 0)]
         rate: u64,
@@ -247,14 +253,15 @@ fn check_share(flag: &str, share: f64) -> anyhow::Result<()> {
 fn produce_to_kafka(load: &leadscore::loadgen::Load) -> anyhow::Result<()> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     leadscore::demo::on_signal(stop.clone());
-    let mut bar = leadscore::progress::Progress::new(format!("producing to {}", load.topic), load.events);
+    let to = if load.by_kind { "the topics of their kinds".to_string() } else { load.topic.clone() };
+    let mut bar = leadscore::progress::Progress::new(format!("producing to {to}"), load.events);
     let summary = leadscore::loadgen::produce(load, &stop, &mut |_, _| {}, &mut |n| bar.update(n))?;
     bar.finish(summary.events);
     eprintln!(
         "leadscore gen: {} events ({} bad) to {} on {}: {:.1} MiB in {:.2} s, {:.0} events/s, {:.1} MiB/s",
         summary.events,
         summary.bad,
-        load.topic,
+        to,
         load.bootstrap_servers,
         summary.bytes as f64 / (1 << 20) as f64,
         summary.elapsed.as_secs_f64(),
@@ -296,6 +303,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             output,
             bootstrap_servers,
             topic,
+            by_kind,
             rate,
             format,
             schema_id,
@@ -310,6 +318,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let load = leadscore::loadgen::Load {
                     bootstrap_servers: bootstrap,
                     topic,
+                    by_kind,
                     events,
                     rate,
                     format: wire_format(&format, schema_id),

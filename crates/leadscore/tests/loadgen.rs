@@ -166,3 +166,77 @@ fn bench_measures_the_ceiling_both_guarantees_and_latency_in_one_run() {
         assert!(cells[6].ends_with("MiB") && cells[7].ends_with("MiB"), "RSS and state: {row}");
     }
 }
+
+/// `--by-kind` fills the default configuration's six co-partitioned topics,
+/// each kind on its topic; the service, configured with them, applies each
+/// lead's events in event-time order across the topics, so that what it
+/// publishes equals the offline scorer's output for the same stream in one file.
+#[test]
+fn gen_by_kind_fills_the_default_topics_and_the_service_reads_them_in_event_time_order() {
+    use leadscore_kafka::{run, Counters, RunSettings};
+    use leadscore_pipeline::TimeMode;
+    use leadscore_rocks::{RocksSettings, RocksStore};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let broker = EmbeddedBroker::start(&Topics::default(), 2).expect("broker");
+    let bootstrap = broker.bootstrap_servers();
+    let args = ["--events", "3000", "--leads", "60", "--step", "5m"];
+    let out = bin().args(["gen", "--bootstrap-servers", &bootstrap, "--by-kind"]).args(args).output().expect("gen");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("to the topics of their kinds"), "{stderr}");
+
+    // The same stream as a file: which kinds each topic must hold, and the reference.
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("events.jsonl");
+    let out = bin().arg("gen").args(args).arg("--output").arg(&file).output().expect("gen to a file");
+    assert!(out.status.success());
+    let mut by_topic: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
+    for line in std::fs::read_to_string(&file).expect("events").lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        let kind = v["type"].as_str().expect("type").to_string();
+        let k = leadscore_core::Kind::parse(&kind).expect("a kind");
+        let topic = leadscore::loadgen::default_topic_of(k).unwrap_or("lead-events");
+        *by_topic.entry(topic).or_default().entry(kind).or_default() += 1;
+    }
+    assert_eq!(by_topic.len(), 6, "every default topic gets events: {by_topic:?}");
+    // One reader of all six topics (consumers of one group, one after the
+    // other, would each wait for the last one's session to time out).
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "by-kind-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("reader");
+    reader.subscribe(&by_topic.keys().copied().collect::<Vec<_>>()).expect("subscribe");
+    let mut got: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    let (mut n, deadline) = (0, Instant::now() + Duration::from_secs(60));
+    while n < 3000 && Instant::now() < deadline {
+        let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) else { continue };
+        let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default()).expect("json");
+        *got.entry(m.topic().to_string()).or_default().entry(v["type"].as_str().expect("type").into()).or_default() +=
+            1;
+        n += 1;
+    }
+    let want: BTreeMap<String, BTreeMap<String, usize>> =
+        by_topic.into_iter().map(|(t, kinds)| (t.to_string(), kinds)).collect();
+    assert_eq!(got, want, "each topic holds the kinds it is for");
+
+    let mut s = RunSettings::new(&bootstrap, "by-kind");
+    s.time_mode = TimeMode::EventTime;
+    s.max_batch = 50; // many batches, so that order across them matters
+    let store = RocksStore::open(&dir.path().join("state"), &RocksSettings::default()).expect("store");
+    let (model, counters, stop) = (leadscore_config::seed_model(), Counters::default(), AtomicBool::new(false));
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(|| run(&s, &model, &store, &|| 0, &stop, &counters));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Counters::get(&counters.messages) < 3000 && Instant::now() < deadline && !handle.is_finished() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::Relaxed);
+        handle.join().expect("no panic").expect("the loop ends cleanly");
+    });
+    assert_eq!(Counters::get(&counters.applied), 3000);
+    let reference = support::reference_of(&file);
+    let (got, repeats) = support::read_outputs(&bootstrap, reference.len());
+    assert_eq!(repeats, 0);
+    support::assert_same(&got, &reference);
+}

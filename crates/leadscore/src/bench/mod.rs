@@ -114,6 +114,7 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
     let load = Load {
         bootstrap_servers: bootstrap.clone(),
         topic: input.clone(),
+        by_kind: false,
         events: opts.events,
         rate: 0,
         format: opts.format,
@@ -298,6 +299,7 @@ impl LatencyPhase<'_> {
         let load = Load {
             bootstrap_servers: self.bootstrap.to_string(),
             topic: self.input.to_string(),
+            by_kind: false,
             events,
             rate: self.rate,
             format: self.format,

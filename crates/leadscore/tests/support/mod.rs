@@ -86,8 +86,13 @@ fn identity(json: &str) -> (String, u64, String) {
 
 /// What the offline scorer prints for the sample, in event time.
 pub fn reference() -> Records {
-    let offline = bin().args(["score", "--input"]).arg(sample()).output().expect("score");
-    assert!(offline.status.success());
+    reference_of(&sample())
+}
+
+/// What the offline scorer prints for a file of events, in event time.
+pub fn reference_of(events: &Path) -> Records {
+    let offline = bin().args(["score", "--input"]).arg(events).output().expect("score");
+    assert!(offline.status.success(), "{}", String::from_utf8_lossy(&offline.stderr));
     String::from_utf8(offline.stdout).expect("utf8").lines().map(|l| (identity(l), l.to_string())).collect()
 }
 
