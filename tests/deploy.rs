@@ -90,7 +90,7 @@ fn every_metric_the_dashboard_queries_exists() {
     o.events.insert((0, None, EventOutcome::Applied), 1);
     o.dead_letters.insert("not_json", 1);
     o.transitions.insert((0, leadscore_core::Direction::Entered, leadscore_core::Cause::Event), 1);
-    metrics.observe(&Topics::default(), &o, 1, 0);
+    metrics.observe(&Topics::default(), &o, 1, 0, 0);
     metrics.rebalances.with_label_values(&["assigned"]).inc();
     metrics.consumer_lag.with_label_values(&["lead-events", "0"]).set(1);
     let exported = metrics.render();

@@ -653,7 +653,8 @@ fn commit(
     m.store_write_duration.observe(writing.elapsed().as_secs_f64());
     m.commit_duration.observe(started.elapsed().as_secs_f64());
     for ((partition, step, messages), counts) in steps.into_iter().zip(counts) {
-        m.observe(&settings.topics, &step.observations, step.stats.score_changes, clock());
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        m.observe(&settings.topics, &step.observations, step.stats.score_changes, clock(), wall as Millis);
         counters.add(messages, &step.stats);
         // The published values are the JSON text, unless they are Avro.
         let texts: Vec<(OutputTopic, &str, &str)> = if step.observations.json_outputs.is_empty() {
