@@ -12,8 +12,7 @@
 //! see.
 
 use leadscore_codec::{AvroCodec, AvroSettings};
-use leadscore_config::seed_model;
-use leadscore_kafka::{run, Counters, RunSettings};
+use leadscore_kafka::{Counters, RunSettings};
 use leadscore_pipeline::{TimeMode, Topics};
 use leadscore_rocks::{RocksSettings, RocksStore};
 use rdkafka::config::ClientConfig;
@@ -24,7 +23,6 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -126,16 +124,7 @@ fn through_the_broker(scenarios: &[(PathBuf, Vec<String>)], avro: Option<Arc<Avr
     s.dead_letter_max_share = 1.0;
     let store_dir = tempfile::tempdir().expect("dir");
     let store = RocksStore::open(store_dir.path(), &RocksSettings::default()).expect("store");
-    let (model, counters, stop) = (seed_model(), Counters::default(), AtomicBool::new(false));
-    std::thread::scope(|scope| {
-        let handle = scope.spawn(|| run(&s, &model, &store, &|| 0, &stop, &counters));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Counters::get(&counters.messages) < total && Instant::now() < deadline && !handle.is_finished() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        stop.store(true, Ordering::Relaxed);
-        handle.join().expect("no panic").expect("the loop ends cleanly");
-    });
+    let counters = support::run_until(&s, &store, total);
     assert_eq!(Counters::get(&counters.messages), total, "every event consumed");
 
     let reader: BaseConsumer = ClientConfig::new()

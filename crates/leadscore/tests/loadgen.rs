@@ -173,10 +173,9 @@ fn bench_measures_the_ceiling_both_guarantees_and_latency_in_one_run() {
 /// publishes equals the offline scorer's output for the same stream in one file.
 #[test]
 fn gen_by_kind_fills_the_default_topics_and_the_service_reads_them_in_event_time_order() {
-    use leadscore_kafka::{run, Counters, RunSettings};
+    use leadscore_kafka::{Counters, RunSettings};
     use leadscore_pipeline::TimeMode;
     use leadscore_rocks::{RocksSettings, RocksStore};
-    use std::sync::atomic::{AtomicBool, Ordering};
     let broker = EmbeddedBroker::start(&Topics::default(), 2).expect("broker");
     let bootstrap = broker.bootstrap_servers();
     let args = ["--events", "3000", "--leads", "60", "--step", "5m"];
@@ -224,16 +223,7 @@ fn gen_by_kind_fills_the_default_topics_and_the_service_reads_them_in_event_time
     s.time_mode = TimeMode::EventTime;
     s.max_batch = 50; // many batches, so that order across them matters
     let store = RocksStore::open(&dir.path().join("state"), &RocksSettings::default()).expect("store");
-    let (model, counters, stop) = (leadscore_config::seed_model(), Counters::default(), AtomicBool::new(false));
-    std::thread::scope(|scope| {
-        let handle = scope.spawn(|| run(&s, &model, &store, &|| 0, &stop, &counters));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Counters::get(&counters.messages) < 3000 && Instant::now() < deadline && !handle.is_finished() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        stop.store(true, Ordering::Relaxed);
-        handle.join().expect("no panic").expect("the loop ends cleanly");
-    });
+    let counters = support::run_until(&s, &store, 3000);
     assert_eq!(Counters::get(&counters.applied), 3000);
     let reference = support::reference_of(&file);
     let (got, repeats) = support::read_outputs(&bootstrap, reference.len());

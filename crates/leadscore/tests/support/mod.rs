@@ -151,3 +151,26 @@ pub fn stop(mut run: Child) -> bool {
     Command::new("kill").args(["-TERM", &run.id().to_string()]).status().expect("kill");
     run.wait().expect("exits").success()
 }
+
+/// Runs the service loop in this process (event time, seed model) on `store`
+/// until it has consumed `messages` messages (or a minute passed), then stops it
+/// cleanly; its counters.
+pub fn run_until(
+    settings: &leadscore_kafka::RunSettings,
+    store: &dyn leadscore_store::StateStore,
+    messages: u64,
+) -> leadscore_kafka::Counters {
+    use leadscore_kafka::Counters;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (model, counters, stop) = (leadscore_config::seed_model(), Counters::default(), AtomicBool::new(false));
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(|| leadscore_kafka::run(settings, &model, store, &|| 0, &stop, &counters));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Counters::get(&counters.messages) < messages && Instant::now() < deadline && !handle.is_finished() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::Relaxed);
+        handle.join().expect("no panic").expect("the loop ends cleanly");
+    });
+    counters
+}
