@@ -41,11 +41,7 @@ fn state() -> (AdminState, Arc<MemoryStore>) {
     store.write(&step.write).expect("commit");
     let counters = Arc::new(Counters::default());
     counters.metrics.describe_model(&model);
-    for o in &step.outputs {
-        if o.topic == leadscore_pipeline::OutputTopic::ScoreChanges {
-            counters.note_score_change("L-1", std::str::from_utf8(o.value.as_deref().expect("value")).expect("utf8"));
-        }
-    }
+    counters.note_published(step.observations.published.clone());
     let now = parse_rfc3339("2026-01-01T00:02:00Z").expect("time") + 10 * DAY;
     let state = AdminState {
         counters,

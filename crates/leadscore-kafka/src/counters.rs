@@ -4,7 +4,8 @@
 //! and the last few score changes of recently changed leads.
 
 use crate::metrics::Metrics;
-use leadscore_pipeline::Stats;
+use leadscore_core::LeadId;
+use leadscore_pipeline::{Published, Stats};
 use leadscore_store::Partition;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -69,23 +70,35 @@ impl Counters {
         self.batches.fetch_add(1, Relaxed);
     }
 
-    /// Notes a published transition (its JSON and segment).
-    pub fn note_transition(&self, json: &str, segment: &str, entered: bool) {
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if recent.len() == RECENT {
-            recent.pop_front();
+    /// Remembers a step's published score changes and transitions (one lock
+    /// of each kind per step): the last changes of each recently changed
+    /// lead, the last transitions, and entries per segment.
+    pub fn note_published(&self, published: Vec<Published>) {
+        let (transitions, changes): (Vec<Published>, Vec<Published>) =
+            published.into_iter().partition(|p| p.transition.is_some());
+        self.note_score_changes(changes.into_iter().map(|p| (p.lead, p.json)));
+        if transitions.is_empty() {
+            return;
         }
-        recent.push_back(json.to_string());
-        if entered {
-            *self.entered.lock().unwrap_or_else(|p| p.into_inner()).entry(segment.to_string()).or_default() += 1;
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entered = self.entered.lock().unwrap_or_else(|p| p.into_inner());
+        for p in transitions {
+            if let Some((segment, true)) = p.transition {
+                *entered.entry(self.metrics.segment_name(segment)).or_default() += 1;
+            }
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back(p.json);
         }
     }
 
     /// Remembers published score changes: (lead, its JSON) pairs. One lock
     /// per call, so callers pass a whole step's changes.
-    pub fn note_score_changes<'a>(&self, changes: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    pub fn note_score_changes(&self, changes: impl IntoIterator<Item = (LeadId, String)>) {
         let mut r = self.recent_changes.lock().unwrap_or_else(|p| p.into_inner());
         for (lead, json) in changes {
+            let lead = lead.as_str();
             let changes = match r.by_lead.get_mut(lead) {
                 Some(changes) => changes,
                 None => {
@@ -101,13 +114,8 @@ impl Counters {
             if changes.len() == CHANGES_PER_LEAD {
                 changes.pop_front();
             }
-            changes.push_back(json.to_string());
+            changes.push_back(json);
         }
-    }
-
-    /// Remembers a published score change of `lead` (its JSON).
-    pub fn note_score_change(&self, lead: &str, json: &str) {
-        self.note_score_changes([(lead, json)]);
     }
 
     /// The last score changes of `lead` seen by this instance, oldest first.

@@ -257,6 +257,13 @@ impl Metrics {
         }
     }
 
+    /// The name of the model's segment `index` ("unknown" before the model is
+    /// described, or out of range).
+    pub fn segment_name(&self, index: u16) -> String {
+        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        segments.get(index as usize).cloned().unwrap_or_else(|| "unknown".to_string())
+    }
+
     /// Sets the gauges kept from the owned partitions' counts.
     pub fn set_counts(&self, total: &Counts) {
         self.leads.set(total.leads);

@@ -30,7 +30,7 @@ use crate::counters::Counters;
 use crate::producer::OutputProducer;
 use crate::restore::Restorer;
 use leadscore_core::{Millis, Model};
-use leadscore_pipeline::{Aligner, Formats, InputMessage, OutputTopic, Processor, Step, TimeMode, Topics};
+use leadscore_pipeline::{Aligner, Formats, InputMessage, Processor, Step, TimeMode, Topics};
 use leadscore_store::{Counts, Op, Partition, StateStore, StoreError};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -273,8 +273,6 @@ pub fn run(
         if !batch.is_empty() {
             time.batches += 1;
             time.messages += batch.len() as u64;
-        }
-        if !batch.is_empty() {
             consumer.context().brokers_down.store(false, Ordering::Relaxed);
         }
         counters.brokers_down.store(consumer.context().brokers_down.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -652,23 +650,12 @@ fn commit(
     let m = &counters.metrics;
     m.store_write_duration.observe(writing.elapsed().as_secs_f64());
     m.commit_duration.observe(started.elapsed().as_secs_f64());
-    for ((partition, step, messages), counts) in steps.into_iter().zip(counts) {
-        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        m.observe(&settings.topics, &step.observations, step.stats.score_changes, clock(), wall as Millis);
+    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let now = clock();
+    for ((partition, mut step, messages), counts) in steps.into_iter().zip(counts) {
+        m.observe(&settings.topics, &step.observations, step.stats.score_changes, now, wall as Millis);
         counters.add(messages, &step.stats);
-        // The published values are the JSON text, unless they are Avro.
-        let texts: Vec<(OutputTopic, &str, &str)> = if step.observations.json_outputs.is_empty() {
-            step.outputs.iter().filter_map(|o| utf8_key_value(o).map(|(k, v)| (o.topic, k, v))).collect()
-        } else {
-            step.observations.json_outputs.iter().map(|(t, lead, json)| (*t, lead.as_str(), json.as_str())).collect()
-        };
-        counters.note_score_changes(
-            texts.iter().filter(|(t, _, _)| *t == OutputTopic::ScoreChanges).map(|(_, k, v)| (*k, *v)),
-        );
-        for (_, _, v) in texts.iter().filter(|(t, _, _)| *t == OutputTopic::Transitions) {
-            let segment = v.split("\"segment\":\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("");
-            counters.note_transition(v, segment, v.contains("\"transition\":\"entered\""));
-        }
+        counters.note_published(std::mem::take(&mut step.observations.published));
         if let (Some(counts), Some(at)) = (counts, owned.get_mut(&partition)) {
             *at = counts;
         }
@@ -676,12 +663,6 @@ fn commit(
     // Once per batch: the totals sum every owned partition.
     export_counts(owned, counters);
     Ok(())
-}
-
-/// A record's key and value as text (JSON outputs are).
-fn utf8_key_value(o: &leadscore_pipeline::OutputRecord) -> Option<(&str, &str)> {
-    let k = std::str::from_utf8(o.key.as_deref()?).ok()?;
-    Some((k, std::str::from_utf8(o.value.as_deref()?).ok()?))
 }
 
 /// Up to `max_batch` messages: waits up to `poll_timeout` for the first, then

@@ -314,6 +314,14 @@ fn avro_in_and_out_publishes_the_reference_records() {
     assert_eq!(counters.score_changes_of(&lead).last(), Some(*last), "recent score changes of {lead}");
     let transition = expected[&OutputTopic::Transitions].last().expect("a transition");
     assert!(counters.recent(1000).contains(transition), "recent transitions");
+    let mut entered: std::collections::BTreeMap<String, u64> = Default::default();
+    for t in &expected[&OutputTopic::Transitions] {
+        let v: serde_json::Value = serde_json::from_str(t).expect("json");
+        if v["transition"] == "entered" {
+            *entered.entry(v["segment"].as_str().expect("segment").to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(counters.entered(), entered.into_iter().collect::<Vec<_>>(), "entries per segment");
 }
 
 /// Exactly-once mode end to end, as far as the mock broker can show it: every

@@ -182,11 +182,10 @@ impl Aligner {
 /// up: each topic's messages in offset order, merged by event time.
 pub fn merge_all(topics: impl IntoIterator<Item = String>, arrivals: Vec<Arrival>) -> Vec<Arrival> {
     let mut aligner = Aligner::new(topics, 0);
-    let partitions: Vec<Partition> = arrivals.iter().map(|a| a.message.partition).collect();
+    let mut out = Vec::with_capacity(arrivals.len());
     for a in arrivals {
         aligner.push(a);
     }
-    let mut out = Vec::with_capacity(partitions.len());
     for p in aligner.pending() {
         aligner.release(p, 0, &mut |_, _| true, &mut out);
     }

@@ -28,5 +28,5 @@ pub mod processor;
 
 pub use aligner::{Aligner, Arrival, Release};
 pub use messages::{InputMessage, OutputRecord, OutputTopic, Topics};
-pub use observations::{EventOutcome, Observations};
+pub use observations::{EventOutcome, Observations, Published};
 pub use processor::{Formats, Processor, Stats, Step, TimeMode};

@@ -36,6 +36,16 @@ impl EventOutcome {
     }
 }
 
+/// A score change or transition of a lead, as JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub lead: LeadId,
+    pub json: String,
+    /// For a transition: the segment's index in the model and whether the
+    /// lead entered it (`None`: a score change).
+    pub transition: Option<(u16, bool)>,
+}
+
 /// See the module documentation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observations {
@@ -52,9 +62,8 @@ pub struct Observations {
     pub broker_times: Vec<Millis>,
     /// For each timer fired on the wall clock: how late, in milliseconds.
     pub timer_delays: Vec<Millis>,
-    /// With Avro output only (the published values are then binary): each
-    /// score change and transition as JSON text, keyed by lead, for the
-    /// admin server's recent history. Empty with JSON output: the published
-    /// values are the text.
-    pub json_outputs: Vec<(crate::OutputTopic, LeadId, String)>,
+    /// Each score change and transition of the step as JSON text, also when
+    /// the published values are Avro: the admin server's recent history and
+    /// the demo's view keep these.
+    pub published: Vec<Published>,
 }

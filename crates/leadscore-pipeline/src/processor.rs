@@ -2,10 +2,10 @@
 
 use crate::aligner::{merge_all, Arrival};
 use crate::messages::{headers, InputMessage, OutputRecord, OutputTopic, Topics};
-use crate::observations::{EventOutcome, Observations};
+use crate::observations::{EventOutcome, Observations, Published};
 use leadscore_codec::{decode_json, encode_json, AvroCodec, DecodeError, Limits, RecordContext};
 use leadscore_core::engine::{advance, apply, Outcome};
-use leadscore_core::output::{Cause, Record};
+use leadscore_core::output::{Cause, Direction, Record};
 use leadscore_core::{Event, LeadId, LeadState, Millis, Model, Outputs};
 use leadscore_store::{decode_state, encode_state, Checkpoint, Partition, StateStore, StoreError, WriteBatch};
 use std::collections::{BTreeSet, HashMap};
@@ -134,14 +134,13 @@ impl<'a> Processor<'a> {
         let mut w = self.work(partition)?;
         let fresh =
             |w: &Work, m: &InputMessage| m.offset >= w.checkpoint.next_offsets.get(&m.topic).copied().unwrap_or(0);
-        let leads: Vec<LeadId> = arrivals
+        let leads: Vec<&str> = arrivals
             .iter()
             .filter(|a| fresh(&w, &a.message))
             .filter_map(|a| a.event.as_ref().ok())
-            .map(|e| e.lead_id.clone())
+            .map(|e| e.lead_id.as_str())
             .collect();
-        let refs: Vec<&str> = leads.iter().map(LeadId::as_str).collect();
-        w.load(&refs)?;
+        w.load(&leads)?;
         if self.mode == TimeMode::WallClock {
             w.fire_due(now, true)?;
         }
@@ -346,6 +345,10 @@ impl Work<'_, '_> {
             event: event.map(|e| (e.event_id.as_str(), e.kind)),
         };
         for r in &self.out.records {
+            let transition = match r {
+                Record::Transition(t) => Some((t.segment, t.direction == Direction::Entered)),
+                Record::ScoreChange(_) => None,
+            };
             let topic = match r {
                 Record::ScoreChange(_) => {
                     self.step.stats.score_changes += 1;
@@ -362,15 +365,19 @@ impl Work<'_, '_> {
             };
             let mut value = Vec::with_capacity(320);
             encode_json(&mut value, &ctx, r, &self.out.reasons);
-            if let Some(avro) = &self.p.formats.avro_output {
-                // Our own records always fit our schemas; a failure is a bug,
-                // reported as an error that stops the step, not a panic.
-                let avro_value = avro
-                    .encode_output(&value, topic == OutputTopic::Transitions)
-                    .map_err(|e| StoreError(format!("encoding an output record of lead {lead} in Avro: {e}")))?;
-                let json = String::from_utf8(std::mem::replace(&mut value, avro_value)).unwrap_or_default();
-                self.step.observations.json_outputs.push((topic, lead.clone(), json));
-            }
+            let json = match &self.p.formats.avro_output {
+                Some(avro) => {
+                    // Our own records always fit our schemas; a failure is a bug,
+                    // reported as an error that stops the step, not a panic.
+                    let avro_value = avro
+                        .encode_output(&value, topic == OutputTopic::Transitions)
+                        .map_err(|e| StoreError(format!("encoding an output record of lead {lead} in Avro: {e}")))?;
+                    std::mem::replace(&mut value, avro_value)
+                }
+                None => value.clone(),
+            };
+            let json = String::from_utf8(json).map_err(|e| StoreError(format!("output record not UTF-8: {e}")))?;
+            self.step.observations.published.push(Published { lead: lead.clone(), json, transition });
             self.step.outputs.push(OutputRecord {
                 topic,
                 key: Some(lead.as_str().as_bytes().to_vec()),
