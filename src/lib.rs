@@ -8,4 +8,5 @@ pub use leadscore as cli;
 pub use leadscore_codec as codec;
 pub use leadscore_config as config;
 pub use leadscore_core as core;
+pub use leadscore_pipeline as pipeline;
 pub use leadscore_synth as synth;

@@ -4,8 +4,7 @@
 //! queries.
 
 use leadscore_config::service::ServiceConfig;
-use leadscore_kafka::Metrics;
-use leadscore_pipeline::{EventOutcome, Observations, Topics};
+use leadscore_telemetry::{EventOutcome, Metrics, Observations};
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
 
@@ -21,8 +20,8 @@ fn yaml(file: &str) -> Value {
     serde_yaml::from_str(&read(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
-fn port_of(listen: &str) -> u16 {
-    listen.rsplit(':').next().and_then(|p| p.parse().ok()).expect("host:port")
+fn port_of(listen: &std::net::SocketAddr) -> u16 {
+    listen.port()
 }
 
 /// Every topic a configuration reads or writes.
@@ -90,7 +89,8 @@ fn every_metric_the_dashboard_queries_exists() {
     o.events.insert((0, None, EventOutcome::Applied), 1);
     o.dead_letters.insert("not_json", 1);
     o.transitions.insert((0, leadscore_core::Direction::Entered, leadscore_core::Cause::Event), 1);
-    metrics.observe(&Topics::default(), &o, 1, 0, 0);
+    metrics.describe_inputs(["lead-events"]);
+    metrics.observe(&o, 1, 0, 0);
     metrics.rebalances.with_label_values(&["assigned"]).inc();
     metrics.consumer_lag.with_label_values(&["lead-events", "0"]).set(1);
     let exported = metrics.render();
@@ -161,7 +161,7 @@ fn kubernetes_manifests_agree_with_the_config_and_the_admin_server() {
     std::env::set_var(var, "leadscore-0");
     let with_env = ServiceConfig::load_files(&[&main, &secrets]);
     std::env::remove_var(var);
-    assert_eq!(with_env.expect("config").kafka.group_instance_id, "leadscore-0");
+    assert_eq!(with_env.expect("config").kafka.group_instance_id.as_deref(), Some("leadscore-0"));
 }
 
 #[test]
@@ -171,9 +171,14 @@ fn the_example_config_documents_every_key_and_is_valid() {
     let example = ServiceConfig::load(Some(&example_path)).expect("the example is valid");
     let text = std::fs::read_to_string(&example_path).expect("example");
     let defaults = std::fs::read_to_string(root.join("config/leadscore.default.toml")).expect("defaults");
-    // Every key of the defaults appears in the example.
-    for line in defaults.lines().filter(|l| !l.starts_with('#') && l.contains(" = ")) {
-        let key = line.split(" = ").next().expect("key");
+    // Every key of the defaults, set or shown commented out (an option not set
+    // by default), appears set in the example.
+    let keys = defaults.lines().filter_map(|l| {
+        let l = l.strip_prefix("# ").unwrap_or(l);
+        let key = l.split(" = ").next().filter(|k| l.contains(" = ") && !k.contains(' '))?;
+        Some(key.to_string())
+    });
+    for key in keys {
         assert!(text.lines().any(|l| l.starts_with(&format!("{key} = "))), "the example lacks {key}");
     }
     assert_eq!(example.kafka.group_id, "leadscore");

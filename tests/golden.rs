@@ -3,11 +3,13 @@
 //! `expected.jsonl` byte for byte. Together the scenarios must exercise every
 //! rule, grade criterion and segment of the seed model.
 
-use leadscore_suite::cli::offline::{run, Scorer};
 use leadscore_suite::codec::{decode_json, Limits};
 use leadscore_suite::config::seed_model;
+use leadscore_suite::core::engine::apply;
 use leadscore_suite::core::time::parse_rfc3339;
-use std::collections::BTreeSet;
+use leadscore_suite::core::{LeadState, Outputs};
+use leadscore_suite::pipeline::offline::score as run_offline;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 fn scenarios() -> Vec<PathBuf> {
@@ -27,7 +29,7 @@ fn score(dir: &Path) -> String {
     let until =
         std::fs::read_to_string(dir.join("until")).ok().map(|s| parse_rfc3339(s.trim()).expect("until is RFC 3339"));
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let summary = run(&seed_model(), &events[..], until, &mut out, &mut err).expect("in-memory IO");
+    let summary = run_offline(&seed_model(), &events[..], until, false, &mut out, &mut err).expect("in-memory IO");
     assert_eq!(summary.rejected, 0, "{}: {}", dir.display(), String::from_utf8_lossy(&err));
     String::from_utf8(out).expect("UTF-8 output")
 }
@@ -79,13 +81,14 @@ fn scenarios_cover_every_rule_criterion_and_segment() {
                 set.insert(seg.to_string());
             }
         }
-        // Criteria are not in the outputs: replay and look at the states.
-        let mut scorer = Scorer::new(&model);
+        // Criteria are not in the outputs: apply the events and look at the states.
+        let mut leads: HashMap<String, Option<LeadState>> = HashMap::new();
         let events = std::fs::read_to_string(dir.join("events.jsonl")).expect("events");
         for line in events.lines() {
             let e = decode_json(line.as_bytes(), None, None, &Limits::default()).expect("valid event");
-            scorer.push(&e, &mut std::io::sink()).expect("sink");
-            if let Some(s) = scorer.lead(e.lead_id.as_str()) {
+            let slot = leads.entry(e.lead_id.as_str().to_string()).or_default();
+            apply(&model, slot, &e, &mut Outputs::default());
+            if let Some(s) = slot {
                 criteria |= s.criteria;
             }
         }

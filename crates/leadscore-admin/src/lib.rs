@@ -1,6 +1,6 @@
 //! leadscore's admin HTTP server, for dashboards, orchestrators and people:
 //!
-//! - `GET /metrics`: Prometheus text exposition ([`leadscore_kafka::Metrics`]).
+//! - `GET /metrics`: Prometheus text exposition ([`leadscore_telemetry::Metrics`]).
 //! - `GET /healthz`: the process is alive (always 200 while it serves).
 //! - `GET /readyz`: 200 once the assigned partitions are restored and consumed;
 //!   503 with the reason while restoring, before the first assignment, or while
@@ -24,8 +24,8 @@ use axum::{Json, Router};
 use leadscore_core::event::OwnedValue;
 use leadscore_core::time::format_rfc3339;
 use leadscore_core::{Millis, Model};
-use leadscore_kafka::Counters;
 use leadscore_store::{decode_state, StateStore};
+use leadscore_telemetry::Telemetry;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -35,7 +35,7 @@ pub type MemoryProbe = Arc<dyn Fn() -> (u64, u64) + Send + Sync>;
 /// What the routes read.
 #[derive(Clone)]
 pub struct AdminState {
-    pub counters: Arc<Counters>,
+    pub telemetry: Arc<Telemetry>,
     pub store: Arc<dyn StateStore>,
     pub model: Arc<Model>,
     pub clock: Arc<dyn Fn() -> Millis + Send + Sync>,
@@ -67,21 +67,21 @@ pub async fn serve(
 async fn metrics(State(s): State<AdminState>) -> Response {
     if let Some(probe) = &s.memory {
         let (cache, memtables) = probe();
-        s.counters.metrics.block_cache_bytes.set(cache as i64);
-        s.counters.metrics.memtable_bytes.set(memtables as i64);
+        s.telemetry.metrics.block_cache_bytes.set(cache as i64);
+        s.telemetry.metrics.memtable_bytes.set(memtables as i64);
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.counters.metrics.render()).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.telemetry.metrics.render()).into_response()
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
-    match s.counters.ready() {
+    match s.telemetry.status.ready() {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
     }
 }
 
 async fn segments(State(s): State<AdminState>) -> Json<Value> {
-    let members = s.counters.metrics.segment_members();
+    let members = s.telemetry.metrics.segment_members();
     let list: Vec<Value> = s
         .model
         .segments
@@ -91,7 +91,7 @@ async fn segments(State(s): State<AdminState>) -> Json<Value> {
             json!({ "segment": seg.name, "description": seg.description, "members": n })
         })
         .collect();
-    Json(json!({ "owned_partitions": s.counters.owned(), "segments": list }))
+    Json(json!({ "owned_partitions": s.telemetry.status.owned(), "segments": list }))
 }
 
 fn profile_value(v: &OwnedValue) -> Value {
@@ -104,7 +104,7 @@ fn profile_value(v: &OwnedValue) -> Value {
 }
 
 async fn lead(State(s): State<AdminState>, Path(lead_id): Path<String>) -> Response {
-    let owned = s.counters.owned();
+    let owned = s.telemetry.status.owned();
     for &partition in &owned {
         let found = match s.store.get_states(partition, &[lead_id.as_str()]) {
             Ok(mut v) => v.pop().flatten(),
@@ -129,8 +129,14 @@ async fn lead(State(s): State<AdminState>, Path(lead_id): Path<String>) -> Respo
             .collect();
         let profile: serde_json::Map<String, Value> =
             state.profile.iter().map(|(f, v)| (f.as_str().to_string(), profile_value(v))).collect();
-        let changes: Vec<Value> =
-            s.counters.score_changes_of(&lead_id).iter().rev().filter_map(|j| serde_json::from_str(j).ok()).collect();
+        let changes: Vec<Value> = s
+            .telemetry
+            .history
+            .score_changes_of(&lead_id)
+            .iter()
+            .rev()
+            .filter_map(|r| serde_json::from_str(&r.to_json(&s.model)).ok())
+            .collect();
         return Json(json!({
             "lead_id": lead_id,
             "partition": partition,

@@ -6,10 +6,10 @@ use axum::http::{Request, StatusCode};
 use leadscore_admin::{router, AdminState};
 use leadscore_config::seed_model;
 use leadscore_core::time::{parse_rfc3339, DAY};
-use leadscore_kafka::Counters;
 use leadscore_pipeline::{InputMessage, Processor, TimeMode, Topics};
 use leadscore_store::memory::MemoryStore;
 use leadscore_store::StateStore;
+use leadscore_telemetry::Telemetry;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -39,12 +39,12 @@ fn state() -> (AdminState, Arc<MemoryStore>) {
         .collect();
     let step = p.process(0, &messages, 0).expect("process");
     store.write(&step.write).expect("commit");
-    let counters = Arc::new(Counters::default());
-    counters.metrics.describe_model(&model);
-    counters.note_published(step.observations.published.clone());
+    let telemetry = Arc::new(Telemetry::default());
+    telemetry.metrics.describe_model(&model);
+    telemetry.history.note(step.observations.published.clone());
     let now = parse_rfc3339("2026-01-01T00:02:00Z").expect("time") + 10 * DAY;
     let state = AdminState {
-        counters,
+        telemetry,
         store: store.clone(),
         model,
         clock: Arc::new(move || now),
@@ -71,14 +71,14 @@ async fn health_is_always_ok_and_readiness_follows_consuming_restoring_and_broke
         (status, body.as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: not consuming yet (joining the consumer group)\n")
     );
-    s.counters.consuming.store(true, Ordering::Relaxed);
+    s.telemetry.status.consuming.store(true, Ordering::Relaxed);
     assert_eq!(get(&s, "/readyz").await.0, StatusCode::OK);
-    s.counters.metrics.restoring_partitions.set(2);
+    s.telemetry.status.restoring.store(2, Ordering::Relaxed);
     let (status, body) = get(&s, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("restoring 2 partition(s)"), "{body}");
-    s.counters.metrics.restoring_partitions.set(0);
-    s.counters.brokers_down.store(true, Ordering::Relaxed);
+    s.telemetry.status.restoring.store(0, Ordering::Relaxed);
+    s.telemetry.status.brokers_down.store(true, Ordering::Relaxed);
     assert!(get(&s, "/readyz").await.1.contains("brokers are unreachable"));
 }
 
@@ -107,7 +107,7 @@ async fn metrics_are_described_and_probe_rocksdb_memory_on_scrape() {
 #[tokio::test]
 async fn a_lead_is_looked_up_with_its_score_decayed_to_now_and_an_unknown_one_is_404() {
     let (s, _) = state();
-    *s.counters.owned.lock().expect("lock") = [0].into_iter().collect();
+    s.telemetry.status.set_owned([0].into_iter().collect());
     let (status, body) = get(&s, "/leads/L-1").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
@@ -135,7 +135,7 @@ async fn segments_are_listed_with_their_members() {
     let mut counts = leadscore_store::Counts { members: vec![0; s.model.segments.len()], ..Default::default() };
     let i = s.model.segment_index("score-low").expect("segment");
     counts.members[i] = 7;
-    s.counters.metrics.set_counts(&counts);
+    s.telemetry.metrics.set_counts(&counts);
     let (status, body) = get(&s, "/segments").await;
     assert_eq!(status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");

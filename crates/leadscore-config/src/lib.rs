@@ -11,9 +11,11 @@
 //! - [`model_file`]: the file format, as serde structures.
 //! - [`compile`]: names resolved, values checked, core model built.
 //! - [`service`]: the configuration of `leadscore run`.
+//! - [`millis`]: `_ms` keys read as durations.
 
 pub mod compile;
 pub mod error;
+pub mod millis;
 pub mod model_file;
 pub mod service;
 
@@ -24,7 +26,7 @@ use figment::Figment;
 use leadscore_core::Model;
 use std::path::Path;
 
-/// The seed model of domain.md §4, as shipped in `config/seed-model.toml`.
+/// The seed model (docs/model.md), as shipped in `config/seed-model.toml`.
 pub const SEED_MODEL_TOML: &str = include_str!("../../../config/seed-model.toml");
 
 /// Loads and checks a model file.

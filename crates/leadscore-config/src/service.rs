@@ -4,12 +4,18 @@
 //! name their path; values are checked here so the engine never re-checks them.
 
 use crate::error::ConfigError;
+use crate::millis;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use leadscore_core::Kind;
+use leadscore_pipeline::Topics;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use leadscore_pipeline::{Guarantee, TimeMode};
 
 /// The defaults, as shipped.
 pub const DEFAULT_SERVICE_TOML: &str = include_str!("../../../config/leadscore.default.toml");
@@ -32,8 +38,8 @@ pub struct ServiceConfig {
 pub struct FormatsConfig {
     pub input: Encoding,
     pub output: Encoding,
-    /// `http://host:port` of a schema registry; empty: none.
-    pub schema_registry_url: String,
+    /// `http://host:port` of a schema registry, if any.
+    pub schema_registry_url: Option<String>,
     pub score_change_schema_id: u32,
     pub transition_schema_id: u32,
     /// Input writer schemas by Confluent schema id.
@@ -52,8 +58,19 @@ pub enum Encoding {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// host:port of the admin HTTP server; empty disables it.
-    pub listen: String,
+    /// Whether the admin HTTP server runs.
+    pub enabled: bool,
+    /// Where it listens.
+    #[serde(deserialize_with = "socket_address")]
+    pub listen: SocketAddr,
+}
+
+/// A `host:port` socket address, with an error that names the value.
+fn socket_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!("{text:?}: expected an address like \"127.0.0.1:9898\" (IP and port)"))
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -75,51 +92,61 @@ pub enum LogFormat {
 pub struct KafkaConfig {
     pub bootstrap_servers: String,
     pub group_id: String,
-    /// Static group membership (librdkafka's group.instance.id); empty: dynamic.
-    pub group_instance_id: String,
-    /// The producer's transactional.id in exactly-once mode; empty: derived.
-    pub transactional_id: String,
+    /// Static group membership (librdkafka's group.instance.id); none: dynamic.
+    pub group_instance_id: Option<String>,
+    /// The producer's transactional.id in exactly-once mode; none: derived.
+    pub transactional_id: Option<String>,
     #[serde(default)]
     pub librdkafka: BTreeMap<String, String>,
 }
 
+/// Topic names; each defaults to the name in [`Topics::default`], the one
+/// place the default names are set.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopicsConfig {
+    #[serde(default = "default_score_changes")]
     pub score_changes: String,
+    #[serde(default = "default_transitions")]
     pub transitions: String,
+    #[serde(default = "default_dead_letters")]
     pub dead_letters: String,
+    #[serde(default = "default_changelog")]
     pub changelog: String,
-    /// Topic → kind name, or `any`. Empty after loading: [`default_inputs`].
+    /// Topic → kind name, or `any`. Empty after loading: the default topics.
     #[serde(default)]
     pub inputs: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Guarantee {
-    AtLeastOnce,
-    ExactlyOnce,
+fn default_score_changes() -> String {
+    Topics::default().score_changes
 }
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TimeSource {
-    WallClock,
-    EventTime,
+fn default_transitions() -> String {
+    Topics::default().transitions
+}
+fn default_dead_letters() -> String {
+    Topics::default().dead_letters
+}
+fn default_changelog() -> String {
+    Topics::default().changelog
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessingConfig {
     pub guarantee: Guarantee,
-    pub time: TimeSource,
+    pub time: TimeMode,
     pub max_batch: usize,
-    pub poll_timeout_ms: u64,
-    pub max_idle_ms: u64,
-    pub tick_interval_ms: u64,
-    pub delivery_timeout_ms: u64,
-    pub restore_stall_timeout_ms: u64,
+    #[serde(rename = "poll_timeout_ms", with = "millis")]
+    pub poll_timeout: Duration,
+    #[serde(rename = "max_idle_ms", with = "millis")]
+    pub max_idle: Duration,
+    #[serde(rename = "tick_interval_ms", with = "millis")]
+    pub tick_interval: Duration,
+    #[serde(rename = "delivery_timeout_ms", with = "millis")]
+    pub delivery_timeout: Duration,
+    #[serde(rename = "restore_stall_timeout_ms", with = "millis")]
+    pub restore_stall_timeout: Duration,
     pub dead_letter_max_share: f64,
     pub dead_letter_window: u64,
 }
@@ -136,23 +163,13 @@ pub struct StateConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Empty: the built-in seed model.
-    pub file: String,
+    /// The model file; none: the built-in seed model.
+    pub file: Option<PathBuf>,
 }
 
-/// The input topics of domain.md §2 and their kinds.
+/// The default input topics and their kinds, as config values.
 pub fn default_inputs() -> BTreeMap<String, String> {
-    [
-        ("page-views", "page_view"),
-        ("email-clicks", "email_click"),
-        ("downloads", "download"),
-        ("email-bounces", "email_bounce"),
-        ("lead-events", "any"),
-        ("lead-profiles", "any"),
-    ]
-    .into_iter()
-    .map(|(t, k)| (t.to_string(), k.to_string()))
-    .collect()
+    Topics::default().inputs.into_iter().map(|(t, k)| (t, k.map_or("any", Kind::as_str).to_string())).collect()
 }
 
 /// librdkafka option names whose values are secrets.
@@ -224,13 +241,6 @@ impl ServiceConfig {
             return Err(ConfigError::at("topics.inputs", "expected at least one input topic"));
         }
         self.input_kinds()?;
-        let listen = self.admin.listen.trim();
-        if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(ConfigError::at(
-                "admin.listen",
-                format!("{listen:?}: expected an address like \"0.0.0.0:9898\" (or \"\" to disable the admin server)"),
-            ));
-        }
         self.avro_schema_ids()?;
         let share = self.processing.dead_letter_max_share;
         if !(share > 0.0 && share <= 1.0) {
@@ -240,26 +250,27 @@ impl ServiceConfig {
             ));
         }
         let f = &self.formats;
-        if f.input == Encoding::Avro && f.schema_registry_url.trim().is_empty() && f.avro_schema_files.is_empty() {
+        if f.input == Encoding::Avro && f.schema_registry_url.is_none() && f.avro_schema_files.is_empty() {
             return Err(ConfigError::at(
                 "formats.input",
                 "\"avro\" needs writer schemas: set formats.schema_registry_url or formats.avro_schema_files",
             ));
         }
-        let url = f.schema_registry_url.trim();
-        if !url.is_empty() && !url.starts_with("http://") {
+        let url = f.schema_registry_url.as_deref().unwrap_or("").trim();
+        if f.schema_registry_url.is_some() && !url.starts_with("http://") {
             return Err(ConfigError::at(
                 "formats.schema_registry_url",
                 format!("{url:?}: expected an http:// URL (for https, give the schemas as avro_schema_files)"),
             ));
         }
+        let p = &self.processing;
         for (key, v) in [
-            ("processing.max_batch", self.processing.max_batch as u64),
-            ("processing.poll_timeout_ms", self.processing.poll_timeout_ms),
-            ("processing.tick_interval_ms", self.processing.tick_interval_ms),
-            ("processing.delivery_timeout_ms", self.processing.delivery_timeout_ms),
-            ("processing.restore_stall_timeout_ms", self.processing.restore_stall_timeout_ms),
-            ("processing.dead_letter_window", self.processing.dead_letter_window),
+            ("processing.max_batch", p.max_batch as u64),
+            ("processing.poll_timeout_ms", p.poll_timeout.as_millis() as u64),
+            ("processing.tick_interval_ms", p.tick_interval.as_millis() as u64),
+            ("processing.delivery_timeout_ms", p.delivery_timeout.as_millis() as u64),
+            ("processing.restore_stall_timeout_ms", p.restore_stall_timeout.as_millis() as u64),
+            ("processing.dead_letter_window", p.dead_letter_window),
             ("state.block_cache_mb", self.state.block_cache_mb as u64),
             ("state.write_buffer_mb", self.state.write_buffer_mb as u64),
         ] {
@@ -338,6 +349,8 @@ fn toml_of(root: &figment::value::Dict) -> String {
         for (k, v) in d {
             match v {
                 Value::Dict(_, inner) => nested.push((k, inner)),
+                // An option not set.
+                Value::Empty(..) => {}
                 v => out.push_str(&format!("{} = {}\n", key(k), scalar(v))),
             }
         }
@@ -378,6 +391,9 @@ mod tests {
         assert_eq!(c.processing.guarantee, Guarantee::AtLeastOnce);
         assert_eq!(c.input_kinds().expect("kinds").get("page-views"), Some(&Some(Kind::PageView)));
         assert_eq!(c.input_kinds().expect("kinds").get("lead-events"), Some(&None));
+        assert_eq!(c.topics.changelog, Topics::default().changelog, "topic names default to the runtime's");
+        assert_eq!(c.processing.max_idle, Duration::ZERO);
+        assert_eq!(c.kafka.group_instance_id, None);
     }
 
     #[test]
@@ -431,5 +447,7 @@ mod tests {
         assert!(e.contains("formats.schema_registry_url") && e.contains("http://"), "{e}");
         let e = load_text("[admin]\nlisten = \"everywhere\"\n").unwrap_err().to_string();
         assert!(e.contains("admin.listen") && e.contains("everywhere"), "{e}");
+        let e = load_text("[processing]\npoll_timeout_ms = -5\n").unwrap_err().to_string();
+        assert!(e.contains("processing.poll_timeout_ms") && e.contains("-5"), "{e}");
     }
 }

@@ -3,7 +3,7 @@
 //! Failed deliveries are counted and reported by [`EventProducer::flush`], so a
 //! load that did not arrive is an error, not a silent shortfall.
 
-use crate::producer::{send_waiting, wait_delivered};
+use crate::sink::{send_waiting, wait_delivered};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;

@@ -1,24 +1,65 @@
-//! leadscore's Kafka adapter. rdkafka types stop here: messages become
-//! [`leadscore_pipeline::InputMessage`]s at the edge.
+//! leadscore's Kafka adapter: the runtime's ports on rdkafka. rdkafka types
+//! stop here: messages become [`leadscore_pipeline::InputMessage`]s at the
+//! edge, and the loop itself lives in `leadscore-pipeline`.
 //!
 //! # Layout
 //!
-//! - [`runtime`]: the consume, process, produce, commit loop (at-least-once).
-//! - [`producer`]: publishing output records and waiting for their delivery.
-//! - [`restore`]: bringing a newly assigned partition's state up to date from the changelog.
-//! - [`counters`]: what the loop has done, shared with observers (console, admin server).
-//! - [`metrics`]: the Prometheus metrics.
+//! - [`client`]: client configurations.
+//! - [`source`]: the input consumer group ([`leadscore_pipeline::ports::Source`]).
+//! - [`sink`]: the output producer, transactions included ([`leadscore_pipeline::ports::Sink`]).
+//! - [`changelog`]: the changelog reader for restores ([`leadscore_pipeline::ports::Changelog`]).
 //! - [`embedded`]: the in-process broker of `leadscore demo` and `dev-broker`.
 //! - [`events`]: producing input events (demo, `leadscore gen`, benchmarks, tests).
 
-pub mod counters;
+pub mod changelog;
+pub mod client;
 pub mod embedded;
 pub mod events;
-pub mod metrics;
-pub mod producer;
-pub mod restore;
-pub mod runtime;
+pub mod sink;
+pub mod source;
 
-pub use counters::Counters;
-pub use metrics::Metrics;
-pub use runtime::{group_consumer_config, run, Guarantee, RunError, RunSettings};
+pub use client::{client_config, group_consumer_config, KafkaSettings};
+
+use leadscore_core::Model;
+use leadscore_pipeline::ports::{Clock, PortError};
+use leadscore_pipeline::runtime::{Guarantee, Ports, RunError, Runtime, RuntimeSettings};
+use leadscore_store::StateStore;
+use leadscore_telemetry::Telemetry;
+use std::sync::atomic::AtomicBool;
+
+/// Runs the runtime against Kafka until `shutdown` is set (then returns
+/// `Ok`, everything taken committed) or it stops with an error.
+pub fn run(
+    kafka: &KafkaSettings,
+    settings: &RuntimeSettings,
+    model: &Model,
+    store: &dyn StateStore,
+    clock: &dyn Clock,
+    shutdown: &AtomicBool,
+    telemetry: &Telemetry,
+) -> Result<(), RunError> {
+    let config = group_consumer_config(&kafka.bootstrap_servers, &kafka.group_id, &kafka.librdkafka);
+    let consumer: rdkafka::consumer::BaseConsumer<source::SourceContext> = config
+        .create_with_context(source::SourceContext::default())
+        .map_err(|e| RunError::Source(PortError::Fatal(format!("creating the consumer: {e}"))))?;
+    let inputs: Vec<String> = settings.topics.inputs.keys().cloned().collect();
+    source::check_co_partitioned(&consumer, &inputs, &settings.topics.changelog, &kafka.bootstrap_servers)
+        .map_err(RunError::Source)?;
+    let mut source = source::KafkaSource::new(consumer, inputs).map_err(RunError::Source)?;
+    let settle = leadscore_pipeline::ports::Source::settle(&source);
+    let transactional = match settings.guarantee {
+        Guarantee::ExactlyOnce => {
+            Some(kafka.transactional_id.clone().unwrap_or_else(|| format!("{}-leadscore", kafka.group_id)))
+        }
+        Guarantee::AtLeastOnce => None,
+    };
+    let shared = client_config(kafka);
+    let mut sink =
+        sink::KafkaSink::new(&shared, settings.topics.clone(), transactional.as_deref()).map_err(RunError::Sink)?;
+    let mut changelog =
+        changelog::KafkaChangelog::new(&shared, &settings.topics.changelog, std::time::Duration::from_secs(30))
+            .map_err(RunError::Changelog)?;
+    let mut ports = Ports { source: &mut source, sink: &mut sink, changelog: &mut changelog, clock };
+    tracing::info!(group = %kafka.group_id, bootstrap = %kafka.bootstrap_servers, "joining the consumer group");
+    Runtime::new(settings, model, store, telemetry, settle).run(&mut ports, shutdown)
+}

@@ -6,11 +6,15 @@
 //! twice.
 
 use leadscore_config::seed_model;
-use leadscore_kafka::{run, Counters, Guarantee, RunSettings};
-use leadscore_pipeline::{InputMessage, OutputTopic, Processor, TimeMode, Topics};
+use leadscore_kafka::{run, KafkaSettings};
+use leadscore_pipeline::ports::FixedClock;
+use leadscore_pipeline::{
+    Guarantee, InputMessage, OutputTopic, Processor, RunError, RuntimeSettings, TimeMode, Topics,
+};
 use leadscore_rocks::{RocksSettings, RocksStore};
 use leadscore_store::memory::MemoryStore;
 use leadscore_store::StateStore;
+use leadscore_telemetry::{Counters, Telemetry};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -140,35 +144,58 @@ fn cluster() -> MockCluster<'static, DefaultProducerContext> {
     c
 }
 
-fn settings(bootstrap: &str) -> RunSettings {
-    let mut s = RunSettings::new(bootstrap, "leadscore-test");
-    s.time_mode = TimeMode::EventTime;
-    s.topics.inputs = [("lead-events".to_string(), None)].into_iter().collect();
-    s
+/// The loop's settings: one input topic, event time.
+struct Settings {
+    kafka: KafkaSettings,
+    runtime: RuntimeSettings,
 }
 
-/// Runs the loop until `counters.messages` reaches `messages`.
-fn run_until(bootstrap: &str, store: &RocksStore, messages: u64) -> Counters {
+fn settings(bootstrap: &str) -> Settings {
+    let kafka = KafkaSettings {
+        bootstrap_servers: bootstrap.to_string(),
+        group_id: "leadscore-test".into(),
+        ..Default::default()
+    };
+    let runtime = RuntimeSettings {
+        time_mode: TimeMode::EventTime,
+        topics: Topics { inputs: [("lead-events".to_string(), None)].into_iter().collect(), ..Topics::default() },
+        ..RuntimeSettings::default()
+    };
+    Settings { kafka, runtime }
+}
+
+/// Runs the loop once to its end (an error, or `stop`).
+fn run_once(
+    s: &Settings,
+    store: &dyn leadscore_store::StateStore,
+    stop: &AtomicBool,
+    t: &Telemetry,
+) -> Result<(), RunError> {
+    run(&s.kafka, &s.runtime, &seed_model(), store, &FixedClock::at(0), stop, t)
+}
+
+/// Runs the loop until it consumed `messages` messages.
+fn run_until(bootstrap: &str, store: &RocksStore, messages: u64) -> Telemetry {
     run_with(settings(bootstrap), store, messages)
 }
 
-fn run_with(s: RunSettings, store: &RocksStore, messages: u64) -> Counters {
+fn run_with(s: Settings, store: &RocksStore, messages: u64) -> Telemetry {
     if let Ok(filter) = std::env::var("RUST_LOG") {
         let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
     }
-    let model = seed_model();
-    let counters = Counters::default();
+    let telemetry = Telemetry::default();
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        let handle = scope.spawn(|| run(&s, &model, store, &|| 0, &stop, &counters));
+        let handle = scope.spawn(|| run_once(&s, store, &stop, &telemetry));
         let deadline = Instant::now() + Duration::from_secs(60);
-        while Counters::get(&counters.messages) < messages && Instant::now() < deadline && !handle.is_finished() {
+        let consumed = || Counters::get(&telemetry.counters.messages);
+        while consumed() < messages && Instant::now() < deadline && !handle.is_finished() {
             std::thread::sleep(Duration::from_millis(20));
         }
         stop.store(true, Ordering::Relaxed);
         handle.join().expect("no panic").expect("the loop ends cleanly");
     });
-    counters
+    telemetry
 }
 
 #[test]
@@ -182,8 +209,8 @@ fn publishes_exactly_the_reference_records_and_dead_letters_bad_input() {
 
     let dir = tempfile::tempdir().expect("dir");
     let store = RocksStore::open(dir.path(), &RocksSettings::default()).expect("store");
-    let counters = run_until(&bootstrap, &store, input.len() as u64);
-    assert_eq!(Counters::get(&counters.dead_lettered), 3);
+    let telemetry = run_until(&bootstrap, &store, input.len() as u64);
+    assert_eq!(Counters::get(&telemetry.counters.dead_lettered), 3);
 
     let (got, dlq) = read_outputs(&bootstrap, total);
     for topic in [OutputTopic::ScoreChanges, OutputTopic::Transitions, OutputTopic::DeadLetters] {
@@ -212,10 +239,10 @@ fn a_restart_resumes_from_the_store_checkpoint_and_applies_nothing_twice() {
     produce(&bootstrap, &input[600..]);
     let store = RocksStore::open(dir.path(), &RocksSettings::default()).expect("reopened store");
     let rest = (input.len() - 600) as u64;
-    let counters = run_until(&bootstrap, &store, rest);
-    assert_eq!(Counters::get(&counters.messages), rest, "only the messages after the checkpoint are read");
-    assert_eq!(Counters::get(&counters.skipped), 0);
-    assert_eq!(Counters::get(&counters.applied) + Counters::get(&counters.dead_lettered), rest);
+    let c = run_until(&bootstrap, &store, rest).counters;
+    assert_eq!(Counters::get(&c.messages), rest, "only the messages after the checkpoint are read");
+    assert_eq!(Counters::get(&c.skipped), 0);
+    assert_eq!(Counters::get(&c.applied) + Counters::get(&c.dead_lettered), rest);
 
     let (got, _) = read_outputs(&bootstrap, total);
     for topic in [OutputTopic::ScoreChanges, OutputTopic::Transitions] {
@@ -258,21 +285,11 @@ fn avro_in_and_out_publishes_the_reference_records() {
     let store_dir = tempfile::tempdir().expect("dir");
     let store = RocksStore::open(store_dir.path(), &RocksSettings::default()).expect("store");
     let mut s = settings(&bootstrap);
-    s.formats.avro_input = Some(codec.clone());
-    s.formats.avro_output = Some(codec.clone());
+    s.runtime.formats.avro_input = Some(codec.clone());
+    s.runtime.formats.avro_output = Some(codec.clone());
     let model = seed_model();
-    let counters = Counters::default();
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        let handle = scope.spawn(|| run(&s, &model, &store, &|| 0, &stop, &counters));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Counters::get(&counters.messages) < 401 && Instant::now() < deadline && !handle.is_finished() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        stop.store(true, Ordering::Relaxed);
-        handle.join().expect("no panic").expect("the loop ends cleanly");
-    });
-    assert_eq!(Counters::get(&counters.dead_lettered), 1);
+    let telemetry = run_with(s, &store, 401);
+    assert_eq!(Counters::get(&telemetry.counters.dead_lettered), 1);
 
     let t = Topics::default();
     let reader: BaseConsumer = ClientConfig::new()
@@ -307,13 +324,17 @@ fn avro_in_and_out_publishes_the_reference_records() {
     }
     assert_eq!(dead, [json_input[10].1.clone()], "the original bytes in the dead-letter topic");
 
-    // The admin server's history is kept as JSON even though Avro was published.
+    // The admin server's history renders the contract's JSON even though
+    // Avro was published.
+    let h = &telemetry.history;
     let last = &expected[&OutputTopic::ScoreChanges].last().expect("a score change");
     let lead =
         serde_json::from_str::<serde_json::Value>(last).expect("json")["lead_id"].as_str().expect("lead").to_string();
-    assert_eq!(counters.score_changes_of(&lead).last(), Some(*last), "recent score changes of {lead}");
+    let recent = h.score_changes_of(&lead).last().map(|r| r.to_json(&model));
+    assert_eq!(recent.as_ref(), Some(*last), "recent score changes of {lead}");
     let transition = expected[&OutputTopic::Transitions].last().expect("a transition");
-    assert!(counters.recent(1000).contains(transition), "recent transitions");
+    let recent: Vec<String> = h.recent_transitions(1000).iter().map(|r| r.to_json(&model)).collect();
+    assert!(recent.contains(transition), "recent transitions");
     let mut entered: std::collections::BTreeMap<String, u64> = Default::default();
     for t in &expected[&OutputTopic::Transitions] {
         let v: serde_json::Value = serde_json::from_str(t).expect("json");
@@ -321,7 +342,11 @@ fn avro_in_and_out_publishes_the_reference_records() {
             *entered.entry(v["segment"].as_str().expect("segment").to_string()).or_default() += 1;
         }
     }
-    assert_eq!(counters.entered(), entered.into_iter().collect::<Vec<_>>(), "entries per segment");
+    let names: Vec<(String, u64)> =
+        h.entered().into_iter().map(|(i, n)| (model.segments[i as usize].name.clone(), n)).collect();
+    let mut names = names;
+    names.sort();
+    assert_eq!(names, entered.into_iter().collect::<Vec<_>>(), "entries per segment");
 }
 
 /// Exactly-once mode end to end, as far as the mock broker can show it: every
@@ -337,11 +362,11 @@ fn exactly_once_a_read_committed_reader_sees_every_record_once_across_a_restart(
     let dir = tempfile::tempdir().expect("dir");
     let eos = || {
         let mut s = settings(&bootstrap);
-        s.guarantee = Guarantee::ExactlyOnce;
-        s.transactional_id = "leadscore-test-0".into();
+        s.runtime.guarantee = Guarantee::ExactlyOnce;
+        s.kafka.transactional_id = Some("leadscore-test-0".into());
         // A stopped member is noticed within seconds rather than the default 45.
-        s.librdkafka.insert("session.timeout.ms".into(), "6000".into());
-        s.librdkafka.insert("heartbeat.interval.ms".into(), "500".into());
+        s.kafka.librdkafka.insert("session.timeout.ms".into(), "6000".into());
+        s.kafka.librdkafka.insert("heartbeat.interval.ms".into(), "500".into());
         s
     };
     produce(&bootstrap, &input[..600]);
@@ -354,8 +379,8 @@ fn exactly_once_a_read_committed_reader_sees_every_record_once_across_a_restart(
     // librdkafka's mock broker accepts transactional offset commits but does
     // not store them: the restart re-reads from 0 and the local checkpoint
     // skips what was applied. A real broker resumes at 600.
-    let counters = run_with(eos(), &store, input.len() as u64);
-    assert_eq!(Counters::get(&counters.skipped), 600);
+    let c = run_with(eos(), &store, input.len() as u64).counters;
+    assert_eq!(Counters::get(&c.skipped), 600);
 
     let (got, dlq) = read_outputs(&bootstrap, total);
     for topic in [OutputTopic::ScoreChanges, OutputTopic::Transitions] {
@@ -381,16 +406,16 @@ fn broker_faults_are_survived_without_loss() {
     produce(&bootstrap, &input[..500]);
     let dir = tempfile::tempdir().expect("dir");
     let store = RocksStore::open(dir.path(), &RocksSettings::default()).expect("store");
-    let model = seed_model();
-    let counters = Counters::default();
+    let telemetry = Telemetry::default();
     let stop = AtomicBool::new(false);
     let mut s = settings(&bootstrap);
-    s.max_batch = 100;
+    s.runtime.max_batch = 100;
     std::thread::scope(|scope| {
-        let handle = scope.spawn(|| run(&s, &model, &store, &|| 0, &stop, &counters));
+        let handle = scope.spawn(|| run_once(&s, &store, &stop, &telemetry));
         let wait = |n: u64| {
             let deadline = Instant::now() + Duration::from_secs(60);
-            while Counters::get(&counters.messages) < n && Instant::now() < deadline && !handle.is_finished() {
+            while Counters::get(&telemetry.counters.messages) < n && Instant::now() < deadline && !handle.is_finished()
+            {
                 std::thread::sleep(Duration::from_millis(20));
             }
         };
@@ -429,12 +454,12 @@ fn mostly_bad_input_stops_the_loop_with_a_clear_error() {
     let dir = tempfile::tempdir().expect("dir");
     let store = RocksStore::open(dir.path(), &RocksSettings::default()).expect("store");
     let mut s = settings(&bootstrap);
-    s.dead_letter_window = 100;
-    let (model, counters, stop) = (seed_model(), Counters::default(), AtomicBool::new(false));
-    let result = run(&s, &model, &store, &|| 0, &stop, &counters);
+    s.runtime.dead_letter_window = 100;
+    let (telemetry, stop) = (Telemetry::default(), AtomicBool::new(false));
+    let result = run_once(&s, &store, &stop, &telemetry);
     let e = result.expect_err("the breaker trips").to_string();
     assert!(e.contains("of the last") && e.contains("processing.dead_letter_max_share = 0.5"), "{e}");
-    let dead = Counters::get(&counters.dead_lettered);
+    let dead = Counters::get(&telemetry.counters.dead_lettered);
     assert!(dead >= 100, "{dead}");
     let (got, _) = read_outputs(&bootstrap, dead as usize);
     assert_eq!(got.get(&OutputTopic::DeadLetters).map_or(0, Vec::len) as u64, dead, "all in the dead-letter topic");
@@ -446,9 +471,9 @@ fn input_topics_and_changelog_must_be_co_partitioned() {
     let t = Topics::default();
     c.create_topic("lead-events", 4, 1).expect("topic");
     c.create_topic(&t.changelog, 2, 1).expect("topic");
-    let (model, counters, stop) = (seed_model(), Counters::default(), AtomicBool::new(false));
+    let (telemetry, stop) = (Telemetry::default(), AtomicBool::new(false));
     let store = MemoryStore::new();
-    let e = run(&settings(&c.bootstrap_servers()), &model, &store, &|| 0, &stop, &counters).expect_err("refused");
+    let e = run_once(&settings(&c.bootstrap_servers()), &store, &stop, &telemetry).expect_err("refused");
     assert!(e.to_string().contains("same number of partitions") && e.to_string().contains("lead-events: 4"), "{e}");
 }
 
@@ -482,14 +507,14 @@ fn co_partitioned_topics_are_applied_in_event_time_order_across_batches() {
     }
 
     let mut s = settings(&bootstrap);
-    s.topics.inputs =
+    s.runtime.topics.inputs =
         [("lead-events".to_string(), None), ("page-views".to_string(), Some(leadscore_core::Kind::PageView))].into();
-    s.max_batch = 20;
-    s.librdkafka.insert("max.partition.fetch.bytes".into(), "1500".into());
+    s.runtime.max_batch = 20;
+    s.kafka.librdkafka.insert("max.partition.fetch.bytes".into(), "1500".into());
     let dir = tempfile::tempdir().expect("dir");
     let store = RocksStore::open(dir.path(), &RocksSettings::default()).expect("store");
-    let counters = run_with(s, &store, all.len() as u64);
-    assert_eq!(Counters::get(&counters.messages), all.len() as u64);
+    let c = run_with(s, &store, all.len() as u64).counters;
+    assert_eq!(Counters::get(&c.messages), all.len() as u64);
 
     let (got, _) = read_outputs(&bootstrap, total);
     for topic in [OutputTopic::ScoreChanges, OutputTopic::Transitions] {

@@ -5,11 +5,13 @@
 //! at-least-once handover are byte-identical), and nothing is missing.
 
 use leadscore_config::seed_model;
-use leadscore_kafka::{run, Counters, RunSettings};
-use leadscore_pipeline::{InputMessage, OutputTopic, Processor, TimeMode};
+use leadscore_kafka::{run, KafkaSettings};
+use leadscore_pipeline::ports::FixedClock;
+use leadscore_pipeline::{InputMessage, OutputTopic, Processor, RuntimeSettings, TimeMode, Topics};
 use leadscore_rocks::{RocksSettings, RocksStore};
 use leadscore_store::memory::MemoryStore;
 use leadscore_store::StateStore;
+use leadscore_telemetry::{Counters, Telemetry};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -50,7 +52,7 @@ fn identity(topic: &str, json: &str) -> (String, String, u64) {
 /// What one processor publishes for each partition's messages.
 fn reference(input: &[(u32, String)]) -> Records {
     let model = seed_model();
-    let topics = settings("unused").topics;
+    let topics = settings("unused").1.topics;
     let store = MemoryStore::new();
     let p = Processor::new(&model, &store, &topics, TimeMode::EventTime);
     let mut out = Records::new();
@@ -81,15 +83,22 @@ fn reference(input: &[(u32, String)]) -> Records {
     out
 }
 
-fn settings(bootstrap: &str) -> RunSettings {
-    let mut s = RunSettings::new(bootstrap, "leadscore-rebalance-test");
-    s.time_mode = TimeMode::EventTime;
-    s.topics.inputs = [(TOPIC.to_string(), None)].into_iter().collect();
-    s.max_batch = 200; // many steps, so a handover lands mid-stream
-                       // A stopped member is noticed within seconds rather than the default 45.
-    s.librdkafka.insert("session.timeout.ms".into(), "6000".into());
-    s.librdkafka.insert("heartbeat.interval.ms".into(), "500".into());
-    s
+fn settings(bootstrap: &str) -> (KafkaSettings, RuntimeSettings) {
+    let mut kafka = KafkaSettings {
+        bootstrap_servers: bootstrap.to_string(),
+        group_id: "leadscore-rebalance-test".into(),
+        ..Default::default()
+    };
+    // A stopped member is noticed within seconds rather than the default 45.
+    kafka.librdkafka.insert("session.timeout.ms".into(), "6000".into());
+    kafka.librdkafka.insert("heartbeat.interval.ms".into(), "500".into());
+    let runtime = RuntimeSettings {
+        time_mode: TimeMode::EventTime,
+        topics: Topics { inputs: [(TOPIC.to_string(), None)].into_iter().collect(), ..Topics::default() },
+        max_batch: 200, // many steps, so a handover lands mid-stream
+        ..RuntimeSettings::default()
+    };
+    (kafka, runtime)
 }
 
 fn produce(bootstrap: &str, input: &[(u32, String)]) {
@@ -106,7 +115,7 @@ fn produce(bootstrap: &str, input: &[(u32, String)]) {
 
 /// Every output record published, checking that repeats are identical.
 fn read_outputs(bootstrap: &str, at_least: usize) -> Records {
-    let t = settings(bootstrap).topics;
+    let t = settings(bootstrap).1.topics;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "test-reader")
@@ -130,8 +139,8 @@ fn read_outputs(bootstrap: &str, at_least: usize) -> Records {
 }
 
 /// Rebalance callbacks that revoked partitions from an instance.
-fn revoked(c: &Counters) -> u64 {
-    c.metrics.rebalances.with_label_values(&["revoked"]).get()
+fn revoked(t: &Telemetry) -> u64 {
+    t.metrics.rebalances.with_label_values(&["revoked"]).get()
 }
 
 fn wait_for(what: &str, timeout: Duration, done: impl Fn() -> bool) {
@@ -162,7 +171,7 @@ fn handover(assignor: &str) {
     }
     let cluster = MockCluster::new(1).expect("mock cluster");
     let bootstrap = cluster.bootstrap_servers();
-    let t = settings(&bootstrap).topics;
+    let t = settings(&bootstrap).1.topics;
     for topic in [TOPIC, &t.score_changes, &t.transitions, &t.dead_letters, &t.changelog] {
         cluster.create_topic(topic, PARTITIONS as i32, 1).expect("topic");
     }
@@ -172,29 +181,29 @@ fn handover(assignor: &str) {
     let half = input.len() / 2;
 
     let model = seed_model();
-    let mut s = settings(&bootstrap);
-    s.librdkafka.insert("partition.assignment.strategy".into(), assignor.into());
+    let (mut kafka, s) = settings(&bootstrap);
+    kafka.librdkafka.insert("partition.assignment.strategy".into(), assignor.into());
     let (dir_a, dir_b) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
     let store_a = RocksStore::open(dir_a.path(), &RocksSettings::default()).expect("store a");
     let store_b = RocksStore::open(dir_b.path(), &RocksSettings::default()).expect("store b");
-    let (counters_a, counters_b) = (Counters::default(), Counters::default());
+    let (telemetry_a, telemetry_b) = (Telemetry::default(), Telemetry::default());
     let (stop_a, stop_b) = (AtomicBool::new(false), AtomicBool::new(false));
+    let clock = FixedClock::at(0);
     std::thread::scope(|scope| {
-        let a = scope.spawn(|| run(&s, &model, &store_a, &|| 0, &stop_a, &counters_a));
-        let b = scope.spawn(|| run(&s, &model, &store_b, &|| 0, &stop_b, &counters_b));
+        let a = scope.spawn(|| run(&kafka, &s, &model, &store_a, &clock, &stop_a, &telemetry_a));
+        let b = scope.spawn(|| run(&kafka, &s, &model, &store_b, &clock, &stop_b, &telemetry_b));
+        let owned = |t: &Telemetry| t.metrics.assigned_partitions.get();
         wait_for("both instances to own partitions", Duration::from_secs(60), || {
-            counters_a.metrics.assigned_partitions.get() > 0 && counters_b.metrics.assigned_partitions.get() > 0
+            owned(&telemetry_a) > 0 && owned(&telemetry_b) > 0
         });
-        assert_eq!(
-            counters_a.metrics.assigned_partitions.get() + counters_b.metrics.assigned_partitions.get(),
-            PARTITIONS as i64
-        );
+        assert_eq!(owned(&telemetry_a) + owned(&telemetry_b), PARTITIONS as i64);
         produce(&bootstrap, &input[..half]);
+        let messages = |t: &Telemetry| Counters::get(&t.counters.messages);
         wait_for("the first half to be processed", Duration::from_secs(60), || {
-            Counters::get(&counters_a.messages) + Counters::get(&counters_b.messages) >= half as u64
+            messages(&telemetry_a) + messages(&telemetry_b) >= half as u64
         });
-        let processed_by_a = Counters::get(&counters_a.applied);
-        let revoked_before = revoked(&counters_b);
+        let processed_by_a = Counters::get(&telemetry_a.counters.applied);
+        let revoked_before = revoked(&telemetry_b);
         stop_a.store(true, Ordering::Relaxed);
         a.join().expect("no panic").expect("a stops cleanly");
         assert!(processed_by_a > 0, "instance a took part");
@@ -206,7 +215,7 @@ fn handover(assignor: &str) {
                     == Some(per_partition(p))
             })
         });
-        let revoked_during_handover = revoked(&counters_b) - revoked_before;
+        let revoked_during_handover = revoked(&telemetry_b) - revoked_before;
         if assignor == "cooperative-sticky" {
             assert_eq!(revoked_during_handover, 0, "an incremental rebalance takes nothing from the survivor");
         } else {
@@ -215,8 +224,8 @@ fn handover(assignor: &str) {
         stop_b.store(true, Ordering::Relaxed);
         b.join().expect("no panic").expect("b stops cleanly");
     });
-    assert!(Counters::get(&counters_b.restores) > 0, "the survivor restored partitions from the changelog");
-    assert!(counters_b.metrics.restore_records.get() > 0);
+    assert!(Counters::get(&telemetry_b.counters.restores) > 0, "the survivor restored partitions from the changelog");
+    assert!(telemetry_b.metrics.restore_records.get() > 0);
 
     let got = read_outputs(&bootstrap, expected.len());
     let missing: Vec<_> = expected.keys().filter(|k| !got.contains_key(*k)).take(3).collect();

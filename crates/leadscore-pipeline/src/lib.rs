@@ -1,32 +1,36 @@
-//! leadscore's processing step, independent of Kafka and RocksDB.
+//! leadscore's runtime, independent of Kafka and RocksDB.
 //!
-//! A [`Processor`] turns one poll batch of input messages of one partition into
-//! the output records to publish and one [`leadscore_store::WriteBatch`] (states,
-//! timers, input offsets) to commit once the outputs are delivered. Committing
-//! state and offsets together, after the outputs, is what gives at-least-once
-//! output with exactly-once state: a crash before the commit replays the batch
-//! against the old state and re-publishes the same records with the same
-//! `(lead_id, version)`.
+//! The [`processor`] turns released input messages of one partition (and the
+//! passage of time) into output records and one atomic state write. The
+//! [`runtime`] is the loop around it: it polls a [`ports::Source`], restores
+//! newly owned partitions from a [`ports::Changelog`], merges co-partitioned
+//! topics in event-time order ([`aligner`]), publishes through a
+//! [`ports::Sink`] and commits to a [`leadscore_store::StateStore`], with the
+//! guarantee configured. The Kafka and RocksDB adapters live in
+//! `leadscore-kafka` and `leadscore-rocks`; the deterministic simulation that
+//! proves the guarantees under crashes lives in `leadscore-sim`;
+//! docs/runtime.md describes the commit protocols.
 //!
-//! Timers: in event-time mode the watermark is the latest event time of the
-//! partition, and before each event every timer due strictly before it fires, in
-//! (due, lead) order: exactly what `leadscore score` does, so the stream and the
-//! offline scorer publish the same records. In wall-clock mode, [`Processor::tick`]
-//! fires the timers due by now, with or without input.
+//! Offline scoring ([`offline`]) drives the same processor over a file and an
+//! in-memory store.
 //!
 //! # Layout
 //!
 //! - [`aligner`]: event-time order across co-partitioned topics and poll batches.
 //! - [`messages`]: input messages, output records, topics.
-//! - [`observations`]: what a step saw, aggregated for metrics.
 //! - [`processor`]: the processing step.
+//! - [`ports`]: what the runtime needs from the world.
+//! - [`runtime`]: the loop, its commit protocols, restores and membership.
+//! - [`offline`]: `leadscore score`.
 
 pub mod aligner;
 pub mod messages;
-pub mod observations;
+pub mod offline;
+pub mod ports;
 pub mod processor;
+pub mod runtime;
 
-pub use aligner::{Aligner, Arrival, Release};
+pub use aligner::{Aligner, Arrival, Position, Release};
 pub use messages::{InputMessage, OutputRecord, OutputTopic, Topics};
-pub use observations::{EventOutcome, Observations, Published};
-pub use processor::{Formats, Processor, Stats, Step, TimeMode};
+pub use processor::{Formats, Processor, Step, StepContext, StepError, TimeMode};
+pub use runtime::{Guarantee, Ports, RunError, Runtime, RuntimeSettings};

@@ -58,7 +58,8 @@ impl OutputRecord {
     }
 }
 
-/// Dead-letter headers (domain.md §2).
+/// Record headers: the dead-letter headers of the input contract
+/// (docs/events.md), and the changelog's own.
 pub mod headers {
     pub const ERROR_CLASS: &str = "leadscore.error.class";
     pub const ERROR_MESSAGE: &str = "leadscore.error.message";
@@ -67,6 +68,9 @@ pub mod headers {
     pub const SOURCE_OFFSET: &str = "leadscore.source.offset";
     /// On changelog checkpoint markers (not a dead-letter header).
     pub const CHANGELOG_RECORD: &str = "leadscore.changelog.record";
+    /// On changelog records: the writer's ownership epoch of the partition,
+    /// so that a restore ignores what a former owner wrote late.
+    pub const CHANGELOG_EPOCH: &str = "leadscore.changelog.epoch";
 }
 
 /// Topic names and the kind each input topic carries (`None`: any kind, `type`
@@ -81,7 +85,7 @@ pub struct Topics {
 }
 
 impl Default for Topics {
-    /// The defaults of domain.md §2 and §3.
+    /// The default topic names (docs/events.md), the single place they are set.
     fn default() -> Topics {
         let inputs = [
             ("page-views", Some(Kind::PageView)),

@@ -182,6 +182,17 @@ impl StateStore for RocksStore {
         wb.delete_cf(self.cf(CF_META), partition.to_be_bytes());
         self.db.write_opt(wb, &self.write_options).map_err(err)
     }
+
+    fn partitions(&self) -> Result<Vec<Partition>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_META), IteratorMode::Start) {
+            let (key, _) = item.map_err(err)?;
+            let bytes: [u8; 4] =
+                key.as_ref().try_into().map_err(|_| StoreError(format!("malformed checkpoint key {key:?}")))?;
+            out.push(Partition::from_be_bytes(bytes));
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,13 @@
 //! Where a partition's processing stands, stored with the states it produced,
 //! and the partition's running counts (leads, timers, segment members), kept
 //! incrementally with the states so that gauges never need a scan.
+//!
+//! The same record closes every step in the changelog (a checkpoint marker),
+//! where it also carries the writer's ownership epoch of the partition, so
+//! that a restore can ignore what a former owner wrote after a newer owner
+//! took over (see docs/runtime.md). A checkpoint in
+//! the local store may also carry a [`Replay`]: the decisions of the step that
+//! was in flight when it was written (see docs/runtime.md).
 
 use std::collections::BTreeMap;
 
@@ -16,6 +23,23 @@ pub struct Checkpoint {
     /// have fired); kept so that a restart fires the same timers.
     pub watermark: Option<i64>,
     pub counts: Counts,
+    /// The ownership epoch of the writer: each new owner of the partition
+    /// takes the highest epoch it restored plus one (high 32 bits), tie-broken
+    /// by its consumer-group generation (low 32 bits).
+    pub epoch: Option<i64>,
+    /// Written just before a step's outputs are published, cleared by its
+    /// commit: how to replay that step identically after a crash.
+    pub replay: Option<Replay>,
+}
+
+/// How the step in flight must be replayed after a crash, so that it publishes
+/// the same records: its wall-clock timers fired at `tick` before any of its
+/// events, and no later tick may fire before the inputs below `until` (next
+/// offset per topic) are applied again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replay {
+    pub tick: Option<i64>,
+    pub until: BTreeMap<String, i64>,
 }
 
 /// What the partition holds, as of the checkpoint.
@@ -41,9 +65,11 @@ impl Counts {
     }
 }
 
-/// Version 1 had no counts; it is still read (counts start at zero).
+/// Version 1 had no counts, version 2 no epoch and replay; both are still
+/// read (counts start at zero, no epoch, nothing to replay).
 const FORMAT_V1: u8 = 1;
 const FORMAT_V2: u8 = 2;
+const FORMAT_V3: u8 = 3;
 
 struct Cursor<'a> {
     bytes: &'a [u8],
@@ -63,6 +89,21 @@ impl<'a> Cursor<'a> {
     fn i64(&mut self) -> Result<i64, String> {
         Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
+    fn optional_i64(&mut self) -> Result<Option<i64>, String> {
+        match self.take(1)? {
+            [0] => Ok(None),
+            _ => Ok(Some(self.i64()?)),
+        }
+    }
+    fn offsets(&mut self) -> Result<BTreeMap<String, i64>, String> {
+        let n = self.u32()?;
+        let mut offsets = BTreeMap::new();
+        for _ in 0..n {
+            let topic = self.string()?;
+            offsets.insert(topic, self.i64()?);
+        }
+        Ok(offsets)
+    }
     fn string(&mut self) -> Result<String, String> {
         let n = self.u32()? as usize;
         String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "checkpoint text is not UTF-8".to_string())
@@ -74,28 +115,45 @@ fn push_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+fn push_optional_i64(out: &mut Vec<u8>, v: Option<i64>) {
+    match v {
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        None => out.push(0),
+    }
+}
+
+fn push_offsets(out: &mut Vec<u8>, offsets: &BTreeMap<String, i64>) {
+    out.extend_from_slice(&(offsets.len() as u32).to_le_bytes());
+    for (topic, offset) in offsets {
+        push_str(out, topic);
+        out.extend_from_slice(&offset.to_le_bytes());
+    }
+}
+
 impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![FORMAT_V2];
+        let mut out = vec![FORMAT_V3];
         push_str(&mut out, &self.model_version);
         out.extend_from_slice(&self.changelog_next_offset.unwrap_or(-1).to_le_bytes());
-        match self.watermark {
-            Some(w) => {
-                out.push(1);
-                out.extend_from_slice(&w.to_le_bytes());
-            }
-            None => out.push(0),
-        }
-        out.extend_from_slice(&(self.next_offsets.len() as u32).to_le_bytes());
-        for (topic, offset) in &self.next_offsets {
-            push_str(&mut out, topic);
-            out.extend_from_slice(&offset.to_le_bytes());
-        }
+        push_optional_i64(&mut out, self.watermark);
+        push_offsets(&mut out, &self.next_offsets);
         out.extend_from_slice(&self.counts.leads.to_le_bytes());
         out.extend_from_slice(&self.counts.timers.to_le_bytes());
         out.extend_from_slice(&(self.counts.members.len() as u32).to_le_bytes());
         for m in &self.counts.members {
             out.extend_from_slice(&m.to_le_bytes());
+        }
+        push_optional_i64(&mut out, self.epoch);
+        match &self.replay {
+            Some(r) => {
+                out.push(1);
+                push_optional_i64(&mut out, r.tick);
+                push_offsets(&mut out, &r.until);
+            }
+            None => out.push(0),
         }
         out
     }
@@ -103,28 +161,27 @@ impl Checkpoint {
     pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
         let mut c = Cursor { bytes, at: 0 };
         let format = c.take(1)?[0];
-        if format != FORMAT_V1 && format != FORMAT_V2 {
+        if !(FORMAT_V1..=FORMAT_V3).contains(&format) {
             return Err(format!("unknown checkpoint format {format}"));
         }
         let model_version = c.string()?;
         let changelog = c.i64()?;
-        let watermark = match c.take(1)? {
-            [0] => None,
-            _ => Some(c.i64()?),
-        };
-        let n = c.u32()?;
-        let mut next_offsets = BTreeMap::new();
-        for _ in 0..n {
-            let topic = c.string()?;
-            next_offsets.insert(topic, c.i64()?);
-        }
+        let watermark = c.optional_i64()?;
+        let next_offsets = c.offsets()?;
         let mut counts = Counts::default();
-        if format == FORMAT_V2 {
+        if format >= FORMAT_V2 {
             counts.leads = c.i64()?;
             counts.timers = c.i64()?;
             let n = c.u32()?;
             for _ in 0..n {
                 counts.members.push(c.i64()?);
+            }
+        }
+        let (mut epoch, mut replay) = (None, None);
+        if format >= FORMAT_V3 {
+            epoch = c.optional_i64()?;
+            if c.take(1)? != [0] {
+                replay = Some(Replay { tick: c.optional_i64()?, until: c.offsets()? });
             }
         }
         if c.at != bytes.len() {
@@ -136,6 +193,8 @@ impl Checkpoint {
             model_version,
             watermark,
             counts,
+            epoch,
+            replay,
         })
     }
 }
@@ -152,6 +211,8 @@ mod tests {
             model_version: "seed-1".into(),
             watermark: Some(-3),
             counts: Counts { leads: 5, timers: 3, members: vec![1, 0, -2] },
+            epoch: Some(7),
+            replay: Some(Replay { tick: Some(123), until: [("page-views".to_string(), 50)].into_iter().collect() }),
         };
         let b = c.encode();
         assert_eq!(Checkpoint::decode(&b), Ok(c));

@@ -17,7 +17,7 @@ pub mod encoding;
 pub mod keys;
 pub mod memory;
 
-pub use checkpoint::{Checkpoint, Counts};
+pub use checkpoint::{Checkpoint, Counts, Replay};
 pub use encoding::{decode_state, encode_state, DecodeStateError};
 
 use leadscore_core::{LeadId, Millis};
@@ -115,6 +115,9 @@ pub trait StateStore: Send + Sync {
     /// Applies every op of the batch atomically and durably (all or none).
     fn write(&self, batch: &WriteBatch) -> Result<(), StoreError>;
 
-    /// Forgets everything of a partition.
+    /// Forgets everything of a partition, atomically.
     fn drop_partition(&self, partition: Partition) -> Result<(), StoreError>;
+
+    /// The partitions that have a checkpoint here, in order.
+    fn partitions(&self) -> Result<Vec<Partition>, StoreError>;
 }

@@ -110,6 +110,10 @@ impl StateStore for MemoryStore {
         inner.checkpoints.remove(&partition);
         Ok(())
     }
+
+    fn partitions(&self) -> Result<Vec<Partition>, StoreError> {
+        Ok(self.lock().checkpoints.keys().copied().collect())
+    }
 }
 
 /// The behaviour every [`StateStore`] must have, as a test any implementation
@@ -138,6 +142,7 @@ pub fn check_store_contract(store: &dyn StateStore) {
     assert_eq!(store.due_timers(1, Some((100, "L-b")), 100, 5).expect("timers"), vec![], "paging past the bound");
     assert_eq!(store.checkpoint(1).expect("checkpoint"), Some(cp));
     assert_eq!(store.checkpoint(3).expect("checkpoint"), None);
+    assert_eq!(store.partitions().expect("partitions"), vec![1]);
 
     let mut b = WriteBatch::default();
     b.move_timer(1, lead("L-b"), Some(100), Some(400));
@@ -151,6 +156,7 @@ pub fn check_store_contract(store: &dyn StateStore) {
     assert_eq!(store.get_states(1, &["L-b"]).expect("get"), vec![None]);
     assert!(store.due_timers(1, None, i64::MAX, 10).expect("timers").is_empty());
     assert_eq!(store.checkpoint(1).expect("checkpoint"), None);
+    assert!(store.partitions().expect("partitions").is_empty());
     assert_eq!(store.get_states(2, &["L-a"]).expect("get"), vec![Some(b"other partition".to_vec())]);
     assert_eq!(store.due_timers(2, None, i64::MAX, 10).expect("timers"), vec![(50, lead("L-a"))]);
 }

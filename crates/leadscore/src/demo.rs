@@ -12,10 +12,12 @@ use leadscore_core::time::{format_rfc3339, Millis, DAY};
 use leadscore_core::Model;
 use leadscore_kafka::embedded::EmbeddedBroker;
 use leadscore_kafka::events::EventProducer;
-use leadscore_kafka::{run, Counters, RunSettings};
-use leadscore_pipeline::{TimeMode, Topics};
+use leadscore_kafka::KafkaSettings;
+use leadscore_pipeline::ports::Clock as _;
+use leadscore_pipeline::{RuntimeSettings, TimeMode, Topics};
 use leadscore_rocks::{RocksSettings, RocksStore};
 use leadscore_synth::{Generator, Settings};
+use leadscore_telemetry::{Counters, Telemetry};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -49,9 +51,17 @@ struct Clock {
     scale: Millis,
 }
 
-impl Clock {
+impl leadscore_pipeline::ports::Clock for Clock {
     fn now(&self) -> Millis {
         self.sim_start + (self.start.elapsed().as_secs_f64() * self.scale as f64) as Millis
+    }
+
+    fn wall(&self) -> Millis {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.start.elapsed()
     }
 }
 
@@ -141,15 +151,16 @@ fn short(json: &str) -> String {
 /// Prints one view; rates are over the `interval` seconds since the last one.
 fn frame(
     out: &mut impl Write,
-    started: Instant,
     clock: &Clock,
-    c: &Counters,
+    model: &Model,
+    t: &Telemetry,
     last: &mut [u64; 4],
     interval: u64,
     tty: bool,
 ) -> std::io::Result<()> {
-    let secs = started.elapsed().as_secs();
+    let secs = clock.start.elapsed().as_secs();
     let get = Counters::get;
+    let c = &t.counters;
     let now = [get(&c.messages), get(&c.score_changes), get(&c.transitions), get(&c.timer_transitions)];
     let rate: Vec<u64> = now.iter().zip(last.iter()).map(|(n, l)| (n - l) / interval.max(1)).collect();
     *last = now;
@@ -173,12 +184,13 @@ fn frame(
         rate[2],
         rate[3]
     )?;
-    let entered = c.entered();
-    let list: Vec<String> = entered.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    let entered = t.history.entered();
+    let name = |i: u16| model.segments.get(i as usize).map_or("?", |s| s.name.as_str());
+    let list: Vec<String> = entered.iter().map(|(s, n)| format!("{} {n}", name(*s))).collect();
     writeln!(out, "  entered so far: {}", list.join(" · "))?;
     writeln!(out, "  latest transitions:")?;
-    for t in c.recent(8) {
-        writeln!(out, "    {}", short(&t))?;
+    for r in t.history.recent_transitions(8) {
+        writeln!(out, "    {}", short(&r.to_json(model)))?;
     }
     out.flush()
 }
@@ -200,13 +212,13 @@ pub fn demo(model: &Model, opts: &DemoOptions) -> anyhow::Result<()> {
     let clock = Clock { start: Instant::now(), sim_start: 1_767_225_600_000, scale: opts.time_scale };
     let stop = Arc::new(AtomicBool::new(false));
     on_signal(stop.clone());
-    let counters = Arc::new(Counters::default());
+    let telemetry = Arc::new(Telemetry::default());
     let admin = match opts.admin.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
         None => None,
         Some(listen) => {
             let shared = Arc::new(model.clone());
             let clock: Arc<dyn Fn() -> Millis + Send + Sync> = Arc::new(move || clock.now());
-            match crate::service::start_admin(listen, "leadscore-demo", &shared, &store, &counters, &stop, clock) {
+            match crate::service::start_admin(listen, "leadscore-demo", &shared, &store, &telemetry, &stop, clock) {
                 Ok(handle) => {
                     eprintln!("leadscore demo: admin server on http://{listen} (/metrics /segments /leads/{{id}})");
                     Some(handle)
@@ -219,19 +231,19 @@ pub fn demo(model: &Model, opts: &DemoOptions) -> anyhow::Result<()> {
         }
     };
     let produced = AtomicU64::new(0);
-    let mut settings = RunSettings::new(&bootstrap, "leadscore-demo");
-    settings.topics = topics;
-    settings.time_mode = TimeMode::WallClock;
+    let settings = RuntimeSettings { topics, time_mode: TimeMode::WallClock, ..RuntimeSettings::default() };
+    let mut kafka =
+        KafkaSettings { bootstrap_servers: bootstrap.clone(), group_id: "leadscore-demo".into(), ..Default::default() };
     // The mock broker answers a fetch that found nothing only after the full
     // fetch.wait.max.ms (500 ms by default), even when data arrives meanwhile:
     // outputs would trail their events by up to half a second.
-    settings.librdkafka.insert("fetch.wait.max.ms".into(), "10".into());
+    kafka.librdkafka.insert("fetch.wait.max.ms".into(), "10".into());
     eprintln!("leadscore demo: broker {bootstrap}, state in {}", dir.display());
 
     let started = Instant::now();
     let result = std::thread::scope(|s| {
         let generator = s.spawn(|| generate(&bootstrap, opts, clock, &stop, &produced));
-        let pipeline = s.spawn(|| run(&settings, model, &*store, &|| clock.now(), &stop, &counters));
+        let pipeline = s.spawn(|| leadscore_kafka::run(&kafka, &settings, model, &*store, &clock, &stop, &telemetry));
         let tty = std::io::stdout().is_terminal();
         let mut last = [0u64; 4];
         let mut out = std::io::stdout().lock();
@@ -248,7 +260,7 @@ pub fn demo(model: &Model, opts: &DemoOptions) -> anyhow::Result<()> {
                 // A terminal gets a live view; a log gets a frame every 5 s.
                 let interval = if tty { 1 } else { 5 };
                 next_frame += Duration::from_secs(interval);
-                frame(&mut out, started, &clock, &counters, &mut last, interval, tty)?;
+                frame(&mut out, &clock, model, &telemetry, &mut last, interval, tty)?;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -259,6 +271,7 @@ pub fn demo(model: &Model, opts: &DemoOptions) -> anyhow::Result<()> {
         anyhow::Ok(())
     });
     let get = Counters::get;
+    let counters = &telemetry.counters;
     eprintln!(
         "leadscore demo: {} events produced, {} consumed ({} applied, {} dead letters); {} score changes, {} segment transitions ({} by timer)",
         produced.load(Ordering::Relaxed),

@@ -3,7 +3,6 @@
 //!
 //! # Layout
 //!
-//! - [`offline`]: scores a file of events in event time, as `leadscore score` does.
 //! - [`describe`]: the readable model summary of `leadscore check-model`.
 //! - [`demo`]: `leadscore demo`, the pipeline on an embedded broker.
 //! - [`service`]: `leadscore run`, the streaming service from its configuration.
@@ -18,7 +17,6 @@ pub mod bench;
 pub mod demo;
 pub mod describe;
 pub mod loadgen;
-pub mod offline;
 pub mod progress;
 pub mod service;
 

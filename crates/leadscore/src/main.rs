@@ -2,12 +2,13 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use leadscore_config::service::Guarantee;
 use leadscore_core::time::{check_range, parse_rfc3339, Millis};
 use leadscore_core::Model;
-use std::io::{self, BufReader, Write};
+use leadscore_pipeline::{offline, Guarantee};
+use std::io::{self, BufReader, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr;
 
 /// Real-time lead scoring: behavioural scores that decay, demographic grades,
 /// and segments, from streams of marketing events.
@@ -118,7 +119,7 @@ enum Command {
         #[arg(long, default_value_t = 0.001)]
         bad_share: f64,
         /// Guarantees to measure, comma-separated.
-        #[arg(long, default_value = "at_least_once,exactly_once", value_delimiter = ',', value_parser = parse_guarantee)]
+        #[arg(long, default_value = "at_least_once,exactly_once", value_delimiter = ',', value_parser = Guarantee::from_str)]
         guarantee: Vec<Guarantee>,
         /// Length of each latency measurement, in seconds; 0 skips it.
         #[arg(long, default_value_t = 10)]
@@ -210,14 +211,6 @@ fn parse_time(s: &str) -> Result<Millis, String> {
     parse_rfc3339(s).map_err(|e| e.to_string())
 }
 
-fn parse_guarantee(s: &str) -> Result<Guarantee, String> {
-    match s {
-        "at_least_once" => Ok(Guarantee::AtLeastOnce),
-        "exactly_once" => Ok(Guarantee::ExactlyOnce),
-        other => Err(format!("{other:?}: expected at_least_once or exactly_once")),
-    }
-}
-
 fn parse_step(s: &str) -> Result<Millis, String> {
     leadscore_core::time::parse_duration(s).map_err(|e| e.to_string())
 }
@@ -285,11 +278,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let stdout = io::stdout();
             let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
             let mut err = io::stderr().lock();
+            let progress = io::stderr().is_terminal();
             if input == "-" {
-                leadscore::offline::run(&model, io::stdin().lock(), until, &mut out, &mut err)?;
+                offline::score(&model, io::stdin().lock(), until, progress, &mut out, &mut err)?;
             } else {
                 let file = std::fs::File::open(&input).with_context(|| format!("cannot open --input {input}"))?;
-                leadscore::offline::run(&model, BufReader::with_capacity(1 << 16, file), until, &mut out, &mut err)?;
+                offline::score(&model, BufReader::with_capacity(1 << 16, file), until, progress, &mut out, &mut err)?;
             }
             out.flush()?;
         }
@@ -433,7 +427,9 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr);
+    // Colours only on a terminal: a log file or a pipe gets plain text.
+    let logs =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).with_ansi(io::stderr().is_terminal());
     if json {
         logs.json().flatten_event(true).init();
     } else {

@@ -4,11 +4,13 @@
 //! batch in hand is published and committed) on ctrl-c or SIGTERM.
 
 use anyhow::Context;
-use leadscore_config::service::{Guarantee, ServiceConfig, TimeSource};
-use leadscore_kafka::{run as run_loop, Counters, RunSettings};
-use leadscore_pipeline::{TimeMode, Topics};
+use leadscore_config::service::ServiceConfig;
+use leadscore_kafka::KafkaSettings;
+use leadscore_pipeline::ports::SystemClock;
+use leadscore_pipeline::{RunError, RuntimeSettings, Topics};
 use leadscore_rocks::{RocksSettings, RocksStore};
-use std::sync::atomic::AtomicBool;
+use leadscore_telemetry::{Counters, Telemetry};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,11 +18,88 @@ fn wall_clock() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The runtime's settings from the service configuration.
+pub fn runtime_settings(config: &ServiceConfig) -> anyhow::Result<RuntimeSettings> {
+    let t = &config.topics;
+    let p = &config.processing;
+    Ok(RuntimeSettings {
+        topics: Topics {
+            inputs: config.input_kinds()?,
+            score_changes: t.score_changes.clone(),
+            transitions: t.transitions.clone(),
+            dead_letters: t.dead_letters.clone(),
+            changelog: t.changelog.clone(),
+        },
+        time_mode: p.time,
+        guarantee: p.guarantee,
+        formats: formats(config)?,
+        max_batch: p.max_batch,
+        poll_timeout: p.poll_timeout,
+        tick_interval: p.tick_interval,
+        max_idle: p.max_idle,
+        delivery_timeout: p.delivery_timeout,
+        restore_stall_timeout: p.restore_stall_timeout,
+        dead_letter_max_share: p.dead_letter_max_share,
+        dead_letter_window: p.dead_letter_window,
+        ..RuntimeSettings::default()
+    })
+}
+
+/// Where the brokers are, from the service configuration.
+pub fn kafka_settings(config: &ServiceConfig) -> KafkaSettings {
+    let k = &config.kafka;
+    let mut librdkafka = k.librdkafka.clone();
+    if let Some(instance) = &k.group_instance_id {
+        librdkafka.insert("group.instance.id".into(), instance.clone());
+    }
+    KafkaSettings {
+        bootstrap_servers: k.bootstrap_servers.clone(),
+        group_id: k.group_id.clone(),
+        librdkafka,
+        transactional_id: Some(transactional_id(config)),
+    }
+}
+
+/// Runs the loop, restarting it from the last commit after errors that a
+/// restart may cure (a broker unreachable, a delivery or transaction that
+/// failed), with a growing pause; other errors, and too many restarts in a
+/// row, stop the service.
+pub fn supervise(
+    run: &mut dyn FnMut() -> Result<(), RunError>,
+    stop: &AtomicBool,
+    pause: Duration,
+) -> Result<(), RunError> {
+    let mut failures = 0u32;
+    loop {
+        let started = Instant::now();
+        match run() {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retriable() && !stop.load(Ordering::Relaxed) && failures < 10 => {
+                // A run that lasted a while was healthy: count afresh.
+                failures = if started.elapsed() > Duration::from_secs(300) { 1 } else { failures + 1 };
+                let wait = pause * 2u32.saturating_pow(failures.min(5) - 1);
+                tracing::warn!(
+                    error = %e, attempt = failures, retry_in_seconds = wait.as_secs_f64(),
+                    "the loop stopped; restarting it from the last commit"
+                );
+                let until = Instant::now() + wait;
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Runs until a signal; see the module documentation.
 pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
-    let model = match config.model.file.trim() {
-        "" => leadscore_config::seed_model(),
-        f => leadscore_config::load_model(std::path::Path::new(f))?,
+    let model = match &config.model.file {
+        None => leadscore_config::seed_model(),
+        Some(f) => leadscore_config::load_model(f)?,
     };
     std::fs::create_dir_all(&config.state.dir)
         .with_context(|| format!("cannot create state.dir {}", config.state.dir.display()))?;
@@ -32,91 +111,69 @@ pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
             sync_writes: config.state.sync_writes,
         },
     )?);
-    let t = &config.topics;
-    let settings = RunSettings {
-        bootstrap_servers: config.kafka.bootstrap_servers.clone(),
-        group_id: config.kafka.group_id.clone(),
-        topics: Topics {
-            inputs: config.input_kinds()?,
-            score_changes: t.score_changes.clone(),
-            transitions: t.transitions.clone(),
-            dead_letters: t.dead_letters.clone(),
-            changelog: t.changelog.clone(),
-        },
-        time_mode: match config.processing.time {
-            TimeSource::WallClock => TimeMode::WallClock,
-            TimeSource::EventTime => TimeMode::EventTime,
-        },
-        librdkafka: {
-            let mut options = config.kafka.librdkafka.clone();
-            if !config.kafka.group_instance_id.trim().is_empty() {
-                options.insert("group.instance.id".into(), config.kafka.group_instance_id.trim().into());
-            }
-            options
-        },
-        max_batch: config.processing.max_batch,
-        poll_timeout: Duration::from_millis(config.processing.poll_timeout_ms),
-        tick_interval: Duration::from_millis(config.processing.tick_interval_ms),
-        max_idle: Duration::from_millis(config.processing.max_idle_ms),
-        delivery_timeout: Duration::from_millis(config.processing.delivery_timeout_ms),
-        restore_stall_timeout: Duration::from_millis(config.processing.restore_stall_timeout_ms),
-        formats: formats(config)?,
-        guarantee: match config.processing.guarantee {
-            Guarantee::AtLeastOnce => leadscore_kafka::Guarantee::AtLeastOnce,
-            Guarantee::ExactlyOnce => leadscore_kafka::Guarantee::ExactlyOnce,
-        },
-        transactional_id: transactional_id(config),
-        dead_letter_max_share: config.processing.dead_letter_max_share,
-        dead_letter_window: config.processing.dead_letter_window,
-    };
+    let settings = runtime_settings(config)?;
+    let kafka = kafka_settings(config);
     tracing::info!(
-        bootstrap = %settings.bootstrap_servers,
-        group = %settings.group_id,
+        bootstrap = %kafka.bootstrap_servers,
+        group = %kafka.group_id,
         state = %config.state.dir.display(),
         model = %model.version,
+        guarantee = settings.guarantee.as_str(),
         "leadscore starting"
     );
     let stop = Arc::new(AtomicBool::new(false));
     crate::demo::on_signal(stop.clone());
-    let counters = Arc::new(Counters::default());
+    let telemetry = Arc::new(Telemetry::default());
     let model = Arc::new(model);
-    let admin = match config.admin.listen.trim() {
-        "" => None,
-        listen => {
-            Some(start_admin(listen, &settings.group_id, &model, &store, &counters, &stop, Arc::new(wall_clock))?)
-        }
+    let admin = match config.admin.enabled {
+        false => None,
+        true => Some(start_admin(
+            &config.admin.listen.to_string(),
+            &kafka.group_id,
+            &model,
+            &store,
+            &telemetry,
+            &stop,
+            Arc::new(wall_clock),
+        )?),
     };
+    let clock = SystemClock::default();
     let result = std::thread::scope(|s| {
-        let pipeline = s.spawn(|| run_loop(&settings, &model, &*store, &wall_clock, &stop, &counters));
+        let pipeline = s.spawn(|| {
+            let mut once = || leadscore_kafka::run(&kafka, &settings, &model, &*store, &clock, &stop, &telemetry);
+            supervise(&mut once, &stop, Duration::from_secs(1))
+        });
         let mut next = Instant::now() + Duration::from_secs(10);
         while !pipeline.is_finished() {
             std::thread::sleep(Duration::from_millis(100));
             if Instant::now() >= next {
                 next += Duration::from_secs(10);
+                let c = &telemetry.counters;
                 tracing::info!(
-                    messages = Counters::get(&counters.messages),
-                    applied = Counters::get(&counters.applied),
-                    dead_lettered = Counters::get(&counters.dead_lettered),
-                    transitions = Counters::get(&counters.transitions),
+                    messages = Counters::get(&c.messages),
+                    applied = Counters::get(&c.applied),
+                    dead_lettered = Counters::get(&c.dead_lettered),
+                    transitions = Counters::get(&c.transitions),
                     "progress"
                 );
             }
         }
         pipeline.join().map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))
     })?;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     if let Some(admin) = admin {
         let _ = admin.join();
     }
     result?;
+    let c = &telemetry.counters;
     eprintln!(
         "leadscore: stopped cleanly after {} messages ({} applied, {} duplicates, {} dead letters); {} score changes, {} segment transitions",
-        Counters::get(&counters.messages),
-        Counters::get(&counters.applied),
-        Counters::get(&counters.duplicates),
-        Counters::get(&counters.dead_lettered),
-        Counters::get(&counters.score_changes),
-        Counters::get(&counters.transitions)
+        Counters::get(&c.messages),
+        Counters::get(&c.applied),
+        Counters::get(&c.duplicates),
+        Counters::get(&c.dead_lettered),
+        Counters::get(&c.score_changes),
+        Counters::get(&c.transitions)
     );
     Ok(())
 }
@@ -128,7 +185,7 @@ pub(crate) fn start_admin(
     group: &str,
     model: &Arc<leadscore_core::Model>,
     store: &Arc<RocksStore>,
-    counters: &Arc<Counters>,
+    telemetry: &Arc<Telemetry>,
     stop: &Arc<AtomicBool>,
     clock: Arc<dyn Fn() -> i64 + Send + Sync>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
@@ -138,7 +195,7 @@ pub(crate) fn start_admin(
     let address = listener.local_addr()?;
     let probe = store.clone();
     let state = leadscore_admin::AdminState {
-        counters: counters.clone(),
+        telemetry: telemetry.clone(),
         store: store.clone(),
         model: model.clone(),
         clock,
@@ -173,11 +230,10 @@ fn formats(config: &ServiceConfig) -> anyhow::Result<leadscore_pipeline::Formats
     if f.input == Encoding::Json && f.output == Encoding::Json {
         return Ok(leadscore_pipeline::Formats::default());
     }
-    let url = f.schema_registry_url.trim();
     let codec = Arc::new(
         leadscore_codec::AvroCodec::new(leadscore_codec::AvroSettings {
             schema_files: config.avro_schema_ids()?,
-            registry_url: (!url.is_empty()).then(|| url.to_string()),
+            registry_url: f.schema_registry_url.clone(),
             score_change_id: f.score_change_schema_id,
             transition_id: f.transition_schema_id,
         })
@@ -192,18 +248,16 @@ fn formats(config: &ServiceConfig) -> anyhow::Result<leadscore_pipeline::Formats
 /// `kafka.transactional_id`, or one derived from the group and the instance.
 fn transactional_id(config: &ServiceConfig) -> String {
     let k = &config.kafka;
-    if !k.transactional_id.trim().is_empty() {
-        return k.transactional_id.trim().to_string();
+    if let Some(id) = &k.transactional_id {
+        return id.clone();
     }
-    let instance = if k.group_instance_id.trim().is_empty() {
+    let instance = k.group_instance_id.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
             .or_else(|| std::env::var("HOSTNAME").ok())
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "leadscore".into())
-    } else {
-        k.group_instance_id.trim().to_string()
-    };
+    });
     format!("{}-{instance}", k.group_id)
 }

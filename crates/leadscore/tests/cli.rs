@@ -264,6 +264,7 @@ fn run_consumes_from_a_broker_in_another_process_and_stops_cleanly_on_sigterm() 
     let log = log.join("\n");
     assert!(status.success(), "{log}");
     assert!(log.contains("leadscore starting"), "{log}");
+    assert!(!log.contains('\x1b'), "no colour codes in a log that is not a terminal: {log}");
     assert!(log.contains("stopped cleanly after 50 messages (50 applied, 0 duplicates, 0 dead letters)"), "{log}");
     assert!(log.contains("admin server listening"), "{log}");
     let (status, why) = first_readiness.expect("the admin server started");
@@ -334,7 +335,7 @@ fn run_logs_one_json_object_per_line_with_log_json() {
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbootstrap_servers = \"{}\"\n[state]\ndir = \"{}\"\n[admin]\nlisten = \"\"\n",
+            "[kafka]\nbootstrap_servers = \"{}\"\n[state]\ndir = \"{}\"\n[admin]\nenabled = false\n",
             free_address(),
             dir.path().join("state").display()
         ),

@@ -12,9 +12,9 @@
 //! see.
 
 use leadscore_codec::{AvroCodec, AvroSettings};
-use leadscore_kafka::{Counters, RunSettings};
-use leadscore_pipeline::{TimeMode, Topics};
+use leadscore_pipeline::Topics;
 use leadscore_rocks::{RocksSettings, RocksStore};
+use leadscore_telemetry::Counters;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -116,16 +116,15 @@ fn through_the_broker(scenarios: &[(PathBuf, Vec<String>)], avro: Option<Arc<Avr
     }
     producer.flush(Duration::from_secs(10)).expect("flush");
 
-    let mut s = RunSettings::new(&bootstrap, "golden");
-    s.time_mode = TimeMode::EventTime;
+    let (kafka, mut s) = support::settings(&bootstrap, "golden");
     s.topics.inputs = [("lead-events".to_string(), None)].into_iter().collect();
     s.formats.avro_input = avro.clone();
     s.formats.avro_output = avro.clone();
     s.dead_letter_max_share = 1.0;
     let store_dir = tempfile::tempdir().expect("dir");
     let store = RocksStore::open(store_dir.path(), &RocksSettings::default()).expect("store");
-    let counters = support::run_until(&s, &store, total);
-    assert_eq!(Counters::get(&counters.messages), total, "every event consumed");
+    let telemetry = support::run_until(&kafka, &s, &store, total);
+    assert_eq!(Counters::get(&telemetry.counters.messages), total, "every event consumed");
 
     let reader: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)

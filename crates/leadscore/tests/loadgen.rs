@@ -173,9 +173,8 @@ fn bench_measures_the_ceiling_both_guarantees_and_latency_in_one_run() {
 /// publishes equals the offline scorer's output for the same stream in one file.
 #[test]
 fn gen_by_kind_fills_the_default_topics_and_the_service_reads_them_in_event_time_order() {
-    use leadscore_kafka::{Counters, RunSettings};
-    use leadscore_pipeline::TimeMode;
     use leadscore_rocks::{RocksSettings, RocksStore};
+    use leadscore_telemetry::Counters;
     let broker = EmbeddedBroker::start(&Topics::default(), 2).expect("broker");
     let bootstrap = broker.bootstrap_servers();
     let args = ["--events", "3000", "--leads", "60", "--step", "5m"];
@@ -219,12 +218,11 @@ fn gen_by_kind_fills_the_default_topics_and_the_service_reads_them_in_event_time
         by_topic.into_iter().map(|(t, kinds)| (t.to_string(), kinds)).collect();
     assert_eq!(got, want, "each topic holds the kinds it is for");
 
-    let mut s = RunSettings::new(&bootstrap, "by-kind");
-    s.time_mode = TimeMode::EventTime;
+    let (kafka, mut s) = support::settings(&bootstrap, "by-kind");
     s.max_batch = 50; // many batches, so that order across them matters
     let store = RocksStore::open(&dir.path().join("state"), &RocksSettings::default()).expect("store");
-    let counters = support::run_until(&s, &store, 3000);
-    assert_eq!(Counters::get(&counters.applied), 3000);
+    let telemetry = support::run_until(&kafka, &s, &store, 3000);
+    assert_eq!(Counters::get(&telemetry.counters.applied), 3000);
     let reference = support::reference_of(&file);
     let (got, repeats) = support::read_outputs(&bootstrap, reference.len());
     assert_eq!(repeats, 0);

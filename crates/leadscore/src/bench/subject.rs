@@ -4,7 +4,7 @@
 
 use crate::loadgen::WireFormat;
 use anyhow::{bail, Context};
-use leadscore_config::service::{Encoding, Guarantee, ServiceConfig, TimeSource};
+use leadscore_config::service::{Encoding, Guarantee, ServiceConfig, TimeMode};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -80,7 +80,7 @@ impl SubjectSettings<'_> {
         let t = self.topics;
         c.kafka.bootstrap_servers = self.bootstrap.to_string();
         c.kafka.group_id = self.group.to_string();
-        c.kafka.transactional_id = format!("{}-tx", self.group);
+        c.kafka.transactional_id = Some(format!("{}-tx", self.group));
         if let Some(ms) = self.fetch_wait_ms {
             c.kafka.librdkafka.insert("fetch.wait.max.ms".into(), ms.to_string());
         }
@@ -90,11 +90,11 @@ impl SubjectSettings<'_> {
         c.topics.changelog = t.changelog.clone();
         c.topics.inputs = [(t.input.clone(), "any".to_string()), (t.latency_input.clone(), "any".to_string())].into();
         c.processing.guarantee = self.guarantee;
-        c.processing.time = TimeSource::EventTime;
+        c.processing.time = TimeMode::EventTime;
         c.state.dir = state_dir.to_path_buf();
         c.state.block_cache_mb = self.block_cache_mb as usize;
         c.state.write_buffer_mb = self.write_buffer_mb as usize;
-        c.admin.listen = admin.to_string();
+        c.admin.listen = admin.parse().context("the admin address")?;
         c.formats.input = match self.format {
             WireFormat::Json => Encoding::Json,
             WireFormat::Avro { .. } => Encoding::Avro,

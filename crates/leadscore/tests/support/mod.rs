@@ -152,25 +152,43 @@ pub fn stop(mut run: Child) -> bool {
     run.wait().expect("exits").success()
 }
 
-/// Runs the service loop in this process (event time, seed model) on `store`
-/// until it has consumed `messages` messages (or a minute passed), then stops it
-/// cleanly; its counters.
+/// The in-process service's settings for `bootstrap`: group `group`, event
+/// time, every other runtime setting at its default.
+pub fn settings(bootstrap: &str, group: &str) -> (leadscore_kafka::KafkaSettings, leadscore_pipeline::RuntimeSettings) {
+    let kafka = leadscore_kafka::KafkaSettings {
+        bootstrap_servers: bootstrap.to_string(),
+        group_id: group.to_string(),
+        ..Default::default()
+    };
+    let runtime = leadscore_pipeline::RuntimeSettings {
+        time_mode: leadscore_pipeline::TimeMode::EventTime,
+        ..Default::default()
+    };
+    (kafka, runtime)
+}
+
+/// Runs the service loop in this process (seed model) on `store` until it has
+/// consumed `messages` messages (or a minute passed), then stops it cleanly;
+/// what it reported.
 pub fn run_until(
-    settings: &leadscore_kafka::RunSettings,
+    kafka: &leadscore_kafka::KafkaSettings,
+    settings: &leadscore_pipeline::RuntimeSettings,
     store: &dyn leadscore_store::StateStore,
     messages: u64,
-) -> leadscore_kafka::Counters {
-    use leadscore_kafka::Counters;
+) -> leadscore_telemetry::Telemetry {
+    use leadscore_telemetry::{Counters, Telemetry};
     use std::sync::atomic::{AtomicBool, Ordering};
-    let (model, counters, stop) = (leadscore_config::seed_model(), Counters::default(), AtomicBool::new(false));
+    let (model, telemetry, stop) = (leadscore_config::seed_model(), Telemetry::default(), AtomicBool::new(false));
+    let clock = leadscore_pipeline::ports::FixedClock::at(0);
     std::thread::scope(|scope| {
-        let handle = scope.spawn(|| leadscore_kafka::run(settings, &model, store, &|| 0, &stop, &counters));
+        let handle = scope.spawn(|| leadscore_kafka::run(kafka, settings, &model, store, &clock, &stop, &telemetry));
         let deadline = Instant::now() + Duration::from_secs(60);
-        while Counters::get(&counters.messages) < messages && Instant::now() < deadline && !handle.is_finished() {
+        let consumed = || Counters::get(&telemetry.counters.messages);
+        while consumed() < messages && Instant::now() < deadline && !handle.is_finished() {
             std::thread::sleep(Duration::from_millis(20));
         }
         stop.store(true, Ordering::Relaxed);
         handle.join().expect("no panic").expect("the loop ends cleanly");
     });
-    counters
+    telemetry
 }

@@ -4,8 +4,8 @@
 //! labelled by lead id (labels are topics, kinds, outcomes, error classes,
 //! segments, partitions: all bounded).
 
+use crate::observations::Observations;
 use leadscore_core::Model;
-use leadscore_pipeline::{Observations, Topics};
 use leadscore_store::Counts;
 use prometheus::{
     exponential_buckets, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -40,6 +40,8 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// Segment names by index, once the model is known.
     segments: std::sync::RwLock<Vec<String>>,
+    /// Input topic names by index (the runtime's sorted order).
+    inputs: std::sync::RwLock<Vec<String>>,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -189,13 +191,13 @@ impl Default for Metrics {
                 &r,
                 "leadscore_merge_held_messages",
                 "Fetched messages held back to keep event-time order across co-partitioned input topics \
-                 (waiting for a topic that is behind, at most processing.max_idle_ms).",
+                 (waiting for a topic that has more on the broker, or whose position is not known yet).",
             ),
             merge_idle_expired: counter(
                 &r,
                 "leadscore_merge_idle_expired_total",
-                "Times a partition group stopped waiting for a topic that was behind (processing.max_idle_ms \
-                 passed) and went ahead without it: event-time order across topics was not guaranteed then.",
+                "Times a partition group stopped waiting for an input topic that had nothing more on the broker \
+                 (processing.max_idle_ms passed) and went ahead without it.",
             ),
             block_cache_bytes: gauge(
                 &r,
@@ -210,6 +212,7 @@ impl Default for Metrics {
                 &["version", "model_version"],
             ),
             segments: Default::default(),
+            inputs: Default::default(),
             registry: r,
         }
     }
@@ -226,13 +229,18 @@ impl Metrics {
         *self.segments.write().unwrap_or_else(|p| p.into_inner()) = names;
     }
 
-    /// Counts a step's observations. `now` is the wall clock in milliseconds.
-    /// `clock` is the timers' clock (event time lag is measured on it); `wall`
-    /// the real time, which broker timestamps are in. They differ in the demo,
-    /// whose clock is compressed.
-    pub fn observe(&self, topics: &Topics, o: &Observations, score_changes: u64, clock: i64, wall: i64) {
+    /// Names the input topics, in the order the runtime indexes them.
+    pub fn describe_inputs<'a>(&self, topics: impl IntoIterator<Item = &'a str>) {
+        *self.inputs.write().unwrap_or_else(|p| p.into_inner()) = topics.into_iter().map(String::from).collect();
+    }
+
+    /// Counts a step's observations. `clock` is the timers' clock (event
+    /// time lag is measured on it); `wall` the real time, which broker
+    /// timestamps are in. They differ in the demo, whose clock is compressed.
+    pub fn observe(&self, o: &Observations, score_changes: u64, clock: i64, wall: i64) {
+        let inputs = self.inputs.read().unwrap_or_else(|p| p.into_inner());
         for (&(topic, kind, outcome), &n) in &o.events {
-            let topic = topics.input_name(topic).unwrap_or("unknown");
+            let topic = inputs.get(topic as usize).map_or("unknown", String::as_str);
             let kind = kind.map_or("unknown", |k| k.as_str());
             self.events.with_label_values(&[topic, kind, outcome.as_str()]).inc_by(n);
         }
@@ -297,7 +305,7 @@ mod tests {
         let m = Metrics::default();
         let o = Observations { broker_times: vec![1_000], event_times: vec![50], ..Observations::default() };
         // A compressed timers' clock (the demo's) far from real time.
-        m.observe(&Topics::default(), &o, 0, 100, 3_000);
+        m.observe(&o, 0, 100, 3_000);
         assert_eq!(m.event_to_output.get_sample_sum(), 2.0);
         assert_eq!(m.event_time_lag.get_sample_sum(), 0.05);
     }

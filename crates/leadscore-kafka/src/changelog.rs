@@ -1,0 +1,104 @@
+//! The changelog topic as the runtime's [`Changelog`]: a consumer that joins
+//! no group, assigns one changelog partition at a time and reads committed
+//! records only (a restore never sees an aborted transaction's states).
+
+use leadscore_pipeline::messages::headers;
+use leadscore_pipeline::ports::{Changelog, ChangelogRecord, PortError};
+use leadscore_store::Partition;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use std::time::Duration;
+
+/// See the module documentation.
+pub struct KafkaChangelog {
+    consumer: BaseConsumer,
+    topic: String,
+    partition: Option<Partition>,
+    /// How long a metadata request may take.
+    timeout: Duration,
+}
+
+fn retriable(what: &str) -> impl Fn(rdkafka::error::KafkaError) -> PortError + '_ {
+    move |e| PortError::Retriable(format!("{what}: {e}"))
+}
+
+impl KafkaChangelog {
+    /// `config` is the client configuration shared with the main consumer
+    /// (bootstrap servers, security).
+    pub fn new(config: &ClientConfig, topic: &str, timeout: Duration) -> Result<KafkaChangelog, PortError> {
+        let mut config = config.clone();
+        config
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed");
+        // A group id is required by the client, never used: this reader assigns.
+        if config.get("group.id").is_none() {
+            config.set("group.id", "leadscore-restore");
+        }
+        let consumer = config.create().map_err(|e| PortError::Fatal(format!("creating the changelog reader: {e}")))?;
+        Ok(KafkaChangelog { consumer, topic: topic.to_string(), partition: None, timeout })
+    }
+}
+
+impl Changelog for KafkaChangelog {
+    fn watermarks(&mut self, partition: Partition) -> Result<(i64, i64), PortError> {
+        // A read_committed client's end is the last stable offset.
+        self.consumer
+            .fetch_watermarks(&self.topic, partition as i32, self.timeout)
+            .map_err(retriable("reading the changelog's offsets"))
+    }
+
+    fn start(&mut self, partition: Partition, from: i64) -> Result<(), PortError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, partition as i32, Offset::Offset(from))
+            .map_err(retriable("assigning the changelog"))?;
+        self.consumer.assign(&tpl).map_err(retriable("assigning the changelog"))?;
+        self.partition = Some(partition);
+        Ok(())
+    }
+
+    fn read(&mut self, timeout: Duration, max: usize, out: &mut Vec<ChangelogRecord>) -> Result<(), PortError> {
+        let mut timeout = timeout;
+        while out.len() < max {
+            let m = match self.consumer.poll(timeout) {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "changelog read error; retrying");
+                    break;
+                }
+                Some(Ok(m)) => m,
+            };
+            timeout = Duration::ZERO;
+            let header = |name: &str| {
+                m.headers().and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value.map(<[u8]>::to_vec)))
+            };
+            let key = m.key().unwrap_or_default().to_vec();
+            let marker = key.is_empty() && header(headers::CHANGELOG_RECORD).as_deref() == Some(b"checkpoint");
+            let epoch = header(headers::CHANGELOG_EPOCH)
+                .and_then(|v| String::from_utf8(v).ok())
+                .and_then(|s| s.parse::<i64>().ok());
+            out.push(ChangelogRecord {
+                offset: m.offset(),
+                key,
+                value: m.payload().map(<[u8]>::to_vec),
+                timestamp: m.timestamp().to_millis(),
+                marker,
+                epoch,
+            });
+        }
+        Ok(())
+    }
+
+    fn position(&mut self) -> Option<i64> {
+        let partition = self.partition? as i32;
+        let tpl = self.consumer.position().ok()?;
+        tpl.find_partition(&self.topic, partition).and_then(|e| e.offset().to_raw())
+    }
+
+    fn stop(&mut self) {
+        self.partition = None;
+        let _ = self.consumer.unassign();
+    }
+}

@@ -1,0 +1,68 @@
+//! librdkafka client configurations: the input consumer's (a group member
+//! that commits its own offsets and reads committed records only), and the
+//! options every other client (producer, changelog reader) shares.
+
+use std::collections::BTreeMap;
+
+/// Options of the group consumer only: librdkafka warns when other clients
+/// (the producer, the changelog reader) are given them.
+const GROUP_CONSUMER_ONLY: &[&str] = &[
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "partition.assignment.strategy",
+    "group.instance.id",
+    "group.protocol",
+    "group.remote.assignor",
+];
+
+/// Where and how to reach the brokers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    pub group_id: String,
+    /// Raw librdkafka options for every client (security, tuning); group
+    /// options go to the input consumer only.
+    pub librdkafka: BTreeMap<String, String>,
+    /// The producer's transactional.id in exactly-once mode: stable per
+    /// instance, so that a restarted instance fences its crashed predecessor
+    /// and aborts its open transaction at once.
+    pub transactional_id: Option<String>,
+}
+
+/// The input consumer's configuration: offsets committed by the loop, not
+/// automatically; a new group starts at the earliest offset; only committed
+/// transactional records; the range assignor unless `librdkafka` says
+/// otherwise (co-partitioned topics need it). Also what `leadscore bench`'s
+/// ceiling consumer uses, so that the two read alike.
+pub fn group_consumer_config(
+    bootstrap: &str,
+    group: &str,
+    librdkafka: &BTreeMap<String, String>,
+) -> rdkafka::ClientConfig {
+    let mut c = rdkafka::ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    for (k, v) in librdkafka {
+        c.set(k, v);
+    }
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed");
+    for (key, default) in [("partition.assignment.strategy", "range"), ("statistics.interval.ms", "5000")] {
+        if !librdkafka.contains_key(key) {
+            c.set(key, default);
+        }
+    }
+    c
+}
+
+/// The shared options (security, tuning) without the group consumer's.
+pub fn client_config(s: &KafkaSettings) -> rdkafka::ClientConfig {
+    let mut c = rdkafka::ClientConfig::new();
+    c.set("bootstrap.servers", &s.bootstrap_servers);
+    for (k, v) in s.librdkafka.iter().filter(|(k, _)| !GROUP_CONSUMER_ONLY.contains(&k.as_str())) {
+        c.set(k, v);
+    }
+    c
+}

@@ -1,0 +1,166 @@
+//! Offline scoring: a file of JSON events, one per line, through the same
+//! processing step the service runs, over an in-memory store, writing every
+//! score change and segment transition the service would publish, one JSON
+//! object per line. So `leadscore score` and the stream cannot drift apart.
+//!
+//! The whole file is one partition read in order, in event time: before each
+//! event, every timer due strictly before the latest event time seen fires (in
+//! due order, ties by lead id). At the end, `until` fires the timers due up to
+//! and including that instant. Bad lines are reported with their line number
+//! and error class, as the service would dead-letter them.
+
+use crate::messages::{headers, InputMessage, OutputTopic, Topics};
+use crate::processor::{Processor, Step, StepContext, StepError, TimeMode};
+use leadscore_core::{Millis, Model};
+use leadscore_store::memory::MemoryStore;
+use leadscore_store::StateStore;
+use std::io::{self, BufRead, Write};
+use std::time::{Duration, Instant};
+
+/// The topic name offline lines are read as (any kind, `type` required).
+const TOPIC: &str = "events";
+/// Lines processed per step.
+const BATCH: usize = 8192;
+
+/// What a run did, for the summary line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub events_read: u64,
+    pub applied: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub erased: u64,
+    pub score_changes: u64,
+    pub transitions: u64,
+    pub timer_transitions: u64,
+    pub leads: u64,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} events read: {} applied, {} duplicates, {} rejected; {} leads erased; \
+             {} score changes, {} segment transitions ({} by timer); {} leads in state",
+            self.events_read,
+            self.applied,
+            self.duplicates,
+            self.rejected,
+            self.erased,
+            self.score_changes,
+            self.transitions,
+            self.timer_transitions,
+            self.leads
+        )
+    }
+}
+
+/// Why an offline run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Step(#[from] StepError),
+}
+
+/// Scores every line of `input`, writing records to `out` and problems,
+/// progress (when `progress`) and the summary to `err`.
+pub fn score(
+    model: &Model,
+    input: impl BufRead,
+    until: Option<Millis>,
+    progress: bool,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<Summary, OfflineError> {
+    let store = MemoryStore::new();
+    let topics = Topics { inputs: [(TOPIC.to_string(), None)].into_iter().collect(), ..Topics::default() };
+    let processor = Processor::new(model, &store, &topics, TimeMode::EventTime);
+    let mut summary = Summary::default();
+    let started = Instant::now();
+    let mut last_report = started;
+    let mut batch = Vec::with_capacity(BATCH);
+    for (n, line) in input.split(b'\n').enumerate() {
+        let mut line = line?;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        summary.events_read += 1;
+        batch.push(InputMessage {
+            topic: TOPIC.to_string(),
+            partition: 0,
+            offset: n as i64 + 1,
+            key: None,
+            payload: Some(line),
+            timestamp: None,
+        });
+        if batch.len() == BATCH {
+            let arrivals = batch.drain(..).map(|m| processor.decode(m)).collect();
+            let step = processor.process_arrivals(0, arrivals, StepContext::default())?;
+            commit(&store, step, &mut summary, out, err)?;
+            if progress && last_report.elapsed() > Duration::from_secs(2) {
+                last_report = Instant::now();
+                let rate = summary.events_read as f64 / started.elapsed().as_secs_f64();
+                writeln!(err, "leadscore: {} events read ({rate:.0}/s)", summary.events_read)?;
+            }
+        }
+    }
+    let arrivals = batch.drain(..).map(|m| processor.decode(m)).collect();
+    let step = processor.process_arrivals(0, arrivals, StepContext::default())?;
+    commit(&store, step, &mut summary, out, err)?;
+    if let Some(until) = until {
+        commit(&store, processor.tick(0, until)?, &mut summary, out, err)?;
+    }
+    summary.leads = store.lead_count() as u64;
+    out.flush()?;
+    writeln!(err, "leadscore: {summary}")?;
+    Ok(summary)
+}
+
+/// Writes a step's records, reports its rejected lines, and commits it.
+fn commit(
+    store: &MemoryStore,
+    step: Step,
+    summary: &mut Summary,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<(), OfflineError> {
+    for o in &step.outputs {
+        match o.topic {
+            OutputTopic::ScoreChanges | OutputTopic::Transitions => {
+                out.write_all(o.value.as_deref().unwrap_or_default())?;
+                out.write_all(b"\n")?;
+            }
+            OutputTopic::DeadLetters => {
+                let header = |name: &str| {
+                    o.headers
+                        .iter()
+                        .find(|(k, _)| *k == name)
+                        .map_or(String::new(), |(_, v)| String::from_utf8_lossy(v).into_owned())
+                };
+                writeln!(
+                    err,
+                    "line {}: {}: {}",
+                    header(headers::SOURCE_OFFSET),
+                    header(headers::ERROR_CLASS),
+                    header(headers::ERROR_MESSAGE)
+                )?;
+            }
+            OutputTopic::Changelog => {}
+        }
+    }
+    let s = &step.stats;
+    summary.applied += s.applied;
+    summary.duplicates += s.duplicates;
+    summary.rejected += s.dead_lettered;
+    summary.erased += s.erased;
+    summary.score_changes += s.score_changes;
+    summary.transitions += s.transitions;
+    summary.timer_transitions += s.timer_transitions;
+    store.write(&step.write).map_err(StepError::from)?;
+    Ok(())
+}

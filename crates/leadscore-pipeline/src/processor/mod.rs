@@ -1,0 +1,178 @@
+//! The processing step: turns the released messages of one partition (and the
+//! passage of time) into the output records to publish and one
+//! [`WriteBatch`] (states, timers, the checkpoint) to commit once the outputs
+//! are delivered. Committing state and offsets together, after the outputs,
+//! is what gives exactly-once state: a crash before the commit replays the step
+//! against the old state and publishes the same records with the same
+//! `(lead_id, version)`.
+//!
+//! Timers: in event-time mode the watermark is the latest event time of the
+//! partition, and before each event every timer due strictly before it fires,
+//! in (due, lead) order. In wall-clock mode the runtime says when a step
+//! "ticks": its timers due by then fire before its events.
+//!
+//! - [`work`]: one step's working set of leads, and the records it emits.
+//! - [`timers`]: firing due timers from the store's timer index.
+
+mod timers;
+mod work;
+
+use crate::aligner::{merge_all, Arrival};
+use crate::messages::{InputMessage, OutputRecord, Topics};
+use leadscore_codec::{decode_json, AvroCodec, Limits};
+use leadscore_core::{Millis, Model};
+use leadscore_store::{Checkpoint, DecodeStateError, Partition, StateStore, StoreError, WriteBatch};
+use leadscore_telemetry::{Observations, StepStats};
+use std::sync::Arc;
+use work::Work;
+
+/// Which clock drives timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeMode {
+    /// Timers fire when the wall clock passes them, with or without input.
+    WallClock,
+    /// Timers fire when event time passes them: deterministic replays.
+    EventTime,
+}
+
+/// The result of a step: publish `outputs` (in order), then commit `write`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Step {
+    pub outputs: Vec<OutputRecord>,
+    /// States, timers and, last, the new checkpoint of the partition.
+    pub write: WriteBatch,
+    /// The checkpoint the step started from.
+    pub base: Checkpoint,
+    /// The checkpoint it ends with (also the last op of `write`).
+    pub checkpoint: Checkpoint,
+    pub stats: StepStats,
+    pub observations: Observations,
+    /// Input messages it consumed (applied, dead-lettered or skipped).
+    pub messages: u64,
+}
+
+/// What the runtime decides for a step besides its messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepContext {
+    /// Wall-clock mode: fire the timers due at or before this instant first.
+    pub tick: Option<Millis>,
+    /// This owner's epoch of the partition, written into the changelog (see
+    /// [`Checkpoint::epoch`]).
+    pub epoch: Option<i64>,
+}
+
+/// Why a step could not be computed. None of these is caused by input: bad
+/// input becomes dead letters.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("state of lead {lead} in partition {partition} cannot be decoded: {source}")]
+    CorruptState { lead: String, partition: Partition, source: DecodeStateError },
+    #[error("encoding an output record of lead {lead} in Avro: {message}")]
+    AvroOutput { lead: String, message: String },
+}
+
+/// How many store timers are read at a time.
+const TIMER_PAGE: usize = 1024;
+/// How far beyond the instant asked for a timer scan reads (milliseconds).
+const TIMER_LOOKAHEAD: Millis = 60_000;
+
+/// Wire formats: JSON unless an Avro codec is given for inputs or outputs.
+#[derive(Debug, Clone, Default)]
+pub struct Formats {
+    pub avro_input: Option<Arc<AvroCodec>>,
+    pub avro_output: Option<Arc<AvroCodec>>,
+}
+
+/// Turns released messages into outputs and state writes; see the module docs.
+pub struct Processor<'a> {
+    pub model: &'a Model,
+    pub store: &'a dyn StateStore,
+    pub topics: &'a Topics,
+    pub limits: Limits,
+    pub mode: TimeMode,
+    pub formats: Formats,
+}
+
+impl<'a> Processor<'a> {
+    /// A processor of JSON with the default limits.
+    pub fn new(model: &'a Model, store: &'a dyn StateStore, topics: &'a Topics, mode: TimeMode) -> Processor<'a> {
+        Processor { model, store, topics, limits: Limits::default(), mode, formats: Formats::default() }
+    }
+
+    /// Processes a batch of one partition (messages in offset order per
+    /// topic), merged across topics by event time within the batch, ticking
+    /// at `now` in wall-clock mode. For tests and tools; the runtime orders
+    /// messages across batches with an [`crate::Aligner`].
+    pub fn process(&self, partition: Partition, messages: &[InputMessage], now: Millis) -> Result<Step, StepError> {
+        let arrivals = messages.iter().map(|m| self.decode(m.clone())).collect();
+        let ordered = merge_all(self.topics.inputs.keys().cloned(), arrivals);
+        let tick = (self.mode == TimeMode::WallClock).then_some(now);
+        self.process_arrivals(partition, ordered, StepContext { tick, epoch: None })
+    }
+
+    /// Processes decoded messages of one partition in the order given.
+    /// Messages below the partition's checkpoint were applied before: skipped.
+    pub fn process_arrivals(
+        &self,
+        partition: Partition,
+        arrivals: Vec<Arrival>,
+        ctx: StepContext,
+    ) -> Result<Step, StepError> {
+        let mut w = Work::new(self, partition, ctx)?;
+        let leads: Vec<&str> = arrivals
+            .iter()
+            .filter(|a| w.fresh(&a.message))
+            .filter_map(|a| a.event.as_ref().ok())
+            .map(|e| e.lead_id.as_str())
+            .collect();
+        w.load(&leads)?;
+        if let (TimeMode::WallClock, Some(tick)) = (self.mode, ctx.tick) {
+            w.fire_due(tick, true)?;
+        }
+        for arrival in arrivals {
+            w.message(arrival)?;
+        }
+        Ok(w.finish())
+    }
+
+    /// Fires the timers due at or before `now`: the wall clock in wall-clock
+    /// mode; in event-time mode, an explicit instant (like `--until`), which
+    /// then also moves the watermark.
+    pub fn tick(&self, partition: Partition, now: Millis) -> Result<Step, StepError> {
+        self.tick_with(partition, StepContext { tick: Some(now), epoch: None })
+    }
+
+    /// [`Processor::tick`] with the runtime's context (`ctx.tick` is the instant).
+    pub fn tick_with(&self, partition: Partition, ctx: StepContext) -> Result<Step, StepError> {
+        let mut w = Work::new(self, partition, ctx)?;
+        if let Some(now) = ctx.tick {
+            w.fire_due(now, true)?;
+            if self.mode == TimeMode::EventTime {
+                w.advance_watermark(now);
+            }
+        }
+        Ok(w.finish())
+    }
+
+    /// Decodes a fetched message by its topic's kind and the input format.
+    pub fn decode(&self, m: InputMessage) -> Arrival {
+        let kind = self.topics.inputs.get(&m.topic).copied().flatten();
+        let payload = m.payload.as_deref().unwrap_or_default();
+        let event = match &self.formats.avro_input {
+            Some(avro) => avro.decode(payload, m.key.as_deref(), kind, &self.limits),
+            None => decode_json(payload, m.key.as_deref(), kind, &self.limits),
+        };
+        Arrival { message: m, event, fetched_at: 0 }
+    }
+
+    /// The partition's checkpoint, or a fresh one for this model.
+    fn checkpoint(&self, partition: Partition) -> Result<Checkpoint, StoreError> {
+        Ok(self
+            .store
+            .checkpoint(partition)?
+            .unwrap_or_else(|| Checkpoint { model_version: self.model.version.clone(), ..Checkpoint::default() }))
+    }
+}

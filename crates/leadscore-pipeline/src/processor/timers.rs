@@ -1,0 +1,67 @@
+//! Firing due timers: the store's timer index is read page by page, a little
+//! ahead of the instant asked for, into the step's queue, which also holds
+//! the timers the step itself sets.
+
+use super::work::Work;
+use super::{StepError, TimeMode, TIMER_LOOKAHEAD, TIMER_PAGE};
+use leadscore_core::engine::advance;
+use leadscore_core::Millis;
+
+impl Work<'_, '_> {
+    /// Fires, in (due, lead) order, every timer due before `bound` (or at it,
+    /// when `inclusive`), including timers that firing sets.
+    pub(super) fn fire_due(&mut self, bound: Millis, inclusive: bool) -> Result<(), StepError> {
+        let last = if inclusive { bound } else { bound.saturating_sub(1) };
+        loop {
+            self.load_store_timers(last)?;
+            let Some((due, lead)) = self.queue.first().cloned().filter(|(d, _)| *d <= last) else {
+                return Ok(());
+            };
+            self.queue.pop_first();
+            self.load(&[lead.as_str()])?;
+            let slot = self.leads.get_mut(&lead).expect("loaded");
+            let Some(state) = slot.state.as_mut().filter(|s| s.next_due == Some(due)) else {
+                continue; // stale: the lead moved on in this step
+            };
+            advance(self.p.model, state, due, &mut self.out);
+            slot.dirty = true;
+            if inclusive && self.p.mode == TimeMode::WallClock {
+                self.step.observations.timer_delays.push(bound.saturating_sub(due));
+            }
+            let next = state.next_due;
+            self.step.stats.timers_fired += 1;
+            self.emit(&lead, None)?;
+            if let Some(next) = next {
+                self.queue.insert((next, lead));
+            }
+        }
+    }
+
+    /// Makes sure every store timer due at or before `last` is in the queue.
+    ///
+    /// Scans `TIMER_LOOKAHEAD` beyond `last`: in event time `last` moves with
+    /// every event, and a store scan per event was a large share of a step.
+    /// Scanning resumes after the last timer read, so no timer is read twice.
+    fn load_store_timers(&mut self, last: Millis) -> Result<(), StepError> {
+        while self.loaded_up_to.is_none_or(|l| l < last) {
+            let up_to = last.saturating_add(TIMER_LOOKAHEAD);
+            let after = self.scanned.as_ref().map(|(d, l)| (*d, l.as_str()));
+            let page = self.p.store.due_timers(self.partition, after, up_to, TIMER_PAGE)?;
+            let full = page.len() == TIMER_PAGE;
+            for (due, lead) in page {
+                self.scanned = Some((due, lead.clone()));
+                // A lead already in the working set has its current timer queued.
+                if !self.leads.contains_key(&lead) {
+                    self.queue.insert((due, lead));
+                }
+            }
+            // A full page may stop amid timers of one instant: only those before
+            // it are surely all read.
+            self.loaded_up_to = Some(match (&self.scanned, full) {
+                (Some((due, _)), true) => due.saturating_sub(1),
+                _ => up_to,
+            });
+        }
+        Ok(())
+    }
+}

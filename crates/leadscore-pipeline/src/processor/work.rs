@@ -1,0 +1,296 @@
+//! One step's working set: the leads it touches, loaded once from the store,
+//! the records they emit, and the state writes and changelog records it ends
+//! with.
+
+use super::{Processor, Step, StepContext, StepError, TimeMode};
+use crate::aligner::Arrival;
+use crate::messages::{headers, InputMessage, OutputRecord, OutputTopic};
+use leadscore_codec::{encode_json, DecodeError, RecordContext};
+use leadscore_core::engine::{apply, Outcome};
+use leadscore_core::output::{Cause, Record};
+use leadscore_core::{Event, EventId, LeadId, LeadState, Millis, Outputs};
+use leadscore_store::{decode_state, encode_state, Checkpoint, Partition};
+use leadscore_telemetry::{EventOutcome, PublishedRecord};
+use std::collections::{BTreeSet, HashMap};
+
+/// One lead of the working set.
+pub(super) struct Slot {
+    pub(super) state: Option<LeadState>,
+    /// The timer as the store has it.
+    stored_due: Option<Millis>,
+    /// As loaded: whether the lead existed, and its segments (for the counts).
+    existed: bool,
+    member: u128,
+    pub(super) dirty: bool,
+}
+
+/// The working set of one step.
+pub(super) struct Work<'p, 'a> {
+    pub(super) p: &'p Processor<'a>,
+    pub(super) partition: Partition,
+    ctx: StepContext,
+    pub(super) leads: HashMap<LeadId, Slot>,
+    /// Timers known to be due soon: `(due, lead)`; stale entries are skipped.
+    pub(super) queue: BTreeSet<(Millis, LeadId)>,
+    /// Store timers up to and including this instant are in `queue`.
+    pub(super) loaded_up_to: Option<Millis>,
+    /// The last store timer read (scans resume after it).
+    pub(super) scanned: Option<(Millis, LeadId)>,
+    base: Checkpoint,
+    checkpoint: Checkpoint,
+    pub(super) out: Outputs,
+    pub(super) step: Step,
+}
+
+impl<'p, 'a> Work<'p, 'a> {
+    pub(super) fn new(p: &'p Processor<'a>, partition: Partition, ctx: StepContext) -> Result<Self, StepError> {
+        let base = p.checkpoint(partition)?;
+        Ok(Work {
+            p,
+            partition,
+            ctx,
+            leads: HashMap::new(),
+            queue: BTreeSet::new(),
+            loaded_up_to: None,
+            scanned: None,
+            checkpoint: base.clone(),
+            base,
+            out: Outputs::default(),
+            step: Step::default(),
+        })
+    }
+
+    /// Whether `m` is at or after the checkpoint (not applied before).
+    pub(super) fn fresh(&self, m: &InputMessage) -> bool {
+        m.offset >= self.checkpoint.next_offsets.get(&m.topic).copied().unwrap_or(0)
+    }
+
+    /// Loads the states of `leads` not yet in the working set, in one read.
+    pub(super) fn load(&mut self, leads: &[&str]) -> Result<(), StepError> {
+        let mut missing: Vec<&str> = leads.iter().copied().filter(|l| !self.leads.contains_key(*l)).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let values = self.p.store.get_states(self.partition, &missing)?;
+        for (lead, value) in missing.into_iter().zip(values) {
+            let state =
+                match value {
+                    Some(bytes) => Some(decode_state(&bytes, self.p.model).map_err(|source| {
+                        StepError::CorruptState { lead: lead.to_string(), partition: self.partition, source }
+                    })?),
+                    None => None,
+                };
+            let stored_due = state.as_ref().and_then(|s| s.next_due);
+            // Its timer is queued here, because the store scan skips the
+            // leads of the working set (whose timers it may no longer know).
+            if let Some(due) = stored_due {
+                self.queue.insert((due, LeadId::from(lead)));
+            }
+            let (existed, member) = (state.is_some(), state.as_ref().map_or(0, |s| s.member));
+            self.leads.insert(LeadId::from(lead), Slot { state, stored_due, existed, member, dirty: false });
+        }
+        Ok(())
+    }
+
+    /// Moves the event-time watermark to `t` if later.
+    pub(super) fn advance_watermark(&mut self, t: Millis) -> Millis {
+        let watermark = self.checkpoint.watermark.map_or(t, |w| w.max(t));
+        self.checkpoint.watermark = Some(watermark);
+        watermark
+    }
+
+    /// Applies, dead-letters or skips one released message.
+    pub(super) fn message(&mut self, Arrival { message: m, event, .. }: Arrival) -> Result<(), StepError> {
+        let topic = self.p.topics.input_index(&m.topic).unwrap_or(u16::MAX);
+        let fresh = self.fresh(&m);
+        self.step.messages += 1;
+        let seen = &mut self.step.observations;
+        if let (true, Some(t)) = (fresh, m.timestamp) {
+            seen.broker_times.push(t);
+        }
+        match event {
+            _ if !fresh => {
+                self.step.stats.skipped += 1;
+                *seen.events.entry((topic, None, EventOutcome::Skipped)).or_default() += 1;
+            }
+            Err(e) => {
+                *seen.events.entry((topic, None, EventOutcome::DeadLettered)).or_default() += 1;
+                *seen.dead_letters.entry(e.class.as_str()).or_default() += 1;
+                self.dead_letter(&m, &e);
+            }
+            Ok(event) => {
+                if self.p.mode == TimeMode::EventTime {
+                    let watermark = self.advance_watermark(event.timestamp);
+                    self.fire_due(watermark, false)?;
+                }
+                let outcome = match self.apply(&event)? {
+                    Outcome::Applied => {
+                        self.step.observations.event_times.push(event.timestamp);
+                        EventOutcome::Applied
+                    }
+                    Outcome::Duplicate => EventOutcome::Duplicate,
+                    Outcome::Erased => EventOutcome::Erased,
+                    Outcome::UnknownLead => EventOutcome::UnknownLead,
+                };
+                *self.step.observations.events.entry((topic, Some(event.kind), outcome)).or_default() += 1;
+            }
+        }
+        // Never backwards: a re-delivered, skipped message is behind it.
+        let next = self.checkpoint.next_offsets.entry(m.topic).or_insert(0);
+        *next = (*next).max(m.offset + 1);
+        Ok(())
+    }
+
+    fn apply(&mut self, event: &Event) -> Result<Outcome, StepError> {
+        self.load(&[event.lead_id.as_str()])?;
+        let slot = self.leads.get_mut(&event.lead_id).expect("loaded");
+        let before = slot.state.as_ref().and_then(|s| s.next_due);
+        let outcome = apply(self.p.model, &mut slot.state, event, &mut self.out);
+        let stats = &mut self.step.stats;
+        match outcome {
+            Outcome::Applied => stats.applied += 1,
+            Outcome::Duplicate => stats.duplicates += 1,
+            Outcome::Erased => stats.erased += 1,
+            Outcome::UnknownLead => {}
+        }
+        if matches!(outcome, Outcome::Applied | Outcome::Erased) {
+            slot.dirty = true;
+        }
+        let after = slot.state.as_ref().and_then(|s| s.next_due);
+        if let Some(next) = after.filter(|_| after != before) {
+            self.queue.insert((next, event.lead_id.clone()));
+        }
+        self.emit(&event.lead_id, Some(event))?;
+        Ok(outcome)
+    }
+
+    /// Turns the records in `out` into output records.
+    pub(super) fn emit(&mut self, lead: &LeadId, event: Option<&Event>) -> Result<(), StepError> {
+        let ctx = RecordContext {
+            model: self.p.model,
+            lead_id: lead.as_str(),
+            event: event.map(|e| (e.event_id.as_str(), e.kind)),
+        };
+        for r in &self.out.records {
+            let (topic, reasons) = match r {
+                Record::ScoreChange(c) => {
+                    self.step.stats.score_changes += 1;
+                    (OutputTopic::ScoreChanges, self.out.reasons_of(c).to_vec())
+                }
+                Record::Transition(t) => {
+                    self.step.stats.transitions += 1;
+                    *self.step.observations.transitions.entry((t.segment, t.direction, t.cause)).or_default() += 1;
+                    if t.cause == Cause::Timer {
+                        self.step.stats.timer_transitions += 1;
+                    }
+                    (OutputTopic::Transitions, Vec::new())
+                }
+            };
+            let mut value = Vec::with_capacity(320);
+            encode_json(&mut value, &ctx, r, &self.out.reasons);
+            if let Some(avro) = &self.p.formats.avro_output {
+                // Our own records always fit our schemas; a failure is a bug,
+                // reported as an error that stops the step, not a panic.
+                value = avro
+                    .encode_output(&value, topic == OutputTopic::Transitions)
+                    .map_err(|message| StepError::AvroOutput { lead: lead.to_string(), message })?;
+            }
+            let mut record = r.clone();
+            if let Record::ScoreChange(c) = &mut record {
+                c.reasons = 0..reasons.len() as u32;
+            }
+            self.step.observations.published.push(PublishedRecord {
+                lead: lead.clone(),
+                event: event.map(|e| (EventId::from(e.event_id.as_str()), e.kind)),
+                record,
+                reasons,
+            });
+            self.step.outputs.push(OutputRecord {
+                topic,
+                key: Some(lead.as_str().as_bytes().to_vec()),
+                value: Some(value),
+                headers: Vec::new(),
+                partition: None,
+            });
+        }
+        self.out.clear();
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, m: &InputMessage, e: &DecodeError) {
+        self.step.stats.dead_lettered += 1;
+        self.step.outputs.push(OutputRecord {
+            topic: OutputTopic::DeadLetters,
+            key: m.key.clone(),
+            value: m.payload.clone(),
+            headers: vec![
+                (headers::ERROR_CLASS, e.class.as_str().as_bytes().to_vec()),
+                (headers::ERROR_MESSAGE, e.message.as_bytes().to_vec()),
+                (headers::SOURCE_TOPIC, m.topic.as_bytes().to_vec()),
+                (headers::SOURCE_PARTITION, m.partition.to_string().into_bytes()),
+                (headers::SOURCE_OFFSET, m.offset.to_string().into_bytes()),
+            ],
+            partition: None,
+        });
+    }
+
+    /// The state writes and changelog records of the dirty leads, and the
+    /// checkpoint (in the store, and as the changelog's closing marker).
+    pub(super) fn finish(mut self) -> Step {
+        let mut dirty: Vec<(LeadId, Slot)> = self.leads.into_iter().filter(|(_, s)| s.dirty).collect();
+        // A stable order keeps batches and changelogs reproducible.
+        dirty.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let p = self.partition;
+        let epoch = self.ctx.epoch.map(|e| e.to_string().into_bytes());
+        let changelog_headers = || -> Vec<(&'static str, Vec<u8>)> {
+            epoch.iter().map(|e| (headers::CHANGELOG_EPOCH, e.clone())).collect()
+        };
+        for (lead, slot) in dirty {
+            let value = slot.state.as_ref().map(|s| {
+                let mut buf = Vec::with_capacity(256);
+                encode_state(s, &mut buf);
+                buf
+            });
+            let next_due = slot.state.as_ref().and_then(|s| s.next_due);
+            let counts = &mut self.checkpoint.counts;
+            counts.leads += i64::from(slot.state.is_some()) - i64::from(slot.existed);
+            counts.timers += i64::from(next_due.is_some()) - i64::from(slot.stored_due.is_some());
+            let member = slot.state.as_ref().map_or(0, |s| s.member);
+            let mut changed = member ^ slot.member;
+            while changed != 0 {
+                let i = changed.trailing_zeros() as usize;
+                changed &= changed - 1;
+                if counts.members.len() <= i {
+                    counts.members.resize(self.p.model.segments.len().max(i + 1), 0);
+                }
+                counts.members[i] += if member >> i & 1 == 1 { 1 } else { -1 };
+            }
+            match &value {
+                Some(v) => self.step.write.put_state(p, lead.clone(), v.clone()),
+                None => self.step.write.delete_state(p, lead.clone()),
+            }
+            self.step.write.move_timer(p, lead.clone(), slot.stored_due, next_due);
+            self.step.outputs.push(OutputRecord {
+                topic: OutputTopic::Changelog,
+                key: Some(lead.as_str().as_bytes().to_vec()),
+                value,
+                headers: changelog_headers(),
+                partition: Some(p),
+            });
+        }
+        self.checkpoint.epoch = self.ctx.epoch.or(self.checkpoint.epoch);
+        // The step that was to be replayed is this one (or was committed).
+        self.checkpoint.replay = None;
+        // The marker carries no changelog offset: it learns its own on delivery.
+        let marker = Checkpoint { changelog_next_offset: None, ..self.checkpoint.clone() };
+        let mut marker = OutputRecord::checkpoint_marker(p, &marker);
+        marker.headers.extend(changelog_headers());
+        self.step.outputs.push(marker);
+        self.step.write.checkpoint(p, self.checkpoint.clone());
+        self.step.base = self.base;
+        self.step.checkpoint = self.checkpoint;
+        self.step
+    }
+}

@@ -1,0 +1,138 @@
+//! Partition ownership: what an assignment or a revocation changes, restoring
+//! newly owned partitions a bounded amount per iteration, and activating them.
+//!
+//! Local state follows ownership: a revoked partition's state is kept only
+//! until the next assignment says whether it comes back (an eager rebalance
+//! revokes everything and then assigns most of it again); otherwise it is
+//! dropped, so that no instance keeps state of a partition another owns (a
+//! lead erased there would come back with it). At startup, local partitions
+//! that the first assignment does not include are dropped for the same reason.
+
+use super::restore::{RestoreEnv, RestoreTask};
+use super::{Owned, Ports, RunError, Runtime};
+use crate::processor::TimeMode;
+use crate::runtime::settings::Guarantee;
+use leadscore_store::Partition;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Restore work per iteration: records, and time.
+const RESTORE_RECORDS: usize = 20_000;
+const RESTORE_TIME: Duration = Duration::from_millis(50);
+
+impl Runtime<'_> {
+    pub(super) fn assigned(&mut self, partitions: Vec<Partition>) -> Result<(), RunError> {
+        let m = &self.telemetry.metrics;
+        m.rebalances.with_label_values(&["assigned"]).inc();
+        self.telemetry.status.consuming.store(true, std::sync::atomic::Ordering::Relaxed);
+        let assigned: BTreeSet<Partition> = partitions.iter().copied().collect();
+        let mut stale: BTreeSet<Partition> = self.revoked.difference(&assigned).copied().collect();
+        if !self.joined {
+            self.joined = true;
+            stale.extend(self.store.partitions()?.into_iter().filter(|p| !assigned.contains(p)));
+        }
+        for p in stale {
+            tracing::info!(partition = p, "dropping the local state of a partition owned elsewhere now");
+            self.store.drop_partition(p)?;
+        }
+        self.revoked.clear();
+        for p in partitions {
+            if self.owned.contains_key(&p) {
+                continue;
+            }
+            self.owned.insert(p, Owned::default());
+        }
+        tracing::info!(assigned = ?assigned, "partitions assigned; restoring their state");
+        self.export_counts();
+        Ok(())
+    }
+
+    pub(super) fn revoked(&mut self, ports: &mut Ports<'_>, partitions: Vec<Partition>) {
+        self.telemetry.metrics.rebalances.with_label_values(&["revoked"]).inc();
+        tracing::info!(partitions = ?partitions, "partitions revoked");
+        for p in partitions {
+            if self.owned.remove(&p).is_none() {
+                continue;
+            }
+            self.aligner.forget(p);
+            self.revoked.insert(p);
+            if self.restoring.as_ref().is_some_and(|t| t.partition == p) {
+                if let Some(mut task) = self.restoring.take() {
+                    task.cancel(&mut self.restore_env(ports));
+                }
+            }
+            for topic in self.settings.topics.inputs.keys() {
+                let _ = self.telemetry.metrics.consumer_lag.remove_label_values(&[topic.as_str(), &p.to_string()]);
+            }
+        }
+        self.export_counts();
+    }
+
+    fn restore_env<'e>(&'e self, ports: &'e mut Ports<'_>) -> RestoreEnv<'e> {
+        RestoreEnv {
+            changelog: &mut *ports.changelog,
+            store: self.store,
+            model: self.model,
+            clock: ports.clock,
+            telemetry: self.telemetry,
+            settings: self.settings,
+        }
+    }
+
+    /// Restores owned partitions that are not active yet, one at a time, for
+    /// a bounded amount of work; activates those that finish.
+    pub(super) fn restore_some(&mut self, ports: &mut Ports<'_>) -> Result<(), RunError> {
+        let started = ports.clock.elapsed();
+        while ports.clock.elapsed().saturating_sub(started) < RESTORE_TIME {
+            let mut task = match self.restoring.take() {
+                Some(task) => task,
+                None => match self.owned.iter().find(|(_, o)| !o.active) {
+                    Some((&p, _)) => RestoreTask::new(p, ports.clock.elapsed()),
+                    None => return Ok(()),
+                },
+            };
+            let done = task.step(&mut self.restore_env(ports), RESTORE_RECORDS)?;
+            if !done {
+                self.restoring = Some(task);
+                return Ok(());
+            }
+            self.activate(ports, &task)?;
+        }
+        Ok(())
+    }
+
+    /// A restored partition starts consuming where its checkpoint says.
+    fn activate(&mut self, ports: &mut Ports<'_>, task: &RestoreTask) -> Result<(), RunError> {
+        let p = task.partition;
+        let checkpoint = self.store.checkpoint(p)?.unwrap_or_default();
+        let generation = ports.source.group().map_or(0, |g| g.generation);
+        // The next owner's epoch: above every epoch it restored, and above a
+        // concurrent owner that restored the same (a later group generation).
+        let base = task.highest_epoch().map_or(0, |e| e >> 32) + 1;
+        let epoch = (base << 32) | (generation & 0xffff_ffff);
+        self.aligner.assign(p, &checkpoint.next_offsets);
+        let replaying = self.settings.guarantee == Guarantee::AtLeastOnce
+            && self.settings.time_mode == TimeMode::WallClock
+            && checkpoint.replay.is_some();
+        let replay = if replaying { checkpoint.replay.clone() } else { None };
+        if let Some(r) = &replay {
+            tracing::info!(
+                partition = p, tick = ?r.tick, until = ?r.until,
+                "replaying the step in flight at the last stop with its recorded timers"
+            );
+        }
+        let owned = self.owned.get_mut(&p).expect("restoring an owned partition");
+        *owned = Owned {
+            active: true,
+            counts: checkpoint.counts.clone(),
+            next_offsets: checkpoint.next_offsets.clone(),
+            epoch: Some(epoch),
+            replay_tick: replay.as_ref().and_then(|r| r.tick),
+            replay,
+        };
+        ports.source.resume(p).map_err(RunError::Source)?;
+        tracing::info!(partition = p, restored_records = task.records, "partition restored; consuming");
+        self.export_counts();
+        Ok(())
+    }
+}

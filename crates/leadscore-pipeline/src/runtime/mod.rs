@@ -1,0 +1,357 @@
+//! The runtime: the consume, process, publish, commit loop, written against
+//! the [`crate::ports`] so that it runs the same on Kafka and RocksDB, in
+//! tests and in the deterministic simulation. docs/runtime.md describes the
+//! commit protocol of each guarantee, step by step, and what every crash point
+//! leaves behind.
+//!
+//! One [`Runtime::iteration`]:
+//!
+//! 1. polls the source: messages, assignments and revocations, in the order
+//!    they happened (messages of a partition reported before its revocation
+//!    are dropped with it);
+//! 2. restores newly owned partitions from the changelog, a bounded amount of
+//!    work per iteration (the group keeps being polled meanwhile), then
+//!    resumes them;
+//! 3. releases each partition group's messages in event-time order across
+//!    its input topics ([`crate::aligner`]) and processes them, one step per
+//!    partition, with the wall-clock timers due;
+//! 4. commits the steps ([`commit`]): publishes the outputs, waits for their
+//!    acknowledgement (or commits the transaction), then writes states,
+//!    timers and checkpoints to the store in one batch.
+//!
+//! - [`settings`]: what the runtime is told.
+//! - [`membership`]: assignments, revocations, restores, activation.
+//! - [`restore`]: one partition's changelog restore.
+//! - [`commit`]: the commit protocol of each guarantee.
+//! - [`breaker`]: the circuit breaker against floods of bad input.
+//! - [`error`]: why it stopped.
+
+mod breaker;
+mod commit;
+mod error;
+mod membership;
+mod restore;
+pub mod settings;
+
+pub use error::RunError;
+pub use settings::{Guarantee, RuntimeSettings};
+
+use crate::aligner::{Aligner, Arrival, Position};
+use crate::ports::{Changelog, Clock, Sink, Source, SourceEvent};
+use crate::processor::{Processor, Step, StepContext, TimeMode};
+use breaker::{Breaker, DeadLetterLog};
+use leadscore_core::{Millis, Model};
+use leadscore_store::{Counts, Partition, Replay, StateStore};
+use leadscore_telemetry::Telemetry;
+use restore::RestoreTask;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// The ports one runtime works with.
+pub struct Ports<'p> {
+    pub source: &'p mut dyn Source,
+    pub sink: &'p mut dyn Sink,
+    pub changelog: &'p mut dyn Changelog,
+    pub clock: &'p dyn Clock,
+}
+
+/// How long a poll waits while a restore or a merge is waiting on the broker.
+const SHORT_POLL: Duration = Duration::from_millis(5);
+
+/// An owned partition group.
+#[derive(Debug, Default)]
+struct Owned {
+    /// Restored and consuming.
+    active: bool,
+    counts: Counts,
+    /// The input offsets of the last commit.
+    next_offsets: BTreeMap<String, i64>,
+    /// This owner's epoch of the partition (see `Checkpoint::epoch`).
+    epoch: Option<i64>,
+    /// At least once, wall clock: a step was in flight when the previous
+    /// owner (or incarnation) stopped. Until its inputs are applied again, no
+    /// timer fires except at its recorded tick, so that it publishes the same
+    /// records.
+    replay: Option<Replay>,
+    /// The replayed step's tick, to fire before anything else.
+    replay_tick: Option<Millis>,
+}
+
+/// A step of one partition, and the tick it was computed with.
+struct Planned {
+    partition: Partition,
+    step: Step,
+    tick: Option<Millis>,
+}
+
+/// Where the loop's time went, logged at shutdown for capacity planning.
+#[derive(Debug, Default)]
+struct LoopTime {
+    poll: Duration,
+    restore: Duration,
+    process: Duration,
+    timers: Duration,
+    commit: Duration,
+    batches: u64,
+    messages: u64,
+}
+
+/// See the module documentation.
+pub struct Runtime<'a> {
+    settings: &'a RuntimeSettings,
+    model: &'a Model,
+    store: &'a dyn StateStore,
+    telemetry: &'a Telemetry,
+    processor: Processor<'a>,
+    aligner: Aligner,
+    owned: BTreeMap<Partition, Owned>,
+    /// Revoked partitions whose local state is kept until the next assignment
+    /// says whether they come back.
+    revoked: BTreeSet<Partition>,
+    /// The first assignment of this run was seen (local leftovers dropped).
+    joined: bool,
+    restoring: Option<RestoreTask>,
+    /// Some partition group is holding messages back.
+    merging: bool,
+    breaker: Breaker,
+    dead_letters: DeadLetterLog,
+    last_tick: Duration,
+    last_report: Duration,
+    time: LoopTime,
+    events: Vec<SourceEvent>,
+}
+
+impl<'a> Runtime<'a> {
+    /// `settle`: the source's [`crate::ports::Source::settle`].
+    pub fn new(
+        settings: &'a RuntimeSettings,
+        model: &'a Model,
+        store: &'a dyn StateStore,
+        telemetry: &'a Telemetry,
+        settle: Duration,
+    ) -> Runtime<'a> {
+        let processor = Processor {
+            formats: settings.formats.clone(),
+            ..Processor::new(model, store, &settings.topics, settings.time_mode)
+        };
+        telemetry.metrics.describe_model(model);
+        telemetry.metrics.describe_inputs(settings.topics.inputs.keys().map(String::as_str));
+        Runtime {
+            settings,
+            model,
+            store,
+            telemetry,
+            processor,
+            aligner: Aligner::new(
+                settings.topics.inputs.keys().cloned(),
+                settings.max_idle.as_millis() as Millis,
+                settle.as_millis() as Millis,
+            ),
+            owned: BTreeMap::new(),
+            revoked: BTreeSet::new(),
+            joined: false,
+            restoring: None,
+            merging: false,
+            breaker: Breaker::new(settings.dead_letter_window, settings.dead_letter_max_share),
+            dead_letters: DeadLetterLog::default(),
+            last_tick: Duration::ZERO,
+            last_report: Duration::ZERO,
+            time: LoopTime::default(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Runs iterations until `shutdown` is set, then returns (every batch
+    /// taken is committed by then).
+    pub fn run(&mut self, ports: &mut Ports<'_>, shutdown: &AtomicBool) -> Result<(), RunError> {
+        tracing::info!(
+            guarantee = self.settings.guarantee.as_str(), topics = ?self.settings.topics.inputs.keys().collect::<Vec<_>>(),
+            "consuming"
+        );
+        while !shutdown.load(Ordering::Relaxed) {
+            self.iteration(ports)?;
+        }
+        let t = &self.time;
+        tracing::info!(
+            poll_seconds = t.poll.as_secs_f64(),
+            restore_seconds = t.restore.as_secs_f64(),
+            process_seconds = t.process.as_secs_f64(),
+            wall_clock_timer_seconds = t.timers.as_secs_f64(),
+            commit_seconds = t.commit.as_secs_f64(),
+            batches = t.batches,
+            messages = t.messages,
+            "where the time went since the start"
+        );
+        tracing::info!("shutting down: the last batch is committed");
+        Ok(())
+    }
+
+    /// One pass of the loop; see the module documentation.
+    pub fn iteration(&mut self, ports: &mut Ports<'_>) -> Result<(), RunError> {
+        let started = ports.clock.elapsed();
+        let timeout = if self.restoring.is_some() || self.merging || self.has_restores_queued() {
+            SHORT_POLL.min(self.settings.poll_timeout)
+        } else {
+            self.settings.poll_timeout
+        };
+        let mut events = std::mem::take(&mut self.events);
+        ports.source.poll(timeout, self.settings.max_batch, &mut events).map_err(RunError::Source)?;
+        let polled = ports.clock.elapsed();
+        self.time.poll += polled.saturating_sub(started);
+        for event in events.drain(..) {
+            match event {
+                SourceEvent::Message(m) => {
+                    if self.owned.contains_key(&m.partition) {
+                        self.time.messages += 1;
+                        let arrival = Arrival { fetched_at: polled.as_millis() as Millis, ..self.processor.decode(m) };
+                        self.aligner.push(arrival);
+                    } else {
+                        tracing::debug!(topic = %m.topic, partition = m.partition, "message of a partition not owned");
+                    }
+                }
+                SourceEvent::Assigned(partitions) => self.assigned(partitions)?,
+                SourceEvent::Revoked(partitions) => self.revoked(ports, partitions),
+            }
+        }
+        self.events = events;
+        self.restore_some(ports)?;
+        let restored = ports.clock.elapsed();
+        self.time.restore += restored.saturating_sub(polled);
+
+        let steps = self.process(ports)?;
+        let processed = ports.clock.elapsed();
+        self.time.process += processed.saturating_sub(restored);
+        let mut steps = steps;
+        if self.settings.time_mode == TimeMode::WallClock
+            && processed.saturating_sub(self.last_tick) >= self.settings.tick_interval
+        {
+            self.last_tick = processed;
+            self.tick(ports, &mut steps)?;
+            self.time.timers += ports.clock.elapsed().saturating_sub(processed);
+        }
+        if !steps.is_empty() {
+            self.time.batches += 1;
+            let committing = ports.clock.elapsed();
+            let tripped = self.commit(ports, steps)?;
+            self.time.commit += ports.clock.elapsed().saturating_sub(committing);
+            if let Some(why) = tripped {
+                // After the commit: the bad messages are in the dead-letter topic.
+                tracing::error!(reason = %why, "stopping: too much bad input");
+                return Err(RunError::TooManyDeadLetters(why));
+            }
+        }
+        if processed.saturating_sub(self.last_report) >= self.settings.tick_interval {
+            self.last_report = processed;
+            self.report(ports);
+        }
+        Ok(())
+    }
+
+    /// Releases and processes each active partition group's messages.
+    fn process(&mut self, ports: &mut Ports<'_>) -> Result<Vec<Planned>, RunError> {
+        let now = ports.clock.now();
+        let monotonic = ports.clock.elapsed().as_millis() as Millis;
+        let mut steps = Vec::new();
+        let mut merging = false;
+        let mut ready = Vec::new();
+        let pending: BTreeSet<Partition> = self.aligner.pending().into_iter().collect();
+        let candidates: Vec<Partition> = self
+            .owned
+            .iter()
+            .filter(|(p, o)| o.active && (o.replay_tick.is_some() || pending.contains(p)))
+            .map(|(p, _)| *p)
+            .collect();
+        for partition in candidates {
+            ready.clear();
+            let source = &mut *ports.source;
+            let release = self.aligner.release(
+                partition,
+                monotonic,
+                &mut |topic, next| source.position(topic, partition, next),
+                &mut ready,
+            );
+            if release.idle_expired {
+                self.telemetry.metrics.merge_idle_expired.inc();
+            }
+            if let Some((topic, position)) = release.waiting {
+                merging = true;
+                if position != Position::CaughtUp {
+                    tracing::trace!(partition, topic = %self.aligner.topics()[topic], ?position, "waiting for a topic");
+                }
+            }
+            let owned = self.owned.get_mut(&partition).expect("a candidate is owned");
+            let replay_tick = owned.replay_tick.take();
+            if ready.is_empty() && replay_tick.is_none() {
+                continue;
+            }
+            let tick = match (self.settings.time_mode, replay_tick) {
+                (TimeMode::EventTime, _) => None,
+                (TimeMode::WallClock, Some(t)) => Some(t),
+                (TimeMode::WallClock, None) if owned.replay.is_some() => None,
+                (TimeMode::WallClock, None) => Some(now),
+            };
+            let ctx = StepContext { tick, epoch: owned.epoch };
+            let step = self.processor.process_arrivals(partition, std::mem::take(&mut ready), ctx)?;
+            if step.messages == 0 && step.stats.timers_fired == 0 {
+                continue;
+            }
+            steps.push(Planned { partition, step, tick });
+        }
+        self.merging = merging;
+        self.telemetry.metrics.merge_held.set(self.aligner.buffered() as i64);
+        Ok(steps)
+    }
+
+    /// Wall clock: fires the timers due by now in every active partition that
+    /// has no step in this batch (and is not replaying a step).
+    fn tick(&mut self, ports: &mut Ports<'_>, steps: &mut Vec<Planned>) -> Result<(), RunError> {
+        let now = ports.clock.now();
+        let stepped: BTreeSet<Partition> = steps.iter().map(|s| s.partition).collect();
+        for (&partition, owned) in &self.owned {
+            if !owned.active || owned.replay.is_some() || stepped.contains(&partition) {
+                continue;
+            }
+            let step = self.processor.tick_with(partition, StepContext { tick: Some(now), epoch: owned.epoch })?;
+            if step.stats.timers_fired > 0 {
+                steps.push(Planned { partition, step, tick: Some(now) });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every tick interval: the client's view of the brokers, consumer lag,
+    /// and the dead-letter summary.
+    fn report(&mut self, ports: &mut Ports<'_>) {
+        let health = ports.source.health();
+        self.telemetry.status.brokers_down.store(health.brokers_down, Ordering::Relaxed);
+        for (topic, partition, behind) in health.lag {
+            if self.settings.topics.inputs.contains_key(&topic) && self.owned.contains_key(&partition) {
+                self.telemetry
+                    .metrics
+                    .consumer_lag
+                    .with_label_values(&[topic.as_str(), &partition.to_string()])
+                    .set(behind);
+            }
+        }
+        self.dead_letters.report(ports.clock.elapsed());
+    }
+
+    /// The gauges kept from the owned partitions' counts, and who is active.
+    fn export_counts(&self) {
+        let mut total = Counts::default();
+        for o in self.owned.values().filter(|o| o.active) {
+            total.add(&o.counts);
+        }
+        self.telemetry.metrics.set_counts(&total);
+        let active: BTreeSet<Partition> = self.owned.iter().filter(|(_, o)| o.active).map(|(p, _)| *p).collect();
+        self.telemetry.metrics.assigned_partitions.set(active.len() as i64);
+        let restoring = self.owned.len() - active.len();
+        self.telemetry.status.restoring.store(restoring as i64, Ordering::Relaxed);
+        self.telemetry.status.set_owned(active);
+    }
+
+    fn has_restores_queued(&self) -> bool {
+        self.owned.values().any(|o| !o.active)
+    }
+}

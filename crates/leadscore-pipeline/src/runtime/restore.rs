@@ -1,0 +1,425 @@
+//! Restoring a newly owned partition's state from the changelog topic before
+//! any of its input is processed, a bounded amount of work per loop iteration
+//! so that the instance keeps polling its group while it restores.
+//!
+//! The changelog has one partition per input partition; each step publishes
+//! the full state of every lead it changed (a tombstone for an erased lead)
+//! and closes with a checkpoint marker (empty key, the step's checkpoint). A
+//! restore applies records up to the last marker: what follows it belongs to a
+//! step whose commit did not happen, which the new owner replays from the
+//! inputs. Compaction keeps only the latest marker, so a full restore may read
+//! millions of records before it; they are written in chunks as they come, but
+//! only up to the last marker, which a probe of the partition's end finds first.
+//!
+//! Records and markers carry the writer's ownership epoch; one older than an
+//! epoch already read was written by a former owner after a newer one took
+//! over, and is ignored.
+//!
+//! Local state is kept when the partition was checkpointed here before, and
+//! only the changelog written since is read, unless that is older than
+//! `local_state_max_age` (compaction may have dropped tombstones from it) or
+//! was deleted by retention: then the local partition is dropped and restored
+//! from the start.
+
+use super::settings::RuntimeSettings;
+use super::RunError;
+use crate::ports::{Changelog, ChangelogRecord, Clock};
+use leadscore_core::{LeadId, Millis, Model};
+use leadscore_store::{decode_state, Checkpoint, Partition, StateStore, WriteBatch};
+use leadscore_telemetry::Telemetry;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// What a restore needs from the runtime.
+pub(crate) struct RestoreEnv<'a> {
+    pub changelog: &'a mut dyn Changelog,
+    pub store: &'a dyn StateStore,
+    pub model: &'a Model,
+    pub clock: &'a dyn Clock,
+    pub telemetry: &'a Telemetry,
+    pub settings: &'a RuntimeSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nothing read yet.
+    Plan,
+    /// Reading the partition's end from `at` to find the last marker.
+    Probe {
+        window: i64,
+    },
+    /// Reading from `from`, applying up to `last_marker`.
+    Apply,
+    Done,
+}
+
+/// One partition's restore; see the module docs.
+#[derive(Debug)]
+pub(crate) struct RestoreTask {
+    pub partition: Partition,
+    phase: Phase,
+    /// The local checkpoint's state is kept and only the tail is read.
+    kept_local: bool,
+    from: i64,
+    high: i64,
+    /// Offset of the last marker at or after `from`, once probed.
+    last_marker: Option<i64>,
+    /// Next offset to read.
+    at: i64,
+    /// Records since the last applied marker, by lead.
+    pending: HashMap<LeadId, Option<Vec<u8>>>,
+    /// The newest ownership epoch read so far (records of older ones are
+    /// ignored).
+    highest_epoch: Option<i64>,
+    /// When the read last moved.
+    last_progress: Duration,
+    started: Duration,
+    pub records: u64,
+    checked_age: bool,
+    /// Counted in the restoring-partitions gauge.
+    counted: bool,
+}
+
+/// What reading one record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Continue,
+    /// The restore started over from another offset.
+    Restarted,
+}
+
+/// Leads buffered before an early write (bounds memory on a full restore);
+/// at least two steps' worth, so that a single step's records never trigger
+/// one on their own.
+fn chunk(settings: &RuntimeSettings) -> usize {
+    20_000.max(2 * (settings.max_batch + 1))
+}
+
+fn probe_window(settings: &RuntimeSettings) -> i64 {
+    4 * (settings.max_batch as i64 + 1)
+}
+
+impl RestoreTask {
+    pub(crate) fn new(partition: Partition, now: Duration) -> RestoreTask {
+        RestoreTask {
+            partition,
+            phase: Phase::Plan,
+            kept_local: false,
+            from: 0,
+            high: 0,
+            last_marker: None,
+            at: 0,
+            pending: HashMap::new(),
+            highest_epoch: None,
+            last_progress: now,
+            started: now,
+            records: 0,
+            checked_age: false,
+            counted: false,
+        }
+    }
+
+    /// The highest ownership epoch this restore has seen (local checkpoint
+    /// included): the next owner takes the one after it.
+    pub(crate) fn highest_epoch(&self) -> Option<i64> {
+        self.highest_epoch
+    }
+
+    /// Does up to `budget` records of work; `true` once done.
+    pub(crate) fn step(&mut self, env: &mut RestoreEnv<'_>, budget: usize) -> Result<bool, RunError> {
+        if self.phase == Phase::Plan {
+            self.plan(env)?;
+        }
+        let mut records = Vec::new();
+        let mut done = 0;
+        while done < budget && !matches!(self.phase, Phase::Done) {
+            if self.at >= self.end() {
+                self.end_of_read(env)?;
+                continue;
+            }
+            records.clear();
+            env.changelog.read(Duration::from_millis(20), budget - done, &mut records).map_err(RunError::Changelog)?;
+            let position = env.changelog.position().unwrap_or(self.at);
+            if records.is_empty() && position <= self.at {
+                let stalled = env.clock.elapsed().saturating_sub(self.last_progress);
+                if stalled > env.settings.restore_stall_timeout {
+                    return Err(RunError::RestoreStalled {
+                        partition: self.partition,
+                        at: self.at,
+                        high: self.high,
+                        seconds: stalled.as_secs(),
+                    });
+                }
+                // Nothing yet: let the loop poll its group, come back later.
+                return Ok(false);
+            }
+            self.last_progress = env.clock.elapsed();
+            let mut restarted = false;
+            for r in records.drain(..) {
+                done += 1;
+                if r.offset < self.at {
+                    continue;
+                }
+                self.at = r.offset + 1;
+                if self.record(env, r)? == Read::Restarted {
+                    restarted = true;
+                    break;
+                }
+                if self.at >= self.end() {
+                    break;
+                }
+            }
+            if !restarted {
+                // Control records and aborted transactions take offsets but are
+                // never delivered: the reader's position says how far it got.
+                self.at = self.at.max(position.min(self.end()));
+            }
+            env.telemetry.metrics.restore_remaining.set(self.high.saturating_sub(self.at));
+        }
+        Ok(self.phase == Phase::Done)
+    }
+
+    /// Where the current read stops: the partition's end, or just after the
+    /// last marker while applying.
+    fn end(&self) -> i64 {
+        match (self.phase, self.last_marker) {
+            (Phase::Apply, Some(m)) => (m + 1).min(self.high),
+            _ => self.high,
+        }
+    }
+
+    /// Decides where to read from, dropping local state that cannot be kept.
+    fn plan(&mut self, env: &mut RestoreEnv<'_>) -> Result<(), RunError> {
+        let p = self.partition;
+        let local = env.store.checkpoint(p)?;
+        let (low, high) = env.changelog.watermarks(p).map_err(RunError::Changelog)?;
+        self.high = high;
+        self.highest_epoch = local.as_ref().and_then(|c| c.epoch);
+        let from =
+            match local.as_ref().map(|c| c.changelog_next_offset) {
+                Some(Some(next)) if next > high => {
+                    // Dropping local state here could lose everything if the topic was
+                    // recreated empty: keep it, say so, and let new markers follow.
+                    tracing::error!(
+                    partition = p, local = next, high,
+                    "the changelog ends before the local state: was the changelog topic recreated? keeping local state"
+                );
+                    self.phase = Phase::Done;
+                    return Ok(());
+                }
+                Some(Some(next)) if next >= low => {
+                    self.kept_local = true;
+                    next
+                }
+                Some(Some(next)) => {
+                    tracing::warn!(
+                    partition = p, local = next, low,
+                    "changelog records after the local checkpoint were deleted by retention; restoring from the start"
+                );
+                    self.drop_local(env)?;
+                    low
+                }
+                // Local leftovers without a usable checkpoint: start clean.
+                Some(None) | None => {
+                    self.drop_local(env)?;
+                    low
+                }
+            };
+        self.start_from(env, from)
+    }
+
+    fn drop_local(&mut self, env: &mut RestoreEnv<'_>) -> Result<(), RunError> {
+        env.store.drop_partition(self.partition)?;
+        self.kept_local = false;
+        self.highest_epoch = None;
+        Ok(())
+    }
+
+    fn start_from(&mut self, env: &mut RestoreEnv<'_>, from: i64) -> Result<(), RunError> {
+        self.from = from;
+        self.pending.clear();
+        self.last_marker = None;
+        if from >= self.high {
+            self.phase = Phase::Done;
+            return Ok(());
+        }
+        if !self.counted {
+            self.counted = true;
+            env.telemetry.metrics.restoring_partitions.inc();
+        }
+        tracing::debug!(partition = self.partition, from, to = self.high, "restoring state from the changelog");
+        let window = probe_window(env.settings);
+        self.probe(env, window)
+    }
+
+    fn probe(&mut self, env: &mut RestoreEnv<'_>, window: i64) -> Result<(), RunError> {
+        let start = self.from.max(self.high.saturating_sub(window));
+        if start == self.from {
+            // The whole tail fits the window: read it once, applying as it goes.
+            self.phase = Phase::Apply;
+            self.last_marker = None;
+        } else {
+            self.phase = Phase::Probe { window };
+        }
+        self.at = start;
+        env.changelog.start(self.partition, start).map_err(RunError::Changelog)
+    }
+
+    /// Handles one record.
+    fn record(&mut self, env: &mut RestoreEnv<'_>, r: ChangelogRecord) -> Result<Read, RunError> {
+        if let Phase::Probe { .. } = self.phase {
+            if r.marker && self.accepts(r.epoch) {
+                self.last_marker = Some(r.offset);
+            }
+            return Ok(Read::Continue);
+        }
+        if self.kept_local && !self.checked_age {
+            self.checked_age = true;
+            let age = r.timestamp.map(|t| env.clock.wall().saturating_sub(t)).unwrap_or(0);
+            if age > env.settings.local_state_max_age.as_millis() as Millis {
+                tracing::warn!(
+                    partition = self.partition,
+                    age_seconds = age / 1000,
+                    "the changelog written since the local checkpoint is old enough for compaction to have dropped \
+                     tombstones from it; restoring the partition from the start"
+                );
+                self.drop_local(env)?;
+                let (low, _) = env.changelog.watermarks(self.partition).map_err(RunError::Changelog)?;
+                self.start_from(env, low)?;
+                return Ok(Read::Restarted);
+            }
+        }
+        self.records += 1;
+        env.telemetry.metrics.restore_records.inc();
+        if !self.accepts(r.epoch) {
+            return Ok(Read::Continue);
+        }
+        if r.marker {
+            let mut checkpoint = Checkpoint::decode(r.value.as_deref().unwrap_or_default()).map_err(|e| {
+                leadscore_store::StoreError(format!(
+                    "checkpoint marker of changelog partition {} at offset {}: {e}",
+                    self.partition, r.offset
+                ))
+            })?;
+            checkpoint.changelog_next_offset = Some(r.offset + 1);
+            checkpoint.replay = None;
+            self.write(env, Some(checkpoint))?;
+        } else if r.key.is_empty() {
+            tracing::warn!(offset = r.offset, "changelog record without a key and not a marker; ignored");
+        } else {
+            let lead = LeadId::from(String::from_utf8_lossy(&r.key).into_owned());
+            self.pending.insert(lead, r.value);
+            // Early writes only before a marker known to follow.
+            if self.pending.len() >= chunk(env.settings) && self.last_marker.is_some_and(|m| r.offset < m) {
+                self.write(env, None)?;
+            }
+        }
+        Ok(Read::Continue)
+    }
+
+    /// Whether a record of `epoch` is from the current owner or a newer one
+    /// (remembering the newest seen).
+    fn accepts(&mut self, epoch: Option<i64>) -> bool {
+        match (epoch, self.highest_epoch) {
+            (Some(e), Some(h)) if e < h => false,
+            (Some(e), _) => {
+                self.highest_epoch = Some(e);
+                true
+            }
+            (None, _) => true,
+        }
+    }
+
+    fn end_of_read(&mut self, env: &mut RestoreEnv<'_>) -> Result<(), RunError> {
+        match self.phase {
+            Phase::Probe { window } => match self.last_marker {
+                Some(_) => {
+                    // Epochs are read again from the start of the tail.
+                    self.highest_epoch = if self.kept_local {
+                        env.store.checkpoint(self.partition)?.and_then(|c| c.epoch)
+                    } else {
+                        None
+                    };
+                    self.phase = Phase::Apply;
+                    self.at = self.from;
+                    env.changelog.start(self.partition, self.from).map_err(RunError::Changelog)?;
+                }
+                None => self.probe(env, window.saturating_mul(4))?,
+            },
+            Phase::Apply => self.finish(env),
+            Phase::Plan | Phase::Done => self.phase = Phase::Done,
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, env: &mut RestoreEnv<'_>) {
+        env.changelog.stop();
+        self.phase = Phase::Done;
+        let ignored = self.pending.len();
+        self.pending.clear();
+        self.uncount(env);
+        env.telemetry.counters.restores.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            partition = self.partition,
+            from = self.from,
+            to = self.high,
+            records = self.records,
+            ignored,
+            kept_local = self.kept_local,
+            seconds = env.clock.elapsed().saturating_sub(self.started).as_secs_f64(),
+            "restored state from the changelog"
+        );
+    }
+
+    /// Cancels a restore under way (its partition was revoked).
+    pub(crate) fn cancel(&mut self, env: &mut RestoreEnv<'_>) {
+        if matches!(self.phase, Phase::Probe { .. } | Phase::Apply) {
+            env.changelog.stop();
+        }
+        self.uncount(env);
+        self.phase = Phase::Done;
+    }
+
+    fn uncount(&mut self, env: &mut RestoreEnv<'_>) {
+        if std::mem::take(&mut self.counted) {
+            env.telemetry.metrics.restoring_partitions.dec();
+            env.telemetry.metrics.restore_remaining.set(0);
+        }
+    }
+
+    /// Writes the pending states (and their timers), with `checkpoint`.
+    fn write(&mut self, env: &mut RestoreEnv<'_>, checkpoint: Option<Checkpoint>) -> Result<(), RunError> {
+        let partition = self.partition;
+        let mut leads: Vec<(LeadId, Option<Vec<u8>>)> = self.pending.drain().collect();
+        leads.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let names: Vec<&str> = leads.iter().map(|(l, _)| l.as_str()).collect();
+        let old = env.store.get_states(partition, &names)?;
+        let due = |lead: &LeadId, bytes: Option<&Vec<u8>>| -> Result<Option<Millis>, RunError> {
+            match bytes {
+                None => Ok(None),
+                Some(b) => decode_state(b, env.model).map(|s| s.next_due).map_err(|source| {
+                    RunError::Step(crate::processor::StepError::CorruptState {
+                        lead: lead.to_string(),
+                        partition,
+                        source,
+                    })
+                }),
+            }
+        };
+        let mut batch = WriteBatch::default();
+        for ((lead, value), old) in leads.into_iter().zip(old) {
+            let old_due = due(&lead, old.as_ref())?;
+            let new_due = due(&lead, value.as_ref())?;
+            batch.move_timer(partition, lead.clone(), old_due, new_due);
+            match value {
+                Some(v) => batch.put_state(partition, lead, v),
+                None => batch.delete_state(partition, lead),
+            }
+        }
+        if let Some(c) = checkpoint {
+            batch.checkpoint(partition, c);
+        }
+        env.store.write(&batch)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,95 @@
+//! How the runtime runs: the processing guarantee, the time mode, batch sizes
+//! and waits, all typed (durations are [`Duration`]s from the configuration
+//! on). `leadscore run` builds these from its configuration file.
+
+use crate::messages::Topics;
+use crate::processor::{Formats, TimeMode};
+use std::time::Duration;
+
+/// The processing guarantee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Outputs are published and acknowledged before the state and offsets
+    /// are committed: a crash may publish some records again (same
+    /// `(lead_id, version)`, same content); state is never applied twice.
+    AtLeastOnce,
+    /// Outputs, changelog and input offsets commit in one Kafka transaction;
+    /// read_committed readers see every record once.
+    ExactlyOnce,
+}
+
+impl Guarantee {
+    pub const ALL: [Guarantee; 2] = [Guarantee::AtLeastOnce, Guarantee::ExactlyOnce];
+
+    /// The name in configuration files and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guarantee::AtLeastOnce => "at_least_once",
+            Guarantee::ExactlyOnce => "exactly_once",
+        }
+    }
+}
+
+impl std::str::FromStr for Guarantee {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Guarantee, String> {
+        Guarantee::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| format!("{s:?}: expected at_least_once or exactly_once"))
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    pub topics: Topics,
+    pub time_mode: TimeMode,
+    pub guarantee: Guarantee,
+    pub formats: Formats,
+    /// Most messages per poll batch.
+    pub max_batch: usize,
+    /// How long a poll waits for the first message.
+    pub poll_timeout: Duration,
+    /// How often wall-clock timers are checked with no input.
+    pub tick_interval: Duration,
+    /// How long a partition group waits for an input topic that has nothing
+    /// more on the broker (see [`crate::aligner`]).
+    pub max_idle: Duration,
+    /// How long outputs may take to be acknowledged (or a transaction to commit).
+    pub delivery_timeout: Duration,
+    /// How long a changelog restore may make no progress before it fails.
+    pub restore_stall_timeout: Duration,
+    /// Local state is kept across a restart only if the changelog records
+    /// written after it are younger than this; older ones may have lost
+    /// tombstones to compaction, and the partition is restored from scratch.
+    /// Keep it below the changelog's `delete.retention.ms`.
+    pub local_state_max_age: Duration,
+    /// The circuit breaker: the loop stops with an error when more than this
+    /// share of `dead_letter_window` consecutive messages were dead-lettered
+    /// (a topic mapped to the wrong kind or format). 1.0 never trips.
+    pub dead_letter_max_share: f64,
+    pub dead_letter_window: u64,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> RuntimeSettings {
+        RuntimeSettings {
+            topics: Topics::default(),
+            time_mode: TimeMode::WallClock,
+            guarantee: Guarantee::AtLeastOnce,
+            formats: Formats::default(),
+            max_batch: 5000,
+            poll_timeout: Duration::from_millis(100),
+            tick_interval: Duration::from_millis(100),
+            max_idle: Duration::ZERO,
+            delivery_timeout: Duration::from_secs(30),
+            restore_stall_timeout: Duration::from_secs(120),
+            local_state_max_age: Duration::from_secs(3600),
+            dead_letter_max_share: 0.5,
+            dead_letter_window: 1000,
+        }
+    }
+}

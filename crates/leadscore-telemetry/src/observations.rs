@@ -1,0 +1,108 @@
+//! What a processing step saw, aggregated for metrics: events by input topic,
+//! kind and outcome, dead letters by error class, transitions by segment,
+//! direction and cause, the instants latency and lag histograms are computed
+//! from, and the records it published.
+//!
+//! Counts are aggregated per step (a few map entries), so that each counter is
+//! updated once per step rather than once per event; the instants are kept per
+//! message, for the histograms.
+
+use crate::history::PublishedRecord;
+use leadscore_core::{Cause, Direction, Kind, Millis};
+use std::collections::HashMap;
+
+/// What happened to one input message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventOutcome {
+    Applied,
+    /// A repeated `event_id`, recognised and dropped.
+    Duplicate,
+    Erased,
+    /// An `erase` for a lead leadscore does not know.
+    UnknownLead,
+    DeadLettered,
+    /// Behind the checkpoint: applied before a restart or handover.
+    Skipped,
+}
+
+impl EventOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventOutcome::Applied => "applied",
+            EventOutcome::Duplicate => "duplicate",
+            EventOutcome::Erased => "erased",
+            EventOutcome::UnknownLead => "unknown_lead",
+            EventOutcome::DeadLettered => "dead_lettered",
+            EventOutcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// Counts of one step, for metrics and summaries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepStats {
+    pub applied: u64,
+    pub duplicates: u64,
+    pub erased: u64,
+    pub dead_lettered: u64,
+    /// Messages below the checkpoint: applied before, skipped.
+    pub skipped: u64,
+    pub score_changes: u64,
+    pub transitions: u64,
+    pub timer_transitions: u64,
+    pub timers_fired: u64,
+}
+
+impl StepStats {
+    pub fn add(&mut self, o: &StepStats) {
+        self.applied += o.applied;
+        self.duplicates += o.duplicates;
+        self.erased += o.erased;
+        self.dead_lettered += o.dead_lettered;
+        self.skipped += o.skipped;
+        self.score_changes += o.score_changes;
+        self.transitions += o.transitions;
+        self.timer_transitions += o.timer_transitions;
+        self.timers_fired += o.timers_fired;
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observations {
+    /// (input topic index in the runtime's sorted topic order, kind if
+    /// decoded, outcome) -> messages.
+    pub events: HashMap<(u16, Option<Kind>, EventOutcome), u64>,
+    /// Error class -> dead letters.
+    pub dead_letters: HashMap<&'static str, u64>,
+    /// (segment index, direction, cause) -> transitions.
+    pub transitions: HashMap<(u16, Direction, Cause), u64>,
+    /// Event time of each applied event.
+    pub event_times: Vec<Millis>,
+    /// Broker timestamp of each message processed (not skipped).
+    pub broker_times: Vec<Millis>,
+    /// For each timer fired on the wall clock: how late, in milliseconds.
+    pub timer_delays: Vec<Millis>,
+    /// Each score change and transition of the step, typed: the admin
+    /// server's recent history and the demo's view keep some of them.
+    pub published: Vec<PublishedRecord>,
+}
+
+impl Observations {
+    /// Adds another step's observations to these.
+    pub fn merge(&mut self, mut o: Observations) {
+        for (k, n) in o.events {
+            *self.events.entry(k).or_default() += n;
+        }
+        for (k, n) in o.dead_letters {
+            *self.dead_letters.entry(k).or_default() += n;
+        }
+        for (k, n) in o.transitions {
+            *self.transitions.entry(k).or_default() += n;
+        }
+        self.event_times.append(&mut o.event_times);
+        self.broker_times.append(&mut o.broker_times);
+        self.timer_delays.append(&mut o.timer_delays);
+        self.published.append(&mut o.published);
+    }
+}
