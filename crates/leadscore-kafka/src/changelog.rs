@@ -1,9 +1,12 @@
 //! The changelog topic as the runtime's [`Changelog`]: a consumer that joins
 //! no group, assigns one changelog partition at a time and reads committed
-//! records only (a restore never sees an aborted transaction's states).
+//! records only (a restore never sees an aborted transaction's states). The
+//! end of a partition comes from a second, read_uncommitted client: its high
+//! watermark includes transactions still open, which a restore waits for.
 
 use leadscore_pipeline::messages::headers;
 use leadscore_pipeline::ports::{Changelog, ChangelogRecord, PortError};
+use leadscore_pipeline::ChangelogKind;
 use leadscore_store::Partition;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -14,6 +17,8 @@ use std::time::Duration;
 /// See the module documentation.
 pub struct KafkaChangelog {
     consumer: BaseConsumer,
+    /// Asks for offsets only (read_uncommitted: the high watermark).
+    offsets: BaseConsumer,
     topic: String,
     partition: Option<Partition>,
     /// How long a metadata request may take.
@@ -37,15 +42,19 @@ impl KafkaChangelog {
         if config.get("group.id").is_none() {
             config.set("group.id", "leadscore-restore");
         }
-        let consumer = config.create().map_err(|e| PortError::Fatal(format!("creating the changelog reader: {e}")))?;
-        Ok(KafkaChangelog { consumer, topic: topic.to_string(), partition: None, timeout })
+        let create = |c: &ClientConfig| -> Result<BaseConsumer, PortError> {
+            c.create().map_err(|e| PortError::Fatal(format!("creating the changelog reader: {e}")))
+        };
+        let consumer = create(&config)?;
+        let offsets = create(config.clone().set("isolation.level", "read_uncommitted"))?;
+        Ok(KafkaChangelog { consumer, offsets, topic: topic.to_string(), partition: None, timeout })
     }
 }
 
 impl Changelog for KafkaChangelog {
     fn watermarks(&mut self, partition: Partition) -> Result<(i64, i64), PortError> {
-        // A read_committed client's end is the last stable offset.
-        self.consumer
+        // A read_uncommitted client's end is the high watermark.
+        self.offsets
             .fetch_watermarks(&self.topic, partition as i32, self.timeout)
             .map_err(retriable("reading the changelog's offsets"))
     }
@@ -75,7 +84,7 @@ impl Changelog for KafkaChangelog {
                 m.headers().and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value.map(<[u8]>::to_vec)))
             };
             let key = m.key().unwrap_or_default().to_vec();
-            let marker = key.is_empty() && header(headers::CHANGELOG_RECORD).as_deref() == Some(b"checkpoint");
+            let kind = ChangelogKind::of(&key, header(headers::CHANGELOG_RECORD).as_deref());
             let epoch = header(headers::CHANGELOG_EPOCH)
                 .and_then(|v| String::from_utf8(v).ok())
                 .and_then(|s| s.parse::<i64>().ok());
@@ -84,7 +93,7 @@ impl Changelog for KafkaChangelog {
                 key,
                 value: m.payload().map(<[u8]>::to_vec),
                 timestamp: m.timestamp().to_millis(),
-                marker,
+                kind,
                 epoch,
             });
         }

@@ -131,7 +131,11 @@ impl KafkaSink {
     pub fn new(config: &ClientConfig, topics: Topics, transactional_id: Option<&str>) -> Result<KafkaSink, PortError> {
         let mut config = config.clone();
         // Idempotence: retries never duplicate or reorder a lead's records.
-        config.set("enable.idempotence", "true").set("linger.ms", "5");
+        // Gapless: a record that fails makes every later one fail too (the
+        // producer stops with a fatal error), so a changelog checkpoint marker
+        // never lands after a state record of its step that did not: a
+        // restore that trusts the marker would skip that lead's events.
+        config.set("enable.idempotence", "true").set("enable.gapless.guarantee", "true").set("linger.ms", "5");
         if let Some(id) = transactional_id {
             config.set("transactional.id", id);
         }

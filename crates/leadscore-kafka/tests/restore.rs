@@ -8,6 +8,7 @@
 use leadscore_kafka::changelog::KafkaChangelog;
 use leadscore_pipeline::messages::headers;
 use leadscore_pipeline::ports::{Changelog, ChangelogRecord};
+use leadscore_pipeline::ChangelogKind;
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 
 const CHANGELOG: &str = "leadscore-state-changelog";
 
-/// (offset, key, value, marker, epoch) of a record read.
-type Seen<'a> = (i64, &'a [u8], Option<&'a [u8]>, bool, Option<i64>);
+/// (offset, key, value, kind, epoch) of a record read.
+type Seen<'a> = (i64, &'a [u8], Option<&'a [u8]>, ChangelogKind, Option<i64>);
 
 #[test]
 fn reads_states_tombstones_markers_and_epochs_in_order() {
@@ -47,13 +48,13 @@ fn reads_states_tombstones_markers_and_epochs_in_order() {
         changelog.read(Duration::from_millis(100), 10, &mut records).expect("read");
     }
     let seen: Vec<Seen> =
-        records.iter().map(|r| (r.offset, r.key.as_slice(), r.value.as_deref(), r.marker, r.epoch)).collect();
+        records.iter().map(|r| (r.offset, r.key.as_slice(), r.value.as_deref(), r.kind, r.epoch)).collect();
     assert_eq!(
         seen,
         vec![
-            (1, b"L-b".as_slice(), None, false, None),
-            (2, b"".as_slice(), Some(b"cp".as_slice()), true, Some(7)),
-            (3, b"".as_slice(), Some(b"stray".as_slice()), false, None),
+            (1, b"L-b".as_slice(), None, ChangelogKind::State, None),
+            (2, b"".as_slice(), Some(b"cp".as_slice()), ChangelogKind::Checkpoint, Some(7)),
+            (3, b"".as_slice(), Some(b"stray".as_slice()), ChangelogKind::Unknown, None),
         ]
     );
     assert!(records.iter().all(|r| r.timestamp.is_some()), "broker timestamps");

@@ -31,6 +31,6 @@ pub mod processor;
 pub mod runtime;
 
 pub use aligner::{Aligner, Arrival, Position, Release};
-pub use messages::{InputMessage, OutputRecord, OutputTopic, Topics};
+pub use messages::{ChangelogKind, InputMessage, OutputRecord, OutputTopic, Topics};
 pub use processor::{Formats, Processor, Step, StepContext, StepError, TimeMode};
 pub use runtime::{Guarantee, Ports, RunError, Runtime, RuntimeSettings};

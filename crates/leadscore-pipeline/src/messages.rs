@@ -56,6 +56,47 @@ impl OutputRecord {
     pub fn is_checkpoint_marker(&self) -> bool {
         self.topic == OutputTopic::Changelog && self.key.as_deref() == Some(&[])
     }
+
+    /// The changelog record published before a step's outputs in at-least-once
+    /// wall-clock mode: how to replay the step (its key is no lead id's, nor
+    /// the checkpoint markers', so that compaction keeps the latest of each).
+    pub fn replay_marker(partition: u32, replay: &leadscore_store::Replay) -> OutputRecord {
+        OutputRecord {
+            topic: OutputTopic::Changelog,
+            key: Some(REPLAY_KEY.to_vec()),
+            value: Some(replay.encode()),
+            headers: vec![(headers::CHANGELOG_RECORD, b"replay".to_vec())],
+            partition: Some(partition),
+        }
+    }
+}
+
+/// The key of replay markers: not UTF-8, so never a lead id.
+pub const REPLAY_KEY: &[u8] = &[0xff];
+
+/// What a changelog record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangelogKind {
+    /// A lead's state (or, without a value, its erasure).
+    State,
+    /// The checkpoint that closes a step.
+    Checkpoint,
+    /// How to replay the step that follows (at least once, wall clock).
+    Replay,
+    /// Neither (not written by leadscore): ignored.
+    Unknown,
+}
+
+impl ChangelogKind {
+    /// Classifies a record by its key and its `leadscore.changelog.record` header.
+    pub fn of(key: &[u8], record_header: Option<&[u8]>) -> ChangelogKind {
+        match (key, record_header) {
+            ([], Some(b"checkpoint")) => ChangelogKind::Checkpoint,
+            (REPLAY_KEY, Some(b"replay")) => ChangelogKind::Replay,
+            ([], _) | (REPLAY_KEY, _) => ChangelogKind::Unknown,
+            _ => ChangelogKind::State,
+        }
+    }
 }
 
 /// Record headers: the dead-letter headers of the input contract
@@ -66,7 +107,7 @@ pub mod headers {
     pub const SOURCE_TOPIC: &str = "leadscore.source.topic";
     pub const SOURCE_PARTITION: &str = "leadscore.source.partition";
     pub const SOURCE_OFFSET: &str = "leadscore.source.offset";
-    /// On changelog checkpoint markers (not a dead-letter header).
+    /// On changelog checkpoint and replay markers (not a dead-letter header).
     pub const CHANGELOG_RECORD: &str = "leadscore.changelog.record";
     /// On changelog records: the writer's ownership epoch of the partition,
     /// so that a restore ignores what a former owner wrote late.

@@ -74,9 +74,23 @@ pub fn score(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<Summary, OfflineError> {
-    let store = MemoryStore::new();
+    score_into(&MemoryStore::new(), model, input, until, progress, out, err)
+}
+
+/// [`score`] into a given store, which then holds every lead's final state
+/// (partition 0): the reference the simulation compares the service's state
+/// with.
+pub fn score_into(
+    store: &MemoryStore,
+    model: &Model,
+    input: impl BufRead,
+    until: Option<Millis>,
+    progress: bool,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<Summary, OfflineError> {
     let topics = Topics { inputs: [(TOPIC.to_string(), None)].into_iter().collect(), ..Topics::default() };
-    let processor = Processor::new(model, &store, &topics, TimeMode::EventTime);
+    let processor = Processor::new(model, store, &topics, TimeMode::EventTime);
     let mut summary = Summary::default();
     let started = Instant::now();
     let mut last_report = started;
@@ -101,7 +115,7 @@ pub fn score(
         if batch.len() == BATCH {
             let arrivals = batch.drain(..).map(|m| processor.decode(m)).collect();
             let step = processor.process_arrivals(0, arrivals, StepContext::default())?;
-            commit(&store, step, &mut summary, out, err)?;
+            commit(store, step, &mut summary, out, err)?;
             if progress && last_report.elapsed() > Duration::from_secs(2) {
                 last_report = Instant::now();
                 let rate = summary.events_read as f64 / started.elapsed().as_secs_f64();
@@ -111,9 +125,9 @@ pub fn score(
     }
     let arrivals = batch.drain(..).map(|m| processor.decode(m)).collect();
     let step = processor.process_arrivals(0, arrivals, StepContext::default())?;
-    commit(&store, step, &mut summary, out, err)?;
+    commit(store, step, &mut summary, out, err)?;
     if let Some(until) = until {
-        commit(&store, processor.tick(0, until)?, &mut summary, out, err)?;
+        commit(store, processor.tick(0, until)?, &mut summary, out, err)?;
     }
     summary.leads = store.lead_count() as u64;
     out.flush()?;

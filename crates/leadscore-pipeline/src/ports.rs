@@ -160,8 +160,7 @@ pub struct ChangelogRecord {
     pub value: Option<Vec<u8>>,
     /// The broker's timestamp (milliseconds since the epoch), if any.
     pub timestamp: Option<Millis>,
-    /// Marked as a checkpoint marker (header).
-    pub marker: bool,
+    pub kind: crate::messages::ChangelogKind,
     /// The writer's ownership epoch (header), if any.
     pub epoch: Option<i64>,
 }
@@ -169,8 +168,9 @@ pub struct ChangelogRecord {
 /// A reader of one changelog partition at a time, reading committed records
 /// only.
 pub trait Changelog {
-    /// The first offset and the end (for committed reads: the last stable
-    /// offset) of a changelog partition.
+    /// The first offset and the end of a changelog partition, open
+    /// transactions included (a restore reads up to the end, so it waits for
+    /// those to commit or abort).
     fn watermarks(&mut self, partition: Partition) -> Result<(i64, i64), PortError>;
 
     /// Starts reading `partition` at `from` (replacing any other partition).

@@ -35,11 +35,36 @@ pub struct Checkpoint {
 /// How the step in flight must be replayed after a crash, so that it publishes
 /// the same records: its wall-clock timers fired at `tick` before any of its
 /// events, and no later tick may fire before the inputs below `until` (next
-/// offset per topic) are applied again.
+/// offset per topic) are applied again. Published to the changelog before the
+/// step's outputs, so that whichever instance replays the step knows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replay {
     pub tick: Option<i64>,
     pub until: BTreeMap<String, i64>,
+}
+
+const REPLAY_FORMAT: u8 = 1;
+
+impl Replay {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![REPLAY_FORMAT];
+        push_optional_i64(&mut out, self.tick);
+        push_offsets(&mut out, &self.until);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Replay, String> {
+        let mut c = Cursor { bytes, at: 0 };
+        let format = c.take(1)?[0];
+        if format != REPLAY_FORMAT {
+            return Err(format!("unknown replay record format {format}"));
+        }
+        let replay = Replay { tick: c.optional_i64()?, until: c.offsets()? };
+        if c.at != bytes.len() {
+            return Err("replay record has trailing bytes".into());
+        }
+        Ok(replay)
+    }
 }
 
 /// What the partition holds, as of the checkpoint.
@@ -215,7 +240,9 @@ mod tests {
             replay: Some(Replay { tick: Some(123), until: [("page-views".to_string(), 50)].into_iter().collect() }),
         };
         let b = c.encode();
+        let replay = c.replay.clone().expect("a replay");
         assert_eq!(Checkpoint::decode(&b), Ok(c));
+        assert_eq!(Replay::decode(&replay.encode()), Ok(replay));
         for cut in 0..b.len() {
             assert!(Checkpoint::decode(&b[..cut]).is_err());
         }

@@ -38,6 +38,17 @@ impl MemoryStore {
     pub fn lead_count(&self) -> usize {
         self.lock().states.len()
     }
+
+    /// Every lead of `partition` with its encoded state, in lead order.
+    pub fn leads(&self, partition: Partition) -> Vec<(LeadId, Vec<u8>)> {
+        let inner = self.lock();
+        let prefix = partition_prefix(partition);
+        inner
+            .states
+            .range(prefix.clone()..partition_upper_bound(partition))
+            .map(|(k, v)| (LeadId::from(String::from_utf8_lossy(&k[prefix.len()..]).into_owned()), v.clone()))
+            .collect()
+    }
 }
 
 impl StateStore for MemoryStore {

@@ -54,12 +54,15 @@ pub struct Step {
 
 /// What the runtime decides for a step besides its messages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StepContext {
+pub struct StepContext<'r> {
     /// Wall-clock mode: fire the timers due at or before this instant first.
     pub tick: Option<Millis>,
     /// This owner's epoch of the partition, written into the changelog (see
     /// [`Checkpoint::epoch`]).
     pub epoch: Option<i64>,
+    /// A replay under way must also apply the inputs below these offsets
+    /// before any tick: the step's checkpoint keeps saying so until it has.
+    pub replay_until: Option<&'r std::collections::BTreeMap<String, i64>>,
 }
 
 /// Why a step could not be computed. None of these is caused by input: bad
@@ -110,7 +113,7 @@ impl<'a> Processor<'a> {
         let arrivals = messages.iter().map(|m| self.decode(m.clone())).collect();
         let ordered = merge_all(self.topics.inputs.keys().cloned(), arrivals);
         let tick = (self.mode == TimeMode::WallClock).then_some(now);
-        self.process_arrivals(partition, ordered, StepContext { tick, epoch: None })
+        self.process_arrivals(partition, ordered, StepContext { tick, ..StepContext::default() })
     }
 
     /// Processes decoded messages of one partition in the order given.
@@ -119,7 +122,7 @@ impl<'a> Processor<'a> {
         &self,
         partition: Partition,
         arrivals: Vec<Arrival>,
-        ctx: StepContext,
+        ctx: StepContext<'_>,
     ) -> Result<Step, StepError> {
         let mut w = Work::new(self, partition, ctx)?;
         let leads: Vec<&str> = arrivals
@@ -142,11 +145,11 @@ impl<'a> Processor<'a> {
     /// mode; in event-time mode, an explicit instant (like `--until`), which
     /// then also moves the watermark.
     pub fn tick(&self, partition: Partition, now: Millis) -> Result<Step, StepError> {
-        self.tick_with(partition, StepContext { tick: Some(now), epoch: None })
+        self.tick_with(partition, StepContext { tick: Some(now), ..StepContext::default() })
     }
 
     /// [`Processor::tick`] with the runtime's context (`ctx.tick` is the instant).
-    pub fn tick_with(&self, partition: Partition, ctx: StepContext) -> Result<Step, StepError> {
+    pub fn tick_with(&self, partition: Partition, ctx: StepContext<'_>) -> Result<Step, StepError> {
         let mut w = Work::new(self, partition, ctx)?;
         if let Some(now) = ctx.tick {
             w.fire_due(now, true)?;

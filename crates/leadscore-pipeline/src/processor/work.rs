@@ -28,7 +28,7 @@ pub(super) struct Slot {
 pub(super) struct Work<'p, 'a> {
     pub(super) p: &'p Processor<'a>,
     pub(super) partition: Partition,
-    ctx: StepContext,
+    ctx: StepContext<'p>,
     pub(super) leads: HashMap<LeadId, Slot>,
     /// Timers known to be due soon: `(due, lead)`; stale entries are skipped.
     pub(super) queue: BTreeSet<(Millis, LeadId)>,
@@ -43,7 +43,7 @@ pub(super) struct Work<'p, 'a> {
 }
 
 impl<'p, 'a> Work<'p, 'a> {
-    pub(super) fn new(p: &'p Processor<'a>, partition: Partition, ctx: StepContext) -> Result<Self, StepError> {
+    pub(super) fn new(p: &'p Processor<'a>, partition: Partition, ctx: StepContext<'p>) -> Result<Self, StepError> {
         let base = p.checkpoint(partition)?;
         Ok(Work {
             p,
@@ -281,8 +281,14 @@ impl<'p, 'a> Work<'p, 'a> {
             });
         }
         self.checkpoint.epoch = self.ctx.epoch.or(self.checkpoint.epoch);
-        // The step that was to be replayed is this one (or was committed).
-        self.checkpoint.replay = None;
+        // A replay under way that this step does not finish stays recorded, so
+        // that a crash now still replays the rest before ticking.
+        let offsets = &self.checkpoint.next_offsets;
+        self.checkpoint.replay = self
+            .ctx
+            .replay_until
+            .filter(|until| until.iter().any(|(t, u)| offsets.get(t).copied().unwrap_or(0) < *u))
+            .map(|until| leadscore_store::Replay { tick: None, until: until.clone() });
         // The marker carries no changelog offset: it learns its own on delivery.
         let marker = Checkpoint { changelog_next_offset: None, ..self.checkpoint.clone() };
         let mut marker = OutputRecord::checkpoint_marker(p, &marker);

@@ -2,9 +2,9 @@
 //! and what every crash point leaves behind).
 //!
 //! At least once:
-//! 1. wall clock only: write each step's replay record (the checkpoint it
-//!    started from, its tick and the inputs it covers) to the store, so that
-//!    a crash from here on replays it identically;
+//! 1. wall clock only: publish each step's replay marker (its tick and the
+//!    inputs it covers) to the changelog and wait for it, so that whichever
+//!    instance replays the step after a crash replays it identically;
 //! 2. publish every output and changelog record;
 //! 3. wait until all are acknowledged; any failure stops here, nothing
 //!    committed (a restart replays the steps);
@@ -16,14 +16,17 @@
 //! Exactly once: outputs, changelog records and the input offsets of every
 //! owned partition (also in timer-only transactions, so that the group
 //! coordinator fences an owner that lost its partitions) go in one Kafka
-//! transaction; the store is written after it commits. A crash in between is
-//! repaired by the changelog restore, which reads committed records only.
+//! transaction; the records are delivered before the offsets are added; the
+//! store is written after it commits. A crash in between is repaired by the
+//! changelog restore, which reads committed records only, and waits for
+//! transactions still open on the changelog to end.
 
 use super::{Planned, Ports, RunError, Runtime};
+use crate::messages::{headers, OutputRecord};
 use crate::ports::{Acked, PortError, TopicOffset};
 use crate::processor::TimeMode;
 use crate::runtime::settings::Guarantee;
-use leadscore_store::{Checkpoint, Replay, WriteBatch};
+use leadscore_store::{Replay, WriteBatch};
 use std::collections::BTreeMap;
 
 impl Runtime<'_> {
@@ -37,7 +40,9 @@ impl Runtime<'_> {
         let acked = match self.settings.guarantee {
             Guarantee::AtLeastOnce => {
                 if self.settings.time_mode == TimeMode::WallClock {
-                    self.write_replays(&steps)?;
+                    let markers = self.replay_markers(&steps);
+                    ports.sink.send(&markers).map_err(RunError::Sink)?;
+                    ports.sink.flush(self.settings.delivery_timeout).map_err(RunError::Sink)?;
                 }
                 for s in &steps {
                     ports.sink.send(&s.step.outputs).map_err(RunError::Sink)?;
@@ -92,23 +97,26 @@ impl Runtime<'_> {
         Ok(verdict)
     }
 
-    /// At least once, wall clock: records how each step must be replayed
-    /// (its base checkpoint, tick and inputs) before its outputs go out.
-    fn write_replays(&self, steps: &[Planned]) -> Result<(), RunError> {
-        let mut batch = WriteBatch::default();
-        for s in steps {
-            let mut until = s.step.checkpoint.next_offsets.clone();
-            if let Some(r) = self.owned.get(&s.partition).and_then(|o| o.replay.as_ref()) {
-                for (topic, offset) in &r.until {
-                    let at = until.entry(topic.clone()).or_insert(*offset);
-                    *at = (*at).max(*offset);
+    /// At least once, wall clock: how each step must be replayed (its tick,
+    /// and the inputs it covers, or that a replay under way still has to).
+    fn replay_markers(&self, steps: &[Planned]) -> Vec<OutputRecord> {
+        steps
+            .iter()
+            .map(|s| {
+                let mut until = s.step.checkpoint.next_offsets.clone();
+                if let Some(r) = self.owned.get(&s.partition).and_then(|o| o.replay.as_ref()) {
+                    for (topic, offset) in &r.until {
+                        let at = until.entry(topic.clone()).or_insert(*offset);
+                        *at = (*at).max(*offset);
+                    }
                 }
-            }
-            let replay = Replay { tick: s.tick, until };
-            batch.checkpoint(s.partition, Checkpoint { replay: Some(replay), ..s.step.base.clone() });
-        }
-        self.store.write(&batch)?;
-        Ok(())
+                let mut marker = OutputRecord::replay_marker(s.partition, &Replay { tick: s.tick, until });
+                if let Some(epoch) = self.owned.get(&s.partition).and_then(|o| o.epoch) {
+                    marker.headers.push((headers::CHANGELOG_EPOCH, epoch.to_string().into_bytes()));
+                }
+                marker
+            })
+            .collect()
     }
 
     /// Exactly once: the steps' records and every owned partition's input
@@ -131,10 +139,18 @@ impl Runtime<'_> {
             for s in steps {
                 sink.send(&s.step.outputs)?;
             }
+            // The records are on the brokers (their partitions part of the
+            // open transaction) before the group coordinator accepts the
+            // offsets: a new owner restoring the changelog then always sees
+            // this transaction open and waits for its end, even if this
+            // instance is stalled past its session between here and the commit.
+            let mut acked = sink.flush(timeout)?;
             if !offsets.is_empty() {
                 sink.send_offsets(&offsets, &group, timeout)?;
             }
-            sink.commit(timeout)
+            let committed = sink.commit(timeout)?;
+            acked.markers.extend(committed.markers);
+            Ok(acked)
         })();
         result.map_err(|e| {
             if let Err(abort) = sink.abort(timeout) {

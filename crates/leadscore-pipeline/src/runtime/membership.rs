@@ -111,9 +111,14 @@ impl Runtime<'_> {
         let base = task.highest_epoch().map_or(0, |e| e >> 32) + 1;
         let epoch = (base << 32) | (generation & 0xffff_ffff);
         self.aligner.assign(p, &checkpoint.next_offsets);
+        // A replay record behind the checkpoint is stale (a former owner's,
+        // written after its step was replayed and committed elsewhere).
+        let ahead = |r: &leadscore_store::Replay| {
+            r.until.iter().any(|(t, u)| checkpoint.next_offsets.get(t).copied().unwrap_or(0) < *u)
+        };
         let replaying = self.settings.guarantee == Guarantee::AtLeastOnce
             && self.settings.time_mode == TimeMode::WallClock
-            && checkpoint.replay.is_some();
+            && checkpoint.replay.as_ref().is_some_and(ahead);
         let replay = if replaying { checkpoint.replay.clone() } else { None };
         if let Some(r) = &replay {
             tracing::info!(

@@ -291,7 +291,7 @@ impl<'a> Runtime<'a> {
                 (TimeMode::WallClock, None) if owned.replay.is_some() => None,
                 (TimeMode::WallClock, None) => Some(now),
             };
-            let ctx = StepContext { tick, epoch: owned.epoch };
+            let ctx = StepContext { tick, epoch: owned.epoch, replay_until: owned.replay.as_ref().map(|r| &r.until) };
             let step = self.processor.process_arrivals(partition, std::mem::take(&mut ready), ctx)?;
             if step.messages == 0 && step.stats.timers_fired == 0 {
                 continue;
@@ -312,7 +312,8 @@ impl<'a> Runtime<'a> {
             if !owned.active || owned.replay.is_some() || stepped.contains(&partition) {
                 continue;
             }
-            let step = self.processor.tick_with(partition, StepContext { tick: Some(now), epoch: owned.epoch })?;
+            let ctx = StepContext { tick: Some(now), epoch: owned.epoch, replay_until: None };
+            let step = self.processor.tick_with(partition, ctx)?;
             if step.stats.timers_fired > 0 {
                 steps.push(Planned { partition, step, tick: Some(now) });
             }

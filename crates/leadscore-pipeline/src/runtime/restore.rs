@@ -13,7 +13,9 @@
 //!
 //! Records and markers carry the writer's ownership epoch; one older than an
 //! epoch already read was written by a former owner after a newer one took
-//! over, and is ignored.
+//! over, and is ignored. A replay marker after the last checkpoint marker
+//! (at least once, wall clock) says how the unfinished step must be replayed;
+//! it is kept in the restored checkpoint for the runtime to honour.
 //!
 //! Local state is kept when the partition was checkpointed here before, and
 //! only the changelog written since is read, unless that is older than
@@ -23,9 +25,10 @@
 
 use super::settings::RuntimeSettings;
 use super::RunError;
+use crate::messages::ChangelogKind;
 use crate::ports::{Changelog, ChangelogRecord, Clock};
 use leadscore_core::{LeadId, Millis, Model};
-use leadscore_store::{decode_state, Checkpoint, Partition, StateStore, WriteBatch};
+use leadscore_store::{decode_state, Checkpoint, Partition, Replay, StateStore, WriteBatch};
 use leadscore_telemetry::Telemetry;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -68,6 +71,8 @@ pub(crate) struct RestoreTask {
     at: i64,
     /// Records since the last applied marker, by lead.
     pending: HashMap<LeadId, Option<Vec<u8>>>,
+    /// The replay marker read since the last applied checkpoint marker.
+    replay: Option<Replay>,
     /// The newest ownership epoch read so far (records of older ones are
     /// ignored).
     highest_epoch: Option<i64>,
@@ -110,6 +115,7 @@ impl RestoreTask {
             last_marker: None,
             at: 0,
             pending: HashMap::new(),
+            replay: None,
             highest_epoch: None,
             last_progress: now,
             started: now,
@@ -179,13 +185,10 @@ impl RestoreTask {
         Ok(self.phase == Phase::Done)
     }
 
-    /// Where the current read stops: the partition's end, or just after the
-    /// last marker while applying.
+    /// Where the current read stops: the partition's end (past the last
+    /// marker, a replay marker may follow).
     fn end(&self) -> i64 {
-        match (self.phase, self.last_marker) {
-            (Phase::Apply, Some(m)) => (m + 1).min(self.high),
-            _ => self.high,
-        }
+        self.high
     }
 
     /// Decides where to read from, dropping local state that cannot be kept.
@@ -238,6 +241,7 @@ impl RestoreTask {
     fn start_from(&mut self, env: &mut RestoreEnv<'_>, from: i64) -> Result<(), RunError> {
         self.from = from;
         self.pending.clear();
+        self.replay = None;
         self.last_marker = None;
         if from >= self.high {
             self.phase = Phase::Done;
@@ -268,7 +272,7 @@ impl RestoreTask {
     /// Handles one record.
     fn record(&mut self, env: &mut RestoreEnv<'_>, r: ChangelogRecord) -> Result<Read, RunError> {
         if let Phase::Probe { .. } = self.phase {
-            if r.marker && self.accepts(r.epoch) {
+            if r.kind == ChangelogKind::Checkpoint && self.accepts(r.epoch) {
                 self.last_marker = Some(r.offset);
             }
             return Ok(Read::Continue);
@@ -294,24 +298,33 @@ impl RestoreTask {
         if !self.accepts(r.epoch) {
             return Ok(Read::Continue);
         }
-        if r.marker {
-            let mut checkpoint = Checkpoint::decode(r.value.as_deref().unwrap_or_default()).map_err(|e| {
-                leadscore_store::StoreError(format!(
-                    "checkpoint marker of changelog partition {} at offset {}: {e}",
-                    self.partition, r.offset
-                ))
-            })?;
-            checkpoint.changelog_next_offset = Some(r.offset + 1);
-            checkpoint.replay = None;
-            self.write(env, Some(checkpoint))?;
-        } else if r.key.is_empty() {
-            tracing::warn!(offset = r.offset, "changelog record without a key and not a marker; ignored");
-        } else {
-            let lead = LeadId::from(String::from_utf8_lossy(&r.key).into_owned());
-            self.pending.insert(lead, r.value);
-            // Early writes only before a marker known to follow.
-            if self.pending.len() >= chunk(env.settings) && self.last_marker.is_some_and(|m| r.offset < m) {
-                self.write(env, None)?;
+        match r.kind {
+            ChangelogKind::Checkpoint => {
+                let mut checkpoint = Checkpoint::decode(r.value.as_deref().unwrap_or_default()).map_err(|e| {
+                    leadscore_store::StoreError(format!(
+                        "checkpoint marker of changelog partition {} at offset {}: {e}",
+                        self.partition, r.offset
+                    ))
+                })?;
+                checkpoint.changelog_next_offset = Some(r.offset + 1);
+                // A replay still under way when it was written stays recorded.
+                self.replay = checkpoint.replay.clone();
+                self.write(env, Some(checkpoint))?;
+            }
+            ChangelogKind::Replay => match Replay::decode(r.value.as_deref().unwrap_or_default()) {
+                Ok(replay) => self.replay = Some(replay),
+                Err(e) => tracing::warn!(offset = r.offset, error = %e, "unreadable replay marker; ignored"),
+            },
+            ChangelogKind::Unknown => {
+                tracing::warn!(offset = r.offset, "changelog record that is neither a state nor a marker; ignored")
+            }
+            ChangelogKind::State => {
+                let lead = LeadId::from(String::from_utf8_lossy(&r.key).into_owned());
+                self.pending.insert(lead, r.value);
+                // Early writes only before a marker known to follow.
+                if self.pending.len() >= chunk(env.settings) && self.last_marker.is_some_and(|m| r.offset < m) {
+                    self.write(env, None)?;
+                }
             }
         }
         Ok(Read::Continue)
@@ -346,13 +359,20 @@ impl RestoreTask {
                 }
                 None => self.probe(env, window.saturating_mul(4))?,
             },
-            Phase::Apply => self.finish(env),
+            Phase::Apply => self.finish(env)?,
             Phase::Plan | Phase::Done => self.phase = Phase::Done,
         }
         Ok(())
     }
 
-    fn finish(&mut self, env: &mut RestoreEnv<'_>) {
+    fn finish(&mut self, env: &mut RestoreEnv<'_>) -> Result<(), RunError> {
+        if let Some(replay) = self.replay.take() {
+            // The unfinished step's replay record, for the runtime.
+            let checkpoint = env.store.checkpoint(self.partition)?.unwrap_or_default();
+            let mut batch = WriteBatch::default();
+            batch.checkpoint(self.partition, Checkpoint { replay: Some(replay), ..checkpoint });
+            env.store.write(&batch)?;
+        }
         env.changelog.stop();
         self.phase = Phase::Done;
         let ignored = self.pending.len();
@@ -369,6 +389,7 @@ impl RestoreTask {
             seconds = env.clock.elapsed().saturating_sub(self.started).as_secs_f64(),
             "restored state from the changelog"
         );
+        Ok(())
     }
 
     /// Cancels a restore under way (its partition was revoked).
