@@ -35,6 +35,9 @@ const SHOWN: usize = 3;
 /// See the module documentation.
 pub fn check(w: &World, plan: &Plan, scenario: &Scenario, reference: &Reference, topics: &Topics) -> Outcome {
     let mut v = w.violations.clone();
+    if crate::world::tracing() {
+        dump_changelog(w, scenario, topics);
+    }
     let read_committed = plan.guarantee == Guarantee::ExactlyOnce;
     let mut published: BTreeMap<(String, String, u64), Vec<String>> = BTreeMap::new();
     for topic in [&topics.score_changes, &topics.transitions] {
@@ -167,5 +170,26 @@ fn states(w: &World, plan: &Plan, scenario: &Scenario, reference: &Reference, v:
     }
     for lead in reference.states.keys().filter(|l| !found.contains(*l)).take(SHOWN) {
         v.push(format!("lead {lead} is in no owner's state"));
+    }
+}
+
+/// The changelog as written, for tracing a failure.
+fn dump_changelog(w: &World, scenario: &Scenario, topics: &Topics) {
+    for p in 0..scenario.partitions {
+        let Some(log) = w.broker.log(&topics.changelog, p) else { continue };
+        for (o, r) in log.records.iter().enumerate() {
+            let header = |name: &str| {
+                r.headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            };
+            eprintln!(
+                "changelog {p}@{o}: key {:?} {} epoch {:?} {}{}{}",
+                String::from_utf8_lossy(&r.key),
+                if r.value.is_none() { "tombstone" } else { "value" },
+                header(headers::CHANGELOG_EPOCH),
+                header(headers::CHANGELOG_RECORD).unwrap_or_default(),
+                if r.control.is_some() { " control" } else { "" },
+                if r.compacted { " compacted" } else { "" },
+            );
+        }
     }
 }

@@ -116,7 +116,12 @@ impl Source for SimSource<'_> {
             if w.slots[slot].crash.is_some() {
                 return Ok(());
             }
-            self.notices(w, out);
+            // A rebalance may be noticed before or after the messages the
+            // client had already fetched for the old assignment.
+            let notices_first = w.rng.chance(0.5);
+            if notices_first {
+                self.notices(w, out);
+            }
             // Fetch: random pieces of the fetchable partitions, interleaved.
             let fetchable: Vec<(String, u32)> = w.slots[slot]
                 .positions
@@ -156,6 +161,9 @@ impl Source for SimSource<'_> {
                         w.slots[slot].positions.insert((topic.clone(), p), at + 1);
                     }
                 }
+            }
+            if !notices_first {
+                self.notices(w, out);
             }
             if taken == 0 {
                 // Waiting for data takes time.
@@ -362,6 +370,9 @@ impl Sink for SimSink<'_> {
     }
 }
 
+/// Simulated milliseconds to read one changelog record.
+const READ_COST: i64 = 5;
+
 /// A read_committed reader of the changelog.
 pub struct SimChangelog<'s> {
     pub caller: Caller<'s>,
@@ -409,6 +420,9 @@ impl Changelog for SimChangelog<'_> {
             if taken == 0 {
                 w.now += (timeout.as_millis() as i64).min(10);
             }
+            // Reading takes time: a large restore outlasts a session unless
+            // the runtime keeps polling its group meanwhile.
+            w.now += taken as i64 * READ_COST;
             w.slots[slot].reader = Some((p, at));
             Ok(())
         })

@@ -10,9 +10,11 @@
 
 use super::restore::{RestoreEnv, RestoreTask};
 use super::{Owned, Ports, RunError, Runtime};
+use crate::messages::{headers, OutputRecord, OutputTopic};
 use crate::processor::TimeMode;
 use crate::runtime::settings::Guarantee;
-use leadscore_store::Partition;
+use leadscore_core::LeadId;
+use leadscore_store::{Checkpoint, Partition, WriteBatch};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -104,12 +106,15 @@ impl Runtime<'_> {
     /// A restored partition starts consuming where its checkpoint says.
     fn activate(&mut self, ports: &mut Ports<'_>, task: &RestoreTask) -> Result<(), RunError> {
         let p = task.partition;
-        let checkpoint = self.store.checkpoint(p)?.unwrap_or_default();
         let generation = ports.source.group().map_or(0, |g| g.generation);
         // The next owner's epoch: above every epoch it restored, and above a
         // concurrent owner that restored the same (a later group generation).
         let base = task.highest_epoch().map_or(0, |e| e >> 32) + 1;
         let epoch = (base << 32) | (generation & 0xffff_ffff);
+        if self.settings.guarantee == Guarantee::AtLeastOnce && !task.in_doubt().is_empty() {
+            self.repair(ports, p, task.in_doubt(), epoch)?;
+        }
+        let checkpoint = self.store.checkpoint(p)?.unwrap_or_default();
         self.aligner.assign(p, &checkpoint.next_offsets);
         // A replay record behind the checkpoint is stale (a former owner's,
         // written after its step was replayed and committed elsewhere).
@@ -138,6 +143,54 @@ impl Runtime<'_> {
         ports.source.resume(p).map_err(RunError::Source)?;
         tracing::info!(partition = p, restored_records = task.records, "partition restored; consuming");
         self.export_counts();
+        Ok(())
+    }
+
+    /// At least once: the changelog ends with records of a step that did not
+    /// commit. Publishes the restored state of those leads again (a tombstone
+    /// for a lead the checkpoint does not have) and a marker, so that every
+    /// later restore reads the committed states after them.
+    fn repair(
+        &mut self,
+        ports: &mut Ports<'_>,
+        partition: Partition,
+        leads: &BTreeSet<LeadId>,
+        epoch: i64,
+    ) -> Result<(), RunError> {
+        let names: Vec<&str> = leads.iter().map(LeadId::as_str).collect();
+        let states = self.store.get_states(partition, &names)?;
+        let header = || vec![(headers::CHANGELOG_EPOCH, epoch.to_string().into_bytes())];
+        let mut records: Vec<OutputRecord> = leads
+            .iter()
+            .zip(states)
+            .map(|(lead, value)| OutputRecord {
+                topic: OutputTopic::Changelog,
+                key: Some(lead.as_str().as_bytes().to_vec()),
+                value,
+                headers: header(),
+                partition: Some(partition),
+            })
+            .collect();
+        let mut checkpoint = self.store.checkpoint(partition)?.unwrap_or_default();
+        checkpoint.epoch = Some(epoch);
+        let mut marker = OutputRecord::checkpoint_marker(
+            partition,
+            &Checkpoint { changelog_next_offset: None, ..checkpoint.clone() },
+        );
+        marker.headers.extend(header());
+        records.push(marker);
+        ports.sink.send(&records).map_err(RunError::Sink)?;
+        let acked = ports.sink.flush(self.settings.delivery_timeout).map_err(RunError::Sink)?;
+        if let Some(offset) = acked.markers.get(&partition) {
+            checkpoint.changelog_next_offset = Some(offset + 1);
+        }
+        let mut batch = WriteBatch::default();
+        batch.checkpoint(partition, checkpoint);
+        self.store.write(&batch)?;
+        tracing::info!(
+            partition, leads = leads.len(),
+            "republished the committed state of leads whose last changelog records were never committed"
+        );
         Ok(())
     }
 }

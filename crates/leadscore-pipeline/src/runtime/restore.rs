@@ -13,7 +13,11 @@
 //!
 //! Records and markers carry the writer's ownership epoch; one older than an
 //! epoch already read was written by a former owner after a newer one took
-//! over, and is ignored. A replay marker after the last checkpoint marker
+//! over, and is ignored. State records after the last checkpoint marker were
+//! written by a step that did not commit (at least once: a crash or a failed
+//! delivery); the restore reports their leads, and before consuming, the
+//! runtime publishes those leads' restored states again with a marker, so
+//! that no later restore mistakes them for part of the next committed step. A replay marker after the last checkpoint marker
 //! (at least once, wall clock) says how the unfinished step must be replayed;
 //! it is kept in the restored checkpoint for the runtime to honour.
 //!
@@ -30,7 +34,7 @@ use crate::ports::{Changelog, ChangelogRecord, Clock};
 use leadscore_core::{LeadId, Millis, Model};
 use leadscore_store::{decode_state, Checkpoint, Partition, Replay, StateStore, WriteBatch};
 use leadscore_telemetry::Telemetry;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 /// What a restore needs from the runtime.
@@ -73,6 +77,8 @@ pub(crate) struct RestoreTask {
     pending: HashMap<LeadId, Option<Vec<u8>>>,
     /// The replay marker read since the last applied checkpoint marker.
     replay: Option<Replay>,
+    /// Leads with state records after the last applied checkpoint marker.
+    in_doubt: BTreeSet<LeadId>,
     /// The newest ownership epoch read so far (records of older ones are
     /// ignored).
     highest_epoch: Option<i64>,
@@ -116,6 +122,7 @@ impl RestoreTask {
             at: 0,
             pending: HashMap::new(),
             replay: None,
+            in_doubt: BTreeSet::new(),
             highest_epoch: None,
             last_progress: now,
             started: now,
@@ -123,6 +130,12 @@ impl RestoreTask {
             checked_age: false,
             counted: false,
         }
+    }
+
+    /// Leads whose latest changelog records belong to a step that did not
+    /// commit (see the module docs).
+    pub(crate) fn in_doubt(&self) -> &BTreeSet<LeadId> {
+        &self.in_doubt
     }
 
     /// The highest ownership epoch this restore has seen (local checkpoint
@@ -242,6 +255,7 @@ impl RestoreTask {
         self.from = from;
         self.pending.clear();
         self.replay = None;
+        self.in_doubt.clear();
         self.last_marker = None;
         if from >= self.high {
             self.phase = Phase::Done;
@@ -295,6 +309,9 @@ impl RestoreTask {
         }
         self.records += 1;
         env.telemetry.metrics.restore_records.inc();
+        if r.kind == ChangelogKind::State {
+            self.in_doubt.insert(LeadId::from(String::from_utf8_lossy(&r.key).into_owned()));
+        }
         if !self.accepts(r.epoch) {
             return Ok(Read::Continue);
         }
@@ -309,6 +326,7 @@ impl RestoreTask {
                 checkpoint.changelog_next_offset = Some(r.offset + 1);
                 // A replay still under way when it was written stays recorded.
                 self.replay = checkpoint.replay.clone();
+                self.in_doubt.clear();
                 self.write(env, Some(checkpoint))?;
             }
             ChangelogKind::Replay => match Replay::decode(r.value.as_deref().unwrap_or_default()) {
