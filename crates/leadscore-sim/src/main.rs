@@ -16,6 +16,10 @@ fn arg(args: &[String], name: &str) -> Option<u64> {
 }
 
 fn main() -> ExitCode {
+    // The runtime's own log (RUST_LOG), beside the simulation's trace.
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    }
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!("leadscore-sim [--seeds N] [--from FIRST] | --seed SEED");

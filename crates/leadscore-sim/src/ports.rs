@@ -64,6 +64,7 @@ impl SimSource<'_> {
             let s = &mut w.slots[slot];
             match notice {
                 Notice::Revoked(ps) => {
+                    let line = format!("slot {slot} gives up {ps:?} (member {member})");
                     for p in &ps {
                         s.owned.remove(p);
                         s.paused.remove(p);
@@ -72,6 +73,7 @@ impl SimSource<'_> {
                     if !ps.is_empty() {
                         out.push(SourceEvent::Revoked(ps));
                     }
+                    w.note(line);
                 }
                 Notice::Gone(ps) => {
                     // Removed from the group: whatever it had is lost; it joins again.
@@ -119,6 +121,9 @@ impl Source for SimSource<'_> {
             // A rebalance may be noticed before or after the messages the
             // client had already fetched for the old assignment.
             let notices_first = w.rng.chance(0.5);
+            if crate::world::tracing() {
+                w.note(format!("slot {slot} polls"));
+            }
             if notices_first {
                 self.notices(w, out);
             }
@@ -370,8 +375,9 @@ impl Sink for SimSink<'_> {
     }
 }
 
-/// Simulated milliseconds to read one changelog record.
-const READ_COST: i64 = 5;
+/// Simulated milliseconds to read one changelog record (slow: a restore of a
+/// few thousand records outlasts a session unless the group is polled).
+const READ_COST: i64 = 1;
 
 /// A read_committed reader of the changelog.
 pub struct SimChangelog<'s> {

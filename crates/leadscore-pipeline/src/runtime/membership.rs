@@ -93,7 +93,7 @@ impl Runtime<'_> {
                     None => return Ok(()),
                 },
             };
-            let done = task.step(&mut self.restore_env(ports), RESTORE_RECORDS)?;
+            let done = task.step(&mut self.restore_env(ports), RESTORE_RECORDS, started + RESTORE_TIME)?;
             if !done {
                 self.restoring = Some(task);
                 return Ok(());
@@ -188,7 +188,8 @@ impl Runtime<'_> {
         batch.checkpoint(partition, checkpoint);
         self.store.write(&batch)?;
         tracing::info!(
-            partition, leads = leads.len(),
+            partition,
+            leads = leads.len(),
             "republished the committed state of leads whose last changelog records were never committed"
         );
         Ok(())

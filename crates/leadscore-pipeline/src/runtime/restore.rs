@@ -37,6 +37,9 @@ use leadscore_telemetry::Telemetry;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+/// Records asked for per read of the changelog.
+const READ: usize = 1000;
+
 /// What a restore needs from the runtime.
 pub(crate) struct RestoreEnv<'a> {
     pub changelog: &'a mut dyn Changelog,
@@ -144,20 +147,28 @@ impl RestoreTask {
         self.highest_epoch
     }
 
-    /// Does up to `budget` records of work; `true` once done.
-    pub(crate) fn step(&mut self, env: &mut RestoreEnv<'_>, budget: usize) -> Result<bool, RunError> {
+    /// Does up to `budget` records of work, until `deadline` on the runtime's
+    /// monotonic clock at the latest; `true` once done.
+    pub(crate) fn step(
+        &mut self,
+        env: &mut RestoreEnv<'_>,
+        budget: usize,
+        deadline: Duration,
+    ) -> Result<bool, RunError> {
         if self.phase == Phase::Plan {
             self.plan(env)?;
         }
         let mut records = Vec::new();
         let mut done = 0;
-        while done < budget && !matches!(self.phase, Phase::Done) {
+        while done < budget && !matches!(self.phase, Phase::Done) && env.clock.elapsed() < deadline {
             if self.at >= self.end() {
                 self.end_of_read(env)?;
                 continue;
             }
             records.clear();
-            env.changelog.read(Duration::from_millis(20), budget - done, &mut records).map_err(RunError::Changelog)?;
+            // Small reads, so that the deadline is looked at often.
+            let max = (budget - done).min(READ);
+            env.changelog.read(Duration::from_millis(20), max, &mut records).map_err(RunError::Changelog)?;
             let position = env.changelog.position().unwrap_or(self.at);
             if records.is_empty() && position <= self.at {
                 let stalled = env.clock.elapsed().saturating_sub(self.last_progress);
