@@ -60,6 +60,11 @@ impl EventProducer {
         send_waiting(&self.producer, BaseRecord::to(topic).key(key).payload(payload))
     }
 
+    /// [`EventProducer::send`] to a given partition.
+    pub fn send_to(&self, topic: &str, partition: i32, key: &[u8], payload: &[u8]) -> Result<(), KafkaError> {
+        send_waiting(&self.producer, BaseRecord::to(topic).partition(partition).key(key).payload(payload))
+    }
+
     /// Waits until every queued message is acknowledged; fails if any was not
     /// delivered since the producer was created.
     pub fn flush(&self, timeout: Duration) -> Result<(), String> {

@@ -375,9 +375,11 @@ impl Sink for SimSink<'_> {
     }
 }
 
-/// Simulated milliseconds to read one changelog record (slow: a restore of a
-/// few thousand records outlasts a session unless the group is polled).
-const READ_COST: i64 = 1;
+/// Simulated milliseconds to read one changelog record, and the most records
+/// one read returns (a fetch's size limit): slow, so that a restore of a few
+/// hundred records outlasts a session unless the group is polled meanwhile.
+const READ_COST: i64 = 20;
+const READ_MAX: usize = 50;
 
 /// A read_committed reader of the changelog.
 pub struct SimChangelog<'s> {
@@ -403,7 +405,7 @@ impl Changelog for SimChangelog<'_> {
             let Some((p, mut at)) = w.slots[slot].reader else { return Ok(()) };
             let Some(log) = w.broker.log(&self.topic, p) else { return Ok(()) };
             let end = log.readable_end(true);
-            let n = 1 + w.rng.below(max.max(1) as u64) as usize;
+            let n = 1 + w.rng.below(max.clamp(1, READ_MAX) as u64) as usize;
             let mut taken = 0;
             while at < end && taken < n {
                 if log.visible(at, true) {

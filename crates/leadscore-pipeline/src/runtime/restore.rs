@@ -473,3 +473,7 @@ impl RestoreTask {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "restore_tests.rs"]
+mod tests;

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Brings back, one at a time, each defect the runtime issue listed (the patches
+# in crates/leadscore-sim/defects/), runs the check that must catch it, and
+# puts the code back. A patch's first line may name its check ("check: ...");
+# otherwise it is the deterministic simulation, run until it fails (the output
+# names the first failing seed, which replays with LEADSCORE_SIM_SEED).
+#
+#   scripts/sim-defects.sh            # up to 3000 seeds per defect
+#   SEEDS=20000 scripts/sim-defects.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SEEDS=${SEEDS:-3000}
+status=0
+for patch in crates/leadscore-sim/defects/*.patch; do
+  name=$(basename "$patch" .patch)
+  check=$(sed -n 's/^check: //p' "$patch" | head -1)
+  if [ -z "$check" ]; then
+    check='cargo build --release -q -p leadscore-sim && ./target/release/leadscore-sim --seeds $SEEDS'
+  fi
+  git apply "$patch"
+  trap 'git apply -R "$patch"' EXIT
+  if out=$(bash -c "$check" 2>&1); then
+    echo "$name: NOT caught by: $check"
+    status=1
+  else
+    why=$(echo "$out" | grep -m1 -E 'simulation seed [0-9]+ failed|panicked at|FAILED' | cut -c1-200)
+    echo "$name: caught: $why"
+  fi
+  git apply -R "$patch"
+  trap - EXIT
+done
+exit $status
