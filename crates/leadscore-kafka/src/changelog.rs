@@ -12,6 +12,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// See the module documentation.
@@ -23,6 +24,8 @@ pub struct KafkaChangelog {
     partition: Option<Partition>,
     /// How long a metadata request may take.
     timeout: Duration,
+    /// Watermarks asked for ahead, each used once.
+    prepared: HashMap<Partition, (i64, i64)>,
 }
 
 fn retriable(what: &str) -> impl Fn(rdkafka::error::KafkaError) -> PortError + '_ {
@@ -47,16 +50,54 @@ impl KafkaChangelog {
         };
         let consumer = create(&config)?;
         let offsets = create(config.clone().set("isolation.level", "read_uncommitted"))?;
-        Ok(KafkaChangelog { consumer, offsets, topic: topic.to_string(), partition: None, timeout })
+        Ok(KafkaChangelog {
+            consumer,
+            offsets,
+            topic: topic.to_string(),
+            partition: None,
+            timeout,
+            prepared: HashMap::new(),
+        })
     }
 }
 
 impl Changelog for KafkaChangelog {
     fn watermarks(&mut self, partition: Partition) -> Result<(i64, i64), PortError> {
+        if let Some(known) = self.prepared.remove(&partition) {
+            return Ok(known);
+        }
         // A read_uncommitted client's end is the high watermark.
         self.offsets
             .fetch_watermarks(&self.topic, partition as i32, self.timeout)
             .map_err(retriable("reading the changelog's offsets"))
+    }
+
+    fn prepare(&mut self, partitions: &[Partition]) -> Result<(), PortError> {
+        // Two ListOffsets requests (earliest, latest) for all of them: asked
+        // one by one, 67 partitions took 1.7 s.
+        let ask = |offset: Offset| -> Result<HashMap<Partition, i64>, PortError> {
+            let mut tpl = TopicPartitionList::new();
+            for p in partitions {
+                tpl.add_partition_offset(&self.topic, *p as i32, offset)
+                    .map_err(retriable("asking for the changelog's offsets"))?;
+            }
+            let found = self
+                .offsets
+                .offsets_for_times(tpl, self.timeout)
+                .map_err(retriable("reading the changelog's offsets"))?;
+            Ok(found
+                .elements()
+                .iter()
+                .filter_map(|e| e.offset().to_raw().filter(|o| *o >= 0).map(|o| (e.partition() as Partition, o)))
+                .collect())
+        };
+        let (low, high) = (ask(Offset::Beginning)?, ask(Offset::End)?);
+        for p in partitions {
+            if let (Some(l), Some(h)) = (low.get(p), high.get(p)) {
+                self.prepared.insert(*p, (*l, *h));
+            }
+        }
+        Ok(())
     }
 
     fn start(&mut self, partition: Partition, from: i64) -> Result<(), PortError> {

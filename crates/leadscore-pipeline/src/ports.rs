@@ -173,6 +173,13 @@ pub trait Changelog {
     /// those to commit or abort).
     fn watermarks(&mut self, partition: Partition) -> Result<(i64, i64), PortError>;
 
+    /// The partitions about to be restored, so that an adapter can ask for all
+    /// their watermarks at once (one request instead of one per partition).
+    fn prepare(&mut self, partitions: &[Partition]) -> Result<(), PortError> {
+        let _ = partitions;
+        Ok(())
+    }
+
     /// Starts reading `partition` at `from` (replacing any other partition).
     fn start(&mut self, partition: Partition, from: i64) -> Result<(), PortError>;
 

@@ -379,7 +379,7 @@ impl Sink for SimSink<'_> {
 /// one read returns (a fetch's size limit): slow, so that a restore of a few
 /// hundred records outlasts a session unless the group is polled meanwhile.
 const READ_COST: i64 = 20;
-const READ_MAX: usize = 50;
+const READ_MAX: usize = 10;
 
 /// A read_committed reader of the changelog.
 pub struct SimChangelog<'s> {

@@ -89,7 +89,10 @@ impl Runtime<'_> {
             let mut task = match self.restoring.take() {
                 Some(task) => task,
                 None => match self.owned.iter().find(|(_, o)| !o.active) {
-                    Some((&p, _)) => RestoreTask::new(p, ports.clock.elapsed()),
+                    Some((&p, _)) => {
+                        self.prepare(ports)?;
+                        RestoreTask::new(p, ports.clock.elapsed())
+                    }
                     None => return Ok(()),
                 },
             };
@@ -99,6 +102,22 @@ impl Runtime<'_> {
                 return Ok(());
             }
             self.activate(ports, &task)?;
+        }
+        Ok(())
+    }
+
+    /// Tells the changelog reader every partition waiting for its restore.
+    fn prepare(&mut self, ports: &mut Ports<'_>) -> Result<(), RunError> {
+        let waiting: Vec<Partition> =
+            self.owned.iter().filter(|(_, o)| !o.active && !o.prepared).map(|(p, _)| *p).collect();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        ports.changelog.prepare(&waiting).map_err(RunError::Changelog)?;
+        for p in waiting {
+            if let Some(o) = self.owned.get_mut(&p) {
+                o.prepared = true;
+            }
         }
         Ok(())
     }
@@ -139,6 +158,7 @@ impl Runtime<'_> {
             epoch: Some(epoch),
             replay_tick: replay.as_ref().and_then(|r| r.tick),
             replay,
+            prepared: true,
         };
         ports.source.resume(p).map_err(RunError::Source)?;
         tracing::info!(partition = p, restored_records = task.records, "partition restored; consuming");

@@ -76,6 +76,8 @@ struct Owned {
     replay: Option<Replay>,
     /// The replayed step's tick, to fire before anything else.
     replay_tick: Option<Millis>,
+    /// The changelog reader was told it is about to be restored.
+    prepared: bool,
 }
 
 /// A step of one partition, and the tick it was computed with.
