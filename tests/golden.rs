@@ -8,7 +8,7 @@ use leadscore_suite::config::seed_model;
 use leadscore_suite::core::engine::apply;
 use leadscore_suite::core::time::parse_rfc3339;
 use leadscore_suite::core::{LeadState, Outputs};
-use leadscore_suite::pipeline::offline::score as run_offline;
+use leadscore_suite::pipeline::offline::{score as run_offline, Options};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -29,7 +29,8 @@ fn score(dir: &Path) -> String {
     let until =
         std::fs::read_to_string(dir.join("until")).ok().map(|s| parse_rfc3339(s.trim()).expect("until is RFC 3339"));
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let summary = run_offline(&seed_model(), &events[..], until, false, &mut out, &mut err).expect("in-memory IO");
+    let summary = run_offline(&seed_model(), &events[..], &Options { until, ..Options::default() }, &mut out, &mut err)
+        .expect("in-memory IO");
     assert_eq!(summary.rejected, 0, "{}: {}", dir.display(), String::from_utf8_lossy(&err));
     String::from_utf8(out).expect("UTF-8 output")
 }

@@ -8,7 +8,7 @@ use leadscore_suite::core::event::{Field, OwnedValue};
 use leadscore_suite::core::output::{Cause, Direction, Record};
 use leadscore_suite::core::time::{format_rfc3339, DAY, HOUR, MINUTE};
 use leadscore_suite::core::{Event, Kind, LeadState, Model, Outputs};
-use leadscore_suite::pipeline::offline::score;
+use leadscore_suite::pipeline::offline::{score, Options};
 use proptest::prelude::*;
 use std::collections::HashMap;
 
@@ -204,8 +204,8 @@ proptest! {
         let input = to_jsonl(&events(&steps));
         let until = Some(1_767_225_600_000 + 400 * DAY);
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        let sa = score(&model, input.as_bytes(), until, false, &mut a, &mut std::io::sink()).expect("io");
-        let sb = score(&model, input.as_bytes(), until, false, &mut b, &mut std::io::sink()).expect("io");
+        let sa = score(&model, input.as_bytes(), &Options { until, ..Options::default() }, &mut a, &mut std::io::sink()).expect("io");
+        let sb = score(&model, input.as_bytes(), &Options { until, ..Options::default() }, &mut b, &mut std::io::sink()).expect("io");
         prop_assert_eq!(sa.rejected, 0);
         prop_assert_eq!(sa, sb);
         prop_assert_eq!(a, b);

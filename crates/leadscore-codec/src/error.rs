@@ -22,6 +22,10 @@ pub enum ErrorClass {
     BadTimestamp,
     /// The message key and the body's `lead_id` disagree.
     LeadIdMismatch,
+    /// The timestamp is valid but implausible: before the configured floor,
+    /// or further ahead of the clock (or the partition's event time) than
+    /// the configured maximum.
+    OutOfRangeTimestamp,
 }
 
 impl ErrorClass {
@@ -34,6 +38,7 @@ impl ErrorClass {
         ErrorClass::Oversize,
         ErrorClass::BadTimestamp,
         ErrorClass::LeadIdMismatch,
+        ErrorClass::OutOfRangeTimestamp,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +51,7 @@ impl ErrorClass {
             ErrorClass::Oversize => "oversize",
             ErrorClass::BadTimestamp => "bad_timestamp",
             ErrorClass::LeadIdMismatch => "lead_id_mismatch",
+            ErrorClass::OutOfRangeTimestamp => "out_of_range_timestamp",
         }
     }
 }

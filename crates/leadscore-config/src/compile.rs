@@ -10,7 +10,7 @@ use leadscore_core::model::{
     Rule, ScoreSpec, Segment, Tally, Test,
 };
 use leadscore_core::text::{Needle, Phrase};
-use leadscore_core::time::{parse_duration, Millis};
+use leadscore_core::time::{parse_duration, Millis, MAX_DURATION};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -25,6 +25,9 @@ fn duration(path: &str, s: &str) -> Result<Millis> {
     let d = parse_duration(s).map_err(|e| ConfigError::at(path, e.to_string()))?;
     if d <= 0 {
         return Err(ConfigError::at(path, format!("{s:?}: expected a duration above zero")));
+    }
+    if d > MAX_DURATION {
+        return Err(ConfigError::at(path, format!("{s:?}: expected at most 100 years (\"36525d\")")));
     }
     Ok(d)
 }

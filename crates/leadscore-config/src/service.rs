@@ -15,7 +15,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use leadscore_pipeline::{Guarantee, TimeMode};
+use leadscore_core::time::MAX_DURATION;
+pub use leadscore_pipeline::{Admission, Guarantee, TimeMode, UnknownKinds};
 
 /// The defaults, as shipped.
 pub const DEFAULT_SERVICE_TOML: &str = include_str!("../../../config/leadscore.default.toml");
@@ -116,6 +117,13 @@ pub struct TopicsConfig {
     /// Topic → kind name, or `any`. Empty after loading: the default topics.
     #[serde(default)]
     pub inputs: BTreeMap<String, String>,
+    /// What becomes of events whose `type` the model does not know.
+    #[serde(default = "default_unknown_kinds")]
+    pub unknown_kinds: UnknownKinds,
+}
+
+fn default_unknown_kinds() -> UnknownKinds {
+    UnknownKinds::DeadLetter
 }
 
 fn default_score_changes() -> String {
@@ -149,6 +157,12 @@ pub struct ProcessingConfig {
     pub restore_stall_timeout: Duration,
     pub dead_letter_max_share: f64,
     pub dead_letter_window: u64,
+    /// How far ahead of the wall clock (or of the partition's event time) an
+    /// event may be; not set: the time mode's default.
+    #[serde(rename = "max_future_ms", default, with = "millis::option", skip_serializing_if = "Option::is_none")]
+    pub max_future: Option<Duration>,
+    /// Events before this instant (RFC 3339) are out of range.
+    pub min_timestamp: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -242,6 +256,7 @@ impl ServiceConfig {
         }
         self.input_kinds()?;
         self.avro_schema_ids()?;
+        self.admission()?;
         let share = self.processing.dead_letter_max_share;
         if !(share > 0.0 && share <= 1.0) {
             return Err(ConfigError::at(
@@ -279,6 +294,28 @@ impl ServiceConfig {
             }
         }
         Ok(())
+    }
+
+    /// The admission rules (see [`Admission`]), with the time mode's default
+    /// for `processing.max_future_ms` when it is not set.
+    pub fn admission(&self) -> Result<Admission, ConfigError> {
+        let p = &self.processing;
+        let min_timestamp = Admission::parse_min_timestamp(&p.min_timestamp)
+            .map_err(|e| ConfigError::at("processing.min_timestamp", e))?;
+        let max_future = match p.max_future {
+            None => Admission::default_max_future(p.time),
+            Some(d) => {
+                let ms = d.as_millis();
+                if ms == 0 || ms > MAX_DURATION as u128 {
+                    return Err(ConfigError::at(
+                        "processing.max_future_ms",
+                        format!("{ms}: expected above 0 and at most 100 years ({MAX_DURATION})"),
+                    ));
+                }
+                ms as i64
+            }
+        };
+        Ok(Admission { min_timestamp, max_future, unknown_kinds: self.topics.unknown_kinds })
     }
 
     /// The input topics and their kinds (`None`: any kind).
@@ -425,6 +462,27 @@ mod tests {
         assert_eq!(defaults.topics.inputs, default_inputs());
         let c = load_text("[topics.inputs]\n\"clicks\" = \"email_click\"\n").expect("config");
         assert_eq!(c.topics.inputs.keys().collect::<Vec<_>>(), ["clicks"]);
+    }
+
+    #[test]
+    fn admission_defaults_follow_the_time_mode_and_mistakes_name_the_key() {
+        let c = load_text("").expect("defaults");
+        let a = c.admission().expect("admission");
+        assert_eq!(a.max_future, leadscore_core::time::DAY, "a day ahead of the wall clock");
+        assert_eq!(a.unknown_kinds, UnknownKinds::DeadLetter);
+        let c = load_text("[processing]\ntime = \"event_time\"\n[topics]\nunknown_kinds = \"skip\"\n").expect("config");
+        let a = c.admission().expect("admission");
+        assert_eq!(a.max_future, 365 * leadscore_core::time::DAY);
+        assert_eq!(a.unknown_kinds, UnknownKinds::Skip);
+        let c = load_text("[processing]\nmax_future_ms = 60000\n").expect("config");
+        assert_eq!(c.admission().expect("admission").max_future, 60_000);
+
+        let e = load_text("[processing]\nmin_timestamp = \"yesterday\"\n").unwrap_err().to_string();
+        assert!(e.contains("processing.min_timestamp") && e.contains("yesterday"), "{e}");
+        let e = load_text("[processing]\nmax_future_ms = 0\n").unwrap_err().to_string();
+        assert!(e.contains("processing.max_future_ms") && e.contains("above 0"), "{e}");
+        let e = load_text("[topics]\nunknown_kinds = \"drop\"\n").unwrap_err().to_string();
+        assert!(e.contains("unknown_kinds") && e.contains("drop") && e.contains("skip"), "{e}");
     }
 
     #[test]

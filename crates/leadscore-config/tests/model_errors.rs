@@ -157,3 +157,10 @@ fn toml_syntax_errors_are_reported() {
     let msg = error_of(|s| s.replacen("[score]", "[score", 1));
     assert!(!msg.is_empty());
 }
+
+#[test]
+fn durations_beyond_a_century_are_refused() {
+    // Bounded durations are what keeps the core's time arithmetic in range.
+    let e = error_of(|t| t.replacen("half_life = \"30d\"", "half_life = \"100000000w\"", 1));
+    assert_has(&e, &["score.half_life", "100000000w", "at most 100 years"]);
+}

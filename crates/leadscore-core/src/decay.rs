@@ -56,7 +56,8 @@ pub fn cents_at(value: f64, anchor: Millis, now: Millis, half_life: Millis) -> i
 /// does. Decay is monotone (towards zero from either side), so the test flips at
 /// most once.
 pub fn crossing(value: f64, anchor: Millis, now: Millis, half_life: Millis, threshold: i64) -> Option<Millis> {
-    if half_life <= 0 || value == 0.0 {
+    // Nothing is after the last instant (and `now + 1` below must not pass it).
+    if half_life <= 0 || value == 0.0 || now >= MAX_MILLIS {
         return None;
     }
     let holds = |t: Millis| cents_at(value, anchor, t, half_life) >= threshold;
@@ -70,6 +71,7 @@ pub fn crossing(value: f64, anchor: Millis, now: Millis, half_life: Millis, thre
     let boundary = (threshold as f64 - 0.5) / 100.0;
     let ratio = value / boundary;
     let estimate = if ratio > 0.0 { anchor as f64 + half_life as f64 * ratio.log2() } else { now as f64 };
+    // now < MAX_MILLIS, so the bounds of `clamp` are in order; `as` saturates.
     let mut hi = if estimate.is_finite() { (estimate.ceil() as i64).clamp(now + 1, MAX_MILLIS) } else { now + 1 };
     // Find some instant where the test has flipped...
     let mut step = 1i64;
@@ -85,7 +87,7 @@ pub fn crossing(value: f64, anchor: Millis, now: Millis, half_life: Millis, thre
     step = 1;
     while lo > now && holds(lo) != current {
         hi = lo;
-        lo = (lo - step).max(now);
+        lo = lo.saturating_sub(step).max(now);
         step = step.saturating_mul(2);
     }
     // Invariant: holds(lo) == current, holds(hi) != current.

@@ -14,7 +14,7 @@ use crate::event::{Event, Field, Kind};
 use crate::model::{Cond, Measure, Model};
 use crate::output::{Cause, Direction, Outputs, Reason, Record, ScoreChange, Transition};
 use crate::state::{LeadState, Membership};
-use crate::time::Millis;
+use crate::time::{bounded, Millis};
 
 /// What [`apply`] did with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,7 @@ pub enum Outcome {
 /// clock: decay and windows never run backwards, but outputs keep the event's
 /// own timestamp.
 pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &mut Outputs) -> Outcome {
+    let ts = bounded(event.timestamp);
     if event.kind == Kind::Erase {
         let Some(state) = slot.as_mut() else {
             return Outcome::UnknownLead;
@@ -43,7 +44,7 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
         if state.recent_ids.contains(id_hash(event.event_id.as_str())) {
             return Outcome::Duplicate;
         }
-        let t = event.timestamp.max(state.clock);
+        let t = ts.max(state.clock);
         advance_before(model, state, t, out);
         let score = round2(state.score_at_time(model, t));
         state.member = 0;
@@ -53,7 +54,7 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
                 version: state.version,
                 segment: m.segment,
                 direction: Direction::Exited,
-                timestamp: event.timestamp,
+                timestamp: ts,
                 cause: Cause::Erase,
                 score,
                 grade: state.grade,
@@ -63,12 +64,12 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
         return Outcome::Erased;
     }
 
-    let state = slot.get_or_insert_with(|| LeadState::new(model, event.timestamp));
+    let state = slot.get_or_insert_with(|| LeadState::new(model, ts));
     let hash = id_hash(event.event_id.as_str());
     if state.recent_ids.contains(hash) {
         return Outcome::Duplicate;
     }
-    let t = event.timestamp.max(state.clock);
+    let t = ts.max(state.clock);
     advance_before(model, state, t, out);
     state.recent_ids.insert(hash, model.remember_event_ids);
     state.clock = t;
@@ -178,7 +179,7 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
         let (score, previous) = (round2(score), round2(previous));
         out.records.push(Record::ScoreChange(ScoreChange {
             version: state.version,
-            timestamp: event.timestamp,
+            timestamp: ts,
             score,
             previous_score: previous,
             delta: round2(score - previous),
@@ -188,7 +189,7 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
         }));
     }
 
-    update_segments(model, state, t, Cause::Event, event.timestamp, out);
+    update_segments(model, state, t, Cause::Event, ts, out);
     state.next_due = next_due(model, state, t);
     Outcome::Applied
 }
@@ -196,6 +197,7 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
 /// Fires every timer of the lead due at or before `now`, in order, each at its
 /// own instant.
 pub fn advance(model: &Model, state: &mut LeadState, now: Millis, out: &mut Outputs) {
+    let now = bounded(now);
     while let Some(due) = state.next_due.filter(|&d| d <= now) {
         fire(model, state, due, out);
     }
@@ -288,7 +290,12 @@ impl View<'_> {
             }
             Cond::Since { tally, at_least, less_than } => {
                 let last = self.state.tallies[*tally].last?;
-                [*at_least, *less_than].into_iter().flatten().map(|d| last + d).filter(|&d| d > self.now).min()
+                [*at_least, *less_than]
+                    .into_iter()
+                    .flatten()
+                    .map(|d| last.saturating_add(d))
+                    .filter(|&d| d > self.now)
+                    .min()
             }
             Cond::BelowPeak { tally, by } => self.below_peak_due(*tally, *by),
             _ => None,
@@ -310,7 +317,7 @@ impl View<'_> {
         let current = holds(entries.first().map(|e| e.value), self.now);
         let mut from = self.now;
         for (i, e) in entries.iter().enumerate() {
-            let leaves = e.at + width;
+            let leaves = e.at.saturating_add(width);
             // While this entry is the peak, the test flips when the score crosses
             // peak - by (in cents: "score >= peak - by + 1" stops or starts holding).
             if let Some(t) = crossing(value, anchor, from, half_life, cents(e.value) - by + 1) {

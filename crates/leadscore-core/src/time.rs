@@ -20,6 +20,20 @@ pub const DAY: Millis = 24 * HOUR;
 pub const MIN_MILLIS: Millis = -62_167_219_200_000;
 pub const MAX_MILLIS: Millis = 253_402_300_799_999;
 
+/// The longest duration a model may use (100 years). With instants bounded by
+/// [`MIN_MILLIS`] and [`MAX_MILLIS`] (|t| < 2^48) and durations by this
+/// (< 2^42), the core's sums and differences of a few of them stay far inside
+/// `i64`: that is the proof that its time arithmetic cannot overflow.
+pub const MAX_DURATION: Millis = 36_525 * DAY;
+
+/// `t` brought into the range the core computes in. Decoders only produce
+/// instants in range; this keeps the core total for any caller.
+#[inline]
+pub fn bounded(t: Millis) -> Millis {
+    // Constant bounds, MIN_MILLIS < MAX_MILLIS: `clamp` cannot panic.
+    t.clamp(MIN_MILLIS, MAX_MILLIS)
+}
+
 /// Why a timestamp or a duration could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeError(pub String);

@@ -87,7 +87,7 @@ impl Windows {
         let start = self.start(w);
         let meta = &mut self.meta[w];
         let run = &self.entries[start..start + meta.len as usize];
-        let gone = run.iter().take_while(|e| e.at + width <= now).count();
+        let gone = run.iter().take_while(|e| e.at.saturating_add(width) <= now).count();
         if gone == 0 {
             return;
         }
@@ -174,7 +174,7 @@ impl Window<'_> {
 
     /// When the oldest entry leaves a window of `width`.
     pub fn next_expiry(&self, width: Millis) -> Option<Millis> {
-        self.entries.first().map(|e| e.at + width)
+        self.entries.first().map(|e| e.at.saturating_add(width))
     }
 
     /// The first instant at which the sum leaves or enters `range` as entries
@@ -189,7 +189,7 @@ impl Window<'_> {
             for e in entries {
                 rest -= e.value;
                 if range.contains(rest / SCALE) != holds {
-                    return Some(e.at + width);
+                    return Some(e.at.saturating_add(width));
                 }
             }
             return None;
@@ -216,7 +216,7 @@ impl Window<'_> {
                 return None;
             }
             if range.contains(suffix / SCALE) != holds {
-                return Some(entries[k - 1].at + width);
+                return Some(entries[k - 1].at.saturating_add(width));
             }
             // A redundant bound (the test did not change): carry on below it.
             first = k;
@@ -230,7 +230,7 @@ impl Window<'_> {
         for (i, e) in self.entries.iter().enumerate() {
             let next = self.entries.get(i + 1).map(|n| n.value);
             if test(next) != now {
-                return Some(e.at + width);
+                return Some(e.at.saturating_add(width));
             }
         }
         None

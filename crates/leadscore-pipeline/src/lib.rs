@@ -16,6 +16,7 @@
 //!
 //! # Layout
 //!
+//! - [`admission`]: plausible time ranges and unknown event kinds.
 //! - [`aligner`]: event-time order across co-partitioned topics and poll batches.
 //! - [`messages`]: input messages, output records, topics.
 //! - [`processor`]: the processing step.
@@ -23,6 +24,7 @@
 //! - [`runtime`]: the loop, its commit protocols, restores and membership.
 //! - [`offline`]: `leadscore score`.
 
+pub mod admission;
 pub mod aligner;
 pub mod messages;
 pub mod offline;
@@ -30,6 +32,7 @@ pub mod ports;
 pub mod processor;
 pub mod runtime;
 
+pub use admission::{Admission, UnknownKinds};
 pub use aligner::{Aligner, Arrival, Position, Release};
 pub use messages::{ChangelogKind, InputMessage, OutputRecord, OutputTopic, Topics};
 pub use processor::{Formats, Processor, Step, StepContext, StepError, TimeMode};

@@ -9,6 +9,7 @@
 //! and including that instant. Bad lines are reported with their line number
 //! and error class, as the service would dead-letter them.
 
+use crate::admission::Admission;
 use crate::messages::{headers, InputMessage, OutputTopic, Topics};
 use crate::processor::{Processor, Step, StepContext, StepError, TimeMode};
 use leadscore_core::{Millis, Model};
@@ -64,17 +65,33 @@ pub enum OfflineError {
     Step(#[from] StepError),
 }
 
+/// How an offline run goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Fire the timers due up to and including this instant at the end.
+    pub until: Option<Millis>,
+    /// Report progress to `err` every two seconds.
+    pub progress: bool,
+    /// The admission rules, as the service in event-time mode has them.
+    pub admission: Admission,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { until: None, progress: false, admission: Admission::defaults(TimeMode::EventTime) }
+    }
+}
+
 /// Scores every line of `input`, writing records to `out` and problems,
-/// progress (when `progress`) and the summary to `err`.
+/// progress (when asked) and the summary to `err`.
 pub fn score(
     model: &Model,
     input: impl BufRead,
-    until: Option<Millis>,
-    progress: bool,
+    options: &Options,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<Summary, OfflineError> {
-    score_into(&MemoryStore::new(), model, input, until, progress, out, err)
+    score_into(&MemoryStore::new(), model, input, options, out, err)
 }
 
 /// [`score`] into a given store, which then holds every lead's final state
@@ -84,13 +101,14 @@ pub fn score_into(
     store: &MemoryStore,
     model: &Model,
     input: impl BufRead,
-    until: Option<Millis>,
-    progress: bool,
+    options: &Options,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<Summary, OfflineError> {
     let topics = Topics { inputs: [(TOPIC.to_string(), None)].into_iter().collect(), ..Topics::default() };
-    let processor = Processor::new(model, store, &topics, TimeMode::EventTime);
+    let processor =
+        Processor { admission: options.admission, ..Processor::new(model, store, &topics, TimeMode::EventTime) };
+    let Options { until, progress, .. } = *options;
     let mut summary = Summary::default();
     let started = Instant::now();
     let mut last_report = started;

@@ -191,7 +191,8 @@ fn bad_input_becomes_dead_letters_and_good_input_around_it_is_processed() {
     for m in &mut batch {
         m.key = Some(b"L-7".to_vec());
     }
-    let step = p.process(0, &batch, 0).expect("process");
+    let now = parse_rfc3339("2026-01-01T00:00:00Z").expect("time");
+    let step = p.process(0, &batch, now).expect("process");
     let dead: Vec<&OutputRecord> = step.outputs.iter().filter(|o| o.topic == OutputTopic::DeadLetters).collect();
     assert_eq!(dead.len(), 3);
     let header = |o: &OutputRecord, name: &str| {

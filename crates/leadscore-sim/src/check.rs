@@ -114,6 +114,7 @@ fn dead_letters(w: &World, scenario: &Scenario, topics: &Topics, read_committed:
         }
     }
     let mut seen: BTreeMap<(String, u32, i64), usize> = BTreeMap::new();
+    let mut why: BTreeMap<(String, u32, i64), String> = BTreeMap::new();
     for p in 0..scenario.partitions {
         let Some(log) = w.broker.log(&topics.dead_letters, p) else { continue };
         for (o, r) in log.records.iter().enumerate() {
@@ -128,6 +129,8 @@ fn dead_letters(w: &World, scenario: &Scenario, topics: &Topics, read_committed:
                 header(headers::SOURCE_PARTITION).and_then(|p| p.parse().ok()).unwrap_or(u32::MAX),
                 header(headers::SOURCE_OFFSET).and_then(|o| o.parse().ok()).unwrap_or(-1),
             );
+            let message = header(headers::ERROR_MESSAGE).unwrap_or_default();
+            why.insert(source.clone(), format!("{}: {message}", header(headers::ERROR_CLASS).unwrap_or_default()));
             *seen.entry(source).or_default() += 1;
         }
     }
@@ -139,7 +142,7 @@ fn dead_letters(w: &World, scenario: &Scenario, topics: &Topics, read_committed:
         }
     }
     for id in seen.keys().filter(|id| good.contains(*id)) {
-        v.push(format!("good message {id:?} in the dead-letter topic"));
+        v.push(format!("good message {id:?} in the dead-letter topic ({})", why.get(id).map_or("", String::as_str)));
     }
 }
 

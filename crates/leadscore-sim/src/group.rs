@@ -181,6 +181,7 @@ mod tests {
         assert_eq!(g.poll(b, 5), vec![Notice::Assigned(vec![2, 3])]);
         assert!(g.stable() && g.valid(a, 2) && !g.valid(a, 1));
         // b stops polling: it is removed, a gets everything, b learns it is gone.
+        assert!(g.poll(a, 80).is_empty(), "a keeps polling");
         assert_eq!(g.expire(100, 50), vec![b]);
         assert_eq!(g.poll(a, 101), vec![Notice::Revoked(vec![0, 1]), Notice::Assigned(vec![0, 1, 2, 3])]);
         assert_eq!(g.poll(b, 102), vec![Notice::Gone(vec![2, 3])]);

@@ -136,6 +136,7 @@ fn settings(plan: &Plan, topics: Topics) -> RuntimeSettings {
         restore_stall_timeout: Duration::from_secs(3600),
         local_state_max_age: Duration::from_millis(10 * 86_400_000),
         dead_letter_max_share: 1.0,
+        admission: crate::scenario::ADMISSION,
         ..RuntimeSettings::default()
     }
 }

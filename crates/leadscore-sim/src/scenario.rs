@@ -12,7 +12,7 @@
 
 use leadscore_codec::encode_event_json;
 use leadscore_core::{Event, Kind, Millis, Model};
-use leadscore_pipeline::offline;
+use leadscore_pipeline::{offline, Admission};
 use leadscore_store::memory::MemoryStore;
 use leadscore_store::StateStore;
 use leadscore_synth::{Generator, Rng, Settings};
@@ -21,6 +21,15 @@ use std::collections::BTreeMap;
 /// Event time per simulated millisecond: a run of a few simulated seconds
 /// covers months, so decay and 60 days of inactivity happen.
 pub const SCALE: Millis = 3_600_000;
+/// The admission rules of every simulated run and of its reference: the
+/// default floor, and a horizon past the 400 days by which the last events
+/// move event time (to fire every timer).
+pub const ADMISSION: Admission = Admission {
+    min_timestamp: leadscore_pipeline::admission::DEFAULT_MIN_TIMESTAMP,
+    max_future: 1000 * DAY,
+    unknown_kinds: leadscore_pipeline::UnknownKinds::DeadLetter,
+};
+
 /// Event time at simulated time 0.
 pub const BASE: Millis = 1_767_225_600_000;
 const DAY: Millis = 86_400_000;
@@ -167,7 +176,8 @@ impl Scenario {
         }
         let store = MemoryStore::new();
         let mut out = Vec::new();
-        offline::score_into(&store, model, &file[..], None, false, &mut out, &mut std::io::sink())
+        let options = offline::Options { admission: ADMISSION, ..Default::default() };
+        offline::score_into(&store, model, &file[..], &options, &mut out, &mut std::io::sink())
             .expect("in-memory scoring");
         let mut reference = Reference::default();
         for line in String::from_utf8(out).expect("UTF-8").lines() {

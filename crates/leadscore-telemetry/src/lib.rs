@@ -18,7 +18,7 @@ pub mod status;
 
 pub use history::{History, PublishedRecord};
 pub use metrics::Metrics;
-pub use observations::{EventOutcome, Observations, StepStats};
+pub use observations::{EventOutcome, Observations, SkipReason, StepStats};
 pub use status::Status;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -17,6 +17,7 @@ pub struct Metrics {
     registry: Registry,
     pub events: IntCounterVec,
     pub dead_letters: IntCounterVec,
+    pub skipped: IntCounterVec,
     pub score_changes: IntCounter,
     pub transitions: IntCounterVec,
     pub segment_members: IntGaugeVec,
@@ -104,6 +105,14 @@ impl Default for Metrics {
                 "leadscore_dead_letters_total",
                 "Messages sent to the dead-letter topic, by error class.",
                 &["class"],
+            ),
+            skipped: counter_vec(
+                &r,
+                "leadscore_events_skipped_total",
+                "Input messages committed without being applied or dead-lettered, by topic and reason \
+                 (already_applied: behind the checkpoint after a restart or handover; unknown_kind: a type the \
+                 model does not know, with topics.unknown_kinds = \"skip\"). Never counted by the circuit breaker.",
+                &["topic", "reason"],
             ),
             score_changes: counter(&r, "leadscore_score_changes_total", "Score change records published."),
             transitions: counter_vec(
@@ -246,6 +255,10 @@ impl Metrics {
         }
         for (class, &n) in &o.dead_letters {
             self.dead_letters.with_label_values(&[class]).inc_by(n);
+        }
+        for (&(topic, reason), &n) in &o.skipped {
+            let topic = inputs.get(topic as usize).map_or("unknown", String::as_str);
+            self.skipped.with_label_values(&[topic, reason.as_str()]).inc_by(n);
         }
         self.score_changes.inc_by(score_changes);
         let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());

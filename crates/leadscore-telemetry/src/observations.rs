@@ -38,6 +38,25 @@ impl EventOutcome {
     }
 }
 
+/// Why a message was committed without being applied or dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    /// Behind the partition's checkpoint: applied before a restart or handover.
+    AlreadyApplied,
+    /// Its `type` is not a kind the model knows, and such events are skipped
+    /// (`topics.unknown_kinds = "skip"`).
+    UnknownKind,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::AlreadyApplied => "already_applied",
+            SkipReason::UnknownKind => "unknown_kind",
+        }
+    }
+}
+
 /// Counts of one step, for metrics and summaries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StepStats {
@@ -45,7 +64,8 @@ pub struct StepStats {
     pub duplicates: u64,
     pub erased: u64,
     pub dead_lettered: u64,
-    /// Messages below the checkpoint: applied before, skipped.
+    /// Messages committed without being applied or dead-lettered (see
+    /// [`SkipReason`]).
     pub skipped: u64,
     pub score_changes: u64,
     pub transitions: u64,
@@ -75,6 +95,8 @@ pub struct Observations {
     pub events: HashMap<(u16, Option<Kind>, EventOutcome), u64>,
     /// Error class -> dead letters.
     pub dead_letters: HashMap<&'static str, u64>,
+    /// (input topic index, reason) -> messages skipped.
+    pub skipped: HashMap<(u16, SkipReason), u64>,
     /// (segment index, direction, cause) -> transitions.
     pub transitions: HashMap<(u16, Direction, Cause), u64>,
     /// Event time of each applied event.
@@ -96,6 +118,9 @@ impl Observations {
         }
         for (k, n) in o.dead_letters {
             *self.dead_letters.entry(k).or_default() += n;
+        }
+        for (k, n) in o.skipped {
+            *self.skipped.entry(k).or_default() += n;
         }
         for (k, n) in o.transitions {
             *self.transitions.entry(k).or_default() += n;

@@ -8,13 +8,13 @@
 
 use anyhow::Context;
 use leadscore_codec::encode_event_json;
-use leadscore_core::time::{format_rfc3339, Millis, DAY};
+use leadscore_core::time::{format_rfc3339, Millis, DAY, MAX_DURATION};
 use leadscore_core::Model;
 use leadscore_kafka::embedded::EmbeddedBroker;
 use leadscore_kafka::events::EventProducer;
 use leadscore_kafka::KafkaSettings;
 use leadscore_pipeline::ports::Clock as _;
-use leadscore_pipeline::{RuntimeSettings, TimeMode, Topics};
+use leadscore_pipeline::{Admission, RuntimeSettings, TimeMode, Topics};
 use leadscore_rocks::{RocksSettings, RocksStore};
 use leadscore_synth::{Generator, Settings};
 use leadscore_telemetry::{Counters, Telemetry};
@@ -231,7 +231,10 @@ pub fn demo(model: &Model, opts: &DemoOptions) -> anyhow::Result<()> {
         }
     };
     let produced = AtomicU64::new(0);
-    let settings = RuntimeSettings { topics, time_mode: TimeMode::WallClock, ..RuntimeSettings::default() };
+    // Events are stamped on the compressed clock, which soon runs ahead of
+    // the broker's timestamps: no event is too far in the future here.
+    let admission = Admission { max_future: MAX_DURATION, ..Admission::defaults(TimeMode::WallClock) };
+    let settings = RuntimeSettings { topics, time_mode: TimeMode::WallClock, admission, ..RuntimeSettings::default() };
     let mut kafka =
         KafkaSettings { bootstrap_servers: bootstrap.clone(), group_id: "leadscore-demo".into(), ..Default::default() };
     // The mock broker answers a fetch that found nothing only after the full

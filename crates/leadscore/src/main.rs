@@ -278,12 +278,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let stdout = io::stdout();
             let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
             let mut err = io::stderr().lock();
-            let progress = io::stderr().is_terminal();
+            let options = offline::Options { until, progress: io::stderr().is_terminal(), ..Default::default() };
             if input == "-" {
-                offline::score(&model, io::stdin().lock(), until, progress, &mut out, &mut err)?;
+                offline::score(&model, io::stdin().lock(), &options, &mut out, &mut err)?;
             } else {
                 let file = std::fs::File::open(&input).with_context(|| format!("cannot open --input {input}"))?;
-                offline::score(&model, BufReader::with_capacity(1 << 16, file), until, progress, &mut out, &mut err)?;
+                offline::score(&model, BufReader::with_capacity(1 << 16, file), &options, &mut out, &mut err)?;
             }
             out.flush()?;
         }

@@ -41,6 +41,7 @@ pub fn runtime_settings(config: &ServiceConfig) -> anyhow::Result<RuntimeSetting
         restore_stall_timeout: p.restore_stall_timeout,
         dead_letter_max_share: p.dead_letter_max_share,
         dead_letter_window: p.dead_letter_window,
+        admission: config.admission()?,
         ..RuntimeSettings::default()
     })
 }

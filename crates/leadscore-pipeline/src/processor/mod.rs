@@ -17,6 +17,7 @@
 mod timers;
 mod work;
 
+use crate::admission::Admission;
 use crate::aligner::{merge_all, Arrival};
 use crate::messages::{InputMessage, OutputRecord, Topics};
 use leadscore_codec::{decode_json, AvroCodec, Limits};
@@ -97,12 +98,21 @@ pub struct Processor<'a> {
     pub limits: Limits,
     pub mode: TimeMode,
     pub formats: Formats,
+    pub admission: Admission,
 }
 
 impl<'a> Processor<'a> {
-    /// A processor of JSON with the default limits.
+    /// A processor of JSON with the default limits and admission rules.
     pub fn new(model: &'a Model, store: &'a dyn StateStore, topics: &'a Topics, mode: TimeMode) -> Processor<'a> {
-        Processor { model, store, topics, limits: Limits::default(), mode, formats: Formats::default() }
+        Processor {
+            model,
+            store,
+            topics,
+            limits: Limits::default(),
+            mode,
+            formats: Formats::default(),
+            admission: Admission::defaults(mode),
+        }
     }
 
     /// Processes a batch of one partition (messages in offset order per

@@ -3,14 +3,15 @@
 //! with.
 
 use super::{Processor, Step, StepContext, StepError, TimeMode};
+use crate::admission::UnknownKinds;
 use crate::aligner::Arrival;
 use crate::messages::{headers, InputMessage, OutputRecord, OutputTopic};
-use leadscore_codec::{encode_json, DecodeError, RecordContext};
+use leadscore_codec::{encode_json, DecodeError, ErrorClass, RecordContext};
 use leadscore_core::engine::{apply, Outcome};
 use leadscore_core::output::{Cause, Record};
 use leadscore_core::{Event, EventId, LeadId, LeadState, Millis, Outputs};
 use leadscore_store::{decode_state, encode_state, Checkpoint, Partition};
-use leadscore_telemetry::{EventOutcome, PublishedRecord};
+use leadscore_telemetry::{EventOutcome, PublishedRecord, SkipReason};
 use std::collections::{BTreeSet, HashMap};
 
 /// One lead of the working set.
@@ -110,10 +111,26 @@ impl<'p, 'a> Work<'p, 'a> {
         if let (true, Some(t)) = (fresh, m.timestamp) {
             seen.broker_times.push(t);
         }
+        // Well-formed but implausible times are bad input too.
+        let reference = match self.p.mode {
+            // The broker timestamp rather than the step's tick: a replay after
+            // an outage ticks at the original step's instant, and must decide
+            // alike for messages that step never saw.
+            TimeMode::WallClock => m.timestamp.or(self.ctx.tick),
+            TimeMode::EventTime => self.checkpoint.watermark,
+        };
+        let event = event.and_then(|e| self.p.admission.check_time(e.timestamp, reference, self.p.mode).map(|()| e));
+        let skip_unknown = self.p.admission.unknown_kinds == UnknownKinds::Skip;
         match event {
             _ if !fresh => {
                 self.step.stats.skipped += 1;
                 *seen.events.entry((topic, None, EventOutcome::Skipped)).or_default() += 1;
+                *seen.skipped.entry((topic, SkipReason::AlreadyApplied)).or_default() += 1;
+            }
+            Err(e) if skip_unknown && e.class == ErrorClass::UnknownKind => {
+                self.step.stats.skipped += 1;
+                *seen.events.entry((topic, None, EventOutcome::Skipped)).or_default() += 1;
+                *seen.skipped.entry((topic, SkipReason::UnknownKind)).or_default() += 1;
             }
             Err(e) => {
                 *seen.events.entry((topic, None, EventOutcome::DeadLettered)).or_default() += 1;

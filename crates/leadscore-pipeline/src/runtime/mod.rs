@@ -135,6 +135,8 @@ impl<'a> Runtime<'a> {
     ) -> Runtime<'a> {
         let processor = Processor {
             formats: settings.formats.clone(),
+            admission: settings.admission,
+            limits: settings.limits,
             ..Processor::new(model, store, &settings.topics, settings.time_mode)
         };
         telemetry.metrics.describe_model(model);

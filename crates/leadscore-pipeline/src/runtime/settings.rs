@@ -2,8 +2,10 @@
 //! and waits, all typed (durations are [`Duration`]s from the configuration
 //! on). `leadscore run` builds these from its configuration file.
 
+use crate::admission::Admission;
 use crate::messages::Topics;
 use crate::processor::{Formats, TimeMode};
+use leadscore_codec::Limits;
 use std::time::Duration;
 
 /// The processing guarantee.
@@ -49,6 +51,10 @@ pub struct RuntimeSettings {
     pub time_mode: TimeMode,
     pub guarantee: Guarantee,
     pub formats: Formats,
+    /// Input size limits (see [`Limits`]).
+    pub limits: Limits,
+    /// Plausible event times and unknown kinds (see [`crate::admission`]).
+    pub admission: Admission,
     /// Most messages per poll batch.
     pub max_batch: usize,
     /// How long a poll waits for the first message.
@@ -81,6 +87,8 @@ impl Default for RuntimeSettings {
             time_mode: TimeMode::WallClock,
             guarantee: Guarantee::AtLeastOnce,
             formats: Formats::default(),
+            limits: Limits::default(),
+            admission: Admission::defaults(TimeMode::WallClock),
             max_batch: 5000,
             poll_timeout: Duration::from_millis(100),
             tick_interval: Duration::from_millis(100),
