@@ -4,7 +4,8 @@
 //! and checked on its own, so that an error can name the exact field and what it
 //! should have been. Unknown fields are kept out of the core event and ignored.
 
-use crate::error::{DecodeError, ErrorClass};
+use crate::error::{excerpt, DecodeError, ErrorClass};
+use leadscore_core::bounds::{MAX_LIST_ITEMS, MAX_LIST_ITEM_BYTES, MAX_OPPORTUNITY_ID_BYTES, MAX_PROFILE_TEXT_BYTES};
 use leadscore_core::event::{BounceType, Event, Field, FieldType, Kind, OwnedValue, Properties, Stage};
 use leadscore_core::time::{check_range, parse_rfc3339, Millis};
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -16,6 +17,8 @@ use std::fmt;
 /// Size limits of input messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// The largest message (key and value) decoded; a larger one is a dead
+    /// letter of class `oversize` with a truncated copy of its value.
     pub max_message_bytes: usize,
     pub max_event_id_bytes: usize,
     pub max_lead_id_bytes: usize,
@@ -23,9 +26,14 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_message_bytes: 1 << 20, max_event_id_bytes: 128, max_lead_id_bytes: 256 }
+        Limits { max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES, max_event_id_bytes: 128, max_lead_id_bytes: 256 }
     }
 }
+
+/// The default of [`Limits::max_message_bytes`]: with the dead-letter headers
+/// a dead letter stays below librdkafka's default `message.max.bytes`
+/// (1,000,000) and Kafka's default `max.message.bytes` (1,048,588).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 900_000;
 
 #[derive(Deserialize)]
 struct RawEvent<'a> {
@@ -132,9 +140,21 @@ fn timestamp(raw: Option<&RawValue>) -> Result<Millis, DecodeError> {
     }
 }
 
+fn too_long(name: &str, len: usize, max: usize) -> DecodeError {
+    DecodeError::new(ErrorClass::InvalidField, format!("{name}: {len} bytes, at most {max} allowed"))
+}
+
+/// A profile value: bounded (see [`leadscore_core::bounds`]), since the lead's
+/// state keeps it.
 fn owned(field: Field, name: &str, raw: &RawValue) -> Result<OwnedValue, DecodeError> {
     Ok(match field.field_type() {
-        FieldType::Text => OwnedValue::Text(text(name, raw)?.into()),
+        FieldType::Text => {
+            let t = text(name, raw)?;
+            if t.len() > MAX_PROFILE_TEXT_BYTES {
+                return Err(too_long(name, t.len(), MAX_PROFILE_TEXT_BYTES));
+            }
+            OwnedValue::Text(t.into())
+        }
         FieldType::Integer => {
             OwnedValue::Integer(serde_json::from_str(raw.get()).map_err(|_| invalid(name, "an integer", raw))?)
         }
@@ -144,6 +164,15 @@ fn owned(field: Field, name: &str, raw: &RawValue) -> Result<OwnedValue, DecodeE
         FieldType::TextList => {
             let v: Vec<String> =
                 serde_json::from_str(raw.get()).map_err(|_| invalid(name, "an array of strings", raw))?;
+            if v.len() > MAX_LIST_ITEMS {
+                return Err(DecodeError::new(
+                    ErrorClass::InvalidField,
+                    format!("{name}: {} items, at most {MAX_LIST_ITEMS} allowed", v.len()),
+                ));
+            }
+            if let Some(item) = v.iter().find(|i| i.len() > MAX_LIST_ITEM_BYTES) {
+                return Err(too_long(&format!("{name} item"), item.len(), MAX_LIST_ITEM_BYTES));
+            }
             OwnedValue::TextList(v.into_iter().map(String::into_boxed_str).collect())
         }
         FieldType::Boolean => unreachable!("no profile field is boolean"),
@@ -159,7 +188,7 @@ fn country(name: &str, v: OwnedValue) -> Result<OwnedValue, DecodeError> {
             } else {
                 Err(DecodeError::new(
                     ErrorClass::InvalidField,
-                    format!("{name}: expected an ISO 3166 alpha-2 code such as \"US\", got {s:?}"),
+                    format!("{name}: expected an ISO 3166 alpha-2 code such as \"US\", got {}", excerpt(&s)),
                 ))
             }
         }
@@ -215,7 +244,7 @@ fn properties(kind: Kind, raw: Option<&RawValue>) -> Result<Properties, DecodeEr
                 p.bounce_type = Some(BounceType::parse(&s.to_ascii_lowercase()).ok_or_else(|| {
                     DecodeError::new(
                         ErrorClass::InvalidField,
-                        format!("{name}: expected \"hard\" or \"soft\", got {s:?}"),
+                        format!("{name}: expected \"hard\" or \"soft\", got {}", excerpt(&s)),
                     )
                 })?);
             }
@@ -224,7 +253,7 @@ fn properties(kind: Kind, raw: Option<&RawValue>) -> Result<Properties, DecodeEr
                 p.stage = Some(Stage::parse(&s.to_ascii_lowercase()).ok_or_else(|| {
                     DecodeError::new(
                         ErrorClass::InvalidField,
-                        format!("{name}: expected \"open\", \"closed_won\" or \"closed_lost\", got {s:?}"),
+                        format!("{name}: expected \"open\", \"closed_won\" or \"closed_lost\", got {}", excerpt(&s)),
                     )
                 })?);
             }
@@ -235,6 +264,9 @@ fn properties(kind: Kind, raw: Option<&RawValue>) -> Result<Properties, DecodeEr
                         ErrorClass::InvalidField,
                         format!("{name}: expected a non-empty string"),
                     ));
+                }
+                if field == Field::OpportunityId && s.len() > MAX_OPPORTUNITY_ID_BYTES {
+                    return Err(too_long(name, s.len(), MAX_OPPORTUNITY_ID_BYTES));
                 }
                 p.text.push((field, s.into()));
             }
@@ -290,7 +322,7 @@ pub fn decode_json(
             if b != k {
                 return Err(DecodeError::new(
                     ErrorClass::LeadIdMismatch,
-                    format!("lead_id {b:?} does not match the message key {k:?}"),
+                    format!("lead_id {} does not match the message key {}", excerpt(&b), excerpt(k)),
                 ));
             }
             b
@@ -316,7 +348,8 @@ pub fn decode_json(
                 DecodeError::new(
                     ErrorClass::UnknownKind,
                     format!(
-                        "type {name:?} is not a known kind; expected one of: {}",
+                        "type {} is not a known kind; expected one of: {}",
+                        excerpt(&name),
                         Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
                     ),
                 )
@@ -429,6 +462,30 @@ mod tests {
         );
         let small = Limits { max_message_bytes: 1000, ..Limits::default() };
         assert_eq!(decode_json(big.as_bytes(), None, None, &small).unwrap_err().class, ErrorClass::Oversize);
+    }
+
+    #[test]
+    fn values_a_lead_keeps_are_bounded() {
+        let profile = |props: String| {
+            dec(&format!(
+                r#"{{"event_id":"e","lead_id":"L","type":"profile_update","timestamp":1,"properties":{props}}}"#
+            ))
+        };
+        let long = "x".repeat(MAX_PROFILE_TEXT_BYTES + 1);
+        let e = profile(format!(r#"{{"company":"{long}"}}"#)).unwrap_err();
+        assert_eq!(e.message, "properties.company: 4097 bytes, at most 4096 allowed");
+        assert!(profile(format!(r#"{{"company":"{}"}}"#, &long[1..])).is_ok());
+        let many: Vec<String> = (0..=MAX_LIST_ITEMS).map(|i| format!("\"t{i}\"")).collect();
+        let e = profile(format!(r#"{{"technologies":[{}]}}"#, many.join(","))).unwrap_err();
+        assert_eq!(e.message, "properties.technologies: 101 items, at most 100 allowed");
+        let e = profile(format!(r#"{{"technologies":["{}"]}}"#, "t".repeat(300))).unwrap_err();
+        assert_eq!(e.message, "properties.technologies item: 300 bytes, at most 256 allowed");
+        let e = dec(&format!(
+            r#"{{"event_id":"e","lead_id":"L","type":"opportunity_update","timestamp":1,"properties":{{"opportunity_id":"{}"}}}}"#,
+            "o".repeat(257)
+        ))
+        .unwrap_err();
+        assert_eq!(e.message, "properties.opportunity_id: 257 bytes, at most 256 allowed");
     }
 
     #[test]

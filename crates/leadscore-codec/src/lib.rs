@@ -24,7 +24,7 @@ pub mod json_out;
 pub mod registry;
 
 pub use avro::{AvroCodec, AvroSettings};
-pub use error::{DecodeError, ErrorClass};
+pub use error::{excerpt, DecodeError, ErrorClass};
 pub use json_event::encode_event_json;
-pub use json_in::{decode_json, Limits};
+pub use json_in::{decode_json, Limits, DEFAULT_MAX_MESSAGE_BYTES};
 pub use json_out::{encode_json, RecordContext};

@@ -163,6 +163,8 @@ pub struct ProcessingConfig {
     pub max_future: Option<Duration>,
     /// Events before this instant (RFC 3339) are out of range.
     pub min_timestamp: String,
+    /// The largest input message (key and value) decoded.
+    pub max_message_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -286,6 +288,7 @@ impl ServiceConfig {
             ("processing.delivery_timeout_ms", p.delivery_timeout.as_millis() as u64),
             ("processing.restore_stall_timeout_ms", p.restore_stall_timeout.as_millis() as u64),
             ("processing.dead_letter_window", p.dead_letter_window),
+            ("processing.max_message_bytes", p.max_message_bytes as u64),
             ("state.block_cache_mb", self.state.block_cache_mb as u64),
             ("state.write_buffer_mb", self.state.write_buffer_mb as u64),
         ] {

@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //!
+//! - [`bounds`]: what one lead's state may hold.
 //! - [`time`]: epoch milliseconds, RFC 3339, durations.
 //! - [`ids`]: `LeadId` and `EventId`.
 //! - [`event`]: input kinds, fields and typed properties.
@@ -20,6 +21,7 @@
 //! - [`output`]: score changes and segment transitions.
 //! - [`engine`]: `apply` and `advance`.
 
+pub mod bounds;
 pub mod decay;
 pub mod dedup;
 pub mod engine;

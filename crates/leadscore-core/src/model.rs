@@ -8,7 +8,7 @@
 
 use crate::event::{Event, Field, KindSet, Stage, Value};
 use crate::text::{email_domain, words, Needle, Phrase};
-use crate::time::{Millis, HOUR};
+use crate::time::{format_duration, Millis, HOUR};
 use std::fmt;
 
 /// Limits that keep per-lead state in fixed-size bit sets.
@@ -474,6 +474,41 @@ impl Model {
             tally_windows,
             window_count: usize::from(windows),
         })
+    }
+
+    /// Each window a lead may keep, named, with the most entries it can hold:
+    /// a tally's window holds at most one entry per bucket it spans (plus
+    /// the bucket in progress and one on its way out); a cap's holds full
+    /// awards that fit under the cap, each possibly followed by a remainder
+    /// that tops the cap up.
+    pub fn window_bounds(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for t in &self.tallies {
+            if let Some(width) = t.window {
+                let buckets = (width / self.bucket.max(1)) as u64;
+                out.push((
+                    format!(
+                        "tally {} ({} at {} buckets)",
+                        t.name,
+                        format_duration(width),
+                        format_duration(self.bucket)
+                    ),
+                    buckets + 2,
+                ));
+            }
+        }
+        for r in &self.rules {
+            if let Some(cap) = &r.cap {
+                let smallest = r.escalate.as_ref().map_or(r.points, |e| e.points.min(r.points));
+                let awards =
+                    if smallest > 0.0 { (cap.points / smallest).ceil().min(1e9) as u64 } else { 1_000_000_000 };
+                out.push((
+                    format!("rule {} (cap {} per {})", r.name, cap.points, format_duration(cap.window)),
+                    2 * awards + 2,
+                ));
+            }
+        }
+        out
     }
 
     /// How many rules keep state per lead.

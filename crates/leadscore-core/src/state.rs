@@ -5,6 +5,7 @@
 //! The fields are public so that a store adapter can encode them; they are only
 //! ever changed by the engine.
 
+use crate::bounds::MAX_OPPORTUNITIES;
 use crate::decay;
 use crate::dedup::RecentIds;
 use crate::event::{Field, OwnedValue, Stage, Value};
@@ -190,7 +191,53 @@ impl LeadState {
                     o.stage = stage;
                 }
             }
-            None => self.opportunities.push(Opportunity { id: id.into(), stage }),
+            None => {
+                if self.opportunities.len() >= MAX_OPPORTUNITIES {
+                    let closed = |o: &Opportunity| matches!(o.stage, Some(Stage::ClosedWon | Stage::ClosedLost));
+                    let oldest = self.opportunities.iter().position(closed).unwrap_or(0);
+                    self.opportunities.remove(oldest);
+                }
+                self.opportunities.push(Opportunity { id: id.into(), stage })
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lead() -> LeadState {
+        let model = Model::new(crate::model::ModelSpec {
+            version: "t".into(),
+            description: String::new(),
+            score: crate::model::ScoreSpec { min: 0.0, max: 100.0, half_life: 0 },
+            rules: Vec::new(),
+            grade: crate::model::GradeSpec { start: 0.0, letters: Vec::new(), lowest: Grade::F, criteria: Vec::new() },
+            tallies: Vec::new(),
+            segments: Vec::new(),
+            profile_tests: Vec::new(),
+            remember_event_ids: 1,
+            bucket: 1,
+        })
+        .expect("model");
+        LeadState::new(&model, 0)
+    }
+
+    #[test]
+    fn past_the_bound_the_oldest_closed_opportunity_is_forgotten_first() {
+        let mut s = lead();
+        s.update_opportunity("open-0", Some(Stage::Open));
+        s.update_opportunity("won-1", Some(Stage::ClosedWon));
+        for i in 2..MAX_OPPORTUNITIES {
+            s.update_opportunity(&format!("open-{i}"), Some(Stage::Open));
+        }
+        assert_eq!(s.opportunities.len(), MAX_OPPORTUNITIES);
+        s.update_opportunity("new", Some(Stage::Open));
+        assert_eq!(s.opportunities.len(), MAX_OPPORTUNITIES);
+        assert!(s.opportunities.iter().all(|o| &*o.id != "won-1"), "the closed one went first");
+        assert!(s.stages_reached & (1 << Stage::ClosedWon as u8) != 0, "what it reached stays known");
+        s.update_opportunity("newer", Some(Stage::Open));
+        assert_eq!(&*s.opportunities[0].id, "open-2", "then the oldest");
     }
 }

@@ -66,3 +66,40 @@ pub fn client_config(s: &KafkaSettings) -> rdkafka::ClientConfig {
     }
     c
 }
+
+/// librdkafka's default `message.max.bytes`.
+const LIBRDKAFKA_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// The producer's `message.max.bytes` for records up to `largest` bytes:
+/// librdkafka's default when it is enough, else `largest`. A value set in the
+/// librdkafka options is kept if it is enough, and refused, naming it, if
+/// not: a record the producer refuses would stop the loop at every restart.
+pub fn producer_message_max_bytes(largest: usize, librdkafka: &BTreeMap<String, String>) -> Result<usize, String> {
+    match librdkafka.get("message.max.bytes") {
+        None => Ok(largest.max(LIBRDKAFKA_MESSAGE_MAX_BYTES)),
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= largest => Ok(n),
+            _ => Err(format!(
+                "kafka.librdkafka.\"message.max.bytes\" = {v:?} is below the largest record leadscore may publish \
+                 ({largest} bytes: a dead letter of processing.max_message_bytes, or the model's largest lead \
+                 state); raise it, or leave it out to let leadscore set it"
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_producer_limit_covers_the_largest_record() {
+        let none = BTreeMap::new();
+        assert_eq!(producer_message_max_bytes(904_096, &none), Ok(1_000_000));
+        assert_eq!(producer_message_max_bytes(2_000_000, &none), Ok(2_000_000));
+        let set = |v: &str| [("message.max.bytes".to_string(), v.to_string())].into_iter().collect();
+        assert_eq!(producer_message_max_bytes(904_096, &set("5000000")), Ok(5_000_000));
+        let e = producer_message_max_bytes(904_096, &set("100000")).unwrap_err();
+        assert!(e.contains("message.max.bytes") && e.contains("100000") && e.contains("904096"), "{e}");
+    }
+}

@@ -27,6 +27,9 @@ use leadscore_store::StateStore;
 use leadscore_telemetry::Telemetry;
 use std::sync::atomic::AtomicBool;
 
+/// Kafka's default `max.message.bytes` of a topic.
+const KAFKA_MAX_MESSAGE_BYTES: usize = 1_048_588;
+
 /// Runs the runtime against Kafka until `shutdown` is set (then returns
 /// `Ok`, everything taken committed) or it stops with an error.
 pub fn run(
@@ -54,8 +57,20 @@ pub fn run(
         Guarantee::AtLeastOnce => None,
     };
     let shared = client_config(kafka);
+    let largest = leadscore_pipeline::messages::largest_record(model, &settings.limits);
+    let max_bytes = client::producer_message_max_bytes(largest, &kafka.librdkafka)
+        .map_err(|e| RunError::Sink(PortError::Fatal(e)))?;
+    if largest > KAFKA_MAX_MESSAGE_BYTES {
+        tracing::warn!(
+            largest_record = largest,
+            "records may be larger than Kafka's default max.message.bytes ({KAFKA_MAX_MESSAGE_BYTES}): raise it on \
+             the dead-letter and changelog topics"
+        );
+    }
+    let mut producer = shared.clone();
+    producer.set("message.max.bytes", max_bytes.to_string());
     let mut sink =
-        sink::KafkaSink::new(&shared, settings.topics.clone(), transactional.as_deref()).map_err(RunError::Sink)?;
+        sink::KafkaSink::new(&producer, settings.topics.clone(), transactional.as_deref()).map_err(RunError::Sink)?;
     let mut changelog =
         changelog::KafkaChangelog::new(&shared, &settings.topics.changelog, std::time::Duration::from_secs(30))
             .map_err(RunError::Changelog)?;

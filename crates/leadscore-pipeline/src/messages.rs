@@ -107,6 +107,11 @@ pub mod headers {
     pub const SOURCE_TOPIC: &str = "leadscore.source.topic";
     pub const SOURCE_PARTITION: &str = "leadscore.source.partition";
     pub const SOURCE_OFFSET: &str = "leadscore.source.offset";
+    /// On the dead letter of an oversized message, whose value it truncates:
+    /// the original value's size in bytes.
+    pub const ORIGINAL_SIZE: &str = "leadscore.error.original_size";
+    /// The same for a truncated key.
+    pub const ORIGINAL_KEY_SIZE: &str = "leadscore.error.original_key_size";
     /// On changelog checkpoint and replay markers (not a dead-letter header).
     pub const CHANGELOG_RECORD: &str = "leadscore.changelog.record";
     /// On changelog records: the writer's ownership epoch of the partition,
@@ -167,4 +172,21 @@ impl Topics {
             OutputTopic::Changelog => &self.changelog,
         }
     }
+}
+
+/// What a record adds to its key and value at most: leadscore's headers
+/// (error messages are cut at 1 KiB, topic names at 249 bytes) and Kafka's
+/// record framing.
+pub const RECORD_OVERHEAD: usize = 4096;
+
+/// The largest record leadscore publishes under `model` and `limits`: a dead
+/// letter (a message within `max_message_bytes`, or the truncated copy of a
+/// larger one), a lead's changelog record (the model's largest state, see
+/// [`leadscore_store::max_state_bytes`]), or an output record (far smaller).
+/// The producer's `message.max.bytes` must allow it.
+pub fn largest_record(model: &leadscore_core::Model, limits: &leadscore_codec::Limits) -> usize {
+    let (state, _) = leadscore_store::max_state_bytes(model);
+    let dead_letter = limits.max_message_bytes.max(2 * crate::processor::DEAD_LETTER_SAMPLE_BYTES);
+    let changelog = usize::try_from(state).unwrap_or(usize::MAX).saturating_add(limits.max_lead_id_bytes);
+    dead_letter.max(changelog).saturating_add(RECORD_OVERHEAD)
 }

@@ -10,7 +10,7 @@ use leadscore_core::event::{Field, OwnedValue, Stage};
 use leadscore_core::model::Grade;
 use leadscore_core::state::{LeadState, Membership, Opportunity, RuleState, TallyState, ThresholdDue};
 use leadscore_core::window::{Entry, WindowMeta, Windows};
-use leadscore_core::Model;
+use leadscore_core::{Kind, Model};
 
 /// The current format.
 pub const FORMAT_V1: u8 = 1;
@@ -245,6 +245,50 @@ pub fn encode_state(s: &LeadState, out: &mut Vec<u8>) {
     }
 }
 
+/// The largest encoding [`encode_state`] can produce under `model`, with
+/// what makes it up (largest first), from the bounds of
+/// [`leadscore_core::bounds`] and the model's window bounds. Each part
+/// counts its worst case (a varint at its longest), so this is an upper
+/// bound, not an estimate.
+pub fn max_state_bytes(model: &Model) -> (u64, Vec<(String, u64)>) {
+    use leadscore_core::bounds::*;
+    use leadscore_core::event::FieldType;
+    const VARINT: u64 = 10;
+    let template = LeadState::new(model, 0);
+    let mut parts: Vec<(String, u64)> = Vec::new();
+    // Format, version, clock, score, anchor, fit, grade, criteria, tests,
+    // stages, member, next due.
+    parts.push(("fixed fields".into(), 1 + VARINT + 8 * 4 + 1 + 8 + 8 + 1 + 16 + 9));
+    let profile: u64 = Kind::ProfileUpdate
+        .properties()
+        .iter()
+        .map(|(field, _)| {
+            2 + match field.field_type() {
+                FieldType::Text => VARINT + MAX_PROFILE_TEXT_BYTES as u64,
+                FieldType::TextList => VARINT + MAX_LIST_ITEMS as u64 * (VARINT + MAX_LIST_ITEM_BYTES as u64),
+                _ => 8,
+            }
+        })
+        .sum();
+    parts.push(("profile".into(), VARINT + profile));
+    parts.push((
+        "rule and tally counters".into(),
+        2 * VARINT + 4 * template.rules.len() as u64 + 18 * template.tallies.len() as u64,
+    ));
+    parts.push(("window headers".into(), 2 * VARINT + 13 * template.windows.meta.len() as u64));
+    for (name, entries) in model.window_bounds() {
+        parts.push((name, entries.saturating_mul(16)));
+    }
+    parts.push((
+        format!("opportunities (at most {MAX_OPPORTUNITIES})"),
+        VARINT + MAX_OPPORTUNITIES as u64 * (VARINT + MAX_OPPORTUNITY_ID_BYTES as u64 + 1),
+    ));
+    parts.push(("segments".into(), VARINT + 10 * model.segments.len() as u64));
+    parts.push(("recent event ids".into(), VARINT + 4 + 8 * model.remember_event_ids as u64));
+    parts.sort_by_key(|p| std::cmp::Reverse(p.1));
+    (parts.iter().fold(0u64, |t, p| t.saturating_add(p.1)), parts)
+}
+
 fn check(what: &'static str, stored: usize, current: usize) -> R<()> {
     if stored == current {
         Ok(())
@@ -375,6 +419,55 @@ mod tests {
             out.clear();
         }
         leads.into_values().flatten().collect()
+    }
+
+    #[test]
+    fn the_largest_state_a_model_allows_fits_its_bound() {
+        use leadscore_core::bounds::*;
+        use leadscore_core::event::{FieldType, Kind as K, OwnedValue};
+        use leadscore_core::{Event, Field};
+        let model = seed_model();
+        let (bound, parts) = max_state_bytes(&model);
+        // The seed model's leads always fit librdkafka's default message size.
+        assert!(bound < 900_000, "{bound}: {parts:?}");
+        let mut slot = None;
+        let mut out = Outputs::default();
+        let t0 = 1_767_225_600_000;
+        let mut profile = Event::new("p", "L", K::ProfileUpdate, t0);
+        for (field, _) in K::ProfileUpdate.properties() {
+            let value = match field.field_type() {
+                FieldType::Text => OwnedValue::Text("x".repeat(MAX_PROFILE_TEXT_BYTES).into()),
+                FieldType::TextList => OwnedValue::TextList(
+                    (0..MAX_LIST_ITEMS).map(|i| format!("{i:0>width$}", width = MAX_LIST_ITEM_BYTES).into()).collect(),
+                ),
+                FieldType::Integer => OwnedValue::Integer(i64::MAX),
+                _ => OwnedValue::Number(f64::MAX),
+            };
+            profile.properties.profile.push((*field, Some(value)));
+        }
+        apply(&model, &mut slot, &profile, &mut out);
+        for i in 0..MAX_OPPORTUNITIES + 50 {
+            let mut e = Event::new(format!("o{i}").as_str(), "L", K::OpportunityUpdate, t0 + i as i64);
+            e.properties.set_text(Field::OpportunityId, format!("{i:0>width$}", width = MAX_OPPORTUNITY_ID_BYTES));
+            apply(&model, &mut slot, &e, &mut out);
+        }
+        // Every kind of activity every few minutes for months fills every window.
+        let kinds = [K::PageView, K::EmailClick, K::Download, K::FormSubmit, K::Search, K::Webinar, K::EmailOpen];
+        for i in 0..40_000i64 {
+            let kind = kinds[i as usize % kinds.len()];
+            let mut e = Event::new(format!("e{i}").as_str(), "L", kind, t0 + 1000 + i * 7 * 60_000);
+            for (f, _) in kind.properties() {
+                e.properties.set_text(*f, "https://example.com/pricing");
+            }
+            apply(&model, &mut slot, &e, &mut out);
+            out.clear();
+        }
+        let state = slot.expect("the lead");
+        assert_eq!(state.opportunities.len(), MAX_OPPORTUNITIES);
+        let mut buf = Vec::new();
+        encode_state(&state, &mut buf);
+        assert!(buf.len() as u64 <= bound, "{} > {bound}: {parts:?}", buf.len());
+        assert!(buf.len() as u64 > bound / 4, "the bound is not wildly loose: {} vs {bound}", buf.len());
     }
 
     fn without_cache(mut s: LeadState) -> LeadState {

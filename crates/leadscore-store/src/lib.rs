@@ -18,7 +18,7 @@ pub mod keys;
 pub mod memory;
 
 pub use checkpoint::{Checkpoint, Counts, Replay};
-pub use encoding::{decode_state, encode_state, DecodeStateError};
+pub use encoding::{decode_state, encode_state, max_state_bytes, DecodeStateError};
 
 use leadscore_core::{LeadId, Millis};
 

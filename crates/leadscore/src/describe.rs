@@ -155,5 +155,11 @@ pub fn describe(model: &Model) -> String {
         model.remember_event_ids,
         format_duration(model.bucket)
     );
+    let (largest, parts) = leadscore_store::max_state_bytes(model);
+    let _ = writeln!(
+        s,
+        "largest lead state: {largest} bytes at most (largest part: {})",
+        parts.first().map_or(String::new(), |(what, n)| format!("{what}, {n} bytes"))
+    );
     s
 }

@@ -4,6 +4,7 @@
 //! batch in hand is published and committed) on ctrl-c or SIGTERM.
 
 use anyhow::Context;
+use leadscore_codec::Limits;
 use leadscore_config::service::ServiceConfig;
 use leadscore_kafka::KafkaSettings;
 use leadscore_pipeline::ports::SystemClock;
@@ -42,6 +43,7 @@ pub fn runtime_settings(config: &ServiceConfig) -> anyhow::Result<RuntimeSetting
         dead_letter_max_share: p.dead_letter_max_share,
         dead_letter_window: p.dead_letter_window,
         admission: config.admission()?,
+        limits: Limits { max_message_bytes: p.max_message_bytes, ..Limits::default() },
         ..RuntimeSettings::default()
     })
 }

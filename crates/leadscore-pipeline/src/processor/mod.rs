@@ -20,12 +20,13 @@ mod work;
 use crate::admission::Admission;
 use crate::aligner::{merge_all, Arrival};
 use crate::messages::{InputMessage, OutputRecord, Topics};
-use leadscore_codec::{decode_json, AvroCodec, Limits};
+use leadscore_codec::{decode_json, AvroCodec, DecodeError, ErrorClass, Limits};
 use leadscore_core::{Millis, Model};
 use leadscore_store::{Checkpoint, DecodeStateError, Partition, StateStore, StoreError, WriteBatch};
 use leadscore_telemetry::{Observations, StepStats};
 use std::sync::Arc;
 use work::Work;
+pub use work::DEAD_LETTER_SAMPLE_BYTES;
 
 /// Which clock drives timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -174,7 +175,13 @@ impl<'a> Processor<'a> {
     pub fn decode(&self, m: InputMessage) -> Arrival {
         let kind = self.topics.inputs.get(&m.topic).copied().flatten();
         let payload = m.payload.as_deref().unwrap_or_default();
+        let size = payload.len() + m.key.as_ref().map_or(0, Vec::len);
+        let max = self.limits.max_message_bytes;
         let event = match &self.formats.avro_input {
+            _ if size > max => Err(DecodeError::new(
+                ErrorClass::Oversize,
+                format!("message of {size} bytes (key and value) is above processing.max_message_bytes = {max}"),
+            )),
             Some(avro) => avro.decode(payload, m.key.as_deref(), kind, &self.limits),
             None => decode_json(payload, m.key.as_deref(), kind, &self.limits),
         };

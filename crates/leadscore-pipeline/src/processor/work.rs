@@ -14,6 +14,24 @@ use leadscore_store::{decode_state, encode_state, Checkpoint, Partition};
 use leadscore_telemetry::{EventOutcome, PublishedRecord, SkipReason};
 use std::collections::{BTreeSet, HashMap};
 
+/// How much of an oversized message's value (and key) its dead letter keeps.
+pub const DEAD_LETTER_SAMPLE_BYTES: usize = 64 * 1024;
+/// The longest `leadscore.error.message` header (error messages quote input
+/// only in short excerpts; this is the safety net).
+const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
+/// At most `max` bytes of `b`, cut before a UTF-8 character that would not fit.
+fn cut(b: &[u8], max: usize) -> &[u8] {
+    if b.len() <= max {
+        return b;
+    }
+    let mut end = max;
+    while end > 0 && (b[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    &b[..end]
+}
+
 /// One lead of the working set.
 pub(super) struct Slot {
     pub(super) state: Option<LeadState>,
@@ -236,21 +254,31 @@ impl<'p, 'a> Work<'p, 'a> {
         Ok(())
     }
 
+    /// The dead letter of `m`: its key and value as they came, except that an
+    /// oversized message keeps only the first [`DEAD_LETTER_SAMPLE_BYTES`] of
+    /// each (with the original sizes in headers), so that every dead letter
+    /// can be published.
     fn dead_letter(&mut self, m: &InputMessage, e: &DecodeError) {
         self.step.stats.dead_lettered += 1;
-        self.step.outputs.push(OutputRecord {
-            topic: OutputTopic::DeadLetters,
-            key: m.key.clone(),
-            value: m.payload.clone(),
-            headers: vec![
-                (headers::ERROR_CLASS, e.class.as_str().as_bytes().to_vec()),
-                (headers::ERROR_MESSAGE, e.message.as_bytes().to_vec()),
-                (headers::SOURCE_TOPIC, m.topic.as_bytes().to_vec()),
-                (headers::SOURCE_PARTITION, m.partition.to_string().into_bytes()),
-                (headers::SOURCE_OFFSET, m.offset.to_string().into_bytes()),
-            ],
-            partition: None,
-        });
+        let mut headers = vec![
+            (headers::ERROR_CLASS, e.class.as_str().as_bytes().to_vec()),
+            (headers::ERROR_MESSAGE, cut(e.message.as_bytes(), MAX_ERROR_MESSAGE_BYTES).to_vec()),
+            (headers::SOURCE_TOPIC, m.topic.as_bytes().to_vec()),
+            (headers::SOURCE_PARTITION, m.partition.to_string().into_bytes()),
+            (headers::SOURCE_OFFSET, m.offset.to_string().into_bytes()),
+        ];
+        let (mut key, mut value) = (m.key.clone(), m.payload.clone());
+        if e.class == ErrorClass::Oversize {
+            if let Some(v) = value.as_mut().filter(|v| v.len() > DEAD_LETTER_SAMPLE_BYTES) {
+                headers.push((headers::ORIGINAL_SIZE, v.len().to_string().into_bytes()));
+                v.truncate(DEAD_LETTER_SAMPLE_BYTES);
+            }
+            if let Some(k) = key.as_mut().filter(|k| k.len() > DEAD_LETTER_SAMPLE_BYTES) {
+                headers.push((headers::ORIGINAL_KEY_SIZE, k.len().to_string().into_bytes()));
+                k.truncate(DEAD_LETTER_SAMPLE_BYTES);
+            }
+        }
+        self.step.outputs.push(OutputRecord { topic: OutputTopic::DeadLetters, key, value, headers, partition: None });
     }
 
     /// The state writes and changelog records of the dirty leads, and the

@@ -1,7 +1,8 @@
-//! Hostile timestamps and unknown event kinds through the processing step: an
-//! implausible time is a dead letter that moves no clock and fires no timer,
-//! the last instants RFC 3339 can express are scored without a panic, and
-//! unknown kinds are skipped or dead-lettered as configured.
+//! Hostile input through the processing step: an implausible time is a dead
+//! letter that moves no clock and fires no timer, the last instants RFC 3339
+//! can express are scored without a panic, unknown kinds are skipped or
+//! dead-lettered as configured, and an oversized message's dead letter is cut
+//! to a size that can be published.
 
 use leadscore_config::seed_model;
 use leadscore_core::time::{parse_rfc3339, DAY};
@@ -174,4 +175,61 @@ fn unknown_kinds_are_skipped_and_counted_when_configured() {
     );
     assert_eq!(step.checkpoint.next_offsets.get("lead-events"), Some(&3), "committed past it");
     assert_eq!(step.messages, 3);
+}
+
+#[test]
+fn an_oversized_message_is_a_dead_letter_cut_to_a_publishable_size() {
+    let model = seed_model();
+    let topics = Topics::default();
+    let store = MemoryStore::new();
+    let p = Processor::new(&model, &store, &topics, TimeMode::EventTime);
+    let huge = format!(
+        r#"{{"event_id":"a","lead_id":"L-1","type":"page_view","timestamp":"2026-01-01T00:00:00Z","properties":{{"url":"/","title":"{}"}}}}"#,
+        "x".repeat(2_000_000)
+    );
+    let good = event("b", "L-1", "page_view", "2026-01-01T00:00:01Z", r#"{"url":"/pricing"}"#);
+    let mut batch = messages("lead-events", &[&huge, &good]);
+    batch[1].key = Some(b"L-1".to_vec());
+    let mut big_key = messages("lead-events", &[&good]);
+    big_key[0].offset = 2;
+    big_key[0].key = Some(vec![b'k'; 1_000_000]);
+    batch.extend(big_key);
+    let step = p.process(0, &batch, 0).expect("process");
+    assert_eq!(classes(&step), ["oversize", "oversize"]);
+    assert_eq!(step.stats.applied, 1);
+    let dead: Vec<&OutputRecord> = step.outputs.iter().filter(|o| o.topic == OutputTopic::DeadLetters).collect();
+    let header = |o: &OutputRecord, name: &str| {
+        o.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(dead[0].value.as_ref().map(Vec::len), Some(64 * 1024));
+    assert!(huge.as_bytes().starts_with(dead[0].value.as_deref().expect("value")), "the start of the original");
+    assert_eq!(header(dead[0], headers::ORIGINAL_SIZE), Some(huge.len().to_string()));
+    assert_eq!(header(dead[0], headers::ORIGINAL_KEY_SIZE), None);
+    assert_eq!(dead[1].key.as_ref().map(Vec::len), Some(64 * 1024));
+    assert_eq!(header(dead[1], headers::ORIGINAL_KEY_SIZE), Some("1000000".into()));
+    let message = header(dead[0], headers::ERROR_MESSAGE).expect("message");
+    assert!(message.contains("processing.max_message_bytes = 900000"), "{message}");
+    // Every record of the step fits what the producer is allowed to send.
+    let largest = leadscore_pipeline::messages::largest_record(&model, &p.limits);
+    for o in &step.outputs {
+        let size = o.key.as_ref().map_or(0, Vec::len)
+            + o.value.as_ref().map_or(0, Vec::len)
+            + o.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        assert!(size <= largest, "{size} > {largest}");
+    }
+}
+
+#[test]
+fn a_hostile_value_is_quoted_in_short_in_the_error_message() {
+    let model = seed_model();
+    let topics = Topics::default();
+    let store = MemoryStore::new();
+    let p = Processor::new(&model, &store, &topics, TimeMode::EventTime);
+    let line = event("a", "L-1", &"z".repeat(500_000), "2026-01-01T00:00:00Z", "{}");
+    let step = p.process(0, &messages("lead-events", &[&line]), 0).expect("process");
+    assert_eq!(classes(&step), ["unknown_kind"]);
+    let dead = step.outputs.iter().find(|o| o.topic == OutputTopic::DeadLetters).expect("dead letter");
+    let message = &dead.headers.iter().find(|(k, _)| *k == headers::ERROR_MESSAGE).expect("message").1;
+    assert!(message.len() < 1024, "{}", message.len());
+    assert!(String::from_utf8_lossy(message).contains("(500000 bytes)"));
 }
