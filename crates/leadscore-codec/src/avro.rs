@@ -2,7 +2,9 @@
 //! id, Avro binary datum), for input events and output records.
 //!
 //! Input: the writer schema comes from a local id -> `.avsc` mapping or, for
-//! ids not in it, from a schema registry (`GET /schemas/ids/{id}`, cached);
+//! ids not in it, from a schema registry, through a [`SchemaCache`] that
+//! never blocks the caller: while the registry is being asked (or is down)
+//! decoding says to wait ([`AvroError::Wait`]) rather than fail;
 //! the datum is resolved against leadscore's envelope schema
 //! (`schemas/lead-event.avsc`) and then validated by exactly the rules of the
 //! JSON contract, so that both formats accept and reject the same events with
@@ -16,12 +18,14 @@
 
 use crate::error::{DecodeError, ErrorClass};
 use crate::json_in::{decode_json, Limits};
+use crate::registry::{RegistryClient, RegistrySettings};
+use crate::schemas::{Lookup, SchemaCache};
 use apache_avro::types::Value;
 use apache_avro::Schema;
 use leadscore_core::{Event, Kind};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// The schemas shipped in the repository (`schemas/`).
 pub const LEAD_EVENT_AVSC: &str = include_str!("../../../schemas/lead-event.avsc");
@@ -33,8 +37,8 @@ pub const SEGMENT_TRANSITION_AVSC: &str = include_str!("../../../schemas/segment
 pub struct AvroSettings {
     /// Writer schemas of input messages, by Confluent schema id.
     pub schema_files: BTreeMap<u32, PathBuf>,
-    /// `http://host:port` of a schema registry for ids not in `schema_files`.
-    pub registry_url: Option<String>,
+    /// The schema registry for ids not in `schema_files`.
+    pub registry: Option<RegistrySettings>,
     /// Schema ids written in the header of Avro outputs.
     pub score_change_id: u32,
     pub transition_id: u32,
@@ -45,8 +49,24 @@ pub struct AvroCodec {
     envelope: Schema,
     score_change: Schema,
     transition: Schema,
-    writers: RwLock<HashMap<u32, Arc<Schema>>>,
+    writers: SchemaCache,
     settings: AvroSettings,
+}
+
+/// Why an Avro input message was not decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AvroError {
+    /// Bad input.
+    Bad(DecodeError),
+    /// Its writer schema is not known yet (the registry is being asked, or
+    /// is down): the message is to be decoded again later, not dead-lettered.
+    Wait { schema_id: u32, why: String },
+}
+
+impl From<DecodeError> for AvroError {
+    fn from(e: DecodeError) -> AvroError {
+        AvroError::Bad(e)
+    }
 }
 
 impl std::fmt::Debug for AvroCodec {
@@ -60,7 +80,8 @@ fn parse(name: &str, text: &str) -> Result<Schema, String> {
 }
 
 impl AvroCodec {
-    /// Loads the local writer schemas (errors name the file).
+    /// Loads the local writer schemas (errors name the file) and starts the
+    /// registry's fetch thread, if there is a registry.
     pub fn new(settings: AvroSettings) -> Result<AvroCodec, String> {
         let mut writers = HashMap::new();
         for (id, path) in &settings.schema_files {
@@ -68,27 +89,14 @@ impl AvroCodec {
                 .map_err(|e| format!("schema id {id}: cannot read {}: {e}", path.display()))?;
             writers.insert(*id, Arc::new(parse(&path.display().to_string(), &text)?));
         }
+        let registry = settings.registry.clone().map(RegistryClient::new).transpose()?;
         Ok(AvroCodec {
             envelope: parse("lead-event.avsc", LEAD_EVENT_AVSC)?,
             score_change: parse("score-change.avsc", SCORE_CHANGE_AVSC)?,
             transition: parse("segment-transition.avsc", SEGMENT_TRANSITION_AVSC)?,
-            writers: RwLock::new(writers),
+            writers: SchemaCache::new(writers, registry),
             settings,
         })
-    }
-
-    /// The writer schema of `id`: local, cached, or fetched from the registry.
-    fn writer(&self, id: u32) -> Result<Arc<Schema>, String> {
-        if let Some(s) = self.writers.read().unwrap_or_else(|p| p.into_inner()).get(&id) {
-            return Ok(s.clone());
-        }
-        let Some(url) = &self.settings.registry_url else {
-            return Err(format!("unknown schema id {id} (not in the configured schema files, and no registry)"));
-        };
-        let text = crate::registry::fetch_schema(url, id)?;
-        let schema = Arc::new(parse(&format!("schema id {id} from {url}"), &text)?);
-        self.writers.write().unwrap_or_else(|p| p.into_inner()).insert(id, schema.clone());
-        Ok(schema)
     }
 
     /// Decodes one Confluent-framed Avro event; see the module documentation.
@@ -98,28 +106,35 @@ impl AvroCodec {
         key: Option<&[u8]>,
         topic_kind: Option<Kind>,
         limits: &Limits,
-    ) -> Result<Event, DecodeError> {
+    ) -> Result<Event, AvroError> {
         let invalid = |m: String| DecodeError::new(ErrorClass::InvalidAvro, m);
         if bytes.len() > limits.max_message_bytes {
             return Err(DecodeError::new(
                 ErrorClass::Oversize,
                 format!("message of {} bytes exceeds the limit of {} bytes", bytes.len(), limits.max_message_bytes),
-            ));
+            )
+            .into());
         }
         if bytes.len() < 5 || bytes[0] != 0 {
-            return Err(invalid("not in the Confluent wire format (magic byte 0, 4-byte schema id, datum)".into()));
+            return Err(
+                invalid("not in the Confluent wire format (magic byte 0, 4-byte schema id, datum)".into()).into()
+            );
         }
         let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-        let writer = self.writer(id).map_err(invalid)?;
+        let writer = match self.writers.lookup(id) {
+            Lookup::Known(s) => s,
+            Lookup::Unknown(why) => return Err(invalid(why).into()),
+            Lookup::Wait(why) => return Err(AvroError::Wait { schema_id: id, why }),
+        };
         let mut datum = &bytes[5..];
         let value = apache_avro::from_avro_datum(&writer, &mut datum, Some(&self.envelope))
             .map_err(|e| invalid(format!("schema id {id}: {e}")))?;
         if !datum.is_empty() {
-            return Err(invalid(format!("schema id {id}: {} bytes after the datum", datum.len())));
+            return Err(invalid(format!("schema id {id}: {} bytes after the datum", datum.len())).into());
         }
         let json = to_json(value);
         let text = serde_json::to_vec(&json).map_err(|e| invalid(e.to_string()))?;
-        decode_json(&text, key, topic_kind, limits)
+        Ok(decode_json(&text, key, topic_kind, limits)?)
     }
 
     /// Encodes an output record (its JSON) as a Confluent-framed Avro datum.
@@ -201,7 +216,7 @@ mod tests {
         std::fs::write(&file, LEAD_EVENT_AVSC).expect("write");
         AvroCodec::new(AvroSettings {
             schema_files: [(1, file)].into_iter().collect(),
-            registry_url: None,
+            registry: None,
             score_change_id: 2,
             transition_id: 3,
         })
@@ -215,7 +230,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(json).expect("json");
         let avro = c.encode_event(&v, 1).expect("encode");
         let limits = Limits::default();
-        assert_eq!(c.decode(&avro, None, None, &limits), decode_json(json.as_bytes(), None, None, &limits));
+        assert_eq!(
+            c.decode(&avro, None, None, &limits),
+            decode_json(json.as_bytes(), None, None, &limits).map_err(AvroError::Bad)
+        );
         let by_millis = c.encode_event(&serde_json::json!({"event_id":"e","timestamp":5,"properties":{"url":"u"}}), 1);
         let e = c.decode(&by_millis.expect("encode"), Some(b"L-9"), Some(Kind::PageView), &limits).expect("event");
         assert_eq!((e.lead_id.as_str(), e.timestamp, e.kind), ("L-9", 5, Kind::PageView));
@@ -225,7 +243,10 @@ mod tests {
     fn avro_problems_are_invalid_avro_and_contract_problems_keep_their_class() {
         let c = codec();
         let limits = Limits::default();
-        let class = |b: &[u8]| c.decode(b, None, None, &limits).unwrap_err().class;
+        let class = |b: &[u8]| match c.decode(b, None, None, &limits) {
+            Err(AvroError::Bad(e)) => e.class,
+            other => panic!("expected bad input, got {other:?}"),
+        };
         assert_eq!(class(b"{\"event_id\":1}"), ErrorClass::InvalidAvro, "JSON on an Avro topic");
         assert_eq!(class(&[0, 0, 0, 0, 9, 2, 65]), ErrorClass::InvalidAvro, "unknown schema id");
         assert_eq!(class(&[0, 0, 0, 0, 1, 0xff, 0xff]), ErrorClass::InvalidAvro, "truncated datum");

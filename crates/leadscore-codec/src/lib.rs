@@ -11,7 +11,8 @@
 //!
 //! - [`error`]: error classes and the decode error.
 //! - [`avro`]: Avro input events and output records, Confluent wire format.
-//! - [`registry`]: writer schemas from a schema registry.
+//! - [`registry`]: the schema registry's HTTP client.
+//! - [`schemas`]: writer schemas by id, cached, fetched off the processing thread.
 //! - [`json_in`]: JSON input events.
 //! - [`json_event`]: JSON input events written out, for generators.
 //! - [`json_out`]: JSON output records.
@@ -22,9 +23,11 @@ pub mod json_event;
 pub mod json_in;
 pub mod json_out;
 pub mod registry;
+pub mod schemas;
 
-pub use avro::{AvroCodec, AvroSettings};
+pub use avro::{AvroCodec, AvroError, AvroSettings};
 pub use error::{excerpt, DecodeError, ErrorClass};
 pub use json_event::encode_event_json;
 pub use json_in::{decode_json, Limits, DEFAULT_MAX_MESSAGE_BYTES};
 pub use json_out::{encode_json, RecordContext};
+pub use registry::{RegistryAuth, RegistrySettings};

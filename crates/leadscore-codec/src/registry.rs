@@ -1,94 +1,246 @@
-//! Fetching a writer schema from a Confluent-compatible schema registry:
-//! `GET {url}/schemas/ids/{id}` answers `{"schema": "<schema JSON text>"}`.
+//! A Confluent-compatible schema registry client: `GET {url}/schemas/ids/{id}`
+//! answers `{"schema": "<schema JSON text>"}`.
 //!
-//! Plain `http://` only, with a blocking request and a 10 s timeout: schemas
-//! are fetched once per id and cached by the caller. A registry behind TLS or
-//! authentication is reached through a local proxy, or its schemas are given as
-//! files (`formats.avro_schema_files`).
+//! On ureq: http or https (TLS from the system's OpenSSL and its roots),
+//! basic or bearer authentication, a connect timeout and an overall deadline
+//! per request, and a cap on the size of an answer. One call is one attempt
+//! and says whether the id is known, unknown (the registry answered that it
+//! does not have it: the message is bad input), or could not be asked (the
+//! registry is down or misbehaving: the message is fine and must wait).
+//! Retrying, caching and keeping this off the processing thread are
+//! [`crate::schemas`]'s job.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-/// The schema text of `id`, or an error naming the registry and the id.
-pub fn fetch_schema(url: &str, id: u32) -> Result<String, String> {
-    let fail = |m: String| format!("schema id {id} from registry {url}: {m}");
-    let rest = url.strip_prefix("http://").ok_or_else(|| fail("only http:// registry URLs are supported".into()))?;
-    let (host, base) = rest.split_once('/').map_or((rest, String::new()), |(h, p)| (h, format!("/{p}")));
-    let base = base.trim_end_matches('/');
-    let address = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
-    let mut stream = TcpStream::connect(&address).map_err(|e| fail(e.to_string()))?;
-    let timeout = Some(Duration::from_secs(10));
-    stream
-        .set_read_timeout(timeout)
-        .and_then(|_| stream.set_write_timeout(timeout))
-        .map_err(|e| fail(e.to_string()))?;
-    let request = format!(
-        "GET {base}/schemas/ids/{id} HTTP/1.1\r\nHost: {host}\r\nAccept: application/vnd.schemaregistry.v1+json, application/json\r\nConnection: close\r\n\r\n"
-    );
-    // One write: `write!` on a socket would send the request in pieces.
-    stream.write_all(request.as_bytes()).map_err(|e| fail(e.to_string()))?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).map_err(|e| fail(e.to_string()))?;
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| fail("malformed HTTP response".into()))?;
-    let status = head.split_whitespace().nth(1).unwrap_or("?");
-    if status != "200" {
-        return Err(fail(format!("HTTP {status}: {}", body.trim())));
-    }
-    let body =
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
-    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| fail(format!("not JSON: {e}")))?;
-    v["schema"].as_str().map(String::from).ok_or_else(|| fail("no \"schema\" in the answer".into()))
+/// How to authenticate to the registry.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RegistryAuth {
+    Basic { username: String, password: String },
+    Bearer(String),
 }
 
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
-        if n == 0 || after.len() < n {
-            break;
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistryAuth::Basic { username, .. } => write!(f, "Basic({username:?}, *****)"),
+            RegistryAuth::Bearer(_) => f.write_str("Bearer(*****)"),
         }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
+    }
+}
+
+/// Where the registry is and how to talk to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySettings {
+    /// `http(s)://host[:port][/path]`.
+    pub url: String,
+    pub auth: Option<RegistryAuth>,
+    pub connect_timeout: Duration,
+    /// The deadline of one request, connect to last byte.
+    pub request_timeout: Duration,
+    /// The largest answer read.
+    pub max_response_bytes: u64,
+}
+
+impl RegistrySettings {
+    pub fn new(url: impl Into<String>) -> RegistrySettings {
+        RegistrySettings {
+            url: url.into(),
+            auth: None,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            max_response_bytes: 1 << 20,
+        }
+    }
+}
+
+/// What one request found out about a schema id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// The writer schema's text.
+    Schema(String),
+    /// The registry answered that it has no such schema.
+    Unknown(String),
+    /// The registry could not be asked, or its answer made no sense.
+    Unavailable(String),
+}
+
+/// See the module documentation.
+pub struct RegistryClient {
+    agent: ureq::Agent,
+    settings: RegistrySettings,
+    authorization: Option<String>,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+/// Standard base64 (RFC 4648 §4), for the basic authorization header.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
     }
     out
+}
+
+impl RegistryClient {
+    /// Checks the URL's scheme; no request is made yet.
+    pub fn new(settings: RegistrySettings) -> Result<RegistryClient, String> {
+        let url = settings.url.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!("{url:?}: expected an http:// or https:// URL"));
+        }
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::NativeTls)
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
+        let agent = ureq::config::Config::builder()
+            .tls_config(tls)
+            .timeout_connect(Some(settings.connect_timeout))
+            .timeout_global(Some(settings.request_timeout))
+            .http_status_as_error(false)
+            .max_redirects(3)
+            .build()
+            .new_agent();
+        let authorization = settings.auth.as_ref().map(|a| match a {
+            RegistryAuth::Basic { username, password } => {
+                format!("Basic {}", base64(format!("{username}:{password}").as_bytes()))
+            }
+            RegistryAuth::Bearer(token) => format!("Bearer {token}"),
+        });
+        Ok(RegistryClient { agent, settings, authorization })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.settings.url
+    }
+
+    /// One request for the writer schema `id`.
+    pub fn fetch(&self, id: u32) -> Fetched {
+        let url = format!("{}/schemas/ids/{id}", self.settings.url.trim().trim_end_matches('/'));
+        let mut request =
+            self.agent.get(&url).header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
+        if let Some(a) = &self.authorization {
+            request = request.header("Authorization", a);
+        }
+        let mut response = match request.call() {
+            Ok(r) => r,
+            Err(e) => return Fetched::Unavailable(format!("GET {url}: {e}")),
+        };
+        let status = response.status().as_u16();
+        let body = response.body_mut().with_config().limit(self.settings.max_response_bytes).read_to_string();
+        let body = match body {
+            Ok(b) => b,
+            Err(e) => return Fetched::Unavailable(format!("GET {url}: HTTP {status}, reading the answer: {e}")),
+        };
+        let excerpt = || crate::error::excerpt(body.trim());
+        match status {
+            200 => {}
+            // The Confluent registry answers 404 with error code 40403 for an
+            // id it does not have; any other 404 is a wrong URL (a proxy's,
+            // say), which waiting and retrying may cure.
+            404 if body.contains("40403") => {
+                return Fetched::Unknown(format!("the registry has no schema id {id} ({})", excerpt()))
+            }
+            _ => return Fetched::Unavailable(format!("GET {url}: HTTP {status}: {}", excerpt())),
+        }
+        let v: serde_json::Value = match serde_json::from_str(&body) {
+            Ok(v) => v,
+            Err(e) => return Fetched::Unavailable(format!("GET {url}: the answer is not JSON ({e})")),
+        };
+        match v["schema"].as_str() {
+            Some(s) => Fetched::Schema(s.to_string()),
+            None => Fetched::Unavailable(format!("GET {url}: no \"schema\" in the answer")),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
     use std::net::TcpListener;
 
-    /// A registry that answers one request with `status` and `body`.
-    fn registry(status: &'static str, body: String) -> String {
+    /// A registry that answers one request with `status` and `body`, and
+    /// hands back the request it got.
+    fn registry(status: &'static str, body: String) -> (String, std::thread::JoinHandle<String>) {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", l.local_addr().expect("address"));
-        std::thread::spawn(move || {
+        let served = std::thread::spawn(move || {
             let (mut s, _) = l.accept().expect("accept");
-            // Read the whole request head, however it arrives.
             let (mut request, mut buf) = (Vec::new(), [0u8; 1024]);
             while !request.ends_with(b"\r\n\r\n") {
                 let n = s.read(&mut buf).expect("read");
                 assert!(n > 0, "the request ends early");
                 request.extend_from_slice(&buf[..n]);
             }
-            assert!(String::from_utf8_lossy(&request).starts_with("GET /schemas/ids/7 HTTP/1.1"));
             let response = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-            s.write_all(response.as_bytes()).expect("write");
+            let _ = s.write_all(response.as_bytes());
+            String::from_utf8_lossy(&request).into_owned()
         });
-        url
+        (url, served)
     }
 
     #[test]
-    fn fetches_a_schema_by_id_and_names_failures() {
+    fn fetches_a_schema_by_id_with_its_credentials() {
         let schema = r#"{"type":"string"}"#;
-        let url = registry("200 OK", serde_json::json!({ "schema": schema }).to_string());
-        assert_eq!(fetch_schema(&url, 7).as_deref(), Ok(schema));
-        let url = registry("404 Not Found", r#"{"error_code":40403,"message":"Schema not found"}"#.into());
-        let e = fetch_schema(&url, 7).unwrap_err();
-        assert!(e.contains("schema id 7") && e.contains("HTTP 404") && e.contains("Schema not found"), "{e}");
-        assert!(fetch_schema("https://x", 7).unwrap_err().contains("only http://"));
+        let (url, served) = registry("200 OK", serde_json::json!({ "schema": schema }).to_string());
+        let auth = RegistryAuth::Basic { username: "leadscore".into(), password: "s3cret".into() };
+        let client =
+            RegistryClient::new(RegistrySettings { auth: Some(auth), ..RegistrySettings::new(url) }).expect("client");
+        assert_eq!(client.fetch(7), Fetched::Schema(schema.into()));
+        let request = served.join().expect("served");
+        assert!(request.starts_with("GET /schemas/ids/7 HTTP/1.1"), "{request}");
+        assert!(request.contains(&format!("Basic {}", base64(b"leadscore:s3cret"))), "{request}");
+        assert!(!format!("{client:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn an_unknown_id_is_told_apart_from_an_unavailable_registry() {
+        let (url, _) = registry("404 Not Found", r#"{"error_code":40403,"message":"Schema not found"}"#.into());
+        let client = RegistryClient::new(RegistrySettings::new(url)).expect("client");
+        assert!(matches!(client.fetch(7), Fetched::Unknown(m) if m.contains("no schema id 7")));
+        let (url, _) = registry("503 Service Unavailable", "try later".into());
+        let client = RegistryClient::new(RegistrySettings::new(url)).expect("client");
+        assert!(matches!(client.fetch(7), Fetched::Unavailable(m) if m.contains("HTTP 503")));
+        let (url, _) = registry("200 OK", "x".repeat(5000));
+        let small = RegistrySettings { max_response_bytes: 1000, ..RegistrySettings::new(url) };
+        assert!(matches!(RegistryClient::new(small).expect("client").fetch(7), Fetched::Unavailable(_)));
+        assert!(RegistryClient::new(RegistrySettings::new("ftp://x")).is_err());
+    }
+
+    #[test]
+    fn a_black_holed_registry_times_out() {
+        // Accepts the connection, never answers.
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", l.local_addr().expect("address"));
+        let _keep = std::thread::spawn(move || {
+            let conn = l.accept();
+            std::thread::sleep(Duration::from_secs(5));
+            drop(conn);
+        });
+        let settings = RegistrySettings { request_timeout: Duration::from_millis(300), ..RegistrySettings::new(url) };
+        let started = std::time::Instant::now();
+        assert!(matches!(RegistryClient::new(settings).expect("client").fetch(7), Fetched::Unavailable(_)));
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn base64_matches_the_rfc_examples() {
+        for (plain, encoded) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
     }
 }

@@ -39,8 +39,21 @@ pub struct ServiceConfig {
 pub struct FormatsConfig {
     pub input: Encoding,
     pub output: Encoding,
-    /// `http://host:port` of a schema registry, if any.
+    /// `http(s)://host:port` of a schema registry, if any.
     pub schema_registry_url: Option<String>,
+    /// Basic authentication to the registry (with the password), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry_username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry_password: Option<String>,
+    /// Bearer authentication to the registry, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry_bearer_token: Option<String>,
+    #[serde(rename = "schema_registry_connect_timeout_ms", with = "millis")]
+    pub schema_registry_connect_timeout: Duration,
+    /// The deadline of one registry request.
+    #[serde(rename = "schema_registry_request_timeout_ms", with = "millis")]
+    pub schema_registry_request_timeout: Duration,
     pub score_change_schema_id: u32,
     pub transition_schema_id: u32,
     /// Input writer schemas by Confluent schema id.
@@ -274,10 +287,22 @@ impl ServiceConfig {
             ));
         }
         let url = f.schema_registry_url.as_deref().unwrap_or("").trim();
-        if f.schema_registry_url.is_some() && !url.starts_with("http://") {
+        if f.schema_registry_url.is_some() && !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ConfigError::at(
                 "formats.schema_registry_url",
-                format!("{url:?}: expected an http:// URL (for https, give the schemas as avro_schema_files)"),
+                format!("{url:?}: expected an http:// or https:// URL"),
+            ));
+        }
+        if f.schema_registry_username.is_some() != f.schema_registry_password.is_some() {
+            return Err(ConfigError::at(
+                "formats.schema_registry_username",
+                "basic authentication needs both schema_registry_username and schema_registry_password",
+            ));
+        }
+        if f.schema_registry_username.is_some() && f.schema_registry_bearer_token.is_some() {
+            return Err(ConfigError::at(
+                "formats.schema_registry_bearer_token",
+                "give either a bearer token or a username and password, not both",
             ));
         }
         let p = &self.processing;
@@ -289,6 +314,8 @@ impl ServiceConfig {
             ("processing.restore_stall_timeout_ms", p.restore_stall_timeout.as_millis() as u64),
             ("processing.dead_letter_window", p.dead_letter_window),
             ("processing.max_message_bytes", p.max_message_bytes as u64),
+            ("formats.schema_registry_connect_timeout_ms", f.schema_registry_connect_timeout.as_millis() as u64),
+            ("formats.schema_registry_request_timeout_ms", f.schema_registry_request_timeout.as_millis() as u64),
             ("state.block_cache_mb", self.state.block_cache_mb as u64),
             ("state.write_buffer_mb", self.state.write_buffer_mb as u64),
         ] {
@@ -299,24 +326,20 @@ impl ServiceConfig {
         Ok(())
     }
 
-    /// The admission rules (see [`Admission`]), with the time mode's default
-    /// for `processing.max_future_ms` when it is not set.
+    /// The admission rules (see [`Admission`]).
     pub fn admission(&self) -> Result<Admission, ConfigError> {
         let p = &self.processing;
         let min_timestamp = Admission::parse_min_timestamp(&p.min_timestamp)
             .map_err(|e| ConfigError::at("processing.min_timestamp", e))?;
-        let max_future = match p.max_future {
-            None => Admission::default_max_future(p.time),
-            Some(d) => {
-                let ms = d.as_millis();
-                if ms == 0 || ms > MAX_DURATION as u128 {
-                    return Err(ConfigError::at(
-                        "processing.max_future_ms",
-                        format!("{ms}: expected above 0 and at most 100 years ({MAX_DURATION})"),
-                    ));
-                }
-                ms as i64
+        let max_future = match p.max_future.map(|d| d.as_millis()) {
+            None => None,
+            Some(ms) if ms == 0 || ms > MAX_DURATION as u128 => {
+                return Err(ConfigError::at(
+                    "processing.max_future_ms",
+                    format!("{ms}: expected above 0 and at most 100 years ({MAX_DURATION})"),
+                ))
             }
+            Some(ms) => Some(ms as i64),
         };
         Ok(Admission { min_timestamp, max_future, unknown_kinds: self.topics.unknown_kinds })
     }
@@ -348,6 +371,12 @@ impl ServiceConfig {
         for (k, v) in c.kafka.librdkafka.iter_mut() {
             if is_secret(k) {
                 *v = "*****".into();
+            }
+        }
+        let f = &mut c.formats;
+        for secret in [&mut f.schema_registry_password, &mut f.schema_registry_bearer_token] {
+            if secret.is_some() {
+                *secret = Some("*****".into());
             }
         }
         c
@@ -471,14 +500,14 @@ mod tests {
     fn admission_defaults_follow_the_time_mode_and_mistakes_name_the_key() {
         let c = load_text("").expect("defaults");
         let a = c.admission().expect("admission");
-        assert_eq!(a.max_future, leadscore_core::time::DAY, "a day ahead of the wall clock");
+        assert_eq!(a.max_future, None, "the time mode's default");
         assert_eq!(a.unknown_kinds, UnknownKinds::DeadLetter);
         let c = load_text("[processing]\ntime = \"event_time\"\n[topics]\nunknown_kinds = \"skip\"\n").expect("config");
         let a = c.admission().expect("admission");
-        assert_eq!(a.max_future, 365 * leadscore_core::time::DAY);
+        assert_eq!(a.max_future, None);
         assert_eq!(a.unknown_kinds, UnknownKinds::Skip);
         let c = load_text("[processing]\nmax_future_ms = 60000\n").expect("config");
-        assert_eq!(c.admission().expect("admission").max_future, 60_000);
+        assert_eq!(c.admission().expect("admission").max_future, Some(60_000));
 
         let e = load_text("[processing]\nmin_timestamp = \"yesterday\"\n").unwrap_err().to_string();
         assert!(e.contains("processing.min_timestamp") && e.contains("yesterday"), "{e}");
@@ -504,8 +533,14 @@ mod tests {
         assert!(e.contains("formats.input") && e.contains("schema_registry_url"), "{e}");
         let e = load_text("[formats.avro_schema_files]\none = \"x.avsc\"\n").unwrap_err().to_string();
         assert!(e.contains("formats.avro_schema_files.one") && e.contains("expected a schema id"), "{e}");
-        let e = load_text("[formats]\nschema_registry_url = \"https://r\"\n").unwrap_err().to_string();
-        assert!(e.contains("formats.schema_registry_url") && e.contains("http://"), "{e}");
+        let e = load_text("[formats]\nschema_registry_url = \"ftp://r\"\n").unwrap_err().to_string();
+        assert!(e.contains("formats.schema_registry_url") && e.contains("https://"), "{e}");
+        assert!(load_text("[formats]\nschema_registry_url = \"https://r\"\n").is_ok());
+        let e = load_text("[formats]\nschema_registry_username = \"u\"\n").unwrap_err().to_string();
+        assert!(e.contains("schema_registry_password"), "{e}");
+        let c = load_text("[formats]\nschema_registry_username = \"u\"\nschema_registry_password = \"hunter2\"\n")
+            .expect("config");
+        assert!(!c.to_toml().contains("hunter2"), "secrets are never printed");
         let e = load_text("[admin]\nlisten = \"everywhere\"\n").unwrap_err().to_string();
         assert!(e.contains("admin.listen") && e.contains("everywhere"), "{e}");
         let e = load_text("[processing]\npoll_timeout_ms = -5\n").unwrap_err().to_string();

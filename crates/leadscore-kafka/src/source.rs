@@ -237,6 +237,12 @@ impl Source for KafkaSource {
             .map_err(|e| PortError::Retriable(format!("resuming partition {partition}: {e}")))
     }
 
+    fn pause(&mut self, partition: Partition) -> Result<(), PortError> {
+        self.consumer
+            .pause(&self.group_tpl(partition))
+            .map_err(|e| PortError::Retriable(format!("pausing partition {partition}: {e}")))
+    }
+
     fn commit(&mut self, offsets: &[TopicOffset]) -> Result<(), PortError> {
         let mut tpl = TopicPartitionList::new();
         for o in offsets {

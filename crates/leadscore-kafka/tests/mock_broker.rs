@@ -260,7 +260,7 @@ fn avro_in_and_out_publishes_the_reference_records() {
     let codec = std::sync::Arc::new(
         AvroCodec::new(AvroSettings {
             schema_files: [(1, dir.path().join("lead-event.avsc"))].into_iter().collect(),
-            registry_url: None,
+            registry: None,
             score_change_id: 2,
             transition_id: 3,
         })
@@ -520,4 +520,93 @@ fn co_partitioned_topics_are_applied_in_event_time_order_across_batches() {
     for topic in [OutputTopic::ScoreChanges, OutputTopic::Transitions] {
         assert_same(got.get(&topic), expected.get(&topic), &format!("{topic:?}"));
     }
+}
+
+/// A schema registry on a local port that answers 503 for `down_for` from its
+/// first request on, then the envelope schema for id 1 and "not found" for any other
+/// id; counts the requests it refused.
+fn flaky_registry(down_for: Duration) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = refused.clone();
+    let mut up_at = None;
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let (mut request, mut buf) = (Vec::new(), [0u8; 1024]);
+            while !request.ends_with(b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let request = String::from_utf8_lossy(&request);
+            let up_at = *up_at.get_or_insert_with(|| Instant::now() + down_for);
+            let (status, body) = if Instant::now() < up_at {
+                count.fetch_add(1, Ordering::SeqCst);
+                ("503 Service Unavailable", "down for maintenance".to_string())
+            } else if request.starts_with("GET /schemas/ids/1 ") {
+                ("200 OK", serde_json::json!({ "schema": leadscore_codec::avro::LEAD_EVENT_AVSC }).to_string())
+            } else {
+                ("404 Not Found", r#"{"error_code":40403,"message":"Schema not found"}"#.to_string())
+            };
+            let response =
+                format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let _ = s.write_all(response.as_bytes());
+        }
+    });
+    (url, refused)
+}
+
+#[test]
+fn a_schema_registry_outage_holds_avro_input_and_dead_letters_nothing_valid() {
+    use leadscore_codec::{AvroCodec, AvroSettings, RegistrySettings};
+    let (url, refused) = flaky_registry(Duration::from_secs(2));
+    let codec = std::sync::Arc::new(
+        AvroCodec::new(AvroSettings {
+            schema_files: Default::default(),
+            registry: Some(RegistrySettings::new(url)),
+            score_change_id: 2,
+            transition_id: 3,
+        })
+        .expect("codec"),
+    );
+    let c = cluster();
+    let bootstrap = c.bootstrap_servers();
+    let json_input: Vec<(Option<String>, String)> = sample().into_iter().take(300).map(|l| (None, l)).collect();
+    let expected = reference(&json_input);
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", &bootstrap).create().expect("producer");
+    for (i, (_, line)) in json_input.iter().enumerate() {
+        let avro = codec.encode_event(&serde_json::from_str(line).expect("json"), 1).expect("avro");
+        producer.send(BaseRecord::<str, [u8]>::to("lead-events").payload(&avro)).map_err(|(e, _)| e).expect("send");
+        if i == 100 {
+            // A schema id the registry does not have: bad input, once it answers.
+            let mut bogus = avro.clone();
+            bogus[1..5].copy_from_slice(&99u32.to_be_bytes());
+            producer
+                .send(BaseRecord::<str, [u8]>::to("lead-events").payload(&bogus))
+                .map_err(|(e, _)| e)
+                .expect("send");
+        }
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+
+    let store_dir = tempfile::tempdir().expect("dir");
+    let store = RocksStore::open(store_dir.path(), &RocksSettings::default()).expect("store");
+    let mut s = settings(&bootstrap);
+    s.runtime.formats.avro_input = Some(codec.clone());
+    let telemetry = run_with(s, &store, 301);
+    assert!(refused.load(Ordering::SeqCst) > 0, "the registry was down while the loop ran");
+    assert_eq!(Counters::get(&telemetry.counters.dead_lettered), 1, "only the unknown schema id");
+    let total: usize = expected.values().map(Vec::len).sum();
+    let (got, dlq) = read_outputs(&bootstrap, total + 1);
+    for topic in [OutputTopic::ScoreChanges, OutputTopic::Transitions] {
+        assert_same(got.get(&topic), expected.get(&topic), &format!("{topic:?}"));
+    }
+    let message = dlq[0].iter().find(|(k, _)| k == "leadscore.error.message").expect("message").1.clone();
+    assert!(message.contains("no schema id 99"), "{message}");
+    assert_eq!(telemetry.metrics.schema_waiting.get(), 0, "resumed");
 }

@@ -50,8 +50,9 @@ pub struct Admission {
     /// Events before this instant are out of range.
     pub min_timestamp: Millis,
     /// How far ahead of the reference (see the module documentation) an
-    /// event may be.
-    pub max_future: Millis,
+    /// event may be; `None`: the time mode's default
+    /// ([`Admission::default_max_future`]).
+    pub max_future: Option<Millis>,
     pub unknown_kinds: UnknownKinds,
 }
 
@@ -59,18 +60,16 @@ pub struct Admission {
 /// that are almost always a unit mistake (seconds read as milliseconds).
 pub const DEFAULT_MIN_TIMESTAMP: Millis = 946_684_800_000;
 
-impl Admission {
-    /// The default for a time mode: a day of clock skew ahead of the wall
-    /// clock; a year ahead of a partition's event time (a replay's partition
-    /// may be quiet for months, but not for years).
-    pub fn defaults(mode: TimeMode) -> Admission {
-        Admission {
-            min_timestamp: DEFAULT_MIN_TIMESTAMP,
-            max_future: Admission::default_max_future(mode),
-            unknown_kinds: UnknownKinds::DeadLetter,
-        }
+impl Default for Admission {
+    fn default() -> Admission {
+        Admission { min_timestamp: DEFAULT_MIN_TIMESTAMP, max_future: None, unknown_kinds: UnknownKinds::DeadLetter }
     }
+}
 
+impl Admission {
+    /// The default horizon of a time mode: a day of clock skew ahead of the
+    /// time a message was written; a year ahead of a partition's event time
+    /// (a replay's partition may be quiet for months, but not for years).
     pub fn default_max_future(mode: TimeMode) -> Millis {
         match mode {
             TimeMode::WallClock => DAY,
@@ -97,9 +96,10 @@ impl Admission {
             ));
         }
         let Some(reference) = reference else { return Ok(()) };
+        let max_future = self.max_future.unwrap_or_else(|| Admission::default_max_future(mode));
         // Instants are within years 0000..9999 and max_future is bounded by
         // the configuration: no overflow, but saturate all the same.
-        if t > reference.saturating_add(self.max_future) {
+        if t > reference.saturating_add(max_future) {
             let what = match mode {
                 TimeMode::WallClock => "the time it was written to Kafka",
                 TimeMode::EventTime => "the partition's event time",
@@ -111,7 +111,7 @@ impl Admission {
                     format_rfc3339(t),
                     span(t.saturating_sub(reference)),
                     format_rfc3339(reference),
-                    span(self.max_future)
+                    span(max_future)
                 ),
             ));
         }
@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn the_floor_catches_seconds_sent_as_milliseconds() {
-        let a = Admission::defaults(TimeMode::EventTime);
+        let a = Admission::default();
         let seconds = 1_795_622_400; // 2026-11-25T16:00:00Z in seconds
         let e = a.check_time(seconds, None, TimeMode::EventTime).expect_err("1970");
         assert_eq!(e.class, ErrorClass::OutOfRangeTimestamp);
@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn event_time_allows_a_year_ahead_of_the_watermark() {
-        let a = Admission::defaults(TimeMode::EventTime);
+        let a = Admission::default();
         let w = at("2026-11-25T16:00:00Z");
         assert!(a.check_time(at("2027-11-25T16:00:00Z"), Some(w), TimeMode::EventTime).is_ok());
         let e = a.check_time(at("2099-01-01T00:00:00Z"), Some(w), TimeMode::EventTime).expect_err("2099");
@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn wall_clock_allows_a_day_of_skew() {
-        let a = Admission::defaults(TimeMode::WallClock);
+        let a = Admission::default();
         let now = at("2026-11-25T16:00:00Z");
         assert!(a.check_time(now + DAY, Some(now), TimeMode::WallClock).is_ok());
         let e = a.check_time(now + DAY + 1, Some(now), TimeMode::WallClock).expect_err("too far");

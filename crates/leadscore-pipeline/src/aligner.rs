@@ -39,6 +39,17 @@ pub struct Arrival {
     pub event: Result<Event, DecodeError>,
     /// When it was fetched, on the runtime's monotonic clock (milliseconds).
     pub fetched_at: Millis,
+    /// Not decoded yet: its writer schema is not known yet (the registry is
+    /// being asked, or is down). `event` means nothing until it is decoded
+    /// again; its group holds everything until then.
+    pub schema_wait: Option<SchemaWait>,
+}
+
+/// Which writer schema a message waits for, and why it is not there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaWait {
+    pub schema_id: u32,
+    pub why: String,
 }
 
 impl Arrival {
@@ -74,7 +85,7 @@ struct Group {
 }
 
 /// What one [`Aligner::release`] did, for metrics and logs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Release {
     /// The group holds messages back: the topic (index in the aligner's
     /// order) it waits for, and where that topic stands.
@@ -82,6 +93,9 @@ pub struct Release {
     /// A wait for a caught-up topic ran out (`max_idle`) and the group went
     /// ahead without it.
     pub idle_expired: bool,
+    /// The group holds its messages because the first of them that waits for
+    /// its writer schema is not decoded yet.
+    pub schema_wait: Option<SchemaWait>,
 }
 
 /// Holds partition groups' messages until they can be applied in event-time
@@ -170,6 +184,24 @@ impl Aligner {
         self.groups.iter().filter(|(_, g)| g.queues.iter().any(|q| !q.is_empty())).map(|(p, _)| *p).collect()
     }
 
+    /// Decodes again, with `decode`, the messages of `partition` that wait
+    /// for their writer schema, in each topic's order, up to the first that
+    /// still waits (so a registry outage costs one try per call, and its end
+    /// decodes everything held at once).
+    pub fn retry_waiting(&mut self, partition: Partition, decode: &mut dyn FnMut(InputMessage) -> Arrival) {
+        let Some(group) = self.groups.get_mut(&partition) else { return };
+        for queue in &mut group.queues {
+            for slot in queue.iter_mut().filter(|a| a.schema_wait.is_some()) {
+                let fetched_at = slot.fetched_at;
+                let message = std::mem::replace(&mut slot.message, InputMessage::empty());
+                *slot = Arrival { fetched_at, ..decode(message) };
+                if slot.schema_wait.is_some() {
+                    break;
+                }
+            }
+        }
+    }
+
     /// Takes the messages of `partition` that can be applied now, in the order
     /// to apply them. `position(topic, next_offset)` says where that topic of
     /// this partition stands on the broker (`next_offset` `None`: nothing
@@ -188,6 +220,12 @@ impl Aligner {
         // while nothing is fetched.
         let mut answers: Vec<Option<Position>> = vec![None; group.queues.len()];
         loop {
+            // A message not decoded yet has no event time: nothing can be
+            // released past it, in any topic of the group.
+            if let Some(wait) = group.queues.iter().find_map(|q| q.front().and_then(|a| a.schema_wait.clone())) {
+                release.schema_wait = Some(wait);
+                break;
+            }
             let head = (0..group.queues.len())
                 .filter_map(|i| group.queues[i].front().map(|a| (a.time(), i)))
                 .min_by_key(|&(t, i)| (t, i));
@@ -264,7 +302,7 @@ mod tests {
             Some(t) => Ok(Event::new(format!("{topic}-{offset}"), "L-1", Kind::PageView, t)),
             None => Err(DecodeError::new(ErrorClass::NotJson, "bad")),
         };
-        Arrival { message, event, fetched_at: 0 }
+        Arrival { message, event, fetched_at: 0, schema_wait: None }
     }
 
     fn ids(out: &[Arrival]) -> Vec<String> {
@@ -375,7 +413,7 @@ mod tests {
         assert!(out.is_empty());
         let r = al.release(0, 1_500, caught_up, &mut out);
         assert_eq!(ids(&out), ["a@0"]);
-        assert_eq!(r, Release { waiting: None, idle_expired: true });
+        assert_eq!(r, Release { waiting: None, idle_expired: true, schema_wait: None });
         // The wait starts afresh for what comes next.
         al.push(arrival("a", 1, Some(20)));
         assert!(al.release(0, 1_600, caught_up, &mut out).waiting.is_some());

@@ -33,7 +33,7 @@ pub mod processor;
 pub mod runtime;
 
 pub use admission::{Admission, UnknownKinds};
-pub use aligner::{Aligner, Arrival, Position, Release};
+pub use aligner::{Aligner, Arrival, Position, Release, SchemaWait};
 pub use messages::{ChangelogKind, InputMessage, OutputRecord, OutputTopic, Topics};
 pub use processor::{Formats, Processor, Step, StepContext, StepError, TimeMode};
 pub use runtime::{Guarantee, Ports, RunError, Runtime, RuntimeSettings};

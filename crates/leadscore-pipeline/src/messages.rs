@@ -16,6 +16,13 @@ pub struct InputMessage {
     pub timestamp: Option<Millis>,
 }
 
+impl InputMessage {
+    /// A placeholder (no topic, no content).
+    pub fn empty() -> InputMessage {
+        InputMessage { topic: String::new(), partition: 0, offset: -1, key: None, payload: None, timestamp: None }
+    }
+}
+
 /// Where an output record goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OutputTopic {

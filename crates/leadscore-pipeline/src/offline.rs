@@ -66,7 +66,7 @@ pub enum OfflineError {
 }
 
 /// How an offline run goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
     /// Fire the timers due up to and including this instant at the end.
     pub until: Option<Millis>,
@@ -74,12 +74,6 @@ pub struct Options {
     pub progress: bool,
     /// The admission rules, as the service in event-time mode has them.
     pub admission: Admission,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options { until: None, progress: false, admission: Admission::defaults(TimeMode::EventTime) }
-    }
 }
 
 /// Scores every line of `input`, writing records to `out` and problems,

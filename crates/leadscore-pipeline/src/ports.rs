@@ -105,6 +105,10 @@ pub trait Source {
     /// Starts delivering messages of an assigned partition group.
     fn resume(&mut self, partition: Partition) -> Result<(), PortError>;
 
+    /// Stops fetching a partition group's messages (those already fetched
+    /// are still delivered) until [`Source::resume`].
+    fn pause(&mut self, partition: Partition) -> Result<(), PortError>;
+
     /// Records consumed offsets in the group (at least once; best effort: the
     /// store's checkpoint is what a restart trusts).
     fn commit(&mut self, offsets: &[TopicOffset]) -> Result<(), PortError>;

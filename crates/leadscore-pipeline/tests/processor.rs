@@ -88,7 +88,7 @@ fn every_golden_scenario_in_avro_publishes_the_same_records_as_in_json() {
     let codec = Arc::new(
         AvroCodec::new(AvroSettings {
             schema_files: [(1, dir.join("lead-event.avsc"))].into_iter().collect(),
-            registry_url: None,
+            registry: None,
             score_change_id: 11,
             transition_id: 12,
         })

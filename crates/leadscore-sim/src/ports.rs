@@ -197,6 +197,13 @@ impl Source for SimSource<'_> {
         })
     }
 
+    fn pause(&mut self, partition: Partition) -> Result<(), PortError> {
+        self.caller.call(|w| {
+            w.slots[self.caller.slot].paused.insert(partition);
+            Ok(())
+        })
+    }
+
     fn commit(&mut self, offsets: &[TopicOffset]) -> Result<(), PortError> {
         self.caller.call(|w| {
             let s = &w.slots[self.caller.slot];

@@ -26,7 +26,7 @@ pub const SCALE: Millis = 3_600_000;
 /// move event time (to fire every timer).
 pub const ADMISSION: Admission = Admission {
     min_timestamp: leadscore_pipeline::admission::DEFAULT_MIN_TIMESTAMP,
-    max_future: 1000 * DAY,
+    max_future: Some(1000 * DAY),
     unknown_kinds: leadscore_pipeline::UnknownKinds::DeadLetter,
 };
 

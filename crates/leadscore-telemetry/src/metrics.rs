@@ -36,6 +36,7 @@ pub struct Metrics {
     pub restore_remaining: IntGauge,
     pub merge_held: IntGauge,
     pub merge_idle_expired: IntCounter,
+    pub schema_waiting: IntGauge,
     pub block_cache_bytes: IntGauge,
     pub memtable_bytes: IntGauge,
     pub build_info: IntGaugeVec,
@@ -207,6 +208,12 @@ impl Default for Metrics {
                 "leadscore_merge_idle_expired_total",
                 "Times a partition group stopped waiting for an input topic that had nothing more on the broker \
                  (processing.max_idle_ms passed) and went ahead without it.",
+            ),
+            schema_waiting: gauge(
+                &r,
+                "leadscore_partitions_waiting_for_schema",
+                "Partition groups paused because their next message's writer schema is not known yet (the schema \
+                 registry is being asked, or is down). Their messages are held, not dead-lettered.",
             ),
             block_cache_bytes: gauge(
                 &r,

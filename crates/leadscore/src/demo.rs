@@ -233,7 +233,7 @@ pub fn demo(model: &Model, opts: &DemoOptions) -> anyhow::Result<()> {
     let produced = AtomicU64::new(0);
     // Events are stamped on the compressed clock, which soon runs ahead of
     // the broker's timestamps: no event is too far in the future here.
-    let admission = Admission { max_future: MAX_DURATION, ..Admission::defaults(TimeMode::WallClock) };
+    let admission = Admission { max_future: Some(MAX_DURATION), ..Admission::default() };
     let settings = RuntimeSettings { topics, time_mode: TimeMode::WallClock, admission, ..RuntimeSettings::default() };
     let mut kafka =
         KafkaSettings { bootstrap_servers: bootstrap.clone(), group_id: "leadscore-demo".into(), ..Default::default() };

@@ -4,7 +4,7 @@
 //! batch in hand is published and committed) on ctrl-c or SIGTERM.
 
 use anyhow::Context;
-use leadscore_codec::Limits;
+use leadscore_codec::{Limits, RegistryAuth, RegistrySettings};
 use leadscore_config::service::ServiceConfig;
 use leadscore_kafka::KafkaSettings;
 use leadscore_pipeline::ports::SystemClock;
@@ -236,11 +236,22 @@ fn formats(config: &ServiceConfig) -> anyhow::Result<leadscore_pipeline::Formats
     let codec = Arc::new(
         leadscore_codec::AvroCodec::new(leadscore_codec::AvroSettings {
             schema_files: config.avro_schema_ids()?,
-            registry_url: f.schema_registry_url.clone(),
+            registry: f.schema_registry_url.as_ref().map(|url| RegistrySettings {
+                url: url.clone(),
+                auth: match (&f.schema_registry_username, &f.schema_registry_password, &f.schema_registry_bearer_token)
+                {
+                    (Some(u), Some(p), _) => Some(RegistryAuth::Basic { username: u.clone(), password: p.clone() }),
+                    (_, _, Some(t)) => Some(RegistryAuth::Bearer(t.clone())),
+                    _ => None,
+                },
+                connect_timeout: f.schema_registry_connect_timeout,
+                request_timeout: f.schema_registry_request_timeout,
+                ..RegistrySettings::new(url.clone())
+            }),
             score_change_id: f.score_change_schema_id,
             transition_id: f.transition_schema_id,
         })
-        .map_err(|e| anyhow::anyhow!("formats.avro_schema_files: {e}"))?,
+        .map_err(|e| anyhow::anyhow!("formats: {e}"))?,
     );
     Ok(leadscore_pipeline::Formats {
         avro_input: (f.input == Encoding::Avro).then(|| codec.clone()),

@@ -82,7 +82,7 @@ fn avro_codec(dir: &Path) -> Arc<AvroCodec> {
     Arc::new(
         AvroCodec::new(AvroSettings {
             schema_files: [(1, dir.join("lead-event.avsc"))].into_iter().collect(),
-            registry_url: None,
+            registry: None,
             score_change_id: 2,
             transition_id: 3,
         })

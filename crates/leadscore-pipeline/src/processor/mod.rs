@@ -11,16 +11,16 @@
 //! in (due, lead) order. In wall-clock mode the runtime says when a step
 //! "ticks": its timers due by then fire before its events.
 //!
-//! - [`work`]: one step's working set of leads, and the records it emits.
-//! - [`timers`]: firing due timers from the store's timer index.
+//! - `work`: one step's working set of leads, and the records it emits.
+//! - `timers`: firing due timers from the store's timer index.
 
 mod timers;
 mod work;
 
 use crate::admission::Admission;
-use crate::aligner::{merge_all, Arrival};
+use crate::aligner::{merge_all, Arrival, SchemaWait};
 use crate::messages::{InputMessage, OutputRecord, Topics};
-use leadscore_codec::{decode_json, AvroCodec, DecodeError, ErrorClass, Limits};
+use leadscore_codec::{decode_json, AvroCodec, AvroError, DecodeError, ErrorClass, Limits};
 use leadscore_core::{Millis, Model};
 use leadscore_store::{Checkpoint, DecodeStateError, Partition, StateStore, StoreError, WriteBatch};
 use leadscore_telemetry::{Observations, StepStats};
@@ -112,7 +112,7 @@ impl<'a> Processor<'a> {
             limits: Limits::default(),
             mode,
             formats: Formats::default(),
-            admission: Admission::defaults(mode),
+            admission: Admission::default(),
         }
     }
 
@@ -177,15 +177,23 @@ impl<'a> Processor<'a> {
         let payload = m.payload.as_deref().unwrap_or_default();
         let size = payload.len() + m.key.as_ref().map_or(0, Vec::len);
         let max = self.limits.max_message_bytes;
+        let mut schema_wait = None;
         let event = match &self.formats.avro_input {
             _ if size > max => Err(DecodeError::new(
                 ErrorClass::Oversize,
                 format!("message of {size} bytes (key and value) is above processing.max_message_bytes = {max}"),
             )),
-            Some(avro) => avro.decode(payload, m.key.as_deref(), kind, &self.limits),
+            Some(avro) => match avro.decode(payload, m.key.as_deref(), kind, &self.limits) {
+                Ok(event) => Ok(event),
+                Err(AvroError::Bad(e)) => Err(e),
+                Err(AvroError::Wait { schema_id, why }) => {
+                    schema_wait = Some(SchemaWait { schema_id, why: why.clone() });
+                    Err(DecodeError::new(ErrorClass::InvalidAvro, why))
+                }
+            },
             None => decode_json(payload, m.key.as_deref(), kind, &self.limits),
         };
-        Arrival { message: m, event, fetched_at: 0 }
+        Arrival { message: m, event, fetched_at: 0, schema_wait }
     }
 
     /// The partition's checkpoint, or a fresh one for this model.

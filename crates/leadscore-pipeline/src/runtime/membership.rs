@@ -57,6 +57,7 @@ impl Runtime<'_> {
                 continue;
             }
             self.aligner.forget(p);
+            self.schema_paused.remove(&p);
             self.revoked.insert(p);
             if self.restoring.as_ref().is_some_and(|t| t.partition == p) {
                 if let Some(mut task) = self.restoring.take() {

@@ -15,16 +15,16 @@
 //! 3. releases each partition group's messages in event-time order across
 //!    its input topics ([`crate::aligner`]) and processes them, one step per
 //!    partition, with the wall-clock timers due;
-//! 4. commits the steps ([`commit`]): publishes the outputs, waits for their
+//! 4. commits the steps (`commit`): publishes the outputs, waits for their
 //!    acknowledgement (or commits the transaction), then writes states,
 //!    timers and checkpoints to the store in one batch.
 //!
 //! - [`settings`]: what the runtime is told.
-//! - [`membership`]: assignments, revocations, restores, activation.
-//! - [`restore`]: one partition's changelog restore.
-//! - [`commit`]: the commit protocol of each guarantee.
-//! - [`breaker`]: the circuit breaker against floods of bad input.
-//! - [`error`]: why it stopped.
+//! - `membership`: assignments, revocations, restores, activation.
+//! - `restore`: one partition's changelog restore.
+//! - `commit`: the commit protocol of each guarantee.
+//! - `breaker`: the circuit breaker against floods of bad input.
+//! - `error`: why it stopped.
 
 mod breaker;
 mod commit;
@@ -116,6 +116,9 @@ pub struct Runtime<'a> {
     restoring: Option<RestoreTask>,
     /// Some partition group is holding messages back.
     merging: bool,
+    /// Partition groups paused because their next message waits for its
+    /// writer schema.
+    schema_paused: BTreeSet<Partition>,
     breaker: Breaker,
     dead_letters: DeadLetterLog,
     last_tick: Duration,
@@ -157,6 +160,7 @@ impl<'a> Runtime<'a> {
             joined: false,
             restoring: None,
             merging: false,
+            schema_paused: BTreeSet::new(),
             breaker: Breaker::new(settings.dead_letter_window, settings.dead_letter_max_share),
             dead_letters: DeadLetterLog::default(),
             last_tick: Duration::ZERO,
@@ -268,6 +272,8 @@ impl<'a> Runtime<'a> {
             .collect();
         for partition in candidates {
             ready.clear();
+            let processor = &self.processor;
+            self.aligner.retry_waiting(partition, &mut |m| processor.decode(m));
             let source = &mut *ports.source;
             let release = self.aligner.release(
                 partition,
@@ -278,6 +284,7 @@ impl<'a> Runtime<'a> {
             if release.idle_expired {
                 self.telemetry.metrics.merge_idle_expired.inc();
             }
+            self.schema_wait(ports.source, partition, release.schema_wait.clone())?;
             if let Some((topic, position)) = release.waiting {
                 merging = true;
                 if position != Position::CaughtUp {
@@ -305,6 +312,35 @@ impl<'a> Runtime<'a> {
         self.merging = merging;
         self.telemetry.metrics.merge_held.set(self.aligner.buffered() as i64);
         Ok(steps)
+    }
+
+    /// Pauses a partition group whose next message waits for its writer
+    /// schema (so that fetched messages do not pile up while the registry is
+    /// down), and resumes it once that message is decoded.
+    fn schema_wait(
+        &mut self,
+        source: &mut dyn crate::ports::Source,
+        partition: Partition,
+        wait: Option<crate::aligner::SchemaWait>,
+    ) -> Result<(), RunError> {
+        match (wait, self.schema_paused.contains(&partition)) {
+            (Some(w), false) => {
+                tracing::warn!(
+                    partition, schema_id = w.schema_id, reason = %w.why,
+                    "pausing the partition until the writer schema of its next message is known"
+                );
+                source.pause(partition).map_err(RunError::Source)?;
+                self.schema_paused.insert(partition);
+            }
+            (None, true) => {
+                tracing::info!(partition, "writer schema known: resuming the partition");
+                source.resume(partition).map_err(RunError::Source)?;
+                self.schema_paused.remove(&partition);
+            }
+            _ => {}
+        }
+        self.telemetry.metrics.schema_waiting.set(self.schema_paused.len() as i64);
+        Ok(())
     }
 
     /// Wall clock: fires the timers due by now in every active partition that

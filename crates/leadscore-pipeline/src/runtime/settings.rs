@@ -88,7 +88,7 @@ impl Default for RuntimeSettings {
             guarantee: Guarantee::AtLeastOnce,
             formats: Formats::default(),
             limits: Limits::default(),
-            admission: Admission::defaults(TimeMode::WallClock),
+            admission: Admission::default(),
             max_batch: 5000,
             poll_timeout: Duration::from_millis(100),
             tick_interval: Duration::from_millis(100),
