@@ -12,6 +12,14 @@
 //! byte, unknown schema id, a datum that does not decode or resolve) is
 //! `invalid_avro`.
 //!
+//! apache-avro reserves room for a block of a map or an array from the count
+//! the datum declares, before reading an item: eleven bytes declaring a map
+//! of billions of entries made it ask for 43 GB and abort the process (found
+//! by the fuzzer). Its allocation limit is global and compared with the item
+//! count, not the bytes reserved, so it is set to [`MAX_AVRO_ALLOCATION`]:
+//! a string, bytes or a block of more than that many items is `invalid_avro`,
+//! and a hostile count reserves at most a few tens of MB, freed at once.
+//!
 //! Output: the JSON record, field for field, encoded with
 //! `schemas/score-change.avsc` or `schemas/segment-transition.avsc` and framed
 //! with the schema ids configured for them.
@@ -31,6 +39,10 @@ use std::sync::Arc;
 pub const LEAD_EVENT_AVSC: &str = include_str!("../../../schemas/lead-event.avsc");
 pub const SCORE_CHANGE_AVSC: &str = include_str!("../../../schemas/score-change.avsc");
 pub const SEGMENT_TRANSITION_AVSC: &str = include_str!("../../../schemas/segment-transition.avsc");
+
+/// The largest string, bytes or collection block an Avro input may hold
+/// (bytes or items); see the module documentation.
+pub const MAX_AVRO_ALLOCATION: usize = 256 * 1024;
 
 /// Where Avro schemas come from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,6 +95,14 @@ impl AvroCodec {
     /// Loads the local writer schemas (errors name the file) and starts the
     /// registry's fetch thread, if there is a registry.
     pub fn new(settings: AvroSettings) -> Result<AvroCodec, String> {
+        // The first call sets the process-wide limit; nothing else in
+        // leadscore sets it.
+        let limit = apache_avro::util::max_allocation_bytes(MAX_AVRO_ALLOCATION);
+        if limit > MAX_AVRO_ALLOCATION {
+            return Err(format!(
+                "apache-avro's allocation limit is already {limit} bytes, above {MAX_AVRO_ALLOCATION}"
+            ));
+        }
         let mut writers = HashMap::new();
         for (id, path) in &settings.schema_files {
             let text = std::fs::read_to_string(path)
@@ -221,6 +241,22 @@ mod tests {
             transition_id: 3,
         })
         .expect("codec")
+    }
+
+    #[test]
+    fn a_declared_count_of_billions_is_invalid_not_an_abort() {
+        let c = codec();
+        let limits = Limits::default();
+        // An empty id, two nulls, timestamp 0, then a properties map of
+        // 402,653,178 entries (found by the fuzzer: 40 GB reserved); an id
+        // of as many bytes.
+        for datum in [&[0u8, 0, 0, 0, 0, 0xf4, 0xff, 0xff, 0xff, 0x02, 0x0e][..], &[0xf4, 0xff, 0xff, 0xff, 0x02]] {
+            let message = [&[0u8, 0, 0, 0, 1][..], datum].concat();
+            match c.decode(&message, None, None, &limits) {
+                Err(AvroError::Bad(e)) => assert_eq!(e.class, ErrorClass::InvalidAvro, "{e:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

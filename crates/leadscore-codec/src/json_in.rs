@@ -392,6 +392,24 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_ignored_where_unknown_and_refused_where_it_matters() {
+        // serde_json skips a raw value without recursion: an unknown property
+        // nested a million deep neither overflows the stack nor fails.
+        let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
+        let unknown = format!(
+            r#"{{"event_id":"e","lead_id":"L","type":"page_view","timestamp":1,"properties":{{"url":"/","x":{deep}}},"y":{deep}}}"#
+        );
+        assert_eq!(dec(&unknown).unwrap().kind, Kind::PageView);
+        let known = format!(
+            r#"{{"event_id":"e","lead_id":"L","type":"page_view","timestamp":1,"properties":{{"url":{deep}}}}}"#
+        );
+        assert_eq!(class(&known), ErrorClass::InvalidField);
+        assert_eq!(class(&deep), ErrorClass::NotJson);
+        let unclosed = format!(r#"{{"event_id":"e","properties":{{"x":{}}}}}"#, "[".repeat(200_000));
+        assert_eq!(class(&unclosed), ErrorClass::NotJson);
+    }
+
+    #[test]
     fn epoch_millis_and_key() {
         let e = decode_json(
             br#"{"event_id":"e","timestamp":5,"properties":{"url":"/"}}"#,

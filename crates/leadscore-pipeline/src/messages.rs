@@ -114,8 +114,8 @@ pub mod headers {
     pub const SOURCE_TOPIC: &str = "leadscore.source.topic";
     pub const SOURCE_PARTITION: &str = "leadscore.source.partition";
     pub const SOURCE_OFFSET: &str = "leadscore.source.offset";
-    /// On the dead letter of an oversized message, whose value it truncates:
-    /// the original value's size in bytes.
+    /// On the dead letter of an oversized message (whose value is cut to its
+    /// first 64 KiB): the original value's size in bytes.
     pub const ORIGINAL_SIZE: &str = "leadscore.error.original_size";
     /// The same for a truncated key.
     pub const ORIGINAL_KEY_SIZE: &str = "leadscore.error.original_key_size";

@@ -13,7 +13,6 @@
 //!   contents, and every lead's versions run from 1 without a gap.
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,17 +23,8 @@ use support::{assert_same, bin, free_address, read_outputs, reference_of, stop, 
 
 const PARTITIONS: i32 = 4;
 
-/// A broker in its own process; its address.
 fn dev_broker() -> (Child, String) {
-    let mut broker = bin()
-        .args(["dev-broker", "--partitions", &PARTITIONS.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("broker");
-    let mut bootstrap = String::new();
-    std::io::BufReader::new(broker.stdout.take().expect("stdout")).read_line(&mut bootstrap).expect("address");
-    (broker, bootstrap.trim().to_string())
+    support::dev_broker(PARTITIONS)
 }
 
 /// One message of the stream: topic, explicit partition (closing events),
@@ -43,7 +33,7 @@ type Message = (String, Option<i32>, String, String);
 
 /// `events` generated events in strictly increasing event time (ties would
 /// leave the order across topics to the tie-break), each on the default topic
-/// of its kind, then one closing event per partition far in the future, so
+/// of its kind, then one closing event per partition 360 days later, so
 /// that event time passes every timer. Written to `file` for the reference.
 fn stream(dir: &Path, events: u64, seed: u64) -> (Vec<Message>, PathBuf) {
     let generated = dir.join("generated.jsonl");
@@ -66,7 +56,9 @@ fn stream(dir: &Path, events: u64, seed: u64) -> (Vec<Message>, PathBuf) {
         let lead = format!("close-{p}");
         let json = serde_json::json!({
             "event_id": lead, "lead_id": lead, "type": "page_view",
-            "timestamp": last + 400 * 86_400_000, "properties": {"url": "https://example.com/"}
+            // Within the default horizon of event time (a year ahead of the
+            // partition's event time), beyond every timer of the sample's leads.
+            "timestamp": last + 360 * 86_400_000, "properties": {"url": "https://example.com/"}
         });
         messages.push(("lead-events".into(), Some(p), lead, json.to_string()));
     }

@@ -256,8 +256,8 @@ impl<'p, 'a> Work<'p, 'a> {
 
     /// The dead letter of `m`: its key and value as they came, except that an
     /// oversized message keeps only the first [`DEAD_LETTER_SAMPLE_BYTES`] of
-    /// each (with the original sizes in headers), so that every dead letter
-    /// can be published.
+    /// each (with its value's original size in a header, and its key's if
+    /// that was cut), so that every dead letter can be published.
     fn dead_letter(&mut self, m: &InputMessage, e: &DecodeError) {
         self.step.stats.dead_lettered += 1;
         let mut headers = vec![
@@ -269,7 +269,7 @@ impl<'p, 'a> Work<'p, 'a> {
         ];
         let (mut key, mut value) = (m.key.clone(), m.payload.clone());
         if e.class == ErrorClass::Oversize {
-            if let Some(v) = value.as_mut().filter(|v| v.len() > DEAD_LETTER_SAMPLE_BYTES) {
+            if let Some(v) = value.as_mut() {
                 headers.push((headers::ORIGINAL_SIZE, v.len().to_string().into_bytes()));
                 v.truncate(DEAD_LETTER_SAMPLE_BYTES);
             }

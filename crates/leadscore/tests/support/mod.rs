@@ -27,8 +27,24 @@ pub fn free_address() -> String {
     l.local_addr().expect("address").to_string()
 }
 
-/// Applied events counted by a running instance's /metrics (0 if unreachable).
-pub fn applied(admin: &str) -> u64 {
+/// `leadscore dev-broker` in its own process, its topics with `partitions`
+/// partitions; its address.
+pub fn dev_broker(partitions: i32) -> (Child, String) {
+    use std::io::BufRead;
+    let mut broker = bin()
+        .args(["dev-broker", "--partitions", &partitions.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("broker");
+    let mut bootstrap = String::new();
+    std::io::BufReader::new(broker.stdout.take().expect("stdout")).read_line(&mut bootstrap).expect("address");
+    (broker, bootstrap.trim().to_string())
+}
+
+/// The sum of a metric's samples whose labels contain every one of `labels`,
+/// from a running instance's /metrics (0 if unreachable).
+pub fn metric(admin: &str, name: &str, labels: &[&str]) -> u64 {
     let Ok(mut s) = std::net::TcpStream::connect(admin) else { return 0 };
     if write!(s, "GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n").is_err() {
         return 0;
@@ -37,9 +53,15 @@ pub fn applied(admin: &str) -> u64 {
     let _ = s.read_to_string(&mut response);
     response
         .lines()
-        .filter(|l| l.starts_with("leadscore_events_total{") && l.contains(r#"outcome="applied""#))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Applied events counted by a running instance's /metrics (0 if unreachable).
+pub fn applied(admin: &str) -> u64 {
+    metric(admin, "leadscore_events_total", &[r#"outcome="applied""#])
 }
 
 /// Starts `leadscore run` on `state` with its admin server on `admin`.
@@ -191,4 +213,31 @@ pub fn run_until(
         handle.join().expect("no panic").expect("the loop ends cleanly");
     });
     telemetry
+}
+
+/// A child process killed when dropped, so that a failed test leaves no
+/// broker or service behind.
+pub struct Guard(pub Option<Child>);
+
+impl Guard {
+    pub fn new(child: Child) -> Guard {
+        Guard(Some(child))
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("a child until taken")
+    }
+
+    pub fn take(mut self) -> Child {
+        self.0.take().expect("a child until taken")
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

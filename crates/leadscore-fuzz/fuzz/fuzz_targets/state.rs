@@ -1,0 +1,4 @@
+//! cargo-fuzz entry point of leadscore_fuzz::state (see that crate's docs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| leadscore_fuzz::state(data));
