@@ -41,6 +41,58 @@ fn the_dockerfile_builds_in_two_stages_and_runs_as_a_non_root_user_on_the_admin_
     assert!(docker.contains(&format!("EXPOSE {}", port_of(&default.admin.listen))));
     assert!(docker.contains(r#"CMD ["run", "--config", "/etc/leadscore/leadscore.toml"]"#));
     assert!(docker.contains("cargo build --release --locked -p leadscore"));
+    assert!(docker.contains("COPY config/leadscore.default.toml /etc/leadscore/leadscore.toml"), "a default config");
+    let ignored = std::fs::read_to_string(root().join(".dockerignore")).expect(".dockerignore");
+    for path in ["target/", ".git/"] {
+        assert!(ignored.lines().any(|l| l.trim() == path), ".dockerignore leaves out {path}");
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `1.89`, `1.89.0` as comparable numbers.
+fn rust_version(text: &str) -> (u32, u32, u32) {
+    let mut parts = text.trim().split('.').map(|p| p.parse::<u32>().unwrap_or_else(|_| panic!("a version: {text:?}")));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+#[test]
+fn the_image_and_the_workspace_declare_at_least_the_rust_the_locked_dependencies_need() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(root())
+        .output()
+        .expect("cargo metadata");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata");
+    let (needed, by) = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter_map(|p| {
+            let v = p["rust_version"].as_str()?;
+            Some((rust_version(v), format!("{} {} (rust-version {v})", p["name"].as_str()?, p["version"].as_str()?)))
+        })
+        .max()
+        .expect("some package declares a rust-version");
+
+    let docker = read("Dockerfile");
+    let image = docker
+        .lines()
+        .find_map(|l| l.strip_prefix("FROM rust:"))
+        .and_then(|tag| tag.split(['-', ' ']).next())
+        .expect("FROM rust:<version>-...");
+    assert!(rust_version(image) >= needed, "deploy/Dockerfile builds with Rust {image}, but {by} needs more");
+
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+    let declared = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .map(|v| v.trim_matches('"'))
+        .expect("the workspace's rust-version");
+    assert!(rust_version(declared) >= needed, "Cargo.toml says rust-version {declared}, but {by} needs more");
 }
 
 #[test]

@@ -224,7 +224,7 @@ proptest! {
         // with a later timestamp, as an at-least-once upstream would.
         let at = evs.len() - 1 - pick % evs.len().min(5);
         let last = &evs[at];
-        // An erase forgets everything, the ids seen included (domain.md): after
+        // An erase forgets everything, the ids seen included (docs/events.md): after
         // one, the same event applies again by design.
         let erased_since = evs[at..].iter().any(|e| e.lead_id == last.lead_id && e.kind == Kind::Erase);
         let slot = leads.entry(last.lead_id.to_string()).or_default();

@@ -5,19 +5,27 @@
 //! - `GET /readyz`: 200 once the assigned partitions are restored and consumed;
 //!   503 with the reason while restoring, before the first assignment, or while
 //!   every broker is unreachable.
-//! - `GET /segments`: each segment of the model with its current members over
-//!   the partitions this instance owns.
+//! - `GET /segments`: each segment of the model with its number of members
+//!   over the partitions this instance owns.
 //! - `GET /leads/{lead_id}`: the lead's score decayed to now, grade, segments
-//!   with when each was entered, profile, version (of its last published
-//!   record) and model version, and the last score changes (with reasons) this
-//!   instance published for it since it started; 404 when the lead is in none
-//!   of the partitions this instance owns (saying which those are).
+//!   with when each was entered, version (of its last published record) and
+//!   model version, and the last score changes (with reasons) this instance
+//!   published for it since it started; its profile (personal data: e-mail,
+//!   job title, company) only where [`Access::expose_profile`] says so;
+//!   404 when the lead is in none of the partitions this instance owns (saying
+//!   which those are).
+//!
+//! With a [`Access::bearer_token`], every route but the two probes
+//! answers 401 unless the request carries `Authorization: Bearer <token>`:
+//! probes come from orchestrators that hold no secrets, and say nothing about
+//! leads.
 //!
 //! The router is built from an [`AdminState`] and served by [`serve`]; tests
 //! call it without a socket.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -42,17 +50,53 @@ pub struct AdminState {
     pub memory: Option<MemoryProbe>,
     /// The consumer group, named in answers about leads owned elsewhere.
     pub group: String,
+    pub access: Access,
+}
+
+/// Who may read what.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// Required on every route but the probes, when set.
+    pub bearer_token: Option<Arc<str>>,
+    /// Whether `/leads/{lead_id}` includes the lead's profile.
+    pub expose_profile: bool,
 }
 
 /// The admin routes.
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    let guarded = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
         .route("/segments", get(segments))
         .route("/leads/{lead_id}", get(lead))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), authorize));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(guarded)
         .with_state(state)
+}
+
+/// Lets a request through when no token is set or it carries the token.
+async fn authorize(State(s): State<AdminState>, request: Request, next: Next) -> Response {
+    let Some(token) = &s.access.bearer_token else { return next.run(request).await };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if given.is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes())) {
+        return next.run(request).await;
+    }
+    let status = StatusCode::UNAUTHORIZED;
+    let body = Json(json!({ "error": "this route needs Authorization: Bearer <admin.bearer_token>" }));
+    (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+}
+
+/// Compares without stopping at the first difference, so that the time an
+/// answer takes does not tell how much of a guess was right.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.
@@ -127,8 +171,10 @@ async fn lead(State(s): State<AdminState>, Path(lead_id): Path<String>) -> Respo
                 json!({ "segment": name, "since": format_rfc3339(m.since) })
             })
             .collect();
-        let profile: serde_json::Map<String, Value> =
-            state.profile.iter().map(|(f, v)| (f.as_str().to_string(), profile_value(v))).collect();
+        let profile: Option<serde_json::Map<String, Value>> = s
+            .access
+            .expose_profile
+            .then(|| state.profile.iter().map(|(f, v)| (f.as_str().to_string(), profile_value(v))).collect());
         let changes: Vec<Value> = s
             .telemetry
             .history
@@ -137,19 +183,21 @@ async fn lead(State(s): State<AdminState>, Path(lead_id): Path<String>) -> Respo
             .rev()
             .filter_map(|r| serde_json::from_str(&r.to_json(&s.model)).ok())
             .collect();
-        return Json(json!({
+        let mut answer = json!({
             "lead_id": lead_id,
             "partition": partition,
             "score": leadscore_core::decay::round2(state.score_at_time(&s.model, now)),
             "as_of": format_rfc3339(now),
             "grade": state.grade.as_str(),
             "segments": segments,
-            "profile": profile,
             "version": state.version,
             "model_version": s.model.version,
             "recent_score_changes": changes,
-        }))
-        .into_response();
+        });
+        if let Some(profile) = profile {
+            answer["profile"] = Value::Object(profile);
+        }
+        return Json(answer).into_response();
     }
     let message = if owned.is_empty() {
         "lead not found: this instance owns no partitions yet".to_string()

@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use leadscore_admin::{router, AdminState};
+use leadscore_admin::{router, Access, AdminState};
 use leadscore_config::seed_model;
 use leadscore_core::time::{parse_rfc3339, DAY};
 use leadscore_pipeline::{InputMessage, Processor, TimeMode, Topics};
@@ -50,13 +50,22 @@ fn state() -> (AdminState, Arc<MemoryStore>) {
         clock: Arc::new(move || now),
         memory: Some(Arc::new(|| (1234, 567))),
         group: "leadscore".into(),
+        access: Access::default(),
     };
     (state, store)
 }
 
 async fn get(state: &AdminState, uri: &str) -> (StatusCode, String) {
+    get_with(state, uri, None).await
+}
+
+async fn get_with(state: &AdminState, uri: &str, authorization: Option<&str>) -> (StatusCode, String) {
+    let mut request = Request::get(uri);
+    if let Some(a) = authorization {
+        request = request.header("authorization", a);
+    }
     let response =
-        router(state.clone()).oneshot(Request::get(uri).body(Body::empty()).expect("request")).await.expect("response");
+        router(state.clone()).oneshot(request.body(Body::empty()).expect("request")).await.expect("response");
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
     (status, String::from_utf8(bytes.to_vec()).expect("utf8"))
@@ -113,7 +122,7 @@ async fn a_lead_is_looked_up_with_its_score_decayed_to_now_and_an_unknown_one_is
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["lead_id"], "L-1");
     assert_eq!(v["partition"], 0);
-    assert_eq!(v["profile"]["country"], "US");
+    assert!(v.get("profile").is_none(), "no personal data unless exposed: {v}");
     assert_eq!(v["as_of"], "2026-01-11T00:02:00.000Z");
     assert_eq!(v["model_version"], s.model.version.as_str());
     let changes = v["recent_score_changes"].as_array().expect("changes");
@@ -143,4 +152,36 @@ async fn segments_are_listed_with_their_members() {
     assert_eq!(list.len(), s.model.segments.len());
     let low = list.iter().find(|x| x["segment"] == "score-low").expect("score-low");
     assert_eq!(low["members"], 7);
+}
+
+#[tokio::test]
+async fn the_profile_is_shown_only_where_exposed() {
+    let (mut s, _) = state();
+    s.telemetry.status.set_owned([0].into_iter().collect());
+    s.access.expose_profile = true;
+    let (status, body) = get(&s, "/leads/L-1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["profile"]["country"], "US");
+    assert_eq!(v["profile"]["job_title"], "VP Marketing");
+}
+
+#[tokio::test]
+async fn with_a_bearer_token_only_the_probes_are_open() {
+    let (mut s, _) = state();
+    s.telemetry.status.set_owned([0].into_iter().collect());
+    s.telemetry.status.consuming.store(true, Ordering::Relaxed);
+    s.access.bearer_token = Some("s3cret-token".into());
+    for uri in ["/healthz", "/readyz"] {
+        assert_eq!(get(&s, uri).await.0, StatusCode::OK, "{uri}");
+    }
+    for uri in ["/metrics", "/segments", "/leads/L-1"] {
+        let (status, body) = get(&s, uri).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}: {body}");
+        assert!(body.contains("Authorization: Bearer"), "{body}");
+        for wrong in ["Bearer s3cret-toke", "Bearer s3cret-token2", "Basic s3cret-token", "s3cret-token"] {
+            assert_eq!(get_with(&s, uri, Some(wrong)).await.0, StatusCode::UNAUTHORIZED, "{uri} with {wrong:?}");
+        }
+        assert_eq!(get_with(&s, uri, Some("Bearer s3cret-token")).await.0, StatusCode::OK, "{uri}");
+    }
 }

@@ -1,4 +1,4 @@
-//! Encodes input events as the JSON of domain.md §2, for generators and tests:
+//! Encodes input events as the JSON of docs/events.md, for generators and tests:
 //! the inverse of [`crate::json_in::decode_json`].
 
 use leadscore_core::event::{OwnedValue, Value};
@@ -61,7 +61,7 @@ mod tests {
     #[test]
     fn round_trips_through_the_decoder() {
         let mut e = Event::new("e-1", "L-1", Kind::ProfileUpdate, 1_795_622_400_000);
-        // In the order the decoder reads profile fields (that of domain.md).
+        // In the order the decoder reads profile fields (that of docs/events.md).
         e.properties.profile.push((Field::Email, None));
         e.properties.profile.push((Field::JobTitle, Some(OwnedValue::Text("CEO".into()))));
         e.properties.profile.push((Field::Technologies, Some(OwnedValue::TextList(vec!["hubspot".into()].into()))));

@@ -1,4 +1,4 @@
-//! Encodes output records as the JSON of domain.md §3, fields in contract order.
+//! Encodes output records as the JSON of docs/events.md, fields in contract order.
 
 use leadscore_core::event::Kind;
 use leadscore_core::model::Model;

@@ -1,10 +1,10 @@
 //! Wire formats of leadscore.
 //!
-//! Input: one event per message, JSON per domain.md §2, decoded into a core
+//! Input: one event per message, JSON per docs/events.md, decoded into a core
 //! [`leadscore_core::Event`]; anything wrong becomes a [`DecodeError`] whose
 //! [`ErrorClass`] is the dead-letter `leadscore.error.class` header and whose
 //! message names the field. Output: score changes and segment transitions as the
-//! JSON of domain.md §3. Both also in Avro (Confluent wire format), with the
+//! JSON of docs/events.md. Both also in Avro (Confluent wire format), with the
 //! same fields, values and error classes.
 //!
 //! # Layout

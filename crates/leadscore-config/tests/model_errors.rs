@@ -1,5 +1,5 @@
 //! Model files with mistakes give errors that name the key path, the value and
-//! what was expected; the shipped seed model compiles to domain.md §4.
+//! what was expected; the shipped seed model compiles to the reference model.
 
 use leadscore_config::{parse_model, seed_model, SEED_MODEL_TOML};
 

@@ -6,7 +6,7 @@
 //! needs a timer index keyed by that instant.
 //!
 //! Order of outputs for one event: timer transitions that were due strictly
-//! before it, then the score change, then exits, then entries (domain.md §3).
+//! before it, then the score change, then exits, then entries (docs/events.md).
 
 use crate::decay::{cents, cents_at, crossing, decayed, round2};
 use crate::dedup::id_hash;
@@ -113,6 +113,7 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
     }
     let scored = out.reasons.len() as u32 > reasons_start;
     let score = if scored {
+        // Model::new refuses min >= max, so the bounds are in order.
         let s = (previous + total).clamp(model.score.min, model.score.max);
         state.score = s;
         state.score_at = t;

@@ -1,4 +1,4 @@
-//! Input events: the kinds of domain.md §2, their typed properties, and the
+//! Input events: the kinds of docs/events.md, their typed properties, and the
 //! profile patch carried by `profile_update`.
 //!
 //! Events arrive already validated (the codec names any bad field); here they are
@@ -317,7 +317,7 @@ impl Event {
         Event { event_id: event_id.into(), lead_id: lead_id.into(), kind, timestamp, properties: Properties::default() }
     }
 
-    /// Whether this event counts as *activity* in the sense of domain.md §2.
+    /// Whether this event counts as *activity* in the sense of docs/events.md.
     pub fn is_activity(&self) -> bool {
         match self.kind {
             Kind::PageView | Kind::EmailClick | Kind::Download | Kind::FormSubmit | Kind::Search => true,

@@ -2,7 +2,7 @@
 //!
 //! No IO, no clock, no Kafka, no RocksDB: [`engine::apply`] takes a lead's state
 //! and an event, [`engine::advance`] takes a lead's state and an instant, and both
-//! append the output records of domain.md §3. Every time-driven change is
+//! append the output records of docs/events.md. Every time-driven change is
 //! computed as data ([`state::LeadState::next_due`]), which is what makes exact,
 //! cheap timers possible in the runtime around it.
 //!

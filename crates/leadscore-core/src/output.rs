@@ -1,4 +1,4 @@
-//! Output records (domain.md §3) as the engine produces them: plain values that
+//! Output records (docs/events.md) as the engine produces them: plain values that
 //! the codec turns into JSON or Avro. Names (rules, segments, the model version,
 //! the event id) are looked up at encoding time, so producing a record allocates
 //! nothing in the steady state.

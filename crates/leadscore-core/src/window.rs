@@ -8,8 +8,9 @@
 //! N after its instant. Entries falling in the same bucket (one hour by default,
 //! aligned to the epoch) are merged into one stamped with the latest instant, so a
 //! window holds at most N / bucket entries; a merged event may leave up to one
-//! bucket late, as domain.md allows. Time only moves forward per lead, so entries
-//! are appended at the back and expire from the front.
+//! bucket late (the model file's `bucket`, documented there). Time only moves
+//! forward per lead, so entries are appended at the back and expire from the
+//! front.
 //!
 //! Summing windows keep their values in millionths, as whole numbers stored in
 //! `f64`: sums of whole numbers are exact in any order, so the running total, the

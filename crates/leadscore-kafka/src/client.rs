@@ -57,6 +57,24 @@ pub fn group_consumer_config(
     c
 }
 
+/// The partitioner of every record leadscore keys without a partition (score
+/// changes, transitions, and `leadscore gen`'s events): the Java client's
+/// murmur2, so that a Java or Kafka Streams consumer joining on `lead_id` finds
+/// a lead in the partition its own producers would use. librdkafka's default
+/// (CRC32) differs. `kafka.librdkafka.partitioner` overrides it.
+pub const JAVA_COMPATIBLE_PARTITIONER: &str = "murmur2_random";
+
+/// The output producer's configuration: the shared options, the
+/// Java-compatible partitioner unless set, and `message_max_bytes`.
+pub fn producer_config(s: &KafkaSettings, message_max_bytes: usize) -> rdkafka::ClientConfig {
+    let mut c = client_config(s);
+    if !s.librdkafka.contains_key("partitioner") {
+        c.set("partitioner", JAVA_COMPATIBLE_PARTITIONER);
+    }
+    c.set("message.max.bytes", message_max_bytes.to_string());
+    c
+}
+
 /// The shared options (security, tuning) without the group consumer's.
 pub fn client_config(s: &KafkaSettings) -> rdkafka::ClientConfig {
     let mut c = rdkafka::ClientConfig::new();

@@ -39,7 +39,8 @@ pub struct EventProducer {
 }
 
 impl EventProducer {
-    /// An idempotent producer with a 5 ms linger.
+    /// An idempotent producer with a 5 ms linger and the Java client's
+    /// partitioner (as most producers of a platform team's topics use).
     pub fn new(bootstrap_servers: &str) -> Result<EventProducer, KafkaError> {
         EventProducer::with_options(bootstrap_servers, &[])
     }
@@ -48,7 +49,11 @@ impl EventProducer {
     /// (batching, queue sizes, security).
     pub fn with_options(bootstrap_servers: &str, options: &[(String, String)]) -> Result<EventProducer, KafkaError> {
         let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", bootstrap_servers).set("linger.ms", "5").set("enable.idempotence", "true");
+        config
+            .set("bootstrap.servers", bootstrap_servers)
+            .set("linger.ms", "5")
+            .set("enable.idempotence", "true")
+            .set("partitioner", crate::client::JAVA_COMPATIBLE_PARTITIONER);
         for (k, v) in options {
             config.set(k, v);
         }

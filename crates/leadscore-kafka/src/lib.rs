@@ -67,8 +67,7 @@ pub fn run(
              the dead-letter and changelog topics"
         );
     }
-    let mut producer = shared.clone();
-    producer.set("message.max.bytes", max_bytes.to_string());
+    let producer = client::producer_config(kafka, max_bytes);
     let mut sink =
         sink::KafkaSink::new(&producer, settings.topics.clone(), transactional.as_deref()).map_err(RunError::Sink)?;
     let mut changelog =

@@ -443,8 +443,9 @@ fn broker_faults_are_survived_without_loss() {
     }
 }
 
-/// A topic of garbage trips the circuit breaker: the loop stops with an error
-/// that says why, after the bad messages are in the dead-letter topic.
+/// A topic of garbage trips the circuit breaker where one is set (the default
+/// never trips): the loop stops with an error that says why, after the bad
+/// messages are in the dead-letter topic.
 #[test]
 fn mostly_bad_input_stops_the_loop_with_a_clear_error() {
     let c = cluster();
@@ -455,6 +456,7 @@ fn mostly_bad_input_stops_the_loop_with_a_clear_error() {
     let store = RocksStore::open(dir.path(), &RocksSettings::default()).expect("store");
     let mut s = settings(&bootstrap);
     s.runtime.dead_letter_window = 100;
+    s.runtime.dead_letter_max_share = 0.5;
     let (telemetry, stop) = (Telemetry::default(), AtomicBool::new(false));
     let result = run_once(&s, &store, &stop, &telemetry);
     let e = result.expect_err("the breaker trips").to_string();

@@ -218,7 +218,17 @@ pub fn demo(model: &Model, opts: &DemoOptions) -> anyhow::Result<()> {
         Some(listen) => {
             let shared = Arc::new(model.clone());
             let clock: Arc<dyn Fn() -> Millis + Send + Sync> = Arc::new(move || clock.now());
-            match crate::service::start_admin(listen, "leadscore-demo", &shared, &store, &telemetry, &stop, clock) {
+            // The demo's leads are generated: their profiles are no one's.
+            let access = leadscore_admin::Access { bearer_token: None, expose_profile: true };
+            let parts = crate::service::AdminParts {
+                group: "leadscore-demo",
+                model: &shared,
+                store: &store,
+                telemetry: &telemetry,
+                clock,
+                access,
+            };
+            match crate::service::start_admin(listen, parts, &stop) {
                 Ok(handle) => {
                     eprintln!("leadscore demo: admin server on http://{listen} (/metrics /segments /leads/{{id}})");
                     Some(handle)

@@ -3,7 +3,7 @@
 //! Confluent wire format), at a target rate or as fast as the producer goes,
 //! with a configurable share of bad messages of every class leadscore
 //! dead-letters. Messages are keyed by lead id, as the input contract asks.
-//! All to one topic, or each event to the default topic of its kind (domain.md
+//! All to one topic, or each event to the default topic of its kind (docs/events.md
 //! §2), as the default configuration's six co-partitioned topics expect.
 
 use anyhow::Context;
@@ -71,7 +71,7 @@ impl Summary {
     }
 }
 
-/// The default input topic of each kind (domain.md §2): `page-views`,
+/// The default input topic of each kind (docs/events.md): `page-views`,
 /// `email-clicks`, `downloads`, `email-bounces`, `lead-profiles` for profile,
 /// opportunity and erase events; `None` for the rest (`lead-events`).
 pub fn default_topic_of(kind: Kind) -> Option<&'static str> {

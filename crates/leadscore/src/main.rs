@@ -34,6 +34,10 @@ enum Command {
         /// milliseconds), e.g. to see who went inactive by then.
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         until: Option<Millis>,
+        /// Exit 0 even when lines were rejected (they are still reported on
+        /// standard error); without it, rejected lines make the exit status 1.
+        #[arg(long)]
+        allow_rejected: bool,
     },
     /// Generate a realistic synthetic event stream (page views, email
     /// engagement, downloads, bounces, profile and CRM updates): as JSON lines
@@ -192,10 +196,15 @@ enum Command {
         log_json: bool,
     },
     /// Check a service configuration and print the effective settings (defaults,
-    /// file and environment merged), secrets redacted.
+    /// files and environment merged, as `run` would), secrets redacted.
     CheckConfig {
-        /// The service configuration (TOML).
-        file: Option<PathBuf>,
+        /// The service configuration (TOML), as for `run`: may be given several
+        /// times, later files override earlier ones.
+        #[arg(long, value_name = "FILE")]
+        config: Vec<PathBuf>,
+        /// The same, without --config (kept for scripts written before it).
+        #[arg(value_name = "FILE", hide = true)]
+        files: Vec<PathBuf>,
     },
     /// Check a model file and print a readable summary of it.
     CheckModel {
@@ -271,21 +280,29 @@ fn load_model(path: Option<&PathBuf>) -> anyhow::Result<Model> {
     })
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Score { model, input, until } => {
+        Command::Score { model, input, until, allow_rejected } => {
             let model = load_model(model.as_ref())?;
             let stdout = io::stdout();
             let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
             let mut err = io::stderr().lock();
             let options = offline::Options { until, progress: io::stderr().is_terminal(), ..Default::default() };
-            if input == "-" {
-                offline::score(&model, io::stdin().lock(), &options, &mut out, &mut err)?;
+            let summary = if input == "-" {
+                offline::score(&model, io::stdin().lock(), &options, &mut out, &mut err)?
             } else {
                 let file = std::fs::File::open(&input).with_context(|| format!("cannot open --input {input}"))?;
-                offline::score(&model, BufReader::with_capacity(1 << 16, file), &options, &mut out, &mut err)?;
-            }
+                offline::score(&model, BufReader::with_capacity(1 << 16, file), &options, &mut out, &mut err)?
+            };
             out.flush()?;
+            if summary.rejected > 0 && !allow_rejected {
+                writeln!(
+                    err,
+                    "leadscore: {} of {} lines rejected (above); exit status 1 (--allow-rejected for 0)",
+                    summary.rejected, summary.events_read
+                )?;
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::Gen {
             events,
@@ -399,10 +416,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = leadscore_config::service::ServiceConfig::load_files(&config)?;
             leadscore::service::run(&config)?;
         }
-        Command::CheckConfig { file } => {
-            let config = leadscore_config::service::ServiceConfig::load(file.as_deref())?;
+        Command::CheckConfig { config, files } => {
+            let files: Vec<PathBuf> = files.into_iter().chain(config).collect();
+            let config = leadscore_config::service::ServiceConfig::load_files(&files)?;
             print!("{}", config.to_toml());
-            eprintln!("{}: ok", file.as_ref().map_or("defaults".into(), |f| f.display().to_string()));
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            eprintln!("{}: ok", if names.is_empty() { "defaults".into() } else { names.join(" + ") });
         }
         Command::CheckModel { file } => {
             let model = leadscore_config::load_model(&file)?;
@@ -410,7 +429,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("\n{}: ok", file.display());
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -436,7 +455,7 @@ fn main() -> ExitCode {
         logs.init();
     }
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // A closed pipe (`leadscore score ... | head`) is not an error.
             if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) {

@@ -132,12 +132,18 @@ pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
         false => None,
         true => Some(start_admin(
             &config.admin.listen.to_string(),
-            &kafka.group_id,
-            &model,
-            &store,
-            &telemetry,
+            AdminParts {
+                group: &kafka.group_id,
+                model: &model,
+                store: &store,
+                telemetry: &telemetry,
+                clock: Arc::new(wall_clock),
+                access: leadscore_admin::Access {
+                    bearer_token: config.admin.bearer_token.as_deref().map(Arc::from),
+                    expose_profile: config.admin.expose_profile,
+                },
+            },
             &stop,
-            Arc::new(wall_clock),
         )?),
     };
     let clock = SystemClock::default();
@@ -181,21 +187,35 @@ pub fn run(config: &ServiceConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the admin server reads: the service's (or the demo's) parts.
+pub(crate) struct AdminParts<'a> {
+    pub group: &'a str,
+    pub model: &'a Arc<leadscore_core::Model>,
+    pub store: &'a Arc<RocksStore>,
+    pub telemetry: &'a Arc<Telemetry>,
+    pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    pub access: leadscore_admin::Access,
+}
+
 /// Binds the admin server now (so that a taken port is a startup error naming
 /// the key) and serves it on its own thread until `stop`.
 pub(crate) fn start_admin(
     listen: &str,
-    group: &str,
-    model: &Arc<leadscore_core::Model>,
-    store: &Arc<RocksStore>,
-    telemetry: &Arc<Telemetry>,
+    parts: AdminParts<'_>,
     stop: &Arc<AtomicBool>,
-    clock: Arc<dyn Fn() -> i64 + Send + Sync>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let AdminParts { group, model, store, telemetry, clock, access } = parts;
     let listener = std::net::TcpListener::bind(listen)
         .with_context(|| format!("admin.listen = {listen:?}: cannot listen on this address"))?;
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
+    if access.bearer_token.is_none() && !address.ip().is_loopback() {
+        tracing::warn!(
+            %address,
+            "the admin server is open to the network without admin.bearer_token: anyone who reaches it can read \
+             metrics and lead scores"
+        );
+    }
     let probe = store.clone();
     let state = leadscore_admin::AdminState {
         telemetry: telemetry.clone(),
@@ -204,6 +224,7 @@ pub(crate) fn start_admin(
         clock,
         memory: Some(Arc::new(move || (probe.block_cache_usage() as u64, probe.memtable_bytes()))),
         group: group.to_string(),
+        access,
     };
     let stop = stop.clone();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -65,7 +65,10 @@ fn bad_lines_are_reported_and_processing_goes_on() {
         "\n",
     );
     let out = run_with_stdin(&["score", "--input", "-"], input);
-    assert!(out.status.success());
+    assert_eq!(out.status.code(), Some(1), "rejected lines: exit status 1");
+    let allowed = run_with_stdin(&["score", "--input", "-", "--allow-rejected"], input);
+    assert!(allowed.status.success());
+    assert_eq!(allowed.stdout, out.stdout, "the same records either way");
     let err = text(&out.stderr);
     for expected in [
         "line 2: not_json:",
@@ -73,6 +76,7 @@ fn bad_lines_are_reported_and_processing_goes_on() {
         "line 5: bad_timestamp: timestamp:",
         "line 6: invalid_field: properties.company_size: expected an integer, got a string",
         "7 events read: 2 applied, 1 duplicates, 4 rejected",
+        "4 of 7 lines rejected (above); exit status 1 (--allow-rejected for 0)",
     ] {
         assert!(err.contains(expected), "stderr lacks {expected:?}:\n{err}");
     }
@@ -321,8 +325,18 @@ fn check_config_prints_the_effective_settings_with_secrets_redacted() {
     let printed = text(&out.stdout);
     assert!(printed.contains("\"sasl.password\" = \"*****\"") && !printed.contains("hunter2"), "{printed}");
     assert!(printed.contains("\"security.protocol\" = \"SASL_SSL\""), "{printed}");
+
+    // A ConfigMap and a Secret, merged as `run --config a --config b` would.
+    let secret = dir.path().join("secret.toml");
+    std::fs::write(&secret, "[kafka]\ngroup_id = \"from-the-secret\"\n").expect("write");
+    let out = bin().arg("check-config").arg("--config").arg(&file).arg("--config").arg(&secret).output().expect("runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(printed.contains("group_id = \"from-the-secret\"") && printed.contains("SASL_SSL"), "{printed}");
+    assert!(text(&out.stderr).contains("c.toml + ") && text(&out.stderr).contains("secret.toml: ok"));
+
     std::fs::write(&file, "[kafka]\nbootstrap = \"x\"\n").expect("write");
-    let out = bin().arg("check-config").arg(&file).output().expect("runs");
+    let out = bin().arg("check-config").arg("--config").arg(&file).output().expect("runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("kafka.bootstrap: unknown field"), "{}", text(&out.stderr));
 }

@@ -75,7 +75,8 @@ pub struct RuntimeSettings {
     pub local_state_max_age: Duration,
     /// The circuit breaker: the loop stops with an error when more than this
     /// share of `dead_letter_window` consecutive messages were dead-lettered
-    /// (a topic mapped to the wrong kind or format). 1.0 never trips.
+    /// (a topic mapped to the wrong kind or format). 1.0, the default, never
+    /// trips: bad input alone does not stop the service.
     pub dead_letter_max_share: f64,
     pub dead_letter_window: u64,
 }
@@ -96,7 +97,7 @@ impl Default for RuntimeSettings {
             delivery_timeout: Duration::from_secs(30),
             restore_stall_timeout: Duration::from_secs(120),
             local_state_max_age: Duration::from_secs(3600),
-            dead_letter_max_share: 0.5,
+            dead_letter_max_share: 1.0,
             dead_letter_window: 1000,
         }
     }

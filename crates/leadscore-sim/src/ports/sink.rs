@@ -1,0 +1,161 @@
+//! The simulated producer: idempotent sends, or transactions with an epoch
+//! that the broker fences; deliveries fail or are acknowledged late as the
+//! scheduler decides.
+
+use super::*;
+
+/// A producer: idempotent, or transactional with `transactional_id`.
+pub struct SimSink<'s> {
+    pub caller: Caller<'s>,
+    pub topics: Topics,
+    pub transactional_id: Option<String>,
+}
+
+impl<'s> SimSink<'s> {
+    /// Initialises the transactional id (fencing an older producer of it).
+    pub fn new(caller: Caller<'s>, topics: Topics, transactional_id: Option<String>) -> Result<Self, PortError> {
+        if let Some(id) = &transactional_id {
+            caller.call(|w| {
+                let now = w.wall();
+                w.broker.init_transactions(id, now);
+                w.slots[caller.slot].epoch = w.broker.epoch(id);
+                Ok(())
+            })?;
+        }
+        Ok(SimSink { caller, topics, transactional_id })
+    }
+
+    fn txn(&self, w: &World) -> Option<(String, u32)> {
+        let id = self.transactional_id.clone()?;
+        Some((id, w.slots[self.caller.slot].epoch.unwrap_or(0)))
+    }
+}
+
+fn fenced(e: crate::broker::TxnError) -> PortError {
+    match e {
+        crate::broker::TxnError::Fenced => PortError::Fenced("a newer producer has this transactional id".into()),
+        crate::broker::TxnError::NotOpen => PortError::Retriable("no transaction is open".into()),
+    }
+}
+
+impl Sink for SimSink<'_> {
+    fn send(&mut self, records: &[OutputRecord]) -> Result<(), PortError> {
+        self.caller.call(|w| {
+            let slot = self.caller.slot;
+            let txn = self.txn(w);
+            if let Some((id, epoch)) = &txn {
+                w.broker.check(id, *epoch).map_err(fenced)?;
+            }
+            // A crash now delivers a random prefix of the records.
+            let delivered = if w.slots[slot].crash.is_some() {
+                w.rng.below(records.len() as u64 + 1) as usize
+            } else {
+                records.len()
+            };
+            for r in &records[..delivered] {
+                // The producer keeps each partition gapless: after a record
+                // fails, nothing it sends later lands (it stops with a fatal
+                // error until it is created again).
+                if txn.is_none() && (w.slots[slot].failed || w.rng.chance(w.faults.delivery_failure)) {
+                    w.slots[slot].failed = true;
+                    continue;
+                }
+                let topic = self.topics.name(r.topic).to_string();
+                let key = r.key.clone().unwrap_or_default();
+                let partition = r.partition.unwrap_or_else(|| partition_of(&key, w.partitions));
+                let record = Record {
+                    key,
+                    value: r.value.clone(),
+                    headers: r.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+                    timestamp: w.wall(),
+                    txn: None,
+                    control: None,
+                    compacted: false,
+                };
+                let offset = w.broker.append(&topic, partition, record, txn.as_ref().map(|(id, _)| id.as_str()));
+                if r.topic == OutputTopic::Changelog && r.is_checkpoint_marker() {
+                    w.slots[slot].markers.insert(partition, offset);
+                }
+                w.slots[slot].unacked += 1;
+            }
+            Ok(())
+        })
+    }
+
+    fn flush(&mut self, _timeout: Duration) -> Result<Acked, PortError> {
+        self.caller.call(|w| {
+            let s = &mut w.slots[self.caller.slot];
+            let markers = std::mem::take(&mut s.markers);
+            if std::mem::take(&mut s.failed) {
+                return Err(PortError::Retriable("some output records were not delivered".into()));
+            }
+            s.unacked = 0;
+            Ok(Acked { markers })
+        })
+    }
+
+    fn begin(&mut self) -> Result<(), PortError> {
+        self.caller.call(|w| {
+            let (id, epoch) = self.txn(w).ok_or_else(|| PortError::Fatal("not transactional".into()))?;
+            let now = w.wall();
+            w.broker.begin(&id, epoch, now).map_err(fenced)?;
+            let s = &mut w.slots[self.caller.slot];
+            s.in_transaction = true;
+            s.markers.clear();
+            Ok(())
+        })
+    }
+
+    fn send_offsets(
+        &mut self,
+        offsets: &[TopicOffset],
+        group: &GroupMetadata,
+        _timeout: Duration,
+    ) -> Result<(), PortError> {
+        self.caller.call(|w| {
+            let (id, epoch) = self.txn(w).ok_or_else(|| PortError::Fatal("not transactional".into()))?;
+            let member = group.token.as_ref().and_then(|t| t.downcast_ref::<u64>()).copied();
+            if !member.is_some_and(|m| w.group.valid(m, group.generation)) {
+                // The group coordinator refuses a member of an older generation.
+                return Err(PortError::Retriable(format!(
+                    "the group coordinator refused the offsets of generation {} (now {})",
+                    group.generation, w.group.generation
+                )));
+            }
+            let offsets = offsets.iter().map(|o| (o.topic.clone(), o.partition, o.next)).collect();
+            w.broker.add_offsets(&id, epoch, offsets).map_err(fenced)
+        })
+    }
+
+    fn commit(&mut self, _timeout: Duration) -> Result<Acked, PortError> {
+        self.caller.call(|w| {
+            let (id, epoch) = self.txn(w).ok_or_else(|| PortError::Fatal("not transactional".into()))?;
+            let slot = self.caller.slot;
+            // A crash may come just before or just after the commit.
+            let crash_first = w.slots[slot].crash.is_some() && w.rng.chance(0.5);
+            if crash_first || w.rng.chance(w.faults.commit_failure) {
+                return Err(PortError::Retriable("the transaction could not be committed".into()));
+            }
+            let now = w.wall();
+            let offsets = w.broker.finish(&id, epoch, true, now).map_err(fenced)?;
+            w.group.commit(offsets);
+            let s = &mut w.slots[slot];
+            s.in_transaction = false;
+            s.unacked = 0;
+            Ok(Acked { markers: std::mem::take(&mut s.markers) })
+        })
+    }
+
+    fn abort(&mut self, _timeout: Duration) -> Result<(), PortError> {
+        self.caller.call(|w| {
+            let (id, epoch) = self.txn(w).ok_or_else(|| PortError::Fatal("not transactional".into()))?;
+            let now = w.wall();
+            w.broker.finish(&id, epoch, false, now).map_err(fenced)?;
+            let s = &mut w.slots[self.caller.slot];
+            s.in_transaction = false;
+            s.unacked = 0;
+            s.markers.clear();
+            Ok(())
+        })
+    }
+}
