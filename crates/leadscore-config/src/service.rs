@@ -132,7 +132,10 @@ pub struct TopicsConfig {
     pub transitions: String,
     #[serde(default = "default_dead_letters")]
     pub dead_letters: String,
-    #[serde(default = "default_changelog")]
+    /// Not set: `<kafka.group_id>-state-changelog` (as Kafka Streams derives
+    /// its changelogs from the application id), so that two deployments in
+    /// one cluster never share one.
+    #[serde(default)]
     pub changelog: String,
     /// Topic → kind name, or `any`. Empty after loading: the default topics.
     #[serde(default)]
@@ -146,6 +149,11 @@ fn default_unknown_kinds() -> UnknownKinds {
     UnknownKinds::DeadLetter
 }
 
+/// The changelog's name when `topics.changelog` is not set.
+pub fn changelog_of(group_id: &str) -> String {
+    format!("{group_id}-state-changelog")
+}
+
 fn default_score_changes() -> String {
     Topics::default().score_changes
 }
@@ -154,9 +162,6 @@ fn default_transitions() -> String {
 }
 fn default_dead_letters() -> String {
     Topics::default().dead_letters
-}
-fn default_changelog() -> String {
-    Topics::default().changelog
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -259,11 +264,32 @@ impl ServiceConfig {
         if config.topics.inputs.is_empty() {
             config.topics.inputs = default_inputs();
         }
+        if config.topics.changelog.trim().is_empty() {
+            config.topics.changelog = changelog_of(&config.kafka.group_id);
+        }
         config.check()?;
         Ok(config)
     }
 
     fn check(&self) -> Result<(), ConfigError> {
+        let t = &self.topics;
+        let outputs = [
+            ("topics.score_changes", &t.score_changes),
+            ("topics.transitions", &t.transitions),
+            ("topics.dead_letters", &t.dead_letters),
+            ("topics.changelog", &t.changelog),
+        ];
+        for (i, (key, name)) in outputs.iter().enumerate() {
+            if let Some(input) = t.inputs.keys().find(|input| input == name) {
+                return Err(ConfigError::at(
+                    *key,
+                    format!("{input:?} is also an input topic; expected a topic of its own"),
+                ));
+            }
+            if let Some((other, _)) = outputs[..i].iter().find(|(_, n)| n == name) {
+                return Err(ConfigError::at(*key, format!("{name:?} is also {other}; expected a topic of its own")));
+            }
+        }
         if self.kafka.bootstrap_servers.trim().is_empty() {
             return Err(ConfigError::at(
                 "kafka.bootstrap_servers",

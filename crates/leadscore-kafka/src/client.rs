@@ -28,6 +28,11 @@ pub struct KafkaSettings {
     /// instance, so that a restarted instance fences its crashed predecessor
     /// and aborts its open transaction at once.
     pub transactional_id: Option<String>,
+    /// Whether the run asks the brokers for the changelog's `cleanup.policy`
+    /// (DescribeConfigs) before it starts. librdkafka's mock broker (the demo,
+    /// in-process tests) cannot answer and costs a timeout; brokers that
+    /// cannot answer get a warning, not a refusal.
+    pub check_changelog_policy: bool,
 }
 
 /// The input consumer's configuration: offsets committed by the loop, not

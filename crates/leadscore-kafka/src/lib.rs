@@ -10,6 +10,7 @@
 //! - [`changelog`]: the changelog reader for restores ([`leadscore_pipeline::ports::Changelog`]).
 //! - [`embedded`]: the in-process broker of `leadscore demo` and `dev-broker`.
 //! - [`events`]: producing input events (demo, `leadscore gen`, benchmarks, tests).
+//! - [`topics`]: the topics a deployment needs, created and checked.
 
 pub mod changelog;
 pub mod client;
@@ -17,6 +18,7 @@ pub mod embedded;
 pub mod events;
 pub mod sink;
 pub mod source;
+pub mod topics;
 
 pub use client::{client_config, group_consumer_config, KafkaSettings};
 
@@ -46,8 +48,13 @@ pub fn run(
         .create_with_context(source::SourceContext::default())
         .map_err(|e| RunError::Source(PortError::Fatal(format!("creating the consumer: {e}"))))?;
     let inputs: Vec<String> = settings.topics.inputs.keys().cloned().collect();
-    source::check_co_partitioned(&consumer, &inputs, &settings.topics.changelog, &kafka.bootstrap_servers)
-        .map_err(RunError::Source)?;
+    let t = &settings.topics;
+    let layout = topics::Layout::new(&inputs, &t.score_changes, &t.transitions, &t.dead_letters, &t.changelog);
+    let admin = topics::admin_client(&client_config(kafka)).map_err(|e| RunError::Source(PortError::Fatal(e)))?;
+    let partitions = |topic: &str| topics::partitions_of(&consumer, topic);
+    topics::check_for_run(&partitions, &admin, &layout, kafka.check_changelog_policy)
+        .map_err(|e| RunError::Source(PortError::Fatal(format!("on {}: {e}", kafka.bootstrap_servers))))?;
+    drop(admin);
     let mut source = source::KafkaSource::new(consumer, inputs).map_err(RunError::Source)?;
     let settle = leadscore_pipeline::ports::Source::settle(&source);
     let transactional = match settings.guarantee {

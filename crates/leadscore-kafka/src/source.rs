@@ -265,39 +265,3 @@ impl Source for KafkaSource {
         SourceHealth { brokers_down: ctx.brokers_down.load(Ordering::Relaxed), lag: lock(&ctx.lag).clone() }
     }
 }
-
-/// Partition `p` of every input topic is one partition group with one state
-/// and one changelog partition: the input topics and the changelog must exist
-/// with the same number of partitions.
-pub fn check_co_partitioned(
-    consumer: &BaseConsumer<SourceContext>,
-    inputs: &[String],
-    changelog: &str,
-    bootstrap: &str,
-) -> Result<(), PortError> {
-    let mut counts = Vec::new();
-    for topic in inputs.iter().map(String::as_str).chain(std::iter::once(changelog)) {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(30))
-            .map_err(|e| PortError::Retriable(format!("reading the metadata of topic {topic:?}: {e}")))?;
-        let t = metadata.topics().iter().find(|t| t.name() == topic);
-        match t.filter(|t| t.error().is_none() && !t.partitions().is_empty()) {
-            Some(t) => counts.push((topic, t.partitions().len())),
-            None => {
-                return Err(PortError::Fatal(format!(
-                    "topic {topic:?} does not exist on {bootstrap}: create the input topics and the changelog \
-                     (compacted) with the same number of partitions"
-                )))
-            }
-        }
-    }
-    if counts.iter().any(|(_, n)| *n != counts[0].1) {
-        let list: Vec<String> = counts.iter().map(|(t, n)| format!("{t}: {n}")).collect();
-        return Err(PortError::Fatal(format!(
-            "the input topics and the changelog must have the same number of partitions (partition p of each \
-             is one lead's home); found {}",
-            list.join(", ")
-        )));
-    }
-    Ok(())
-}

@@ -9,6 +9,7 @@
 //! - [`loadgen`]: the synthetic stream produced to a broker (`leadscore gen`).
 //! - [`bench`](mod@bench): `leadscore bench`, the end-to-end benchmark.
 //! - [`progress`]: progress lines of long commands.
+//! - [`topics_cmd`]: `leadscore topics check|create`.
 //!
 //! The library sets the process's allocator, so that the binary, its tests and
 //! the workspace benchmarks (which link this library) all run on jemalloc.
@@ -19,6 +20,7 @@ pub mod describe;
 pub mod loadgen;
 pub mod progress;
 pub mod service;
+pub mod topics_cmd;
 
 /// jemalloc for everything in the process, RocksDB and librdkafka included
 /// (its unprefixed `malloc`): fewer cycles per allocation than glibc's malloc

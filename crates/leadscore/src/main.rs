@@ -206,10 +206,45 @@ enum Command {
         #[arg(value_name = "FILE", hide = true)]
         files: Vec<PathBuf>,
     },
+    /// Create or check the topics a configuration needs, through the Kafka
+    /// admin API: the input topics, score changes, transitions, dead letters
+    /// and the compacted changelog, all with the inputs' partition count.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
     /// Check a model file and print a readable summary of it.
     CheckModel {
         /// The model file (TOML).
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TopicsAction {
+    /// Print what the cluster has of each topic and what must change; exit
+    /// status 1 when `run` would refuse to start.
+    Check {
+        /// The service configuration, as for `run` (repeatable).
+        #[arg(long, value_name = "FILE")]
+        config: Vec<PathBuf>,
+    },
+    /// Create the missing output, dead-letter and changelog topics (the
+    /// changelog compacted) with the inputs' partition count, then check.
+    Create {
+        /// The service configuration, as for `run` (repeatable).
+        #[arg(long, value_name = "FILE")]
+        config: Vec<PathBuf>,
+        /// Also create missing input topics (usually the producers' to create).
+        #[arg(long)]
+        inputs: bool,
+        /// The partition count when no input topic exists to take it from.
+        #[arg(long)]
+        partitions: Option<usize>,
+        /// Replicas of each new topic; without it, the brokers'
+        /// default.replication.factor.
+        #[arg(long)]
+        replication_factor: Option<i32>,
     },
 }
 
@@ -422,6 +457,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", config.to_toml());
             let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
             eprintln!("{}: ok", if names.is_empty() { "defaults".into() } else { names.join(" + ") });
+        }
+        Command::Topics { action } => {
+            let mut out = io::stdout().lock();
+            let ok = match action {
+                TopicsAction::Check { config } => {
+                    let config = leadscore_config::service::ServiceConfig::load_files(&config)?;
+                    leadscore::topics_cmd::check(&config, &mut out)?
+                }
+                TopicsAction::Create { config, inputs, partitions, replication_factor } => {
+                    let config = leadscore_config::service::ServiceConfig::load_files(&config)?;
+                    let options = leadscore_kafka::topics::CreateOptions { inputs, partitions, replication_factor };
+                    leadscore::topics_cmd::create(&config, &options, &mut out)?
+                }
+            };
+            if !ok {
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::CheckModel { file } => {
             let model = leadscore_config::load_model(&file)?;

@@ -60,6 +60,7 @@ pub fn kafka_settings(config: &ServiceConfig) -> KafkaSettings {
         group_id: k.group_id.clone(),
         librdkafka,
         transactional_id: Some(transactional_id(config)),
+        check_changelog_policy: true,
     }
 }
 

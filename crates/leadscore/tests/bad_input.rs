@@ -402,7 +402,7 @@ fn start(dir: &Path, bootstrap: &str, admin: &str, extra: &str) -> std::process:
         &config,
         format!(
             "[kafka]\nbootstrap_servers = \"{bootstrap}\"\ngroup_id = \"bad-input-test\"\n\
-             [topics]\nunknown_kinds = \"skip\"\n[topics.inputs]\n\"lead-events\" = \"any\"\n\
+             [topics]\nunknown_kinds = \"skip\"\nchangelog = \"leadscore-state-changelog\"\n[topics.inputs]\n\"lead-events\" = \"any\"\n\
              [processing]\ntime = \"event_time\"\nmax_message_bytes = {MAX_MESSAGE_BYTES}\n\
              [state]\ndir = \"{}\"\n[admin]\nlisten = \"{admin}\"\n{extra}",
             dir.join("state").display()

@@ -216,7 +216,7 @@ fn run_consumes_from_a_broker_in_another_process_and_stops_cleanly_on_sigterm() 
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbootstrap_servers = \"{address}\"\ngroup_id = \"cli-test\"\n[state]\ndir = \"{}\"\n\
+            "[kafka]\nbootstrap_servers = \"{address}\"\ngroup_id = \"cli-test\"\n[topics]\nchangelog = \"leadscore-state-changelog\"\n[state]\ndir = \"{}\"\n\
              [admin]\nlisten = \"{admin}\"\n",
             dir.path().join("state").display()
         ),
@@ -257,7 +257,14 @@ fn run_consumes_from_a_broker_in_another_process_and_stops_cleanly_on_sigterm() 
     }
     // The admin server of the running service.
     let (ready, _) = http_get(&admin, "/readyz");
-    let (metrics_status, metrics) = http_get(&admin, "/metrics");
+    // Lag comes with librdkafka's statistics, every five seconds.
+    let lag = r#"leadscore_consumer_lag_messages{partition="0",topic="lead-events"} 0"#;
+    let (mut metrics_status, mut metrics) = http_get(&admin, "/metrics");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !metrics.contains(lag) && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        (metrics_status, metrics) = http_get(&admin, "/metrics");
+    }
     let (lead_status, lead) = http_get(&admin, "/leads/L-3");
     let pid = run.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
@@ -274,7 +281,7 @@ fn run_consumes_from_a_broker_in_another_process_and_stops_cleanly_on_sigterm() 
     let (status, why) = first_readiness.expect("the admin server started");
     assert_eq!((status, why.as_str()), (503, "not ready: not consuming yet (joining the consumer group)\n"));
     assert_eq!(ready, 200);
-    assert!(metrics.contains(r#"leadscore_consumer_lag_messages{partition="0",topic="lead-events"} 0"#), "{metrics}");
+    assert!(metrics.contains(lag), "{metrics}");
     assert_eq!(metrics_status, 200);
     assert!(
         metrics.contains(r#"leadscore_events_total{kind="form_submit",outcome="applied",topic="lead-events"} 50"#),

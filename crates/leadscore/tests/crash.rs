@@ -106,6 +106,7 @@ fn config(dir: &Path, bootstrap: &str, admin: &str, time: &str) -> PathBuf {
     let path = dir.join(format!("leadscore-{}.toml", admin.replace([':', '.'], "-")));
     let text = format!(
         "[kafka]\nbootstrap_servers = \"{bootstrap}\"\ngroup_id = \"crash-test\"\n\
+         [topics]\nchangelog = \"leadscore-state-changelog\"\n\
          [kafka.librdkafka]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
          \"fetch.wait.max.ms\" = \"10\"\n\
          [processing]\ntime = \"{time}\"\nmax_batch = 50\n\

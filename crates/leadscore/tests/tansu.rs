@@ -37,7 +37,15 @@ fn create(bootstrap: &str, names: &[&str]) {
     // tansu needs an explicit retention for topics that are read back.
     let topics: Vec<NewTopic> = names
         .iter()
-        .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1)).set("retention.ms", "604800000"))
+        .map(|n| {
+            let topic = NewTopic::new(n, 1, TopicReplication::Fixed(1)).set("retention.ms", "604800000");
+            // `leadscore run` refuses a changelog that is not compacted.
+            if n.ends_with("changelog") {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
         .collect();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let results = runtime
@@ -142,4 +150,84 @@ fn tansu_cannot_resume_inside_a_batch_so_crash_tests_use_the_dev_broker() {
         "tansu now resumes inside a batch ({mid} of 63 read) and reports the log end ({end} of 100): \
          add a kill and restart to on_tansu_the_published_records_equal_the_offline_reference"
     );
+}
+
+/// `leadscore topics check|create` through tansu's admin API: a new group's
+/// topics are reported missing (exit 1), created with the inputs' partition
+/// count and a compacted changelog, then reported fine (exit 0); a changelog
+/// that is not compacted is an error for `topics check` and makes `leadscore
+/// run` refuse to start, saying what to change.
+#[test]
+#[ignore = "needs a tansu broker: run scripts/test-tansu.sh"]
+fn on_tansu_topics_are_created_and_checked_and_run_refuses_a_changelog_that_is_not_compacted() {
+    let bootstrap = std::env::var("LEADSCORE_TANSU_BOOTSTRAP").expect("LEADSCORE_TANSU_BOOTSTRAP=host:port of tansu");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("topics.toml");
+    let group = format!("topics-test-{}", std::process::id());
+    let input = format!("{group}-events");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbootstrap_servers = \"{bootstrap}\"\ngroup_id = \"{group}\"\n[topics]\n\
+             score_changes = \"{group}-scores\"\ntransitions = \"{group}-transitions\"\n\
+             dead_letters = \"{group}-dlq\"\n[topics.inputs]\n\"{input}\" = \"any\"\n"
+        ),
+    )
+    .expect("config");
+    let topics = |args: &[&str]| {
+        let out = support::bin().arg("topics").args(args).arg("--config").arg(&config).output().expect("topics");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (code, text) = topics(&["check"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(&format!("the input topic \"{input}\" does not exist")), "{text}");
+    assert!(text.contains(&format!("\"{group}-state-changelog\" does not exist")), "{text}");
+
+    let (code, text) = topics(&["create", "--inputs", "--partitions", "3", "--replication-factor", "1"]);
+    assert_eq!(code, Some(0), "{text}");
+    for name in [&input, &format!("{group}-scores"), &format!("{group}-state-changelog")] {
+        assert!(text.contains(&format!("created {name}")), "{text}");
+    }
+    let (code, text) = topics(&["check"]);
+    assert_eq!(code, Some(0), "{text}");
+    let changelog_line = text.lines().find(|l| l.contains("-state-changelog")).expect("changelog row");
+    assert!(changelog_line.contains(" 3 ") && changelog_line.ends_with("compact"), "{changelog_line}");
+    assert!(text.lines().filter(|l| l.starts_with(&group)).all(|l| l.contains(" 3 ")), "{text}");
+
+    // Another deployment whose changelog was created with the default policy.
+    let other = dir.path().join("other.toml");
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace(&format!("\"{group}\""), &format!("\"other-{group}\""));
+    std::fs::write(&other, text).expect("config");
+    create_with(&bootstrap, &format!("other-{group}-state-changelog"), 3, "delete");
+    let out = support::bin().args(["topics", "check", "--config"]).arg(&other).output().expect("topics");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("cleanup.policy=delete") && text.contains("--add-config cleanup.policy=compact"), "{text}");
+
+    let admin = free_address();
+    let state = dir.path().join("state");
+    let extra = format!("[state]\ndir = \"{}\"\n[admin]\nlisten = \"{admin}\"\n", state.display());
+    std::fs::write(&other, std::fs::read_to_string(&other).expect("config") + &extra).expect("config");
+    let out = support::bin().args(["run", "--config"]).arg(&other).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "run refuses to start: {stderr}");
+    assert!(
+        stderr.contains(&format!("other-{group}-state-changelog")) && stderr.contains("cleanup.policy=delete"),
+        "{stderr}"
+    );
+}
+
+fn create_with(bootstrap: &str, name: &str, partitions: i32, cleanup_policy: &str) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1)).set("cleanup.policy", cleanup_policy);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = runtime.block_on(admin.create_topics(&[topic], &options)).expect("create topics");
+    for r in results {
+        r.unwrap_or_else(|(topic, e)| panic!("creating {topic}: {e}"));
+    }
 }

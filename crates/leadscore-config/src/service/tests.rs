@@ -22,6 +22,14 @@ fn defaults_are_valid_and_documented_values() {
     assert_eq!(c.input_kinds().expect("kinds").get("page-views"), Some(&Some(Kind::PageView)));
     assert_eq!(c.input_kinds().expect("kinds").get("lead-events"), Some(&None));
     assert_eq!(c.topics.changelog, Topics::default().changelog, "topic names default to the runtime's");
+    let c = load_text("[kafka]\ngroup_id = \"orders\"\n").expect("config");
+    assert_eq!(c.topics.changelog, "orders-state-changelog", "named after the group");
+    let c = load_text("[kafka]\ngroup_id = \"orders\"\n[topics]\nchangelog = \"mine\"\n").expect("config");
+    assert_eq!(c.topics.changelog, "mine");
+    let e = load_text("[topics]\nchangelog = \"lead-events\"\n").expect_err("an input");
+    assert!(e.to_string().contains("topics.changelog") && e.to_string().contains("input topic"), "{e}");
+    let e = load_text("[topics]\ndead_letters = \"lead-score-changes\"\n").expect_err("shared");
+    assert!(e.to_string().contains("topics.dead_letters") && e.to_string().contains("topics.score_changes"), "{e}");
     assert_eq!(c.processing.max_idle, Duration::ZERO);
     assert_eq!(c.kafka.group_instance_id, None);
     assert!(c.admin.listen.ip().is_loopback(), "the admin port is this machine's unless opened");

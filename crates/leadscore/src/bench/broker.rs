@@ -44,8 +44,10 @@ impl Broker {
         }
     }
 
-    /// Creates `names` with `partitions` partitions each.
-    pub fn create_topics(&self, names: &[String], partitions: i32) -> anyhow::Result<()> {
+    /// Creates `names` with `partitions` partitions each; those also in
+    /// `compacted` with cleanup.policy=compact (the changelog: `run` refuses
+    /// one that is not).
+    pub fn create_topics(&self, names: &[String], partitions: i32, compacted: &[&str]) -> anyhow::Result<()> {
         match self {
             Broker::Embedded(b) => {
                 for n in names {
@@ -53,7 +55,7 @@ impl Broker {
                 }
                 Ok(())
             }
-            Broker::External(bootstrap) => create_external(bootstrap, names, partitions),
+            Broker::External(bootstrap) => create_external(bootstrap, names, partitions, compacted),
         }
     }
 
@@ -78,13 +80,20 @@ impl Broker {
     }
 }
 
-fn create_external(bootstrap: &str, names: &[String], partitions: i32) -> anyhow::Result<()> {
+fn create_external(bootstrap: &str, names: &[String], partitions: i32, compacted: &[&str]) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", bootstrap).create().context("creating an admin client")?;
     // tansu needs an explicit retention for topics that are read back.
     let topics: Vec<NewTopic> = names
         .iter()
-        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)).set("retention.ms", "604800000"))
+        .map(|n| {
+            let topic = NewTopic::new(n, partitions, TopicReplication::Fixed(1)).set("retention.ms", "604800000");
+            if compacted.contains(&n.as_str()) {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
         .collect();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

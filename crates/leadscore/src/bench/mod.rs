@@ -97,7 +97,7 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
     let broker = Broker::new(opts.bootstrap.as_deref(), opts.partitions)?;
     let bootstrap = broker.bootstrap_servers();
     let input = format!("{run}-lead-events");
-    broker.create_topics(std::slice::from_ref(&input), opts.partitions)?;
+    broker.create_topics(std::slice::from_ref(&input), opts.partitions, &[])?;
     let format = opts.format.name();
     eprintln!(
         "leadscore bench: {} events ({format}, {:.1}% bad) over {} leads, {} partitions, on {}",
@@ -143,7 +143,7 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
         let name = format!("leadscore {}", guarantee_name(guarantee));
         if guarantee == Guarantee::ExactlyOnce {
             let probe = format!("{run}-transaction-probe");
-            let result = broker.create_topics(std::slice::from_ref(&probe), 1).map_err(|e| format!("{e:#}"));
+            let result = broker.create_topics(std::slice::from_ref(&probe), 1, &[]).map_err(|e| format!("{e:#}"));
             if let Err(why) = result.and_then(|()| broker.transactions(&run, &probe)) {
                 eprintln!("leadscore bench: {name} skipped: {why}");
                 rows.push(Row { skipped: Some(why), ..row(&name, 0, Duration::ZERO) });
@@ -217,7 +217,7 @@ impl Run<'_> {
         let name = format!("leadscore {}", guarantee_name(guarantee));
         let short = if guarantee == Guarantee::ExactlyOnce { "eos" } else { "alo" };
         let topics = SubjectTopics::with_prefix(self.input, &format!("{}-{short}-", self.run));
-        self.broker.create_topics(&topics.outputs(), opts.partitions)?;
+        self.broker.create_topics(&topics.outputs(), opts.partitions, &[topics.changelog.as_str()])?;
         let dir = tempfile::tempdir().context("creating a temporary directory for the service")?;
         let group = format!("{}-{short}", self.run);
         let mut subject = Subject::start(

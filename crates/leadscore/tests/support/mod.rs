@@ -76,6 +76,7 @@ pub fn start_with(dir: &Path, bootstrap: &str, admin: &str, extra: &str) -> Chil
         &config,
         format!(
             "[kafka]\nbootstrap_servers = \"{bootstrap}\"\ngroup_id = \"crash-test\"\n\
+             [topics]\nchangelog = \"leadscore-state-changelog\"\n\
              [kafka.librdkafka]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
              [topics.inputs]\n\"lead-events\" = \"any\"\n\
              [processing]\ntime = \"event_time\"\nmax_batch = 25\n\
