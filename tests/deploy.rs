@@ -99,9 +99,26 @@ fn the_image_and_the_workspace_declare_at_least_the_rust_the_locked_dependencies
 fn compose_runs_kafka_creates_every_topic_and_mounts_a_valid_config() {
     let compose = yaml("compose.yaml");
     let services = &compose["services"];
-    for s in ["kafka", "kafka-init", "leadscore", "prometheus", "grafana"] {
+    for s in ["kafka", "kafka-init", "leadscore", "gen", "prometheus", "grafana"] {
         assert!(services.get(s).is_some(), "service {s}");
     }
+    for s in ["kafka", "leadscore", "gen", "prometheus", "grafana"] {
+        assert_eq!(services[s]["restart"], "unless-stopped", "{s} comes back after a crash");
+    }
+    // The host reaches Kafka through its own listener.
+    let advertised = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"].as_str().expect("listeners");
+    assert!(advertised.contains("HOST://localhost:9094"), "{advertised}");
+    assert_eq!(services["kafka"]["ports"][0], "9094:9094");
+    // The generator writes to the broker, each kind to its topic.
+    let gen: Vec<String> = services["gen"]["command"]
+        .as_sequence()
+        .expect("command")
+        .iter()
+        .map(|v| v.as_str().expect("argument").to_string())
+        .collect();
+    assert_eq!(gen[0], "gen");
+    assert!(gen.windows(2).any(|w| w == ["--bootstrap-servers", "kafka:9092"]), "{gen:?}");
+    assert!(gen.iter().any(|a| a == "--by-kind") && gen.windows(2).any(|w| w[0] == "--rate"), "{gen:?}");
     assert_eq!(services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"], "broker,controller", "KRaft mode");
 
     let config = ServiceConfig::load(Some(&deploy("leadscore.toml"))).expect("deploy/leadscore.toml is valid");
@@ -131,8 +148,18 @@ fn compose_runs_kafka_creates_every_topic_and_mounts_a_valid_config() {
     );
 }
 
-#[test]
-fn every_metric_the_dashboard_queries_exists() {
+/// The names of every metric leadscore exports, each labelled one touched.
+fn exported_metrics() -> std::collections::BTreeSet<String> {
+    exported_text()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(|n| n.trim_end_matches("_bucket").trim_end_matches("_sum").trim_end_matches("_count").to_string())
+        .collect()
+}
+
+/// The Prometheus text of a [`Metrics`] whose labelled metrics are touched.
+fn exported_text() -> String {
     let metrics = Metrics::default();
     let model = leadscore_config::seed_model();
     metrics.describe_model(&model);
@@ -145,7 +172,12 @@ fn every_metric_the_dashboard_queries_exists() {
     metrics.observe(&o, 1, 0, 0);
     metrics.rebalances.with_label_values(&["assigned"]).inc();
     metrics.consumer_lag.with_label_values(&["lead-events", "0"]).set(1);
-    let exported = metrics.render();
+    metrics.render()
+}
+
+#[test]
+fn every_metric_the_dashboard_queries_exists() {
+    let exported = exported_text();
 
     let dashboard: serde_json::Value = serde_json::from_str(&read("grafana/dashboards/leadscore.json")).expect("json");
     let mut queried = 0;
@@ -214,6 +246,66 @@ fn kubernetes_manifests_agree_with_the_config_and_the_admin_server() {
     let with_env = ServiceConfig::load_files(&[&main, &secrets]);
     std::env::remove_var(var);
     assert_eq!(with_env.expect("config").kafka.group_instance_id.as_deref(), Some("leadscore-0"));
+}
+
+/// A pinned image, the restricted Pod Security Standard, the admin token from
+/// its Secret through a real config key (and sent by the ServiceMonitor), a
+/// PodDisruptionBudget over the same pods, and alert rules on metrics that
+/// exist.
+#[test]
+fn kubernetes_pods_are_locked_down_budgeted_scraped_with_the_token_and_alerted_on() {
+    let statefulset = yaml("kubernetes/statefulset.yaml");
+    let pod = &statefulset["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let image = container["image"].as_str().expect("image");
+    assert!(!image.ends_with(":latest") && image.contains(':'), "a pinned tag: {image}");
+    assert_eq!(container["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    let sc = &container["securityContext"];
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["capabilities"]["drop"][0], "ALL");
+
+    let labels = &statefulset["spec"]["selector"]["matchLabels"];
+    let pdb = yaml("kubernetes/pdb.yaml");
+    assert_eq!(pdb["kind"], "PodDisruptionBudget");
+    assert_eq!(&pdb["spec"]["selector"]["matchLabels"], labels);
+
+    let admin_secret = yaml("kubernetes/admin-secret.yaml");
+    let secret_name = admin_secret["metadata"]["name"].as_str().expect("name");
+    let env = container["env"].as_sequence().expect("env");
+    let token = env.iter().find(|e| e["name"] == "LEADSCORE__ADMIN__BEARER_TOKEN").expect("the token variable");
+    assert_eq!(token["valueFrom"]["secretKeyRef"]["name"].as_str(), Some(secret_name));
+    let key = token["valueFrom"]["secretKeyRef"]["key"].as_str().expect("key");
+    assert!(admin_secret["stringData"][key].is_string());
+    std::env::set_var("LEADSCORE__ADMIN__BEARER_TOKEN", "from-the-secret");
+    let with_env = ServiceConfig::load(None);
+    std::env::remove_var("LEADSCORE__ADMIN__BEARER_TOKEN");
+    assert_eq!(with_env.expect("config").admin.bearer_token.as_deref(), Some("from-the-secret"));
+
+    let service = yaml("kubernetes/service.yaml");
+    let monitor = yaml("kubernetes/servicemonitor.yaml");
+    assert_eq!(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"]);
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], service["spec"]["ports"][0]["name"]);
+    assert_eq!(endpoint["authorization"]["credentials"]["name"].as_str(), Some(secret_name));
+    assert_eq!(endpoint["authorization"]["credentials"]["key"].as_str(), Some(key));
+
+    let rules = yaml("kubernetes/alerts.yaml");
+    let exported = exported_metrics();
+    let mut alerts = Vec::new();
+    for rule in rules["spec"]["groups"][0]["rules"].as_sequence().expect("rules") {
+        let expr = rule["expr"].as_str().expect("expr");
+        for (i, _) in expr.match_indices("leadscore_") {
+            let name: String = expr[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            assert!(exported.contains(&name), "alert {:?} uses {name}, which leadscore does not export", rule["alert"]);
+        }
+        alerts.push(rule["alert"].as_str().expect("alert").to_string());
+    }
+    for wanted in ["ConsumerLag", "DeadLetter", "RestoreStalled", "NotReady"] {
+        assert!(alerts.iter().any(|a| a.contains(wanted)), "an alert on {wanted}: {alerts:?}");
+    }
 }
 
 #[test]

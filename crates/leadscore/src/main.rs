@@ -57,7 +57,8 @@ enum Command {
         /// Average event time between consecutive events, e.g. 15m or 500ms.
         #[arg(long, default_value = "1m", value_parser = parse_step)]
         step: Millis,
-        /// Event time of the first event (RFC 3339 or epoch milliseconds).
+        /// Event time of the first event (RFC 3339, epoch milliseconds, or
+        /// `now`).
         #[arg(long, default_value = "2026-01-01T00:00:00Z", value_parser = parse_time)]
         start: Millis,
         /// Seed: the same seed gives the same stream.
@@ -249,6 +250,10 @@ enum TopicsAction {
 }
 
 fn parse_time(s: &str) -> Result<Millis, String> {
+    if s == "now" {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
+        return Ok(now.as_millis() as Millis);
+    }
     if let Ok(ms) = s.parse::<i64>() {
         return check_range(ms).map_err(|e| e.to_string());
     }

@@ -379,3 +379,14 @@ fn run_logs_one_json_object_per_line_with_log_json() {
     assert_eq!(v["message"], "leadscore starting", "{line}");
     assert_eq!(v["model"], "seed-1", "structured fields: {line}");
 }
+
+#[test]
+fn gen_starts_now_when_asked_as_the_compose_file_does() {
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let out = bin().args(["gen", "--events", "3", "--start", "now", "--step", "5ms"]).output().expect("runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).lines().next().expect("a line")).expect("json");
+    let t = leadscore_core::time::parse_rfc3339(first["timestamp"].as_str().expect("time")).expect("time");
+    assert!((before - 1000..before + 60_000).contains(&t), "{t} is not now ({before})");
+}
