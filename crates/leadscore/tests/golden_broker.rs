@@ -9,7 +9,8 @@
 //! the scenario (the scenarios reuse lead ids; a lead's state is per
 //! partition, but output topics are partitioned by lead id). Records are
 //! compared per lead and output topic, in order: the order a lead's consumers
-//! see.
+//! see. Every JSON record published is valid under its JSON Schema
+//! (`schemas/json/`), and every Avro one under its Avro schema.
 
 use leadscore_codec::{AvroCodec, AvroSettings};
 use leadscore_pipeline::Topics;
@@ -165,7 +166,22 @@ fn every_golden_scenario_through_the_broker_publishes_what_the_offline_scorer_pr
     let total: usize = want.values().map(Vec::len).sum();
     assert!(total > 100, "the scenarios publish something");
 
-    assert_same(&through_the_broker(&scenarios, None, total), &want, "JSON");
+    let json = through_the_broker(&scenarios, None, total);
+    assert_same(&json, &want, "JSON");
+    let schema = |name: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/json").join(name);
+        let text: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("schema")).expect("json");
+        jsonschema::options().should_validate_formats(true).build(&text).expect("a JSON Schema")
+    };
+    let (changes, transitions) = (schema("score-change.schema.json"), schema("segment-transition.schema.json"));
+    let t = Topics::default();
+    for ((topic, _), records) in &json {
+        let validator = if *topic == t.transitions { &transitions } else { &changes };
+        for r in records {
+            let errors: Vec<String> = validator.iter_errors(r).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "published on {topic}: {r}: {errors:?}");
+        }
+    }
     let dir = tempfile::tempdir().expect("dir");
     assert_same(&through_the_broker(&scenarios, Some(avro_codec(dir.path())), total), &want, "Avro");
 }
