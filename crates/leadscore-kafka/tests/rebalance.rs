@@ -143,6 +143,19 @@ fn revoked(t: &Telemetry) -> u64 {
     t.metrics.rebalances.with_label_values(&["revoked"]).get()
 }
 
+/// Sets every flag when dropped: a failed assertion inside a thread scope
+/// stops the instances, so that the scope ends and the test reports the
+/// failure instead of waiting for them for ever.
+struct StopAll<'a>(Vec<&'a AtomicBool>);
+
+impl Drop for StopAll<'_> {
+    fn drop(&mut self) {
+        for flag in &self.0 {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 fn wait_for(what: &str, timeout: Duration, done: impl Fn() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -192,6 +205,7 @@ fn handover(assignor: &str) {
     std::thread::scope(|scope| {
         let a = scope.spawn(|| run(&kafka, &s, &model, &store_a, &clock, &stop_a, &telemetry_a));
         let b = scope.spawn(|| run(&kafka, &s, &model, &store_b, &clock, &stop_b, &telemetry_b));
+        let _stop_on_failure = StopAll(vec![&stop_a, &stop_b]);
         let owned = |t: &Telemetry| t.metrics.assigned_partitions.get();
         wait_for("both instances to own partitions", Duration::from_secs(60), || {
             owned(&telemetry_a) > 0 && owned(&telemetry_b) > 0
