@@ -18,6 +18,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo doc (broken intra-doc links fail)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+echo "== deployment files against their schemas"
+bash scripts/validate-deploy.sh
 echo "== cargo test"
 cargo test --workspace --locked
 echo "== end to end on tansu (an out-of-process Kafka-protocol broker)"
