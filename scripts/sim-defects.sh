@@ -7,8 +7,15 @@
 #
 #   scripts/sim-defects.sh            # up to 3000 seeds per defect
 #   SEEDS=20000 scripts/sim-defects.sh
+#
+# It edits the working tree while it runs (each patch applied, then reversed):
+# run it in a clean clone, and edit or commit nothing there meanwhile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! git diff --quiet || ! git diff --cached --quiet; then
+  echo "sim-defects: the working tree has changes; run it on a clean checkout (it applies and reverses patches)" >&2
+  exit 2
+fi
 export SEEDS=${SEEDS:-3000}
 status=0
 for patch in crates/leadscore-sim/defects/*.patch; do
