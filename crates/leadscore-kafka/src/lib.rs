@@ -48,8 +48,7 @@ pub fn run(
         .create_with_context(source::SourceContext::default())
         .map_err(|e| RunError::Source(PortError::Fatal(format!("creating the consumer: {e}"))))?;
     let inputs: Vec<String> = settings.topics.inputs.keys().cloned().collect();
-    let t = &settings.topics;
-    let layout = topics::Layout::new(&inputs, &t.score_changes, &t.transitions, &t.dead_letters, &t.changelog);
+    let layout = topics::Layout::of(&settings.topics);
     let admin = topics::admin_client(&client_config(kafka)).map_err(|e| RunError::Source(PortError::Fatal(e)))?;
     let partitions = |topic: &str| topics::partitions_of(&consumer, topic);
     topics::check_for_run(&partitions, &admin, &layout, kafka.check_changelog_policy)

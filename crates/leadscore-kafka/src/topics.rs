@@ -44,18 +44,13 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(
-        inputs: &[String],
-        score_changes: &str,
-        transitions: &str,
-        dead_letters: &str,
-        changelog: &str,
-    ) -> Layout {
-        let mut topics: Vec<(String, Role)> = inputs.iter().map(|t| (t.clone(), Role::Input)).collect();
-        topics.push((score_changes.to_string(), Role::ScoreChanges));
-        topics.push((transitions.to_string(), Role::Transitions));
-        topics.push((dead_letters.to_string(), Role::DeadLetters));
-        topics.push((changelog.to_string(), Role::Changelog));
+    /// The runtime's topics, by role.
+    pub fn of(t: &leadscore_pipeline::Topics) -> Layout {
+        let mut topics: Vec<(String, Role)> = t.inputs.keys().map(|name| (name.clone(), Role::Input)).collect();
+        topics.push((t.score_changes.clone(), Role::ScoreChanges));
+        topics.push((t.transitions.clone(), Role::Transitions));
+        topics.push((t.dead_letters.clone(), Role::DeadLetters));
+        topics.push((t.changelog.clone(), Role::Changelog));
         Layout { topics }
     }
 }

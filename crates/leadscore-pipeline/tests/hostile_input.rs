@@ -7,25 +7,13 @@
 use leadscore_config::seed_model;
 use leadscore_core::time::{parse_rfc3339, DAY};
 use leadscore_pipeline::messages::headers;
-use leadscore_pipeline::{InputMessage, OutputRecord, OutputTopic, Processor, Step, TimeMode, Topics, UnknownKinds};
+use leadscore_pipeline::{OutputRecord, OutputTopic, Processor, Step, TimeMode, Topics, UnknownKinds};
 use leadscore_store::memory::MemoryStore;
 use leadscore_store::StateStore;
 use leadscore_telemetry::SkipReason;
 
-fn messages(topic: &str, lines: &[&str]) -> Vec<InputMessage> {
-    lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| InputMessage {
-            topic: topic.to_string(),
-            partition: 0,
-            offset: i as i64,
-            key: None,
-            payload: Some(l.as_bytes().to_vec()),
-            timestamp: None,
-        })
-        .collect()
-}
+mod common;
+use common::messages;
 
 fn classes(step: &Step) -> Vec<String> {
     step.outputs

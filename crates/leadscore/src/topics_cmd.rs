@@ -8,11 +8,9 @@ use leadscore_config::service::ServiceConfig;
 use leadscore_kafka::topics::{self, CreateOptions, Found, Layout, Severity};
 use std::io::Write;
 
-/// The topics of `config`.
-pub fn layout(config: &ServiceConfig) -> Layout {
-    let t = &config.topics;
-    let inputs: Vec<String> = t.inputs.keys().cloned().collect();
-    Layout::new(&inputs, &t.score_changes, &t.transitions, &t.dead_letters, &t.changelog)
+/// The topics of `config`, as `run` names them.
+pub fn layout(config: &ServiceConfig) -> anyhow::Result<Layout> {
+    Ok(Layout::of(&crate::service::runtime_settings(config)?.topics))
 }
 
 type Admin = rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>;
@@ -60,7 +58,7 @@ fn report(out: &mut impl Write, config: &ServiceConfig, found: &[Found]) -> anyh
 pub fn check(config: &ServiceConfig, out: &mut impl Write) -> anyhow::Result<bool> {
     let (admin, consumer) = clients(config)?;
     let partitions = |topic: &str| topics::partitions_of(&consumer, topic);
-    let found = topics::inspect(&partitions, &admin, &layout(config), true).map_err(anyhow::Error::msg)?;
+    let found = topics::inspect(&partitions, &admin, &layout(config)?, true).map_err(anyhow::Error::msg)?;
     report(out, config, &found)
 }
 
@@ -68,7 +66,7 @@ pub fn check(config: &ServiceConfig, out: &mut impl Write) -> anyhow::Result<boo
 pub fn create(config: &ServiceConfig, options: &CreateOptions, out: &mut impl Write) -> anyhow::Result<bool> {
     let (admin, consumer) = clients(config)?;
     let partitions = |topic: &str| topics::partitions_of(&consumer, topic);
-    let layout = layout(config);
+    let layout = layout(config)?;
     let found = topics::inspect(&partitions, &admin, &layout, false).map_err(anyhow::Error::msg)?;
     let created = topics::create(&admin, &found, options)
         .map_err(anyhow::Error::msg)
