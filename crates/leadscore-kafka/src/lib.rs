@@ -51,8 +51,14 @@ pub fn run(
     let layout = topics::Layout::of(&settings.topics);
     let admin = topics::admin_client(&client_config(kafka)).map_err(|e| RunError::Source(PortError::Fatal(e)))?;
     let partitions = |topic: &str| topics::partitions_of(&consumer, topic);
-    topics::check_for_run(&partitions, &admin, &layout, kafka.check_changelog_policy)
-        .map_err(|e| RunError::Source(PortError::Fatal(format!("on {}: {e}", kafka.bootstrap_servers))))?;
+    topics::check_for_run(&partitions, &admin, &layout, kafka.check_changelog_policy).map_err(|e| {
+        let on = &kafka.bootstrap_servers;
+        RunError::Source(match e {
+            PortError::Fatal(m) => PortError::Fatal(format!("on {on}: {m}")),
+            PortError::Retriable(m) => PortError::Retriable(format!("on {on}: {m}")),
+            other => other,
+        })
+    })?;
     drop(admin);
     let mut source = source::KafkaSource::new(consumer, inputs).map_err(RunError::Source)?;
     let settle = leadscore_pipeline::ports::Source::settle(&source);

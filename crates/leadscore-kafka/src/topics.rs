@@ -290,15 +290,18 @@ pub fn create(
     Ok(created)
 }
 
-/// The layout of `layout` checked at `run`'s start: an error naming every
-/// fatal problem; warnings logged.
+/// The layout of `layout` checked at `run`'s start: a fatal error naming
+/// every fatal problem, warnings logged; a cluster that could not be asked
+/// (a metadata request that failed) is retriable, as it was before this
+/// check existed, so that the supervisor tries again.
 pub fn check_for_run(
     partitions: &Partitions,
     admin: &AdminClient<DefaultClientContext>,
     layout: &Layout,
     policies: bool,
-) -> Result<(), String> {
-    let found = inspect(partitions, admin, layout, policies)?;
+) -> Result<(), leadscore_pipeline::ports::PortError> {
+    use leadscore_pipeline::ports::PortError;
+    let found = inspect(partitions, admin, layout, policies).map_err(PortError::Retriable)?;
     let mut fatal = Vec::new();
     for p in problems(&found) {
         match p.severity {
@@ -309,7 +312,7 @@ pub fn check_for_run(
     if fatal.is_empty() {
         return Ok(());
     }
-    Err(fatal.join("; "))
+    Err(PortError::Fatal(fatal.join("; ")))
 }
 
 #[cfg(test)]
