@@ -178,6 +178,10 @@ pub struct ProcessingConfig {
     pub tick_interval: Duration,
     #[serde(rename = "delivery_timeout_ms", with = "millis")]
     pub delivery_timeout: Duration,
+    /// How often the state store is committed; not set: the guarantee's
+    /// default ([`ProcessingConfig::commit_interval`]).
+    #[serde(rename = "commit_interval_ms", default, with = "millis::option", skip_serializing_if = "Option::is_none")]
+    pub commit_interval: Option<Duration>,
     #[serde(rename = "restore_stall_timeout_ms", with = "millis")]
     pub restore_stall_timeout: Duration,
     pub dead_letter_max_share: f64,
@@ -192,10 +196,26 @@ pub struct ProcessingConfig {
     pub max_message_bytes: usize,
 }
 
+impl ProcessingConfig {
+    /// `commit_interval_ms`, or the guarantee's default: at least once
+    /// commits RocksDB once a second (its outputs are sent at once all the
+    /// same; a crash loses nothing, the changelog has every delivered batch);
+    /// exactly once commits its transactions every poll batch and RocksDB
+    /// every 100 ms.
+    pub fn commit_interval(&self) -> Duration {
+        self.commit_interval.unwrap_or(match self.guarantee {
+            Guarantee::AtLeastOnce => Duration::from_millis(1000),
+            Guarantee::ExactlyOnce => Duration::from_millis(100),
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
     pub dir: PathBuf,
+    /// Memory for lead states processed but not yet committed to RocksDB.
+    pub cache_mb: usize,
     pub block_cache_mb: usize,
     pub write_buffer_mb: usize,
     pub sync_writes: bool,
@@ -353,6 +373,7 @@ impl ServiceConfig {
             ("formats.schema_registry_connect_timeout_ms", f.schema_registry_connect_timeout.as_millis() as u64),
             ("formats.schema_registry_request_timeout_ms", f.schema_registry_request_timeout.as_millis() as u64),
             ("state.block_cache_mb", self.state.block_cache_mb as u64),
+            ("state.cache_mb", self.state.cache_mb as u64),
             ("state.write_buffer_mb", self.state.write_buffer_mb as u64),
         ] {
             if v == 0 {

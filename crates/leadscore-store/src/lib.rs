@@ -11,11 +11,13 @@
 //! - [`checkpoint`]: where a partition's processing stands, and its encoding.
 //! - [`keys`]: the byte layout of state and timer keys (ordered scans by due time).
 //! - [`memory`]: an in-memory store, and the contract test every store passes.
+//! - [`overlay`]: staged writes in front of a store, committed once per interval.
 
 pub mod checkpoint;
 pub mod encoding;
 pub mod keys;
 pub mod memory;
+pub mod overlay;
 
 pub use checkpoint::{Checkpoint, Counts, Replay};
 pub use encoding::{decode_state, encode_state, max_state_bytes, DecodeStateError};

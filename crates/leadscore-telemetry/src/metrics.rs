@@ -144,7 +144,7 @@ impl Default for Metrics {
             event_to_output: histogram(
                 &r,
                 "leadscore_event_to_output_seconds",
-                "From an input message's broker timestamp to its outputs being acknowledged by the broker.",
+                "From an input message's broker timestamp to its outputs being sent (at_least_once; their acknowledgement is awaited at the next commit) or committed in a transaction (exactly_once).",
                 fast.clone(),
             ),
             event_time_lag: histogram(

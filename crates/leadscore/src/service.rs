@@ -39,6 +39,8 @@ pub fn runtime_settings(config: &ServiceConfig) -> anyhow::Result<RuntimeSetting
         tick_interval: p.tick_interval,
         max_idle: p.max_idle,
         delivery_timeout: p.delivery_timeout,
+        commit_interval: p.commit_interval(),
+        staged_max_bytes: config.state.cache_mb << 20,
         restore_stall_timeout: p.restore_stall_timeout,
         dead_letter_max_share: p.dead_letter_max_share,
         dead_letter_window: p.dead_letter_window,

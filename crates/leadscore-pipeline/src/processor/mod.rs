@@ -92,6 +92,7 @@ pub struct Formats {
 }
 
 /// Turns released messages into outputs and state writes; see the module docs.
+#[derive(Clone)]
 pub struct Processor<'a> {
     pub model: &'a Model,
     pub store: &'a dyn StateStore,

@@ -20,61 +20,58 @@
 //! store is written after it commits. A crash in between is repaired by the
 //! changelog restore, which reads committed records only, and waits for
 //! transactions still open on the changelog to end.
+//!
+//! With a commit interval (`processing.commit_interval_ms`) the store write
+//! of step 4 (and the group offsets of step 5) happen once per interval: each
+//! poll batch is *published* (at least once: its outputs sent, not awaited;
+//! exactly once: its transaction committed) and *staged* in the
+//! [`leadscore_store::overlay::Overlay`] that later batches read through; the
+//! *commit* awaits every output sent since the last one, then writes all
+//! staged states, timers and checkpoints in one batch. A crash in between
+//! leaves each batch of the interval at one of the crash points above (sent
+//! in part, or delivered whole with its checkpoint marker), and recovery is
+//! the same: the restore applies the changelog up to the last delivered
+//! marker, and what follows it is processed again.
 
-use super::{Planned, Ports, RunError, Runtime};
+use super::{Planned, Ports, RunError, Runtime, Staged};
 use crate::messages::{headers, OutputRecord};
 use crate::ports::{Acked, PortError, TopicOffset};
 use crate::processor::TimeMode;
 use crate::runtime::settings::Guarantee;
-use leadscore_store::{Replay, WriteBatch};
+use leadscore_store::{Op, Replay, StateStore};
 use std::collections::BTreeMap;
 
 impl Runtime<'_> {
-    /// Commits the steps; returns the circuit breaker's verdict (`Some`: stop).
-    pub(super) fn commit(
-        &mut self,
-        ports: &mut Ports<'_>,
-        mut steps: Vec<Planned>,
-    ) -> Result<Option<String>, RunError> {
-        let started = ports.clock.elapsed();
+    /// Publishes the steps (at least once: markers awaited in wall-clock
+    /// mode, outputs sent; exactly once: one transaction) and stages their
+    /// store writes.
+    pub(super) fn publish(&mut self, ports: &mut Ports<'_>, steps: Vec<Planned>) -> Result<(), RunError> {
         let acked = match self.settings.guarantee {
             Guarantee::AtLeastOnce => {
                 if self.settings.time_mode == TimeMode::WallClock {
                     let markers = self.replay_markers(&steps);
                     ports.sink.send(&markers).map_err(RunError::Sink)?;
-                    ports.sink.flush(self.settings.delivery_timeout).map_err(RunError::Sink)?;
+                    let acked = ports.sink.flush(self.settings.delivery_timeout).map_err(RunError::Sink)?;
+                    self.note_acked(acked);
                 }
                 for s in &steps {
                     ports.sink.send(&s.step.outputs).map_err(RunError::Sink)?;
                 }
-                ports.sink.flush(self.settings.delivery_timeout).map_err(RunError::Sink)?
+                None
             }
-            Guarantee::ExactlyOnce => self.transaction(ports, &steps)?,
+            Guarantee::ExactlyOnce => Some(self.transaction(ports, &steps)?),
         };
-        let writing = ports.clock.elapsed();
-        let mut batch = WriteBatch::default();
-        for s in &mut steps {
-            if let Some(&offset) = acked.markers.get(&s.partition) {
-                s.step.write.set_changelog_next_offset(s.partition, offset + 1);
-                s.step.checkpoint.changelog_next_offset = Some(offset + 1);
-            }
-            batch.ops.append(&mut s.step.write.ops);
+        if let Some(acked) = acked {
+            self.note_acked(acked);
         }
-        self.store.write(&batch)?;
-        let m = &self.telemetry.metrics;
-        let done = ports.clock.elapsed();
-        m.store_write_duration.observe(done.saturating_sub(writing).as_secs_f64());
-        m.commit_duration.observe(done.saturating_sub(started).as_secs_f64());
-        if self.settings.guarantee == Guarantee::AtLeastOnce {
-            let offsets = offsets_of(steps.iter().map(|s| (s.partition, &s.step.checkpoint.next_offsets)));
-            if let Err(e) = ports.source.commit(&offsets) {
-                tracing::warn!(error = %e, "offset commit failed; the store checkpoint stays authoritative");
-            }
+        let sent = (ports.clock.now(), ports.clock.wall());
+        if self.staged.is_empty() {
+            self.staged_since = Some(ports.clock.elapsed());
         }
-        let (now, wall) = (ports.clock.now(), ports.clock.wall());
-        let mut verdict = None;
         for s in steps {
-            let Planned { partition, step, .. } = s;
+            let Planned { partition, mut step, .. } = s;
+            self.pending.write(&std::mem::take(&mut step.write))?;
+            step.outputs = Vec::new();
             if let Some(owned) = self.owned.get_mut(&partition) {
                 owned.counts = step.checkpoint.counts.clone();
                 owned.next_offsets = step.checkpoint.next_offsets.clone();
@@ -86,6 +83,60 @@ impl Runtime<'_> {
                     owned.replay = None;
                 }
             }
+            self.staged.push(Staged { step, sent });
+        }
+        self.export_counts();
+        Ok(())
+    }
+
+    /// Whether the staged work is due for its commit.
+    pub(super) fn commit_due(&self, ports: &Ports<'_>) -> bool {
+        let Some(since) = self.staged_since else { return false };
+        ports.clock.elapsed().saturating_sub(since) >= self.settings.commit_interval
+            || self.pending.bytes() >= self.settings.staged_max_bytes
+    }
+
+    /// How long the next poll may wait without delaying a due commit.
+    pub(super) fn until_commit(&self, ports: &Ports<'_>) -> Option<std::time::Duration> {
+        let since = self.staged_since?;
+        Some((since + self.settings.commit_interval).saturating_sub(ports.clock.elapsed()))
+    }
+
+    /// Commits what is staged, if anything: awaits every output sent (at
+    /// least once), writes the staged states, timers and checkpoints in one
+    /// batch, then records the input offsets in the group. Stops with an
+    /// error if the circuit breaker trips.
+    pub(super) fn commit_staged(&mut self, ports: &mut Ports<'_>) -> Result<(), RunError> {
+        if self.staged_since.is_none() {
+            return Ok(());
+        }
+        let started = ports.clock.elapsed();
+        if self.settings.guarantee == Guarantee::AtLeastOnce {
+            let acked = ports.sink.flush(self.settings.delivery_timeout).map_err(RunError::Sink)?;
+            self.note_acked(acked);
+        }
+        for (partition, offset) in std::mem::take(&mut self.acked) {
+            self.pending.set_changelog_next_offset(partition, offset + 1);
+        }
+        let writing = ports.clock.elapsed();
+        let batch = self.pending.take();
+        self.store.write(&batch)?;
+        self.staged_since = None;
+        let m = &self.telemetry.metrics;
+        let done = ports.clock.elapsed();
+        m.store_write_duration.observe(done.saturating_sub(writing).as_secs_f64());
+        m.commit_duration.observe(done.saturating_sub(started).as_secs_f64());
+        if self.settings.guarantee == Guarantee::AtLeastOnce {
+            let checkpoints = batch.ops.iter().filter_map(|op| match op {
+                Op::Checkpoint { partition, checkpoint } => Some((*partition, &checkpoint.next_offsets)),
+                _ => None,
+            });
+            if let Err(e) = ports.source.commit(&offsets_of(checkpoints)) {
+                tracing::warn!(error = %e, "offset commit failed; the store checkpoint stays authoritative");
+            }
+        }
+        let mut verdict = None;
+        for Staged { step, sent: (now, wall) } in std::mem::take(&mut self.staged) {
             let t = self.telemetry;
             t.metrics.observe(&step.observations, step.stats.score_changes, now, wall);
             t.counters.add(step.messages, &step.stats);
@@ -93,8 +144,22 @@ impl Runtime<'_> {
             t.history.note(step.observations.published);
             verdict = verdict.or(self.breaker.add(step.messages, step.stats.dead_lettered));
         }
-        self.export_counts();
-        Ok(verdict)
+        self.time.commit += ports.clock.elapsed().saturating_sub(started);
+        if let Some(why) = verdict {
+            // After the commit: the bad messages are in the dead-letter topic.
+            tracing::error!(reason = %why, "stopping: too much bad input");
+            return Err(RunError::TooManyDeadLetters(why));
+        }
+        Ok(())
+    }
+
+    /// Keeps the changelog offsets of delivered checkpoint markers until the
+    /// commit that writes their checkpoints.
+    fn note_acked(&mut self, acked: Acked) {
+        for (partition, offset) in acked.markers {
+            let at = self.acked.entry(partition).or_insert(offset);
+            *at = (*at).max(offset);
+        }
     }
 
     /// At least once, wall clock: how each step must be replayed (its tick,

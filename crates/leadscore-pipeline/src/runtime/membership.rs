@@ -85,6 +85,13 @@ impl Runtime<'_> {
     /// Restores owned partitions that are not active yet, one at a time, for
     /// a bounded amount of work; activates those that finish.
     pub(super) fn restore_some(&mut self, ports: &mut Ports<'_>) -> Result<(), RunError> {
+        if self.restoring.is_none() && !self.has_restores_queued() {
+            return Ok(());
+        }
+        // A restore writes the store directly; staged work of the other
+        // partitions is committed first, so that no checkpoint is ever
+        // written while outputs it does not cover are in flight.
+        self.commit_staged(ports)?;
         let started = ports.clock.elapsed();
         while ports.clock.elapsed().saturating_sub(started) < RESTORE_TIME {
             let mut task = match self.restoring.take() {

@@ -15,9 +15,12 @@
 //! 3. releases each partition group's messages in event-time order across
 //!    its input topics ([`crate::aligner`]) and processes them, one step per
 //!    partition, with the wall-clock timers due;
-//! 4. commits the steps (`commit`): publishes the outputs, waits for their
-//!    acknowledgement (or commits the transaction), then writes states,
-//!    timers and checkpoints to the store in one batch.
+//! 4. publishes the steps (`commit`): sends the outputs (or commits them in a
+//!    transaction) and stages the states, timers and checkpoints in memory,
+//!    where the next steps read them;
+//! 5. once per commit interval (and before a revocation, an activation or a
+//!    stop), commits: waits until every output sent is acknowledged, then
+//!    writes everything staged to the store in one batch.
 //!
 //! - [`settings`]: what the runtime is told.
 //! - `membership`: assignments, revocations, restores, activation.
@@ -41,6 +44,7 @@ use crate::ports::{Changelog, Clock, Sink, Source, SourceEvent};
 use crate::processor::{Processor, Step, StepContext, TimeMode};
 use breaker::{Breaker, DeadLetterLog};
 use leadscore_core::{Millis, Model};
+use leadscore_store::overlay::Overlay;
 use leadscore_store::{Counts, Partition, Replay, StateStore};
 use leadscore_telemetry::Telemetry;
 use restore::RestoreTask;
@@ -87,6 +91,13 @@ struct Planned {
     tick: Option<Millis>,
 }
 
+/// A published step whose store writes are staged: what the commit still
+/// reports of it, and when it was sent (clock, wall clock).
+struct Staged {
+    step: Step,
+    sent: (Millis, Millis),
+}
+
 /// Where the loop's time went, logged at shutdown for capacity planning.
 #[derive(Debug, Default)]
 struct LoopTime {
@@ -94,6 +105,7 @@ struct LoopTime {
     restore: Duration,
     process: Duration,
     timers: Duration,
+    publish: Duration,
     commit: Duration,
     batches: u64,
     messages: u64,
@@ -106,6 +118,14 @@ pub struct Runtime<'a> {
     store: &'a dyn StateStore,
     telemetry: &'a Telemetry,
     processor: Processor<'a>,
+    /// Store writes of published steps, until the next commit.
+    pending: Overlay<'a>,
+    staged: Vec<Staged>,
+    /// When the oldest staged step was published.
+    staged_since: Option<Duration>,
+    /// Changelog partition -> offset of the last checkpoint marker delivered
+    /// since the last commit.
+    acked: BTreeMap<Partition, i64>,
     aligner: Aligner,
     owned: BTreeMap<Partition, Owned>,
     /// Revoked partitions whose local state is kept until the next assignment
@@ -150,6 +170,10 @@ impl<'a> Runtime<'a> {
             store,
             telemetry,
             processor,
+            pending: Overlay::new(store),
+            staged: Vec::new(),
+            staged_since: None,
+            acked: BTreeMap::new(),
             aligner: Aligner::new(
                 settings.topics.inputs.keys().cloned(),
                 settings.max_idle.as_millis() as Millis,
@@ -180,12 +204,14 @@ impl<'a> Runtime<'a> {
         while !shutdown.load(Ordering::Relaxed) {
             self.iteration(ports)?;
         }
+        self.commit_staged(ports)?;
         let t = &self.time;
         tracing::info!(
             poll_seconds = t.poll.as_secs_f64(),
             restore_seconds = t.restore.as_secs_f64(),
             process_seconds = t.process.as_secs_f64(),
             wall_clock_timer_seconds = t.timers.as_secs_f64(),
+            publish_seconds = t.publish.as_secs_f64(),
             commit_seconds = t.commit.as_secs_f64(),
             batches = t.batches,
             messages = t.messages,
@@ -198,11 +224,14 @@ impl<'a> Runtime<'a> {
     /// One pass of the loop; see the module documentation.
     pub fn iteration(&mut self, ports: &mut Ports<'_>) -> Result<(), RunError> {
         let started = ports.clock.elapsed();
-        let timeout = if self.restoring.is_some() || self.merging || self.has_restores_queued() {
+        let mut timeout = if self.restoring.is_some() || self.merging || self.has_restores_queued() {
             SHORT_POLL.min(self.settings.poll_timeout)
         } else {
             self.settings.poll_timeout
         };
+        if let Some(left) = self.until_commit(ports) {
+            timeout = timeout.min(left);
+        }
         let mut events = std::mem::take(&mut self.events);
         ports.source.poll(timeout, self.settings.max_batch, &mut events).map_err(RunError::Source)?;
         let polled = ports.clock.elapsed();
@@ -219,7 +248,12 @@ impl<'a> Runtime<'a> {
                     }
                 }
                 SourceEvent::Assigned(partitions) => self.assigned(partitions)?,
-                SourceEvent::Revoked(partitions) => self.revoked(ports, partitions),
+                SourceEvent::Revoked(partitions) => {
+                    // What is staged may include the revoked partitions':
+                    // committed while they are still this instance's.
+                    self.commit_staged(ports)?;
+                    self.revoked(ports, partitions)
+                }
             }
         }
         self.events = events;
@@ -240,14 +274,12 @@ impl<'a> Runtime<'a> {
         }
         if !steps.is_empty() {
             self.time.batches += 1;
-            let committing = ports.clock.elapsed();
-            let tripped = self.commit(ports, steps)?;
-            self.time.commit += ports.clock.elapsed().saturating_sub(committing);
-            if let Some(why) = tripped {
-                // After the commit: the bad messages are in the dead-letter topic.
-                tracing::error!(reason = %why, "stopping: too much bad input");
-                return Err(RunError::TooManyDeadLetters(why));
-            }
+            let publishing = ports.clock.elapsed();
+            self.publish(ports, steps)?;
+            self.time.publish += ports.clock.elapsed().saturating_sub(publishing);
+        }
+        if self.commit_due(ports) {
+            self.commit_staged(ports)?;
         }
         if processed.saturating_sub(self.last_report) >= self.settings.tick_interval {
             self.last_report = processed;
@@ -303,7 +335,8 @@ impl<'a> Runtime<'a> {
                 (TimeMode::WallClock, None) => Some(now),
             };
             let ctx = StepContext { tick, epoch: owned.epoch, replay_until: owned.replay.as_ref().map(|r| &r.until) };
-            let step = self.processor.process_arrivals(partition, std::mem::take(&mut ready), ctx)?;
+            let processor = Processor { store: &self.pending, ..self.processor.clone() };
+            let step = processor.process_arrivals(partition, std::mem::take(&mut ready), ctx)?;
             if step.messages == 0 && step.stats.timers_fired == 0 {
                 continue;
             }
@@ -353,7 +386,8 @@ impl<'a> Runtime<'a> {
                 continue;
             }
             let ctx = StepContext { tick: Some(now), epoch: owned.epoch, replay_until: None };
-            let step = self.processor.tick_with(partition, ctx)?;
+            let processor = Processor { store: &self.pending, ..self.processor.clone() };
+            let step = processor.tick_with(partition, ctx)?;
             if step.stats.timers_fired > 0 {
                 steps.push(Planned { partition, step, tick: Some(now) });
             }

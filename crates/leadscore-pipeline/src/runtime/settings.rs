@@ -66,6 +66,14 @@ pub struct RuntimeSettings {
     pub max_idle: Duration,
     /// How long outputs may take to be acknowledged (or a transaction to commit).
     pub delivery_timeout: Duration,
+    /// How often the store is committed. Batches processed in between are
+    /// staged in memory (later batches read through them) and their outputs
+    /// sent without waiting; at the commit every output is awaited, then the
+    /// staged states, timers and checkpoints go to the store in one write.
+    /// Zero: after every poll batch.
+    pub commit_interval: Duration,
+    /// Commit early once the staged states take this much memory.
+    pub staged_max_bytes: usize,
     /// How long a changelog restore may make no progress before it fails.
     pub restore_stall_timeout: Duration,
     /// Local state is kept across a restart only if the changelog records
@@ -95,6 +103,8 @@ impl Default for RuntimeSettings {
             tick_interval: Duration::from_millis(100),
             max_idle: Duration::ZERO,
             delivery_timeout: Duration::from_secs(30),
+            commit_interval: Duration::ZERO,
+            staged_max_bytes: 64 << 20,
             restore_stall_timeout: Duration::from_secs(120),
             local_state_max_age: Duration::from_secs(3600),
             dead_letter_max_share: 1.0,
