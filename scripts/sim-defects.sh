@@ -30,8 +30,15 @@ for patch in crates/leadscore-sim/defects/*.patch; do
     echo "$name: NOT caught by: $check"
     status=1
   else
-    why=$(echo "$out" | grep -m1 -E 'simulation seed [0-9]+ failed|panicked at|FAILED' | cut -c1-200)
-    echo "$name: caught: $why"
+    why=$(echo "$out" | grep -m1 -E 'simulation seed [0-9]+ failed|panicked at|FAILED' | cut -c1-200 || true)
+    # A check that could not even run is not a catch.
+    if [ -z "$why" ]; then
+      echo "$name: the check failed without a finding; its output ends with:"
+      echo "$out" | tail -5
+      status=1
+    else
+      echo "$name: caught: $why"
+    fi
   fi
   git apply -R "$patch"
   trap - EXIT

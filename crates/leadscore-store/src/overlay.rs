@@ -15,7 +15,7 @@
 
 use crate::{Checkpoint, LeadId, Op, Partition, StateStore, StoreError, WriteBatch};
 use leadscore_core::Millis;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
@@ -26,15 +26,16 @@ struct Move {
     now: Option<Millis>,
 }
 
+/// Maps by partition, then by lead (looked up by `&str`, without allocating).
 #[derive(Debug, Default)]
 struct Staged {
     /// `None`: erased.
-    states: HashMap<(Partition, LeadId), Option<Vec<u8>>>,
-    moves: HashMap<(Partition, LeadId), Move>,
+    states: HashMap<Partition, HashMap<LeadId, Option<Vec<u8>>>>,
+    /// Every lead whose timer moved, from where the durable store has it
+    /// (hidden from scans) to where it is now.
+    moves: HashMap<Partition, HashMap<LeadId, Move>>,
     /// Timers where they are now, for scans.
     timers: BTreeMap<Partition, BTreeSet<(Millis, LeadId)>>,
-    /// Durable timers that have moved (hidden from scans).
-    moved_away: HashSet<(Partition, Millis, LeadId)>,
     checkpoints: BTreeMap<Partition, Checkpoint>,
     /// Bytes of staged state values and keys, for the memory budget.
     bytes: usize,
@@ -59,7 +60,9 @@ impl<'s> Overlay<'s> {
     /// Whether anything is staged.
     pub fn is_empty(&self) -> bool {
         let s = self.lock();
-        s.states.is_empty() && s.moves.is_empty() && s.checkpoints.is_empty()
+        s.states.values().all(HashMap::is_empty)
+            && s.moves.values().all(HashMap::is_empty)
+            && s.checkpoints.is_empty()
     }
 
     /// Roughly how much memory the staged states take.
@@ -84,14 +87,18 @@ impl<'s> Overlay<'s> {
     pub fn take(&self) -> WriteBatch {
         let staged = std::mem::take(&mut *self.lock());
         let mut batch = WriteBatch::default();
-        for ((partition, lead), value) in staged.states {
-            match value {
-                Some(value) => batch.put_state(partition, lead, value),
-                None => batch.delete_state(partition, lead),
+        for (partition, leads) in staged.states {
+            for (lead, value) in leads {
+                match value {
+                    Some(value) => batch.put_state(partition, lead, value),
+                    None => batch.delete_state(partition, lead),
+                }
             }
         }
-        for ((partition, lead), m) in staged.moves {
-            batch.move_timer(partition, lead, m.durable, m.now);
+        for (partition, leads) in staged.moves {
+            for (lead, m) in leads {
+                batch.move_timer(partition, lead, m.durable, m.now);
+            }
         }
         for (partition, checkpoint) in staged.checkpoints {
             batch.checkpoint(partition, checkpoint);
@@ -104,21 +111,21 @@ impl Staged {
     fn stage(&mut self, op: &Op) {
         match op {
             Op::PutState { partition, lead, value } => {
-                let old = self.states.insert((*partition, lead.clone()), Some(value.clone()));
+                let old = self.states.entry(*partition).or_default().insert(lead.clone(), Some(value.clone()));
                 self.bytes += value.len() + lead.as_str().len();
                 if let Some(Some(old)) = old {
                     self.bytes -= old.len() + lead.as_str().len();
                 }
             }
             Op::DeleteState { partition, lead } => {
-                if let Some(Some(old)) = self.states.insert((*partition, lead.clone()), None) {
+                if let Some(Some(old)) = self.states.entry(*partition).or_default().insert(lead.clone(), None) {
                     self.bytes -= old.len() + lead.as_str().len();
                 }
             }
             Op::MoveTimer { partition, lead, old, new } => {
-                let key = (*partition, lead.clone());
                 let timers = self.timers.entry(*partition).or_default();
-                match self.moves.get_mut(&key) {
+                let moves = self.moves.entry(*partition).or_default();
+                match moves.get_mut(lead.as_str()) {
                     Some(m) => {
                         if let Some(at) = m.now {
                             timers.remove(&(at, lead.clone()));
@@ -126,10 +133,7 @@ impl Staged {
                         m.now = *new;
                     }
                     None => {
-                        if let Some(old) = old {
-                            self.moved_away.insert((*partition, *old, lead.clone()));
-                        }
-                        self.moves.insert(key, Move { durable: *old, now: *new });
+                        moves.insert(lead.clone(), Move { durable: *old, now: *new });
                     }
                 }
                 if let Some(new) = new {
@@ -143,12 +147,16 @@ impl Staged {
     }
 
     fn drop_partition(&mut self, partition: Partition) {
-        self.states.retain(|(p, _), _| *p != partition);
-        self.moves.retain(|(p, _), _| *p != partition);
+        self.states.remove(&partition);
+        self.moves.remove(&partition);
         self.timers.remove(&partition);
-        self.moved_away.retain(|(p, _, _)| *p != partition);
         self.checkpoints.remove(&partition);
-        self.bytes = self.states.iter().map(|((_, l), v)| v.as_ref().map_or(0, |v| v.len() + l.as_str().len())).sum();
+        self.bytes = self
+            .states
+            .values()
+            .flat_map(|leads| leads.iter())
+            .map(|(l, v)| v.as_ref().map_or(0, |v| v.len() + l.as_str().len()))
+            .sum();
     }
 }
 
@@ -157,10 +165,9 @@ impl StateStore for Overlay<'_> {
         let staged = self.lock();
         let mut found: Vec<Option<Option<Vec<u8>>>> = Vec::with_capacity(leads.len());
         let mut missing = Vec::new();
+        let states = staged.states.get(&partition);
         for lead in leads {
-            // A lookup key without allocating a LeadId per lead would need a
-            // borrowed tuple form; the allocation is small against a decode.
-            match staged.states.get(&(partition, LeadId::from(*lead))) {
+            match states.and_then(|s| s.get(*lead)) {
                 Some(v) => found.push(Some(v.clone())),
                 None => {
                     found.push(None);
@@ -187,6 +194,10 @@ impl StateStore for Overlay<'_> {
             return Ok(Vec::new());
         }
         let staged = self.lock();
+        let moves = staged.moves.get(&partition);
+        let moved_away = |due: Millis, lead: &str| {
+            moves.and_then(|m| m.get(lead)).is_some_and(|m| m.durable == Some(due))
+        };
         // Durable timers, without those that moved; read on until `limit` are
         // left or the durable store has no more.
         let mut durable = Vec::new();
@@ -196,7 +207,7 @@ impl StateStore for Overlay<'_> {
                 self.durable.due_timers(partition, cursor.as_ref().map(|(d, l)| (*d, l.as_str())), up_to, limit)?;
             let full = page.len() == limit;
             for (due, lead) in page {
-                if !staged.moved_away.contains(&(partition, due, lead.clone())) {
+                if !moved_away(due, lead.as_str()) {
                     durable.push((due, lead.clone()));
                 }
                 cursor = Some((due, lead));

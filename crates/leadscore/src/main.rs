@@ -146,6 +146,10 @@ enum Command {
         /// when data arrives meanwhile), librdkafka's 500 elsewhere.
         #[arg(long)]
         fetch_wait_ms: Option<u32>,
+        /// The service's processing.commit_interval_ms. Default: the
+        /// guarantee's default.
+        #[arg(long)]
+        commit_interval_ms: Option<u64>,
     },
     /// Run the whole pipeline on this machine with nothing to install: an
     /// embedded Kafka-protocol broker, a synthetic event stream in compressed
@@ -341,6 +345,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             write_buffer_mb,
             report,
             fetch_wait_ms,
+            commit_interval_ms,
         } => {
             check_share("--bad-share", bad_share)?;
             leadscore::bench::bench(&leadscore::bench::BenchOptions {
@@ -357,6 +362,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 write_buffer_mb,
                 report,
                 fetch_wait_ms,
+                commit_interval: commit_interval_ms.map(std::time::Duration::from_millis),
             })?;
         }
         Command::Demo { model, duration, rate, leads, time_scale, data_dir, partitions, admin } => {

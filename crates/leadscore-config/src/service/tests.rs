@@ -127,3 +127,20 @@ fn mistakes_name_the_key_the_value_and_what_was_expected() {
     let e = load_text("[processing]\npoll_timeout_ms = -5\n").unwrap_err().to_string();
     assert!(e.contains("processing.poll_timeout_ms") && e.contains("-5"), "{e}");
 }
+
+#[test]
+fn the_commit_interval_defaults_by_guarantee_and_the_example_sets_every_new_key() {
+    let c = load_text("").expect("defaults");
+    assert_eq!(c.processing.commit_interval(), Duration::from_millis(1000));
+    assert_eq!(c.state.cache_mb, 64);
+    let c = load_text("[processing]\nguarantee = \"exactly_once\"\n").expect("exactly once");
+    assert_eq!(c.processing.commit_interval(), Duration::from_millis(100));
+    let c = load_text("[processing]\ncommit_interval_ms = 0\n").expect("zero");
+    assert_eq!(c.processing.commit_interval(), Duration::ZERO, "0: after every poll batch");
+    let e = load_text("[state]\ncache_mb = 0\n").unwrap_err().to_string();
+    assert!(e.contains("state.cache_mb") && e.contains("above zero"), "{e}");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/leadscore.example.toml");
+    let c = ServiceConfig::load_with_env(&[&example], Env::prefixed("LEADSCORE_TEST_NONE__")).expect("the example");
+    assert_eq!(c.processing.commit_interval, Some(Duration::from_millis(1000)));
+    assert_eq!(c.state.cache_mb, 64);
+}

@@ -103,6 +103,52 @@ pub fn probe(
     Ok(seen)
 }
 
+/// The broker timestamps (milliseconds) of the first and the last record of
+/// `topic`, over all its partitions: the service stamps each output when it
+/// sends it, so this is its drain from the first batch published to the last,
+/// whatever the sampling of its metrics. `None`: the topic is empty.
+pub fn output_span(bootstrap: &str, topic: &str) -> anyhow::Result<Option<(i64, i64)>> {
+    let c = consumer(bootstrap, "leadscore-bench-span", None)?;
+    let metadata = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    let mut span: Option<(i64, i64)> = None;
+    // A partition's first record, and its tail (a few offsets before the
+    // end: in a transactional topic the last offset is a commit marker that
+    // no consumer sees).
+    const TAIL: i64 = 64;
+    for p in 0..partitions {
+        let (low, high) = c.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        if high <= low {
+            continue;
+        }
+        for (from, to) in [(low, (low + 1).min(high)), ((high - TAIL).max(low), high)] {
+            let mut one = TopicPartitionList::new();
+            one.add_partition_offset(topic, p, Offset::Offset(from))?;
+            c.assign(&one)?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                match c.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => {
+                        if let Some(t) = m.timestamp().to_millis() {
+                            span = Some(span.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
+                        }
+                        if m.offset() + 1 >= to {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => bail!("reading the timestamps of {topic}: {e}"),
+                    // Nothing more (e.g. only control records are left).
+                    None if c.position()?.elements().iter().all(|e| e.offset().to_raw().is_some_and(|o| o >= to)) => {
+                        break
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    Ok(span)
+}
+
 /// The number after `needle` in a JSON output record, e.g. 17 in
 /// `..."event_id":"e-1a7-17",...` for the needle `"event_id":"e-1a7-`.
 fn sequence(payload: &[u8], needle: &str) -> Option<u64> {

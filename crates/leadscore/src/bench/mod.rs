@@ -58,6 +58,8 @@ pub struct BenchOptions {
     /// full wait, even when data arrives meanwhile, unlike Kafka), librdkafka's
     /// default (500 ms) on an external broker.
     pub fetch_wait_ms: Option<u32>,
+    /// The service's commit interval; `None`: the guarantee's default.
+    pub commit_interval: Option<Duration>,
 }
 
 /// The synthetic stream: one event per 10 ms of event time on average.
@@ -231,14 +233,26 @@ impl Run<'_> {
                 block_cache_mb: opts.block_cache_mb,
                 write_buffer_mb: opts.write_buffer_mb,
                 fetch_wait_ms: opts.fetch_wait_ms,
+                commit_interval: opts.commit_interval,
             },
         )?;
         let mut bar = Progress::new(format!("{short} drain"), opts.events);
         let commits_before = subject.histogram(COMMIT_SECONDS);
-        let (n, elapsed) = subject.wait_consumed(opts.events, Duration::from_secs(120), &mut |n| bar.update(n))?;
+        let cpu_before = subject.cpu_seconds();
+        let (n, sampled) = subject.wait_consumed(opts.events, Duration::from_secs(120), &mut |n| bar.update(n))?;
+        let cpu = subject.cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
         bar.finish(opts.events);
+        // The drain's time from its own outputs, first to last (read before
+        // the latency phase adds to the topic); the metrics' sampling only
+        // when the topic has no usable timestamps.
+        let span = consumers::output_span(bootstrap, &topics.score_changes)?;
+        let elapsed = match span {
+            Some((first, last)) if last > first => Duration::from_millis((last - first) as u64),
+            _ => sampled,
+        };
         let commits = subject.histogram(COMMIT_SECONDS).since(&commits_before);
         let mut measured = row(&name, n, elapsed);
+        measured.cpu_per_event = cpu.filter(|_| n > 0).map(|c| Duration::from_secs_f64(c / n as f64));
         measured.commits = Some((commits.count, Duration::from_secs_f64(commits.mean())));
         let rate = *half_rate.get_or_insert((measured.rate() / 2.0).max(1.0) as u64);
         let mut latency = None;
@@ -275,6 +289,7 @@ fn row(name: &str, events: u64, elapsed: Duration) -> Row {
         peak_rss_bytes: None,
         state_bytes: None,
         commits: None,
+        cpu_per_event: None,
         skipped: None,
     }
 }

@@ -68,6 +68,8 @@ pub struct SubjectSettings<'a> {
     pub write_buffer_mb: u64,
     /// librdkafka's fetch.wait.max.ms, when set.
     pub fetch_wait_ms: Option<u32>,
+    /// processing.commit_interval_ms, when set.
+    pub commit_interval: Option<std::time::Duration>,
 }
 
 impl SubjectSettings<'_> {
@@ -91,6 +93,9 @@ impl SubjectSettings<'_> {
         c.topics.inputs = [(t.input.clone(), "any".to_string()), (t.latency_input.clone(), "any".to_string())].into();
         c.processing.guarantee = self.guarantee;
         c.processing.time = TimeMode::EventTime;
+        if self.commit_interval.is_some() {
+            c.processing.commit_interval = self.commit_interval;
+        }
         c.state.dir = state_dir.to_path_buf();
         c.state.block_cache_mb = self.block_cache_mb as usize;
         c.state.write_buffer_mb = self.write_buffer_mb as usize;
@@ -152,15 +157,16 @@ impl Subject {
     }
 
     /// Waits until the service has consumed `events`, calling `progress` on the
-    /// way. Returns the throughput window: from the first consumed batch to
-    /// the last, with the events in it (group join and startup excluded).
+    /// way. Returns the events consumed and the time from the first sample
+    /// that saw any to the end: a fallback for the drain's time, which
+    /// [`super::consumers::output_span`] measures from the outputs themselves.
     pub fn wait_consumed(
         &mut self,
         events: u64,
         stall: Duration,
         progress: &mut dyn FnMut(u64),
     ) -> anyhow::Result<(u64, Duration)> {
-        let mut first: Option<(u64, Instant)> = None;
+        let mut first: Option<(u64, Instant)> = None; // (events, when) of the first sample above zero
         let mut last_change = (0u64, Instant::now());
         loop {
             let n = self.consumed()?;
@@ -178,8 +184,8 @@ impl Subject {
             }
             progress(n);
             if n >= events {
-                let (n0, t0) = first.unwrap_or((0, now));
-                return Ok((n - n0, now.duration_since(t0)));
+                let t0 = first.map_or(now, |(_, t)| t);
+                return Ok((n, now.duration_since(t0)));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -188,6 +194,19 @@ impl Subject {
     /// A histogram of the service's `/metrics`.
     pub fn histogram(&self, name: &str) -> Histogram {
         parse_histogram(&scrape(&self.admin), name)
+    }
+
+    /// CPU time the service has used so far (user and system), on Linux.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name (which may hold spaces): state is the
+        // first, utime and stime the 12th and 13th, in clock ticks.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf only reads a constant of the running system.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        (hz > 0).then(|| ticks as f64 / hz as f64)
     }
 
     /// Peak resident memory so far (VmHWM), on Linux.
