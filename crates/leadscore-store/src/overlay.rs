@@ -60,21 +60,12 @@ impl<'s> Overlay<'s> {
     /// Whether anything is staged.
     pub fn is_empty(&self) -> bool {
         let s = self.lock();
-        s.states.values().all(HashMap::is_empty)
-            && s.moves.values().all(HashMap::is_empty)
-            && s.checkpoints.is_empty()
+        s.states.values().all(HashMap::is_empty) && s.moves.values().all(HashMap::is_empty) && s.checkpoints.is_empty()
     }
 
     /// Roughly how much memory the staged states take.
     pub fn bytes(&self) -> usize {
         self.lock().bytes
-    }
-
-    /// Sets the changelog offset the staged checkpoint of `partition` covers.
-    pub fn set_changelog_next_offset(&self, partition: Partition, next: i64) {
-        if let Some(c) = self.lock().checkpoints.get_mut(&partition) {
-            c.changelog_next_offset = Some(next);
-        }
     }
 
     /// The staged checkpoints.
@@ -195,9 +186,8 @@ impl StateStore for Overlay<'_> {
         }
         let staged = self.lock();
         let moves = staged.moves.get(&partition);
-        let moved_away = |due: Millis, lead: &str| {
-            moves.and_then(|m| m.get(lead)).is_some_and(|m| m.durable == Some(due))
-        };
+        let moved_away =
+            |due: Millis, lead: &str| moves.and_then(|m| m.get(lead)).is_some_and(|m| m.durable == Some(due));
         // Durable timers, without those that moved; read on until `limit` are
         // left or the durable store has no more.
         let mut durable = Vec::new();

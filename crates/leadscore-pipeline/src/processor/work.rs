@@ -293,7 +293,7 @@ impl<'p, 'a> Work<'p, 'a> {
             epoch.iter().map(|e| (headers::CHANGELOG_EPOCH, e.clone())).collect()
         };
         for (lead, slot) in dirty {
-            let value = slot.state.as_ref().map(|s| {
+            let mut value = slot.state.as_ref().map(|s| {
                 let mut buf = Vec::with_capacity(256);
                 encode_state(s, &mut buf);
                 buf
@@ -312,18 +312,23 @@ impl<'p, 'a> Work<'p, 'a> {
                 }
                 counts.members[i] += if member >> i & 1 == 1 { 1 } else { -1 };
             }
-            match &value {
-                Some(v) => self.step.write.put_state(p, lead.clone(), v.clone()),
+            // The bytes go to the changelog too, unless the runtime publishes
+            // it per commit.
+            let stored = if self.p.changelog_per_step { value.clone() } else { value.take() };
+            match stored {
+                Some(v) => self.step.write.put_state(p, lead.clone(), v),
                 None => self.step.write.delete_state(p, lead.clone()),
             }
             self.step.write.move_timer(p, lead.clone(), slot.stored_due, next_due);
-            self.step.outputs.push(OutputRecord {
-                topic: OutputTopic::Changelog,
-                key: Some(lead.as_str().as_bytes().to_vec()),
-                value,
-                headers: changelog_headers(),
-                partition: Some(p),
-            });
+            if self.p.changelog_per_step {
+                self.step.outputs.push(OutputRecord {
+                    topic: OutputTopic::Changelog,
+                    key: Some(lead.as_str().as_bytes().to_vec()),
+                    value,
+                    headers: changelog_headers(),
+                    partition: Some(p),
+                });
+            }
         }
         self.checkpoint.epoch = self.ctx.epoch.or(self.checkpoint.epoch);
         // A replay under way that this step does not finish stays recorded, so
@@ -334,11 +339,13 @@ impl<'p, 'a> Work<'p, 'a> {
             .replay_until
             .filter(|until| until.iter().any(|(t, u)| offsets.get(t).copied().unwrap_or(0) < *u))
             .map(|until| leadscore_store::Replay { tick: None, until: until.clone() });
-        // The marker carries no changelog offset: it learns its own on delivery.
-        let marker = Checkpoint { changelog_next_offset: None, ..self.checkpoint.clone() };
-        let mut marker = OutputRecord::checkpoint_marker(p, &marker);
-        marker.headers.extend(changelog_headers());
-        self.step.outputs.push(marker);
+        if self.p.changelog_per_step {
+            // The marker carries no changelog offset: it learns its own on delivery.
+            let marker = Checkpoint { changelog_next_offset: None, ..self.checkpoint.clone() };
+            let mut marker = OutputRecord::checkpoint_marker(p, &marker);
+            marker.headers.extend(changelog_headers());
+            self.step.outputs.push(marker);
+        }
         self.step.write.checkpoint(p, self.checkpoint.clone());
         self.step.base = self.base;
         self.step.checkpoint = self.checkpoint;

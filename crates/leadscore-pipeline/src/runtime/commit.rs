@@ -32,13 +32,22 @@
 //! in part, or delivered whole with its checkpoint marker), and recovery is
 //! the same: the restore applies the changelog up to the last delivered
 //! marker, and what follows it is processed again.
+//!
+//! At least once in event time the changelog itself is published per commit,
+//! not per step (`RuntimeSettings::changelog_per_commit`): the commit sends
+//! each changed lead's latest state and one checkpoint marker per partition,
+//! awaits them with the outputs, then writes the store. A lead changed by
+//! ten batches of an interval is one changelog record, not ten. A crash
+//! before the commit replays every batch since the last one from its inputs,
+//! which event time makes publish the same records.
 
 use super::{Planned, Ports, RunError, Runtime, Staged};
-use crate::messages::{headers, OutputRecord};
+use crate::messages::{headers, OutputRecord, OutputTopic};
 use crate::ports::{Acked, PortError, TopicOffset};
 use crate::processor::TimeMode;
 use crate::runtime::settings::Guarantee;
-use leadscore_store::{Op, Replay, StateStore};
+use leadscore_core::LeadId;
+use leadscore_store::{Checkpoint, Op, Partition, Replay, StateStore, WriteBatch};
 use std::collections::BTreeMap;
 
 impl Runtime<'_> {
@@ -111,15 +120,19 @@ impl Runtime<'_> {
             return Ok(());
         }
         let started = ports.clock.elapsed();
+        let mut batch = self.pending.take();
+        if self.settings.changelog_per_commit() {
+            let records = self.changelog_of(&batch);
+            ports.sink.send(&records).map_err(RunError::Sink)?;
+        }
         if self.settings.guarantee == Guarantee::AtLeastOnce {
             let acked = ports.sink.flush(self.settings.delivery_timeout).map_err(RunError::Sink)?;
             self.note_acked(acked);
         }
         for (partition, offset) in std::mem::take(&mut self.acked) {
-            self.pending.set_changelog_next_offset(partition, offset + 1);
+            batch.set_changelog_next_offset(partition, offset + 1);
         }
         let writing = ports.clock.elapsed();
-        let batch = self.pending.take();
         self.store.write(&batch)?;
         self.staged_since = None;
         let m = &self.telemetry.metrics;
@@ -151,6 +164,39 @@ impl Runtime<'_> {
             return Err(RunError::TooManyDeadLetters(why));
         }
         Ok(())
+    }
+
+    /// At least once, event time: the changelog of a commit, each changed
+    /// lead's latest state (a tombstone for an erased one), then each
+    /// partition's checkpoint marker, after its states.
+    fn changelog_of(&self, batch: &WriteBatch) -> Vec<OutputRecord> {
+        let headers = |partition: &Partition| -> Vec<(&'static str, Vec<u8>)> {
+            let epoch = self.owned.get(partition).and_then(|o| o.epoch);
+            epoch.map(|e| (headers::CHANGELOG_EPOCH, e.to_string().into_bytes())).into_iter().collect()
+        };
+        let record = |partition: &Partition, lead: &LeadId, value: Option<Vec<u8>>| OutputRecord {
+            topic: OutputTopic::Changelog,
+            key: Some(lead.as_str().as_bytes().to_vec()),
+            value,
+            headers: headers(partition),
+            partition: Some(*partition),
+        };
+        let mut records = Vec::with_capacity(batch.len());
+        for op in &batch.ops {
+            match op {
+                Op::PutState { partition, lead, value } => records.push(record(partition, lead, Some(value.clone()))),
+                Op::DeleteState { partition, lead } => records.push(record(partition, lead, None)),
+                Op::MoveTimer { .. } => {}
+                Op::Checkpoint { partition, checkpoint } => {
+                    // The marker learns its own offset on delivery.
+                    let marker = Checkpoint { changelog_next_offset: None, ..checkpoint.clone() };
+                    let mut marker = OutputRecord::checkpoint_marker(*partition, &marker);
+                    marker.headers.extend(headers(partition));
+                    records.push(marker);
+                }
+            }
+        }
+        records
     }
 
     /// Keeps the changelog offsets of delivered checkpoint markers until the

@@ -159,6 +159,7 @@ impl<'a> Runtime<'a> {
         let processor = Processor {
             formats: settings.formats.clone(),
             admission: settings.admission,
+            changelog_per_step: !settings.changelog_per_commit(),
             limits: settings.limits,
             ..Processor::new(model, store, &settings.topics, settings.time_mode)
         };

@@ -89,6 +89,19 @@ pub struct RuntimeSettings {
     pub dead_letter_window: u64,
 }
 
+impl RuntimeSettings {
+    /// At least once in event time, the changelog is published once per
+    /// commit (each changed lead's latest state, then one checkpoint marker
+    /// per partition) instead of after every step: a crash replays every
+    /// step since the last commit from its inputs, and event time makes the
+    /// replay publish the same records. Wall clock keeps a changelog per step
+    /// (a replay must repeat each step's tick, recorded per step), and so does
+    /// exactly once (the changelog commits in the transaction of the offsets).
+    pub fn changelog_per_commit(&self) -> bool {
+        self.guarantee == Guarantee::AtLeastOnce && self.time_mode == TimeMode::EventTime
+    }
+}
+
 impl Default for RuntimeSettings {
     fn default() -> RuntimeSettings {
         RuntimeSettings {
