@@ -73,6 +73,15 @@ impl<'s> Overlay<'s> {
         self.lock().checkpoints.clone()
     }
 
+    /// Stages the batch, taking its values (see the module documentation);
+    /// [`StateStore::write`] does the same with copies.
+    pub fn stage(&self, batch: WriteBatch) {
+        let mut staged = self.lock();
+        for op in batch.ops {
+            staged.stage(op);
+        }
+    }
+
     /// Everything staged, as one batch for the durable store; the overlay is
     /// empty afterwards. Checkpoints come last, after the states they cover.
     pub fn take(&self) -> WriteBatch {
@@ -99,40 +108,41 @@ impl<'s> Overlay<'s> {
 }
 
 impl Staged {
-    fn stage(&mut self, op: &Op) {
+    fn stage(&mut self, op: Op) {
         match op {
             Op::PutState { partition, lead, value } => {
-                let old = self.states.entry(*partition).or_default().insert(lead.clone(), Some(value.clone()));
-                self.bytes += value.len() + lead.as_str().len();
-                if let Some(Some(old)) = old {
-                    self.bytes -= old.len() + lead.as_str().len();
+                let key = lead.as_str().len();
+                self.bytes += value.len() + key;
+                if let Some(Some(old)) = self.states.entry(partition).or_default().insert(lead, Some(value)) {
+                    self.bytes -= old.len() + key;
                 }
             }
             Op::DeleteState { partition, lead } => {
-                if let Some(Some(old)) = self.states.entry(*partition).or_default().insert(lead.clone(), None) {
-                    self.bytes -= old.len() + lead.as_str().len();
+                let key = lead.as_str().len();
+                if let Some(Some(old)) = self.states.entry(partition).or_default().insert(lead, None) {
+                    self.bytes -= old.len() + key;
                 }
             }
             Op::MoveTimer { partition, lead, old, new } => {
-                let timers = self.timers.entry(*partition).or_default();
-                let moves = self.moves.entry(*partition).or_default();
+                let timers = self.timers.entry(partition).or_default();
+                let moves = self.moves.entry(partition).or_default();
                 match moves.get_mut(lead.as_str()) {
                     Some(m) => {
                         if let Some(at) = m.now {
                             timers.remove(&(at, lead.clone()));
                         }
-                        m.now = *new;
+                        m.now = new;
                     }
                     None => {
-                        moves.insert(lead.clone(), Move { durable: *old, now: *new });
+                        moves.insert(lead.clone(), Move { durable: old, now: new });
                     }
                 }
                 if let Some(new) = new {
-                    timers.insert((*new, lead.clone()));
+                    timers.insert((new, lead));
                 }
             }
             Op::Checkpoint { partition, checkpoint } => {
-                self.checkpoints.insert(*partition, checkpoint.clone());
+                self.checkpoints.insert(partition, checkpoint);
             }
         }
     }
@@ -231,10 +241,7 @@ impl StateStore for Overlay<'_> {
 
     /// Stages the batch (see the module documentation).
     fn write(&self, batch: &WriteBatch) -> Result<(), StoreError> {
-        let mut staged = self.lock();
-        for op in &batch.ops {
-            staged.stage(op);
-        }
+        self.stage(batch.clone());
         Ok(())
     }
 

@@ -47,7 +47,7 @@ use crate::ports::{Acked, PortError, TopicOffset};
 use crate::processor::TimeMode;
 use crate::runtime::settings::Guarantee;
 use leadscore_core::LeadId;
-use leadscore_store::{Checkpoint, Op, Partition, Replay, StateStore, WriteBatch};
+use leadscore_store::{Checkpoint, Op, Partition, Replay, WriteBatch};
 use std::collections::BTreeMap;
 
 impl Runtime<'_> {
@@ -79,7 +79,7 @@ impl Runtime<'_> {
         }
         for s in steps {
             let Planned { partition, mut step, .. } = s;
-            self.pending.write(&std::mem::take(&mut step.write))?;
+            self.pending.stage(std::mem::take(&mut step.write));
             step.outputs = Vec::new();
             if let Some(owned) = self.owned.get_mut(&partition) {
                 owned.counts = step.checkpoint.counts.clone();
