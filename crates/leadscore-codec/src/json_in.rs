@@ -94,11 +94,11 @@ fn is_null(raw: &RawValue) -> bool {
     raw.get() == "null"
 }
 
-fn invalid(field: &str, expected: &str, raw: &RawValue) -> DecodeError {
+fn invalid(field: impl fmt::Display, expected: &str, raw: &RawValue) -> DecodeError {
     DecodeError::new(ErrorClass::InvalidField, format!("{field}: expected {expected}, got {}", json_type(raw)))
 }
 
-fn text<'a>(field: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, DecodeError> {
+fn text<'a>(field: impl fmt::Display, raw: &'a RawValue) -> Result<Cow<'a, str>, DecodeError> {
     // Cow borrows when the string has no escapes.
     let s: Cow<'a, str> = serde_json::from_str(raw.get()).map_err(|_| invalid(field, "a string", raw))?;
     Ok(s)
@@ -140,13 +140,13 @@ fn timestamp(raw: Option<&RawValue>) -> Result<Millis, DecodeError> {
     }
 }
 
-fn too_long(name: &str, len: usize, max: usize) -> DecodeError {
+fn too_long(name: impl fmt::Display, len: usize, max: usize) -> DecodeError {
     DecodeError::new(ErrorClass::InvalidField, format!("{name}: {len} bytes, at most {max} allowed"))
 }
 
 /// A profile value: bounded (see [`leadscore_core::bounds`]), since the lead's
 /// state keeps it.
-fn owned(field: Field, name: &str, raw: &RawValue) -> Result<OwnedValue, DecodeError> {
+fn owned(field: Field, name: PropertyName, raw: &RawValue) -> Result<OwnedValue, DecodeError> {
     Ok(match field.field_type() {
         FieldType::Text => {
             let t = text(name, raw)?;
@@ -171,7 +171,7 @@ fn owned(field: Field, name: &str, raw: &RawValue) -> Result<OwnedValue, DecodeE
                 ));
             }
             if let Some(item) = v.iter().find(|i| i.len() > MAX_LIST_ITEM_BYTES) {
-                return Err(too_long(&format!("{name} item"), item.len(), MAX_LIST_ITEM_BYTES));
+                return Err(too_long(format_args!("{name} item"), item.len(), MAX_LIST_ITEM_BYTES));
             }
             OwnedValue::TextList(v.into_iter().map(String::into_boxed_str).collect())
         }
@@ -179,7 +179,7 @@ fn owned(field: Field, name: &str, raw: &RawValue) -> Result<OwnedValue, DecodeE
     })
 }
 
-fn country(name: &str, v: OwnedValue) -> Result<OwnedValue, DecodeError> {
+fn country(name: PropertyName, v: OwnedValue) -> Result<OwnedValue, DecodeError> {
     match v {
         OwnedValue::Text(s) => {
             let t = s.trim();
@@ -196,6 +196,16 @@ fn country(name: &str, v: OwnedValue) -> Result<OwnedValue, DecodeError> {
     }
 }
 
+/// `properties.<field>`, as error messages name a property.
+#[derive(Clone, Copy)]
+struct PropertyName(Field);
+
+impl fmt::Display for PropertyName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "properties.{}", self.0.as_str())
+    }
+}
+
 fn properties(kind: Kind, raw: Option<&RawValue>) -> Result<Properties, DecodeError> {
     let obj = match raw.filter(|r| !is_null(r)) {
         None => RawObject(Vec::new()),
@@ -203,11 +213,8 @@ fn properties(kind: Kind, raw: Option<&RawValue>) -> Result<Properties, DecodeEr
     };
     let mut p = Properties::default();
     for &(field, required) in kind.properties() {
-        let name_owned;
-        let name = {
-            name_owned = format!("properties.{}", field.as_str());
-            name_owned.as_str()
-        };
+        // Formatted only into an error message, never per event.
+        let name = PropertyName(field);
         let value = obj.get(field.as_str());
         if kind == Kind::ProfileUpdate {
             if let Some(raw) = value {

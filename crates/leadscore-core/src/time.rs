@@ -194,8 +194,22 @@ pub fn write_rfc3339(out: &mut String, t: Millis) {
     let (h, rest) = (ms_of_day / HOUR, ms_of_day % HOUR);
     let (mi, rest) = (rest / MINUTE, rest % MINUTE);
     let (sec, ms) = (rest / SECOND, rest % SECOND);
-    use std::fmt::Write;
-    let _ = write!(out, "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{ms:03}Z");
+    if !(0..=9999).contains(&y) {
+        use std::fmt::Write;
+        let _ = write!(out, "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{ms:03}Z");
+        return;
+    }
+    // Every output record carries a timestamp: digits by hand, not through
+    // the formatting machinery.
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    for (at, width, v) in [(0, 4, y), (5, 2, m), (8, 2, d), (11, 2, h), (14, 2, mi), (17, 2, sec), (20, 3, ms)] {
+        let mut v = v;
+        for slot in b[at..at + width].iter_mut().rev() {
+            *slot = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    }
+    out.push_str(std::str::from_utf8(&b).expect("ASCII digits and separators"));
 }
 
 /// Parses durations such as `30d`, `24h`, `90m`, `1h30m`, `500ms`, `2w`.

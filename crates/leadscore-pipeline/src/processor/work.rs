@@ -86,6 +86,12 @@ impl<'p, 'a> Work<'p, 'a> {
 
     /// Loads the states of `leads` not yet in the working set, in one read.
     pub(super) fn load(&mut self, leads: &[&str]) -> Result<(), StepError> {
+        // The common call: one lead of an event, already loaded with the step.
+        if let [one] = leads {
+            if self.leads.contains_key(*one) {
+                return Ok(());
+            }
+        }
         let mut missing: Vec<&str> = leads.iter().copied().filter(|l| !self.leads.contains_key(*l)).collect();
         missing.sort_unstable();
         missing.dedup();
