@@ -442,7 +442,10 @@ impl ServiceConfig {
 
     /// The effective configuration as TOML, secrets redacted.
     pub fn to_toml(&self) -> String {
-        figment::value::Value::serialize(self.redacted())
+        let mut effective = self.redacted();
+        // Defaults that depend on other settings are printed as they apply.
+        effective.processing.commit_interval = Some(self.processing.commit_interval());
+        figment::value::Value::serialize(effective)
             .ok()
             .and_then(|v| v.into_dict())
             .map(|d| toml_of(&d))

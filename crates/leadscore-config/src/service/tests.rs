@@ -135,8 +135,10 @@ fn the_commit_interval_defaults_by_guarantee_and_the_example_sets_every_new_key(
     assert_eq!(c.state.cache_mb, 64);
     let c = load_text("[processing]\nguarantee = \"exactly_once\"\n").expect("exactly once");
     assert_eq!(c.processing.commit_interval(), Duration::from_millis(100));
+    assert!(c.to_toml().contains("commit_interval_ms = 100\n"), "{}", c.to_toml());
     let c = load_text("[processing]\ncommit_interval_ms = 0\n").expect("zero");
     assert_eq!(c.processing.commit_interval(), Duration::ZERO, "0: after every poll batch");
+    assert!(c.to_toml().contains("commit_interval_ms = 0"), "the effective value is printed");
     let e = load_text("[state]\ncache_mb = 0\n").unwrap_err().to_string();
     assert!(e.contains("state.cache_mb") && e.contains("above zero"), "{e}");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/leadscore.example.toml");
