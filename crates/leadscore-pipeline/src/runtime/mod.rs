@@ -18,7 +18,7 @@
 //! 4. publishes the steps (`commit`): sends the outputs (or commits them in a
 //!    transaction) and stages the states, timers and checkpoints in memory,
 //!    where the next steps read them;
-//! 5. once per commit interval (and before a revocation, an activation or a
+//! 5. once per commit interval (and before a revocation, a restore or a
 //!    stop), commits: waits until every output sent is acknowledged, then
 //!    writes everything staged to the store in one batch.
 //!
@@ -336,6 +336,7 @@ impl<'a> Runtime<'a> {
                 (TimeMode::WallClock, None) => Some(now),
             };
             let ctx = StepContext { tick, epoch: owned.epoch, replay_until: owned.replay.as_ref().map(|r| &r.until) };
+            // Steps read through what earlier batches staged.
             let processor = Processor { store: &self.pending, ..self.processor.clone() };
             let step = processor.process_arrivals(partition, std::mem::take(&mut ready), ctx)?;
             if step.messages == 0 && step.stats.timers_fired == 0 {
