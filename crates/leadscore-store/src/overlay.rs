@@ -87,24 +87,31 @@ impl<'s> Overlay<'s> {
     pub fn take(&self) -> WriteBatch {
         let staged = std::mem::take(&mut *self.lock());
         let mut batch = WriteBatch::default();
-        for (partition, leads) in staged.states {
-            for (lead, value) in leads {
-                match value {
-                    Some(value) => batch.put_state(partition, lead, value),
-                    None => batch.delete_state(partition, lead),
-                }
+        // In partition and lead order, whatever the hash maps' order: the
+        // batch (and the changelog made of it) is the same on every run,
+        // which keeps simulation seeds replayable.
+        for (partition, lead, value) in sorted(staged.states) {
+            match value {
+                Some(value) => batch.put_state(partition, lead, value),
+                None => batch.delete_state(partition, lead),
             }
         }
-        for (partition, leads) in staged.moves {
-            for (lead, m) in leads {
-                batch.move_timer(partition, lead, m.durable, m.now);
-            }
+        for (partition, lead, m) in sorted(staged.moves) {
+            batch.move_timer(partition, lead, m.durable, m.now);
         }
         for (partition, checkpoint) in staged.checkpoints {
             batch.checkpoint(partition, checkpoint);
         }
         batch
     }
+}
+
+/// The entries of per-partition maps, in partition and lead order.
+fn sorted<V>(by: HashMap<Partition, HashMap<LeadId, V>>) -> Vec<(Partition, LeadId, V)> {
+    let mut all: Vec<(Partition, LeadId, V)> =
+        by.into_iter().flat_map(|(p, leads)| leads.into_iter().map(move |(l, v)| (p, l, v))).collect();
+    all.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    all
 }
 
 impl Staged {
@@ -273,6 +280,32 @@ mod tests {
         let overlay = Overlay::new(&durable);
         let through = Through(&overlay, &durable);
         check_store_contract(&through);
+    }
+
+    #[test]
+    fn a_taken_batch_is_in_partition_and_lead_order_whatever_was_staged_first() {
+        let durable = MemoryStore::new();
+        let overlay = Overlay::new(&durable);
+        let mut b = WriteBatch::default();
+        for (p, l) in [(2, "L-c"), (1, "L-b"), (2, "L-a"), (1, "L-a")] {
+            b.put_state(p, LeadId::from(l), vec![1]);
+            b.move_timer(p, LeadId::from(l), None, Some(5));
+        }
+        overlay.stage(b);
+        let order: Vec<String> = overlay
+            .take()
+            .ops
+            .iter()
+            .map(|op| match op {
+                Op::PutState { partition, lead, .. } => format!("state {partition}/{}", lead.as_str()),
+                Op::MoveTimer { partition, lead, .. } => format!("timer {partition}/{}", lead.as_str()),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        let want = ["1/L-a", "1/L-b", "2/L-a", "2/L-c"];
+        let states: Vec<String> = want.iter().map(|k| format!("state {k}")).collect();
+        let timers: Vec<String> = want.iter().map(|k| format!("timer {k}")).collect();
+        assert_eq!(order, [states, timers].concat());
     }
 
     /// Stages each write and commits it at once: what the runtime does with a
