@@ -2,6 +2,9 @@
 //! (`config/leadscore.default.toml`), then the file given with `--config`, then
 //! `LEADSCORE__SECTION__KEY` environment variables. Unknown keys are errors that
 //! name their path; values are checked here so the engine never re-checks them.
+//!
+//! - `check`: the checks serde cannot express.
+//! - `print`: the effective configuration as `check-config` prints it.
 
 use crate::error::ConfigError;
 use crate::millis;
@@ -233,11 +236,6 @@ pub fn default_inputs() -> BTreeMap<String, String> {
     Topics::default().inputs.into_iter().map(|(t, k)| (t, k.map_or("any", Kind::as_str).to_string())).collect()
 }
 
-/// librdkafka option names whose values are secrets.
-fn is_secret(key: &str) -> bool {
-    ["password", "secret", "token", "key.pem", "private"].iter().any(|s| key.contains(s))
-}
-
 impl ServiceConfig {
     /// The input writer schema files by numeric schema id.
     pub fn avro_schema_ids(&self) -> Result<BTreeMap<u32, PathBuf>, ConfigError> {
@@ -291,98 +289,6 @@ impl ServiceConfig {
         Ok(config)
     }
 
-    fn check(&self) -> Result<(), ConfigError> {
-        let t = &self.topics;
-        let outputs = [
-            ("topics.score_changes", &t.score_changes),
-            ("topics.transitions", &t.transitions),
-            ("topics.dead_letters", &t.dead_letters),
-            ("topics.changelog", &t.changelog),
-        ];
-        for (i, (key, name)) in outputs.iter().enumerate() {
-            if let Some(input) = t.inputs.keys().find(|input| input == name) {
-                return Err(ConfigError::at(
-                    *key,
-                    format!("{input:?} is also an input topic; expected a topic of its own"),
-                ));
-            }
-            if let Some((other, _)) = outputs[..i].iter().find(|(_, n)| n == name) {
-                return Err(ConfigError::at(*key, format!("{name:?} is also {other}; expected a topic of its own")));
-            }
-        }
-        if self.kafka.bootstrap_servers.trim().is_empty() {
-            return Err(ConfigError::at(
-                "kafka.bootstrap_servers",
-                "expected host:port[,host:port...], got an empty value",
-            ));
-        }
-        if self.kafka.group_id.trim().is_empty() {
-            return Err(ConfigError::at("kafka.group_id", "expected a consumer group id, got an empty value"));
-        }
-        if self.topics.inputs.is_empty() {
-            return Err(ConfigError::at("topics.inputs", "expected at least one input topic"));
-        }
-        self.input_kinds()?;
-        self.avro_schema_ids()?;
-        self.admission()?;
-        if self.admin.bearer_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-            return Err(ConfigError::at("admin.bearer_token", "empty: expected a token, or no bearer_token at all"));
-        }
-        let share = self.processing.dead_letter_max_share;
-        if !(share > 0.0 && share <= 1.0) {
-            return Err(ConfigError::at(
-                "processing.dead_letter_max_share",
-                format!("{share}: expected a share above 0 and at most 1 (1 never stops)"),
-            ));
-        }
-        let f = &self.formats;
-        if f.input == Encoding::Avro && f.schema_registry_url.is_none() && f.avro_schema_files.is_empty() {
-            return Err(ConfigError::at(
-                "formats.input",
-                "\"avro\" needs writer schemas: set formats.schema_registry_url or formats.avro_schema_files",
-            ));
-        }
-        let url = f.schema_registry_url.as_deref().unwrap_or("").trim();
-        if f.schema_registry_url.is_some() && !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(ConfigError::at(
-                "formats.schema_registry_url",
-                format!("{url:?}: expected an http:// or https:// URL"),
-            ));
-        }
-        if f.schema_registry_username.is_some() != f.schema_registry_password.is_some() {
-            return Err(ConfigError::at(
-                "formats.schema_registry_username",
-                "basic authentication needs both schema_registry_username and schema_registry_password",
-            ));
-        }
-        if f.schema_registry_username.is_some() && f.schema_registry_bearer_token.is_some() {
-            return Err(ConfigError::at(
-                "formats.schema_registry_bearer_token",
-                "give either a bearer token or a username and password, not both",
-            ));
-        }
-        let p = &self.processing;
-        for (key, v) in [
-            ("processing.max_batch", p.max_batch as u64),
-            ("processing.poll_timeout_ms", p.poll_timeout.as_millis() as u64),
-            ("processing.tick_interval_ms", p.tick_interval.as_millis() as u64),
-            ("processing.delivery_timeout_ms", p.delivery_timeout.as_millis() as u64),
-            ("processing.restore_stall_timeout_ms", p.restore_stall_timeout.as_millis() as u64),
-            ("processing.dead_letter_window", p.dead_letter_window),
-            ("processing.max_message_bytes", p.max_message_bytes as u64),
-            ("formats.schema_registry_connect_timeout_ms", f.schema_registry_connect_timeout.as_millis() as u64),
-            ("formats.schema_registry_request_timeout_ms", f.schema_registry_request_timeout.as_millis() as u64),
-            ("state.block_cache_mb", self.state.block_cache_mb as u64),
-            ("state.cache_mb", self.state.cache_mb as u64),
-            ("state.write_buffer_mb", self.state.write_buffer_mb as u64),
-        ] {
-            if v == 0 {
-                return Err(ConfigError::at(key, "0: expected a value above zero"));
-            }
-        }
-        Ok(())
-    }
-
     /// The admission rules (see [`Admission`]).
     pub fn admission(&self) -> Result<Admission, ConfigError> {
         let p = &self.processing;
@@ -420,83 +326,10 @@ impl ServiceConfig {
             })
             .collect()
     }
-
-    /// The same configuration with secret values replaced by `*****`, for
-    /// printing and logging.
-    pub fn redacted(&self) -> ServiceConfig {
-        let mut c = self.clone();
-        for (k, v) in c.kafka.librdkafka.iter_mut() {
-            if is_secret(k) {
-                *v = "*****".into();
-            }
-        }
-        let f = &mut c.formats;
-        for secret in [&mut f.schema_registry_password, &mut f.schema_registry_bearer_token, &mut c.admin.bearer_token]
-        {
-            if secret.is_some() {
-                *secret = Some("*****".into());
-            }
-        }
-        c
-    }
-
-    /// The effective configuration as TOML, secrets redacted.
-    pub fn to_toml(&self) -> String {
-        let mut effective = self.redacted();
-        // Defaults that depend on other settings are printed as they apply.
-        effective.processing.commit_interval = Some(self.processing.commit_interval());
-        figment::value::Value::serialize(effective)
-            .ok()
-            .and_then(|v| v.into_dict())
-            .map(|d| toml_of(&d))
-            .unwrap_or_default()
-    }
 }
 
-/// A small TOML writer for the effective config (tables of scalars and maps).
-fn toml_of(root: &figment::value::Dict) -> String {
-    use figment::value::Value;
-    fn scalar(v: &Value) -> String {
-        match v {
-            Value::String(_, s) => format!("{s:?}"),
-            Value::Bool(_, b) => b.to_string(),
-            Value::Num(_, n) => {
-                n.to_u128().map(|n| n.to_string()).or_else(|| n.to_f64().map(|f| f.to_string())).unwrap_or_default()
-            }
-            other => format!("{other:?}"),
-        }
-    }
-    fn key(k: &str) -> String {
-        if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            k.to_string()
-        } else {
-            format!("{k:?}")
-        }
-    }
-    fn table(out: &mut String, name: &str, d: &figment::value::Dict) {
-        out.push_str(&format!("[{name}]\n"));
-        let mut nested = Vec::new();
-        for (k, v) in d {
-            match v {
-                Value::Dict(_, inner) => nested.push((k, inner)),
-                // An option not set.
-                Value::Empty(..) => {}
-                v => out.push_str(&format!("{} = {}\n", key(k), scalar(v))),
-            }
-        }
-        out.push('\n');
-        for (k, inner) in nested {
-            table(out, &format!("{name}.{}", key(k)), inner);
-        }
-    }
-    let mut out = String::new();
-    for (name, v) in root {
-        if let Value::Dict(_, d) = v {
-            table(&mut out, &key(name), d);
-        }
-    }
-    out
-}
+mod check;
+mod print;
 
 #[cfg(test)]
 mod tests;
