@@ -60,6 +60,39 @@ impl OutputRecord {
         }
     }
 
+    /// A lead's state in the changelog (`None`: a tombstone for an erased
+    /// lead), stamped with the writer's epoch.
+    pub fn changelog_state(partition: u32, lead: &str, value: Option<Vec<u8>>, epoch: Option<i64>) -> OutputRecord {
+        OutputRecord {
+            topic: OutputTopic::Changelog,
+            key: Some(lead.as_bytes().to_vec()),
+            value,
+            headers: Vec::new(),
+            partition: Some(partition),
+        }
+        .with_epoch(epoch)
+    }
+
+    /// The checkpoint marker as a step or a commit publishes it: without a
+    /// changelog offset (it learns its own on delivery), stamped with the
+    /// writer's epoch.
+    pub fn changelog_marker(
+        partition: u32,
+        checkpoint: &leadscore_store::Checkpoint,
+        epoch: Option<i64>,
+    ) -> OutputRecord {
+        let marker = leadscore_store::Checkpoint { changelog_next_offset: None, ..checkpoint.clone() };
+        OutputRecord::checkpoint_marker(partition, &marker).with_epoch(epoch)
+    }
+
+    /// Adds the writer's ownership epoch header, if it has one.
+    pub fn with_epoch(mut self, epoch: Option<i64>) -> OutputRecord {
+        if let Some(e) = epoch {
+            self.headers.push((headers::CHANGELOG_EPOCH, e.to_string().into_bytes()));
+        }
+        self
+    }
+
     pub fn is_checkpoint_marker(&self) -> bool {
         self.topic == OutputTopic::Changelog && self.key.as_deref() == Some(&[])
     }

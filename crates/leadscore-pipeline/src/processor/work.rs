@@ -294,10 +294,6 @@ impl<'p, 'a> Work<'p, 'a> {
         // A stable order keeps batches and changelogs reproducible.
         dirty.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let p = self.partition;
-        let epoch = self.ctx.epoch.map(|e| e.to_string().into_bytes());
-        let changelog_headers = || -> Vec<(&'static str, Vec<u8>)> {
-            epoch.iter().map(|e| (headers::CHANGELOG_EPOCH, e.clone())).collect()
-        };
         for (lead, slot) in dirty {
             let mut value = slot.state.as_ref().map(|s| {
                 let mut buf = Vec::with_capacity(256);
@@ -327,13 +323,7 @@ impl<'p, 'a> Work<'p, 'a> {
             }
             self.step.write.move_timer(p, lead.clone(), slot.stored_due, next_due);
             if self.p.changelog_per_step {
-                self.step.outputs.push(OutputRecord {
-                    topic: OutputTopic::Changelog,
-                    key: Some(lead.as_str().as_bytes().to_vec()),
-                    value,
-                    headers: changelog_headers(),
-                    partition: Some(p),
-                });
+                self.step.outputs.push(OutputRecord::changelog_state(p, lead.as_str(), value, self.ctx.epoch));
             }
         }
         self.checkpoint.epoch = self.ctx.epoch.or(self.checkpoint.epoch);
@@ -346,11 +336,7 @@ impl<'p, 'a> Work<'p, 'a> {
             .filter(|until| until.iter().any(|(t, u)| offsets.get(t).copied().unwrap_or(0) < *u))
             .map(|until| leadscore_store::Replay { tick: None, until: until.clone() });
         if self.p.changelog_per_step {
-            // The marker carries no changelog offset: it learns its own on delivery.
-            let marker = Checkpoint { changelog_next_offset: None, ..self.checkpoint.clone() };
-            let mut marker = OutputRecord::checkpoint_marker(p, &marker);
-            marker.headers.extend(changelog_headers());
-            self.step.outputs.push(marker);
+            self.step.outputs.push(OutputRecord::changelog_marker(p, &self.checkpoint, self.ctx.epoch));
         }
         self.step.write.checkpoint(p, self.checkpoint.clone());
         self.step.base = self.base;

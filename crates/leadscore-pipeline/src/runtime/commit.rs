@@ -42,12 +42,11 @@
 //! which event time makes publish the same records.
 
 use super::{Planned, Ports, RunError, Runtime, Staged};
-use crate::messages::{headers, OutputRecord, OutputTopic};
+use crate::messages::OutputRecord;
 use crate::ports::{Acked, PortError, TopicOffset};
 use crate::processor::TimeMode;
 use crate::runtime::settings::Guarantee;
-use leadscore_core::LeadId;
-use leadscore_store::{Checkpoint, Op, Partition, Replay, WriteBatch};
+use leadscore_store::{Op, Partition, Replay, WriteBatch};
 use std::collections::BTreeMap;
 
 impl Runtime<'_> {
@@ -170,31 +169,21 @@ impl Runtime<'_> {
     /// lead's latest state (a tombstone for an erased one), then each
     /// partition's checkpoint marker, after its states.
     fn changelog_of(&self, batch: &WriteBatch) -> Vec<OutputRecord> {
-        let headers = |partition: &Partition| -> Vec<(&'static str, Vec<u8>)> {
-            let epoch = self.owned.get(partition).and_then(|o| o.epoch);
-            epoch.map(|e| (headers::CHANGELOG_EPOCH, e.to_string().into_bytes())).into_iter().collect()
-        };
-        let record = |partition: &Partition, lead: &LeadId, value: Option<Vec<u8>>| OutputRecord {
-            topic: OutputTopic::Changelog,
-            key: Some(lead.as_str().as_bytes().to_vec()),
-            value,
-            headers: headers(partition),
-            partition: Some(*partition),
-        };
+        let epoch = |partition: &Partition| self.owned.get(partition).and_then(|o| o.epoch);
         let mut records = Vec::with_capacity(batch.len());
         for op in &batch.ops {
-            match op {
-                Op::PutState { partition, lead, value } => records.push(record(partition, lead, Some(value.clone()))),
-                Op::DeleteState { partition, lead } => records.push(record(partition, lead, None)),
-                Op::MoveTimer { .. } => {}
-                Op::Checkpoint { partition, checkpoint } => {
-                    // The marker learns its own offset on delivery.
-                    let marker = Checkpoint { changelog_next_offset: None, ..checkpoint.clone() };
-                    let mut marker = OutputRecord::checkpoint_marker(*partition, &marker);
-                    marker.headers.extend(headers(partition));
-                    records.push(marker);
+            records.push(match op {
+                Op::PutState { partition, lead, value } => {
+                    OutputRecord::changelog_state(*partition, lead.as_str(), Some(value.clone()), epoch(partition))
                 }
-            }
+                Op::DeleteState { partition, lead } => {
+                    OutputRecord::changelog_state(*partition, lead.as_str(), None, epoch(partition))
+                }
+                Op::MoveTimer { .. } => continue,
+                Op::Checkpoint { partition, checkpoint } => {
+                    OutputRecord::changelog_marker(*partition, checkpoint, epoch(partition))
+                }
+            });
         }
         records
     }
@@ -221,11 +210,8 @@ impl Runtime<'_> {
                         *at = (*at).max(*offset);
                     }
                 }
-                let mut marker = OutputRecord::replay_marker(s.partition, &Replay { tick: s.tick, until });
-                if let Some(epoch) = self.owned.get(&s.partition).and_then(|o| o.epoch) {
-                    marker.headers.push((headers::CHANGELOG_EPOCH, epoch.to_string().into_bytes()));
-                }
-                marker
+                let epoch = self.owned.get(&s.partition).and_then(|o| o.epoch);
+                OutputRecord::replay_marker(s.partition, &Replay { tick: s.tick, until }).with_epoch(epoch)
             })
             .collect()
     }

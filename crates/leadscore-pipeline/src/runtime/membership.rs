@@ -10,11 +10,11 @@
 
 use super::restore::{RestoreEnv, RestoreTask};
 use super::{Owned, Ports, RunError, Runtime};
-use crate::messages::{headers, OutputRecord, OutputTopic};
+use crate::messages::OutputRecord;
 use crate::processor::TimeMode;
 use crate::runtime::settings::Guarantee;
 use leadscore_core::LeadId;
-use leadscore_store::{Checkpoint, Partition, WriteBatch};
+use leadscore_store::{Partition, WriteBatch};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -187,26 +187,14 @@ impl Runtime<'_> {
     ) -> Result<(), RunError> {
         let names: Vec<&str> = leads.iter().map(LeadId::as_str).collect();
         let states = self.store.get_states(partition, &names)?;
-        let header = || vec![(headers::CHANGELOG_EPOCH, epoch.to_string().into_bytes())];
         let mut records: Vec<OutputRecord> = leads
             .iter()
             .zip(states)
-            .map(|(lead, value)| OutputRecord {
-                topic: OutputTopic::Changelog,
-                key: Some(lead.as_str().as_bytes().to_vec()),
-                value,
-                headers: header(),
-                partition: Some(partition),
-            })
+            .map(|(lead, value)| OutputRecord::changelog_state(partition, lead.as_str(), value, Some(epoch)))
             .collect();
         let mut checkpoint = self.store.checkpoint(partition)?.unwrap_or_default();
         checkpoint.epoch = Some(epoch);
-        let mut marker = OutputRecord::checkpoint_marker(
-            partition,
-            &Checkpoint { changelog_next_offset: None, ..checkpoint.clone() },
-        );
-        marker.headers.extend(header());
-        records.push(marker);
+        records.push(OutputRecord::changelog_marker(partition, &checkpoint, Some(epoch)));
         ports.sink.send(&records).map_err(RunError::Sink)?;
         let acked = ports.sink.flush(self.settings.delivery_timeout).map_err(RunError::Sink)?;
         if let Some(offset) = acked.markers.get(&partition) {
