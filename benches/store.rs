@@ -42,7 +42,7 @@ fn step(store: &RocksStore, model: &leadscore_suite::core::Model, events: &[Even
         }
         if let Some(s) = &slot {
             value.clear();
-            encode_state(s, &mut value);
+            encode_state(s, model, &mut value);
             batch.put_state(0, (*lead).into(), value.clone());
             batch.move_timer(0, (*lead).into(), old_due, s.next_due);
         }

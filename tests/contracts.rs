@@ -133,3 +133,59 @@ fn every_record_the_scorer_prints_matches_its_schema() {
     wrong["extra"] = serde_json::json!(1);
     assert!(!changes.is_valid(&wrong));
 }
+
+#[test]
+fn records_of_a_model_change_match_their_schemas() {
+    use leadscore_pipeline::{OutputTopic, Processor, TimeMode, Topics};
+    use leadscore_store::StateStore;
+    let (changes, transitions) = (schema("score-change.schema.json"), schema("segment-transition.schema.json"));
+    let seed = leadscore_config::seed_model();
+    // A new version where every manager is worth more (grades change) and
+    // the low-score segment is gone (its members exit it).
+    let text = leadscore_config::SEED_MODEL_TOML
+        .replace("version = \"seed-1\"", "version = \"seed-2\"")
+        .replace("name = \"score-low\"", "name = \"score-below-31\"");
+    let at = text.find("name = \"title-manager\"").expect("the criterion");
+    let fit = at + text[at..].find("\nfit = ").expect("its fit") + 1;
+    let end = fit + text[fit..].find('\n').expect("a line end");
+    let text = format!("{}fit = 60{}", &text[..fit], &text[end..]);
+    let changed = leadscore_config::parse_model(&text).expect("the changed model");
+    let store = leadscore_store::memory::MemoryStore::new();
+    let topics = Topics::default();
+    let sample = std::fs::read_to_string(root().join("examples/sample-events.jsonl")).expect("sample");
+    let msgs: Vec<leadscore_pipeline::InputMessage> = sample
+        .lines()
+        .enumerate()
+        .map(|(i, l)| leadscore_pipeline::InputMessage {
+            topic: "lead-events".into(),
+            partition: 0,
+            offset: i as i64,
+            key: None,
+            payload: Some(l.as_bytes().to_vec()),
+            timestamp: None,
+        })
+        .collect();
+    let half = msgs.len() / 2;
+    let mut seen = std::collections::BTreeSet::new();
+    for (model, part) in [(&seed, &msgs[..half]), (&changed, &msgs[half..])] {
+        let p = Processor::new(model, &store, &topics, TimeMode::EventTime);
+        for chunk in part.chunks(50) {
+            let step = p.process(0, chunk, 0).expect("a step");
+            for o in
+                step.outputs.iter().filter(|o| matches!(o.topic, OutputTopic::ScoreChanges | OutputTopic::Transitions))
+            {
+                let v: serde_json::Value =
+                    serde_json::from_slice(o.value.as_deref().unwrap_or_default()).expect("json");
+                let validator = if o.topic == OutputTopic::ScoreChanges { &changes } else { &transitions };
+                let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+                assert!(errors.is_empty(), "{v}: {errors:?}");
+                if v["cause"] == "model_change" || (v["kind"] == "score_change" && v["event_id"].is_null()) {
+                    seen.insert((v["kind"].as_str().map(String::from), v["segment"].as_str().map(String::from)));
+                }
+            }
+            store.write(&step.write).expect("commit");
+        }
+    }
+    assert!(seen.contains(&(Some("score_change".into()), None)), "a grade change without an event: {seen:?}");
+    assert!(seen.contains(&(Some("segment_transition".into()), Some("score-low".into()))), "{seen:?}");
+}

@@ -32,7 +32,7 @@ use axum::{Json, Router};
 use leadscore_core::event::OwnedValue;
 use leadscore_core::time::format_rfc3339;
 use leadscore_core::{Millis, Model};
-use leadscore_store::{decode_state, StateStore};
+use leadscore_store::{decode_migrating, StateStore};
 use leadscore_telemetry::Telemetry;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -155,8 +155,14 @@ async fn lead(State(s): State<AdminState>, Path(lead_id): Path<String>) -> Respo
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         };
         let Some(bytes) = found else { continue };
-        let state = match decode_state(&bytes, &s.model) {
-            Ok(state) => state,
+        // A lead not touched since a model change is shown migrated to the
+        // current model's layout (its segments are re-evaluated when next touched).
+        let known = match s.store.checkpoint(partition) {
+            Ok(c) => c.map(|c| c.layouts).unwrap_or_default(),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+        let state = match decode_migrating(&bytes, &s.model, &known) {
+            Ok((state, _)) => state,
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("state of {lead_id}: {e}")),
         };
         // The score is decayed to now; segments and version are as last

@@ -94,7 +94,10 @@ pub fn encode_json(buf: &mut Vec<u8>, ctx: &RecordContext, record: &Record, reas
                 kind: "segment_transition",
                 lead_id: ctx.lead_id,
                 version: t.version,
-                segment: &model.segments[t.segment as usize].name,
+                segment: match &t.retired_segment {
+                    Some(name) => name,
+                    None => &model.segments[t.segment as usize].name,
+                },
                 transition: t.direction.as_str(),
                 timestamp: format_rfc3339(t.timestamp),
                 cause: t.cause.as_str(),

@@ -1,4 +1,5 @@
-//! The two pure transitions of a lead: [`apply`] an event, and [`advance`] time.
+//! The pure transitions of a lead: [`apply`] an event, [`advance`] time, and
+//! [`remodel`] after a model change.
 //!
 //! Both take the instant as data and append output records to an [`Outputs`]
 //! buffer. After either, [`LeadState::next_due`] is the next instant at which
@@ -11,6 +12,7 @@
 use crate::decay::{cents, cents_at, crossing, decayed, round2};
 use crate::dedup::id_hash;
 use crate::event::{Event, Field, Kind};
+use crate::layout::Retired;
 use crate::model::{Cond, Measure, Model};
 use crate::output::{Cause, Direction, Outputs, Reason, Record, ScoreChange, Transition};
 use crate::state::{LeadState, Membership};
@@ -58,6 +60,7 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
                 cause: Cause::Erase,
                 score,
                 grade: state.grade,
+                retired_segment: None,
             }));
         }
         *slot = None;
@@ -193,6 +196,56 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
     update_segments(model, state, t, Cause::Event, ts, out);
     state.next_due = next_due(model, state, t);
     Outcome::Applied
+}
+
+/// Re-evaluates a lead that [`crate::layout::migrate`] moved to `model`, at
+/// `at` (or the lead's clock if later): the grade and the score's bounds
+/// first (a score change without an event if either changes what outputs
+/// show), then exits from the `retired` segments, then every segment, all
+/// with cause `model_change`. Timers the old model had due before `at` are
+/// not fired under it: their effect shows in these transitions.
+pub fn remodel(model: &Model, state: &mut LeadState, at: Millis, retired: Vec<Retired>, out: &mut Outputs) {
+    let t = bounded(at).max(state.clock);
+    state.clock = t;
+    expire_windows(model, state, t);
+    let previous = state.score_at_time(model, t);
+    let previous_grade = state.grade;
+    state.regrade(model);
+    let score = previous.clamp(model.score.min, model.score.max);
+    if score != previous {
+        state.score = score;
+        state.score_at = t;
+    }
+    let (score, previous) = (round2(score), round2(previous));
+    if score != previous || state.grade != previous_grade {
+        state.version += 1;
+        let at = out.reasons.len() as u32;
+        out.records.push(Record::ScoreChange(ScoreChange {
+            version: state.version,
+            timestamp: t,
+            score,
+            previous_score: previous,
+            delta: round2(score - previous),
+            grade: state.grade,
+            previous_grade,
+            reasons: at..at,
+        }));
+    }
+    for r in retired {
+        state.version += 1;
+        out.records.push(Record::Transition(Transition {
+            version: state.version,
+            segment: u16::MAX,
+            direction: Direction::Exited,
+            timestamp: t,
+            cause: Cause::ModelChange,
+            score,
+            grade: state.grade,
+            retired_segment: Some(r.segment.into()),
+        }));
+    }
+    update_segments(model, state, t, Cause::ModelChange, t, out);
+    state.next_due = next_due(model, state, t);
 }
 
 /// Fires every timer of the lead due at or before `now`, in order, each at its
@@ -359,6 +412,7 @@ fn update_segments(model: &Model, state: &mut LeadState, now: Millis, cause: Cau
             cause,
             score,
             grade,
+            retired_segment: None,
         }));
     };
     for i in (0..model.segments.len()).filter(|i| was & !member & (1 << i) != 0) {

@@ -18,6 +18,7 @@
 //! - [`window`]: rolling windows for caps and tallies.
 //! - [`dedup`]: the ring of recent event ids.
 //! - [`state`]: one lead's state.
+//! - [`layout`]: what a state's slots mean, by name, and moving a state to another model.
 //! - [`output`]: score changes and segment transitions.
 //! - [`engine`]: `apply` and `advance`.
 
@@ -27,6 +28,7 @@ pub mod dedup;
 pub mod engine;
 pub mod event;
 pub mod ids;
+pub mod layout;
 pub mod model;
 pub mod output;
 pub mod state;

@@ -7,6 +7,7 @@
 //! needs (the score thresholds of all segments, in cents).
 
 use crate::event::{Event, Field, Stage};
+use crate::layout::{stable_hash, StateLayout};
 use crate::time::{format_duration, Millis, HOUR};
 use std::fmt;
 
@@ -238,6 +239,9 @@ pub struct Model {
     /// The lead's window of each tally that has one.
     pub(crate) tally_windows: Vec<Option<u16>>,
     pub(crate) window_count: usize,
+    /// What the slots of a lead's state mean under this model.
+    pub(crate) layout: StateLayout,
+    fingerprint: u64,
 }
 
 impl std::ops::Deref for Model {
@@ -331,14 +335,21 @@ impl Model {
         };
         let tally_windows = spec.tallies.iter().map(|t| next_window(t.window.is_some())).collect();
         let rule_windows = spec.rules.iter().map(|r| next_window(r.cap.is_some())).collect();
-        Ok(Model {
+        let mut model = Model {
             spec,
             score_thresholds: thresholds,
             rule_slots,
             rule_windows,
             tally_windows,
             window_count: usize::from(windows),
-        })
+            layout: StateLayout::default(),
+            fingerprint: 0,
+        };
+        model.layout = StateLayout::of(&model);
+        // Everything the model computes with, descriptions included (a change
+        // of those alone re-evaluates leads once and publishes nothing).
+        model.fingerprint = stable_hash(format!("{:?}", model.spec).as_bytes()).max(1);
+        Ok(model)
     }
 
     /// Each window a lead may keep, named, with the most entries it can hold:
@@ -379,6 +390,18 @@ impl Model {
     /// How many rules keep state per lead.
     pub fn stateful_rules(&self) -> usize {
         self.rule_slots.iter().flatten().count()
+    }
+
+    /// The names of the slots of this model's lead states.
+    pub fn layout(&self) -> &StateLayout {
+        &self.layout
+    }
+
+    /// A hash of everything the model says, stored with each lead's state:
+    /// a state of another fingerprint was computed under another model and
+    /// is migrated and re-evaluated when next touched. Never 0.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     pub fn spec(&self) -> &ModelSpec {

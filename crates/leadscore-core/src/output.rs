@@ -81,6 +81,9 @@ pub struct Transition {
     pub cause: Cause,
     pub score: f64,
     pub grade: Grade,
+    /// The name of a segment the model no longer has (an exit with cause
+    /// `model_change`); `segment` is then meaningless.
+    pub retired_segment: Option<Box<str>>,
 }
 
 /// One output record.

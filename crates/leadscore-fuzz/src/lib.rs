@@ -110,7 +110,7 @@ pub fn state(data: &[u8]) {
     if let Ok(s) = leadscore_store::decode_state(data, model()) {
         // Whatever decodes encodes again without a panic.
         let mut out = Vec::new();
-        leadscore_store::encode_state(&s, &mut out);
+        leadscore_store::encode_state(&s, model(), &mut out);
     }
 }
 
@@ -191,7 +191,7 @@ fn check_outputs(model: &Model, before: u64, after: Option<&LeadState>, out: &Ou
         assert_eq!(s.version, version, "the state's version is its last output's");
         assert!(s.next_due.is_none_or(|d| d > s.clock), "a timer in the past: {:?} at {}", s.next_due, s.clock);
         let mut buf = Vec::new();
-        leadscore_store::encode_state(s, &mut buf);
+        leadscore_store::encode_state(s, model, &mut buf);
         let back = leadscore_store::decode_state(&buf, model).expect("a state decodes");
         assert_eq!((back.version, back.score.to_bits(), back.next_due), (s.version, s.score.to_bits(), s.next_due));
     }
@@ -228,7 +228,7 @@ pub fn engine(data: &[u8]) {
                 // A restart: the state as stored.
                 if let Some(s) = &slot {
                     let mut buf = Vec::new();
-                    leadscore_store::encode_state(s, &mut buf);
+                    leadscore_store::encode_state(s, model, &mut buf);
                     slot = Some(leadscore_store::decode_state(&buf, model).expect("a state decodes"));
                 }
             }
@@ -268,7 +268,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                     apply(model(), &mut slot, &e, &mut out);
                     if let Some(s) = &slot {
                         let mut buf = Vec::new();
-                        leadscore_store::encode_state(s, &mut buf);
+                        leadscore_store::encode_state(s, model(), &mut buf);
                         states.push(buf);
                     }
                 }

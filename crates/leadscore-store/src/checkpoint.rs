@@ -9,6 +9,7 @@
 //! the local store may also carry a [`Replay`]: the decisions of the step that
 //! was in flight when it was written (see docs/runtime.md).
 
+use leadscore_core::layout::StateLayout;
 use std::collections::BTreeMap;
 
 /// The next input offset to read of each input topic of the partition (group),
@@ -30,6 +31,26 @@ pub struct Checkpoint {
     /// Written just before a step's outputs are published, cleared by its
     /// commit: how to replay that step identically after a crash.
     pub replay: Option<Replay>,
+    /// The models the partition's lead states may have been written under:
+    /// the writer's first, then earlier ones that leads not touched since a
+    /// model change are still encoded in (empty before format 4).
+    pub layouts: Vec<ModelLayout>,
+    /// When the partition last switched to another model: a lead migrated
+    /// later is re-evaluated as of this instant (or its own clock if later).
+    pub switched_at: Option<i64>,
+}
+
+/// A model's fingerprint and the layout of the states it writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelLayout {
+    pub fingerprint: u64,
+    pub layout: StateLayout,
+}
+
+impl ModelLayout {
+    pub fn of(model: &leadscore_core::Model) -> ModelLayout {
+        ModelLayout { fingerprint: model.fingerprint(), layout: model.layout().clone() }
+    }
 }
 
 /// How the step in flight must be replayed after a crash, so that it publishes
@@ -90,11 +111,13 @@ impl Counts {
     }
 }
 
-/// Version 1 had no counts, version 2 no epoch and replay; both are still
-/// read (counts start at zero, no epoch, nothing to replay).
+/// Version 1 had no counts, version 2 no epoch and replay, version 3 no
+/// layouts; all are still read (counts start at zero, no epoch, nothing to
+/// replay, no layout known).
 const FORMAT_V1: u8 = 1;
 const FORMAT_V2: u8 = 2;
 const FORMAT_V3: u8 = 3;
+const FORMAT_V4: u8 = 4;
 
 struct Cursor<'a> {
     bytes: &'a [u8],
@@ -133,6 +156,31 @@ impl<'a> Cursor<'a> {
         let n = self.u32()? as usize;
         String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "checkpoint text is not UTF-8".to_string())
     }
+    fn strings(&mut self) -> Result<Vec<String>, String> {
+        let n = self.u32()?;
+        (0..n).map(|_| self.string()).collect()
+    }
+    fn layout(&mut self) -> Result<ModelLayout, String> {
+        let fingerprint = u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes"));
+        let layout = StateLayout {
+            rules: self.strings()?,
+            tallies: self.strings()?,
+            windows: self.strings()?,
+            segments: self.strings()?,
+        };
+        Ok(ModelLayout { fingerprint, layout })
+    }
+}
+
+fn push_layout(out: &mut Vec<u8>, m: &ModelLayout) {
+    out.extend_from_slice(&m.fingerprint.to_le_bytes());
+    let l = &m.layout;
+    for names in [&l.rules, &l.tallies, &l.windows, &l.segments] {
+        out.extend_from_slice(&(names.len() as u32).to_le_bytes());
+        for n in names {
+            push_str(out, n);
+        }
+    }
 }
 
 fn push_str(out: &mut Vec<u8>, s: &str) {
@@ -160,7 +208,7 @@ fn push_offsets(out: &mut Vec<u8>, offsets: &BTreeMap<String, i64>) {
 
 impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![FORMAT_V3];
+        let mut out = vec![FORMAT_V4];
         push_str(&mut out, &self.model_version);
         out.extend_from_slice(&self.changelog_next_offset.unwrap_or(-1).to_le_bytes());
         push_optional_i64(&mut out, self.watermark);
@@ -180,13 +228,18 @@ impl Checkpoint {
             }
             None => out.push(0),
         }
+        out.extend_from_slice(&(self.layouts.len() as u32).to_le_bytes());
+        for l in &self.layouts {
+            push_layout(&mut out, l);
+        }
+        push_optional_i64(&mut out, self.switched_at);
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
         let mut c = Cursor { bytes, at: 0 };
         let format = c.take(1)?[0];
-        if !(FORMAT_V1..=FORMAT_V3).contains(&format) {
+        if !(FORMAT_V1..=FORMAT_V4).contains(&format) {
             return Err(format!("unknown checkpoint format {format}"));
         }
         let model_version = c.string()?;
@@ -209,6 +262,14 @@ impl Checkpoint {
                 replay = Some(Replay { tick: c.optional_i64()?, until: c.offsets()? });
             }
         }
+        let (mut layouts, mut switched_at) = (Vec::new(), None);
+        if format >= FORMAT_V4 {
+            let n = c.u32()?;
+            for _ in 0..n {
+                layouts.push(c.layout()?);
+            }
+            switched_at = c.optional_i64()?;
+        }
         if c.at != bytes.len() {
             return Err("checkpoint has trailing bytes".into());
         }
@@ -220,6 +281,8 @@ impl Checkpoint {
             counts,
             epoch,
             replay,
+            layouts,
+            switched_at,
         })
     }
 }
@@ -238,6 +301,19 @@ mod tests {
             counts: Counts { leads: 5, timers: 3, members: vec![1, 0, -2] },
             epoch: Some(7),
             replay: Some(Replay { tick: Some(123), until: [("page-views".to_string(), 50)].into_iter().collect() }),
+            layouts: vec![
+                ModelLayout {
+                    fingerprint: 0xfeed,
+                    layout: StateLayout {
+                        rules: vec!["capped".into()],
+                        tallies: vec!["visits:count:window".into()],
+                        windows: vec!["tally:visits:count:window".into(), "cap:capped".into()],
+                        segments: vec!["hot".into(), "cold".into()],
+                    },
+                },
+                ModelLayout::default(),
+            ],
+            switched_at: Some(77),
         };
         let b = c.encode();
         let replay = c.replay.clone().expect("a replay");

@@ -3,25 +3,42 @@
 //! format can evolve (a reader refuses versions it does not know, with an error,
 //! instead of misreading them).
 //!
+//! Format 2 follows the version byte with the [`Model::fingerprint`] of the
+//! model that wrote the state, so that a state written under another model is
+//! recognised, read under that model's [`StateLayout`] (what each per-rule,
+//! per-tally, per-window and per-segment slot means, by name, as the
+//! partition's checkpoint remembers it) and migrated by name
+//! ([`decode_migrating`]) rather than misread by position. Format 1 (no fingerprint) is still read, as written under the
+//! current model.
+//!
 //! The threshold-crossing cache of [`LeadState`] is derived data and is not
 //! stored; a decoded state recomputes it on first use.
 
+use crate::checkpoint::ModelLayout;
 use leadscore_core::event::{Field, OwnedValue, Stage};
+use leadscore_core::layout::{migrate, Retired, StateLayout};
 use leadscore_core::model::Grade;
 use leadscore_core::state::{LeadState, Membership, Opportunity, RuleState, TallyState, ThresholdDue};
 use leadscore_core::window::{Entry, WindowMeta, Windows};
 use leadscore_core::{Kind, Model};
 
-/// The current format.
+/// The first format: no layout fingerprint.
 pub const FORMAT_V1: u8 = 1;
+/// The current format: the writing model's fingerprint after the version byte.
+pub const FORMAT_V2: u8 = 2;
 
 /// A state value that cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeStateError {
     #[error("state value is truncated (needed {needed} more bytes at offset {at})")]
     Truncated { at: usize, needed: usize },
-    #[error("state format version {0} is not known to this build (it knows 1)")]
+    #[error("state format version {0} is not known to this build (it knows 1 and 2)")]
     UnknownFormat(u8),
+    #[error(
+        "state was written under another model (fingerprint {0:016x}) whose layout the partition's \
+         checkpoint does not remember"
+    )]
+    UnknownModel(u64),
     #[error("state value is corrupt: {0}")]
     Corrupt(String),
     #[error("state was written for a model with {what} {stored}, the current model has {current}")]
@@ -168,10 +185,11 @@ const VALUE_NUMBER: u8 = 2;
 const VALUE_LIST: u8 = 3;
 const NO_STAGE: u8 = 0xff;
 
-/// Appends the encoding of `s` to `out`.
-pub fn encode_state(s: &LeadState, out: &mut Vec<u8>) {
+/// Appends the encoding of `s`, a state of a lead under `model`, to `out`.
+pub fn encode_state(s: &LeadState, model: &Model, out: &mut Vec<u8>) {
     let mut w = Writer(out);
-    w.u8(FORMAT_V1);
+    w.u8(FORMAT_V2);
+    w.u64(model.fingerprint());
     w.varint(s.version);
     w.i64(s.clock);
     w.f64(s.score);
@@ -256,9 +274,9 @@ pub fn max_state_bytes(model: &Model) -> (u64, Vec<(String, u64)>) {
     const VARINT: u64 = 10;
     let template = LeadState::new(model, 0);
     let mut parts: Vec<(String, u64)> = Vec::new();
-    // Format, version, clock, score, anchor, fit, grade, criteria, tests,
-    // stages, member, next due.
-    parts.push(("fixed fields".into(), 1 + VARINT + 8 * 4 + 1 + 8 + 8 + 1 + 16 + 9));
+    // Format, layout, version, clock, score, anchor, fit, grade, criteria,
+    // tests, stages, member, next due.
+    parts.push(("fixed fields".into(), 1 + 8 + VARINT + 8 * 4 + 1 + 8 + 8 + 1 + 16 + 9));
     let profile: u64 = Kind::ProfileUpdate
         .properties()
         .iter()
@@ -297,15 +315,82 @@ fn check(what: &'static str, stored: usize, current: usize) -> R<()> {
     }
 }
 
-/// Decodes a state written by [`encode_state`] for the same model.
+/// How many slots of each kind a layout has: what a positional decode checks.
+struct Slots {
+    rules: usize,
+    tallies: usize,
+    windows: usize,
+}
+
+impl Slots {
+    fn of(layout: &StateLayout) -> Slots {
+        Slots { rules: layout.rules.len(), tallies: layout.tallies.len(), windows: layout.windows.len() }
+    }
+}
+
+/// Reads the format byte and the layout fingerprint (`None` for format 1).
+fn header(r: &mut Reader<'_>) -> R<Option<u64>> {
+    match r.u8()? {
+        FORMAT_V1 => Ok(None),
+        FORMAT_V2 => Ok(Some(r.u64()?)),
+        f => Err(DecodeStateError::UnknownFormat(f)),
+    }
+}
+
+/// The fingerprint of the model a state was written under (`None`: format
+/// 1, written before fingerprints were recorded).
+pub fn state_model(bytes: &[u8]) -> Result<Option<u64>, DecodeStateError> {
+    header(&mut Reader { b: bytes, at: 0 })
+}
+
+/// Decodes a state written by [`encode_state`] under `model`; a state of
+/// another model is [`DecodeStateError::UnknownModel`] (see
+/// [`decode_migrating`]). Format 1 is read as written under `model`.
 pub fn decode_state(bytes: &[u8], model: &Model) -> Result<LeadState, DecodeStateError> {
     let mut r = Reader { b: bytes, at: 0 };
-    let format = r.u8()?;
-    if format != FORMAT_V1 {
-        return Err(DecodeStateError::UnknownFormat(format));
+    match header(&mut r)? {
+        Some(fp) if fp != model.fingerprint() => Err(DecodeStateError::UnknownModel(fp)),
+        _ => body(r, &Slots::of(model.layout())),
     }
-    // A template gives the model's vector sizes to check against.
-    let template = LeadState::new(model, 0);
+}
+
+/// Decodes a state written under `model` or under one of the earlier models
+/// in `known` (fingerprint and layout, as the partition's checkpoint
+/// remembers them). A state of an earlier model is moved to `model`'s layout
+/// by name ([`migrate`]) and comes with the memberships of segments that
+/// `model` no longer has: the caller must re-evaluate it
+/// ([`leadscore_core::engine::remodel`]).
+pub fn decode_migrating(
+    bytes: &[u8],
+    model: &Model,
+    known: &[ModelLayout],
+) -> Result<(LeadState, Option<Vec<Retired>>), DecodeStateError> {
+    let mut r = Reader { b: bytes, at: 0 };
+    match header(&mut r)? {
+        Some(fp) if fp != model.fingerprint() => {
+            let from = &known.iter().find(|l| l.fingerprint == fp).ok_or(DecodeStateError::UnknownModel(fp))?.layout;
+            let mut state = body(r, &Slots::of(from))?;
+            let retired = migrate(&mut state, from, model);
+            Ok((state, Some(retired)))
+        }
+        _ => Ok((body(r, &Slots::of(model.layout()))?, None)),
+    }
+}
+
+/// The timer of an encoded state (its `next_due`), whatever its layout:
+/// what a restore needs to index timers without decoding whole states.
+pub fn peek_next_due(bytes: &[u8]) -> Result<Option<i64>, DecodeStateError> {
+    let mut r = Reader { b: bytes, at: 0 };
+    header(&mut r)?;
+    r.varint()?;
+    // clock, score, anchor, fit; grade; criteria, tests; stages; member.
+    r.take(8 * 4 + 1 + 8 * 2 + 1 + 16)?;
+    r.opt_i64()
+}
+
+/// The body of a state after its header, with `slots` slots of each kind.
+fn body(mut r: Reader<'_>, slots: &Slots) -> Result<LeadState, DecodeStateError> {
+    let bytes = r.b;
     let version = r.varint()?;
     let clock = r.i64()?;
     let score = r.f64()?;
@@ -339,13 +424,13 @@ pub fn decode_state(bytes: &[u8], model: &Model) -> Result<LeadState, DecodeStat
         profile.push((field, value));
     }
     let n = r.count(4)?;
-    check("stateful rules", n, template.rules.len())?;
+    check("stateful rules", n, slots.rules)?;
     let rules = (0..n).map(|_| Ok(RuleState { matches: r.u32()? })).collect::<R<Vec<_>>>()?;
     let n = r.count(2)?;
-    check("tallies", n, template.tallies.len())?;
+    check("tallies", n, slots.tallies)?;
     let tallies = (0..n).map(|_| Ok(TallyState { total: r.opt_f64()?, last: r.opt_i64()? })).collect::<R<Vec<_>>>()?;
     let n = r.count(13)?;
-    check("windows", n, template.windows.meta.len())?;
+    check("windows", n, slots.windows)?;
     let meta = (0..n)
         .map(|_| {
             let (total, len, flags) = (r.f64()?, r.u32()?, r.u8()?);

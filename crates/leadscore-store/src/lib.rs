@@ -19,8 +19,10 @@ pub mod keys;
 pub mod memory;
 pub mod overlay;
 
-pub use checkpoint::{Checkpoint, Counts, Replay};
-pub use encoding::{decode_state, encode_state, max_state_bytes, DecodeStateError};
+pub use checkpoint::{Checkpoint, Counts, ModelLayout, Replay};
+pub use encoding::{
+    decode_migrating, decode_state, encode_state, max_state_bytes, peek_next_due, state_model, DecodeStateError,
+};
 
 use leadscore_core::{LeadId, Millis};
 

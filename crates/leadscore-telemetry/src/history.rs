@@ -148,6 +148,7 @@ mod tests {
                 cause: Cause::Timer,
                 score: 1.0,
                 grade: Grade::D,
+                retired_segment: None,
             }),
             reasons: Vec::new(),
         }

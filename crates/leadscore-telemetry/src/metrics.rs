@@ -20,6 +20,7 @@ pub struct Metrics {
     pub skipped: IntCounterVec,
     pub score_changes: IntCounter,
     pub transitions: IntCounterVec,
+    pub migrated: IntCounter,
     pub segment_members: IntGaugeVec,
     pub leads: IntGauge,
     pub timers_pending: IntGauge,
@@ -122,6 +123,12 @@ impl Default for Metrics {
                 "Segment transitions published, by segment, direction (entered, exited) and cause (event, timer, \
                  model_change, erase).",
                 &["segment", "direction", "cause"],
+            ),
+            migrated: counter(
+                &r,
+                "leadscore_leads_migrated_total",
+                "Leads moved to a new model and re-evaluated under it, once per lead and model change (their \
+                 transitions have cause model_change).",
             ),
             segment_members: gauge_vec(
                 &r,
@@ -268,6 +275,7 @@ impl Metrics {
             self.skipped.with_label_values(&[topic, reason.as_str()]).inc_by(n);
         }
         self.score_changes.inc_by(score_changes);
+        self.migrated.inc_by(o.migrated);
         let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
         for (&(segment, direction, cause), &n) in &o.transitions {
             let name = segments.get(segment as usize).map_or("unknown", String::as_str);

@@ -108,11 +108,15 @@ pub struct Observations {
     /// Each score change and transition of the step, typed: the admin
     /// server's recent history and the demo's view keep some of them.
     pub published: Vec<PublishedRecord>,
+    /// Leads moved to the current model and re-evaluated (once each per
+    /// model change).
+    pub migrated: u64,
 }
 
 impl Observations {
     /// Adds another step's observations to these.
     pub fn merge(&mut self, mut o: Observations) {
+        self.migrated += o.migrated;
         for (k, n) in o.events {
             *self.events.entry(k).or_default() += n;
         }

@@ -13,7 +13,10 @@
 //!
 //! - `work`: one step's working set of leads, and the records it emits.
 //! - `timers`: firing due timers from the store's timer index.
+//! - `remodel`: switching a partition to a changed model, and migrating its
+//!   leads as they are loaded.
 
+mod remodel;
 mod timers;
 mod work;
 

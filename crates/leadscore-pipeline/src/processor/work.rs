@@ -2,6 +2,7 @@
 //! the records they emit, and the state writes and changelog records it ends
 //! with.
 
+use super::remodel::switch_model;
 use super::{Processor, Step, StepContext, StepError, TimeMode};
 use crate::admission::UnknownKinds;
 use crate::aligner::Arrival;
@@ -10,7 +11,7 @@ use leadscore_codec::{encode_json, DecodeError, ErrorClass, RecordContext};
 use leadscore_core::engine::{apply, Outcome};
 use leadscore_core::output::{Cause, Record};
 use leadscore_core::{Event, EventId, LeadId, LeadState, Millis, Outputs};
-use leadscore_store::{decode_state, encode_state, Checkpoint, Partition};
+use leadscore_store::{decode_migrating, encode_state, Checkpoint, Partition};
 use leadscore_telemetry::{EventOutcome, PublishedRecord, SkipReason};
 use std::collections::{BTreeSet, HashMap};
 
@@ -64,6 +65,8 @@ pub(super) struct Work<'p, 'a> {
 impl<'p, 'a> Work<'p, 'a> {
     pub(super) fn new(p: &'p Processor<'a>, partition: Partition, ctx: StepContext<'p>) -> Result<Self, StepError> {
         let base = p.checkpoint(partition)?;
+        let mut checkpoint = base.clone();
+        switch_model(&mut checkpoint, p.model, ctx.tick.or(base.watermark));
         Ok(Work {
             p,
             partition,
@@ -72,11 +75,16 @@ impl<'p, 'a> Work<'p, 'a> {
             queue: BTreeSet::new(),
             loaded_up_to: None,
             scanned: None,
-            checkpoint: base.clone(),
+            checkpoint,
             base,
             out: Outputs::default(),
             step: Step::default(),
         })
+    }
+
+    /// When the partition switched to the current model, if it ever did.
+    pub(super) fn switched_at(&self) -> Option<Millis> {
+        self.checkpoint.switched_at
     }
 
     /// Whether `m` is at or after the checkpoint (not applied before).
@@ -100,21 +108,30 @@ impl<'p, 'a> Work<'p, 'a> {
         }
         let values = self.p.store.get_states(self.partition, &missing)?;
         for (lead, value) in missing.into_iter().zip(values) {
-            let state =
-                match value {
-                    Some(bytes) => Some(decode_state(&bytes, self.p.model).map_err(|source| {
-                        StepError::CorruptState { lead: lead.to_string(), partition: self.partition, source }
-                    })?),
-                    None => None,
-                };
+            let lead = LeadId::from(lead);
+            let (mut state, retired) = match value {
+                Some(bytes) => {
+                    let (state, retired) =
+                        decode_migrating(&bytes, self.p.model, &self.checkpoint.layouts).map_err(|source| {
+                            StepError::CorruptState { lead: lead.to_string(), partition: self.partition, source }
+                        })?;
+                    (Some(state), retired)
+                }
+                None => (None, None),
+            };
             let stored_due = state.as_ref().and_then(|s| s.next_due);
+            // As loaded, in the current model's segment order (the counts are).
+            let (existed, member) = (state.is_some(), state.as_ref().map_or(0, |s| s.member));
+            let migrated = retired.is_some();
+            if let (Some(s), Some(retired)) = (state.as_mut(), retired) {
+                self.remodel(&lead, s, retired)?;
+            }
             // Its timer is queued here, because the store scan skips the
             // leads of the working set (whose timers it may no longer know).
-            if let Some(due) = stored_due {
-                self.queue.insert((due, LeadId::from(lead)));
+            if let Some(due) = state.as_ref().and_then(|s| s.next_due) {
+                self.queue.insert((due, lead.clone()));
             }
-            let (existed, member) = (state.is_some(), state.as_ref().map_or(0, |s| s.member));
-            self.leads.insert(LeadId::from(lead), Slot { state, stored_due, existed, member, dirty: false });
+            self.leads.insert(lead, Slot { state, stored_due, existed, member, dirty: migrated });
         }
         Ok(())
     }
@@ -222,7 +239,10 @@ impl<'p, 'a> Work<'p, 'a> {
                 }
                 Record::Transition(t) => {
                     self.step.stats.transitions += 1;
-                    *self.step.observations.transitions.entry((t.segment, t.direction, t.cause)).or_default() += 1;
+                    // A removed segment's exit has no index to count it by.
+                    if t.retired_segment.is_none() {
+                        *self.step.observations.transitions.entry((t.segment, t.direction, t.cause)).or_default() += 1;
+                    }
                     if t.cause == Cause::Timer {
                         self.step.stats.timer_transitions += 1;
                     }
@@ -297,7 +317,7 @@ impl<'p, 'a> Work<'p, 'a> {
         for (lead, slot) in dirty {
             let mut value = slot.state.as_ref().map(|s| {
                 let mut buf = Vec::with_capacity(256);
-                encode_state(s, &mut buf);
+                encode_state(s, self.p.model, &mut buf);
                 buf
             });
             let next_due = slot.state.as_ref().and_then(|s| s.next_due);

@@ -75,7 +75,6 @@ impl Runtime<'_> {
         RestoreEnv {
             changelog: &mut *ports.changelog,
             store: self.store,
-            model: self.model,
             clock: ports.clock,
             telemetry: self.telemetry,
             settings: self.settings,

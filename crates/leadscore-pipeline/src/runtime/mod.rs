@@ -114,7 +114,6 @@ struct LoopTime {
 /// See the module documentation.
 pub struct Runtime<'a> {
     settings: &'a RuntimeSettings,
-    model: &'a Model,
     store: &'a dyn StateStore,
     telemetry: &'a Telemetry,
     processor: Processor<'a>,
@@ -167,7 +166,6 @@ impl<'a> Runtime<'a> {
         telemetry.metrics.describe_inputs(settings.topics.inputs.keys().map(String::as_str));
         Runtime {
             settings,
-            model,
             store,
             telemetry,
             processor,

@@ -31,8 +31,8 @@ use super::settings::RuntimeSettings;
 use super::RunError;
 use crate::messages::ChangelogKind;
 use crate::ports::{Changelog, ChangelogRecord, Clock};
-use leadscore_core::{LeadId, Millis, Model};
-use leadscore_store::{decode_state, Checkpoint, Partition, Replay, StateStore, WriteBatch};
+use leadscore_core::{LeadId, Millis};
+use leadscore_store::{peek_next_due, Checkpoint, Partition, Replay, StateStore, WriteBatch};
 use leadscore_telemetry::Telemetry;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -44,7 +44,6 @@ const READ: usize = 1000;
 pub(crate) struct RestoreEnv<'a> {
     pub changelog: &'a mut dyn Changelog,
     pub store: &'a dyn StateStore,
-    pub model: &'a Model,
     pub clock: &'a dyn Clock,
     pub telemetry: &'a Telemetry,
     pub settings: &'a RuntimeSettings,
@@ -447,7 +446,7 @@ impl RestoreTask {
         let due = |lead: &LeadId, bytes: Option<&Vec<u8>>| -> Result<Option<Millis>, RunError> {
             match bytes {
                 None => Ok(None),
-                Some(b) => decode_state(b, env.model).map(|s| s.next_due).map_err(|source| {
+                Some(b) => peek_next_due(b).map_err(|source| {
                     RunError::Step(crate::processor::StepError::CorruptState {
                         lead: lead.to_string(),
                         partition,

@@ -46,7 +46,7 @@ fn state(lead: &str, at: i64) -> Vec<u8> {
     let event = Event::new(format!("e-{lead}-{at}").as_str(), lead, Kind::PageView, at);
     apply(&model, &mut s, &event, &mut Outputs::default());
     let mut bytes = Vec::new();
-    encode_state(&s.expect("a lead"), &mut bytes);
+    encode_state(&s.expect("a lead"), &model, &mut bytes);
     bytes
 }
 
@@ -76,12 +76,10 @@ fn log(entries: &[(&str, i64, i64)]) -> Log {
 
 /// Restores partition 0 of `log` into `store`; the finished task.
 fn restore(log: &mut Log, store: &MemoryStore) -> RestoreTask {
-    let model = leadscore_config::seed_model();
     let telemetry = Telemetry::default();
     let settings = RuntimeSettings::default();
     let clock = FixedClock::at(0);
-    let mut env =
-        RestoreEnv { changelog: log, store, model: &model, clock: &clock, telemetry: &telemetry, settings: &settings };
+    let mut env = RestoreEnv { changelog: log, store, clock: &clock, telemetry: &telemetry, settings: &settings };
     let mut task = RestoreTask::new(0, Duration::ZERO);
     // Tiny budgets for short logs: a restore resumes across many steps.
     let budget = if env.changelog.watermarks(0).expect("offsets").1 < 100 { 2 } else { 5000 };

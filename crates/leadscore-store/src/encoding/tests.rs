@@ -64,7 +64,7 @@ fn the_largest_state_a_model_allows_fits_its_bound() {
     let state = slot.expect("the lead");
     assert_eq!(state.opportunities.len(), MAX_OPPORTUNITIES);
     let mut buf = Vec::new();
-    encode_state(&state, &mut buf);
+    encode_state(&state, &model, &mut buf);
     assert!(buf.len() as u64 <= bound, "{} > {bound}: {parts:?}", buf.len());
     assert!(buf.len() as u64 > bound / 4, "the bound is not wildly loose: {} vs {bound}", buf.len());
 }
@@ -81,7 +81,7 @@ fn round_trips_real_states() {
     assert!(all.len() > 10);
     for s in all {
         let mut buf = Vec::new();
-        encode_state(&s, &mut buf);
+        encode_state(&s, &model, &mut buf);
         let back = decode_state(&buf, &model).expect("decodes");
         assert_eq!(back, without_cache(s));
     }
@@ -92,7 +92,7 @@ fn truncated_or_corrupt_values_are_errors_not_panics() {
     let model = seed_model();
     let s = states(500, 3).into_iter().next().expect("a state");
     let mut buf = Vec::new();
-    encode_state(&s, &mut buf);
+    encode_state(&s, &model, &mut buf);
     for cut in 0..buf.len() {
         assert!(decode_state(&buf[..cut], &model).is_err(), "cut at {cut}");
     }
@@ -102,6 +102,49 @@ fn truncated_or_corrupt_values_are_errors_not_panics() {
     let mut longer = buf.clone();
     longer.push(0);
     assert!(matches!(decode_state(&longer, &model), Err(DecodeStateError::Corrupt(_))));
+}
+
+#[test]
+fn the_timer_is_read_without_decoding_and_format_1_is_still_read() {
+    let model = seed_model();
+    for s in states(2000, 11) {
+        let mut buf = Vec::new();
+        encode_state(&s, &model, &mut buf);
+        assert_eq!(peek_next_due(&buf), Ok(s.next_due));
+        assert_eq!(state_model(&buf), Ok(Some(model.fingerprint())));
+        // Format 1: the same body without the fingerprint.
+        let mut v1 = vec![FORMAT_V1];
+        v1.extend_from_slice(&buf[9..]);
+        assert_eq!(state_model(&v1), Ok(None));
+        assert_eq!(decode_state(&v1, &model), Ok(without_cache(s.clone())));
+        assert_eq!(peek_next_due(&v1), Ok(s.next_due));
+    }
+}
+
+#[test]
+fn a_state_of_another_model_is_recognised_and_migrated_by_name() {
+    let seed = seed_model();
+    let toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/seed-model.toml"))
+        .expect("the seed model");
+    // The same slots in another order, under a new version: nothing is lost.
+    let other =
+        leadscore_config::parse_model(&toml.replace("version = \"seed-1\"", "version = \"seed-2\"")).expect("a model");
+    assert_ne!(other.fingerprint(), seed.fingerprint());
+    for s in states(1500, 5) {
+        let mut buf = Vec::new();
+        encode_state(&s, &seed, &mut buf);
+        assert_eq!(decode_state(&buf, &other), Err(DecodeStateError::UnknownModel(seed.fingerprint())));
+        assert_eq!(
+            decode_migrating(&buf, &other, &[]).map(|_| ()),
+            Err(DecodeStateError::UnknownModel(seed.fingerprint()))
+        );
+        let known = [crate::ModelLayout::of(&seed)];
+        let (back, retired) = decode_migrating(&buf, &other, &known).expect("migrates");
+        assert_eq!(retired, Some(Vec::new()), "the same segments");
+        assert_eq!(back, without_cache(s.clone()));
+        // Under its own model, nothing to migrate.
+        assert_eq!(decode_migrating(&buf, &seed, &known), Ok((without_cache(s), None)));
+    }
 }
 
 proptest::proptest! {

@@ -1,0 +1,153 @@
+//! A marketing-ops change rolled out the way a user does it: `leadscore run`
+//! on the seed model consumes half of a stream from a broker, is stopped,
+//! and is started again on the same state with a changed model file (a lower
+//! sales-ready threshold, a new segment, a removed one) for the rest of the
+//! stream. Every lead touched after the switch must end in the segments that
+//! the offline scorer gives it under the changed model, the change must be
+//! published with cause `model_change` and the new model version, each
+//! lead's versions must go on without a gap, and /metrics counts the leads
+//! migrated.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+use support::{bin, dev_broker, free_address, metric, read_outputs, start_with, stop, wait_until, Guard, Records};
+
+fn changed_model(dir: &Path) -> std::path::PathBuf {
+    let t = leadscore_config::SEED_MODEL_TOML
+        .replace("version = \"seed-1\"", "version = \"seed-2\"")
+        .replace(
+            "when = [{ score = { gte = 76 } }, { grade = [\"A\", \"B\"] }]",
+            "when = [{ score = { gte = 30 } }, { grade = [\"A\", \"B\"] }]",
+        )
+        .replace(
+            "[[segments]]\nname = \"surging\"\ndescription = \"Rule points of the last 30 days add up to 20 or more.\"\nwhen = [{ tally = \"points-30d\", gte = 20 }]\n",
+            "[[segments]]\nname = \"warm\"\ndescription = \"Score 15 or more.\"\nwhen = [{ score = { gte = 15 } }]\n",
+        );
+    assert!(t.contains("name = \"warm\"") && t.contains("gte = 30 }"), "the edits apply");
+    let path = dir.join("model-seed-2.toml");
+    std::fs::write(&path, t).expect("model file");
+    path
+}
+
+fn produce(bootstrap: &str, lines: &[&str]) {
+    let producer = leadscore_kafka::events::EventProducer::new(bootstrap).expect("producer");
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        producer.send("lead-events", v["lead_id"].as_str().expect("id").as_bytes(), line.as_bytes()).expect("send");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+fn consumed(admin: &str) -> u64 {
+    metric(admin, "leadscore_events_total", &[])
+}
+
+/// Each lead's segments after `records` in version order.
+fn membership(records: &Records) -> BTreeMap<String, BTreeSet<String>> {
+    let mut m: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for ((lead, _, kind), json) in records {
+        if kind != "segment_transition" {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(json).expect("json");
+        let segment = v["segment"].as_str().expect("segment").to_string();
+        let set = m.entry(lead.clone()).or_default();
+        if v["transition"] == "entered" {
+            set.insert(segment);
+        } else {
+            assert!(set.remove(&segment), "{json}");
+        }
+    }
+    m
+}
+
+#[test]
+fn restarted_on_a_changed_model_the_service_migrates_its_leads_and_publishes_the_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (broker, bootstrap) = dev_broker(3);
+    let _broker = Guard::new(broker);
+    let text = std::fs::read_to_string(support::sample()).expect("sample");
+    let lines: Vec<&str> = text.lines().collect();
+    let half = lines.len() / 2;
+
+    let admin = free_address();
+    let first = Guard::new(start_with(dir.path(), &bootstrap, &admin, ""));
+    produce(&bootstrap, &lines[..half]);
+    wait_until("the first half consumed", Duration::from_secs(120), || consumed(&admin) >= half as u64);
+    assert!(stop(first.take()), "a clean stop");
+
+    let model = changed_model(dir.path());
+    let admin = free_address();
+    let extra = format!("[model]\nfile = \"{}\"\n", model.display());
+    let second = Guard::new(start_with(dir.path(), &bootstrap, &admin, &extra));
+    produce(&bootstrap, &lines[half..]);
+    let rest = (lines.len() - half) as u64;
+    wait_until("the second half consumed", Duration::from_secs(120), || consumed(&admin) >= rest);
+    let migrated = metric(&admin, "leadscore_leads_migrated_total", &[]);
+    assert!(stop(second.take()), "a clean stop");
+
+    // The offline scorer on the whole stream under the changed model.
+    let all = dir.path().join("all.jsonl");
+    std::fs::write(&all, text.as_bytes()).expect("events");
+    let offline = bin().args(["score", "--allow-rejected", "--model"]).arg(&model).arg("--input").arg(&all).output();
+    let offline = offline.expect("score");
+    assert!(offline.status.success(), "{}", String::from_utf8_lossy(&offline.stderr));
+    let reference: Records = String::from_utf8(offline.stdout)
+        .expect("utf8")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            let key = (
+                v["lead_id"].as_str().expect("lead").to_string(),
+                v["version"].as_u64().expect("v"),
+                v["kind"].as_str().expect("kind").to_string(),
+            );
+            (key, l.to_string())
+        })
+        .collect();
+
+    let (got, _) = read_outputs(&bootstrap, 100);
+    let touched: BTreeSet<String> = lines[half..]
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["lead_id"].as_str().map(String::from))
+        .collect();
+    let (ours, theirs) = (membership(&got), membership(&reference));
+    let mut compared = 0;
+    for lead in &touched {
+        let none = BTreeSet::new();
+        assert_eq!(ours.get(lead).unwrap_or(&none), theirs.get(lead).unwrap_or(&none), "segments of {lead}");
+        compared += 1;
+    }
+    assert!(compared > 50, "{compared} leads compared");
+
+    let changes: Vec<serde_json::Value> = got
+        .values()
+        .map(|j| serde_json::from_str::<serde_json::Value>(j).expect("json"))
+        .filter(|v| v["cause"] == "model_change")
+        .collect();
+    assert!(changes.iter().all(|v| v["model_version"] == "seed-2"));
+    let count = |seg: &str, dir: &str| changes.iter().filter(|v| v["segment"] == seg && v["transition"] == dir).count();
+    assert!(count("warm", "entered") > 0, "the new segment fills");
+    assert!(count("sales-ready", "entered") > 0, "the lower threshold lets leads in");
+    assert!(migrated > 0 && migrated as usize <= touched.len(), "{migrated} leads migrated");
+
+    // Each lead's versions run 1, 2, 3... across the restart (an erased
+    // lead that comes back starts again at 1: those are left out).
+    let erased: BTreeSet<String> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "erase")
+        .filter_map(|v| v["lead_id"].as_str().map(String::from))
+        .collect();
+    let mut versions: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for (lead, version, _) in got.keys().filter(|(l, _, _)| !erased.contains(l)) {
+        versions.entry(lead).or_default().push(*version);
+    }
+    for (lead, v) in versions {
+        assert_eq!(v, (1..=v.len() as u64).collect::<Vec<_>>(), "versions of {lead}");
+    }
+}
