@@ -99,6 +99,32 @@ pub fn score_into(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<Summary, OfflineError> {
+    let summary = score_steps(store, model, input, options, |step| write_records(step, out), err)?;
+    out.flush()?;
+    Ok(summary)
+}
+
+/// Each score change and transition of `step`, as a JSON line.
+fn write_records(step: &Step, out: &mut impl Write) -> io::Result<()> {
+    for o in step.outputs.iter().filter(|o| matches!(o.topic, OutputTopic::ScoreChanges | OutputTopic::Transitions)) {
+        out.write_all(o.value.as_deref().unwrap_or_default())?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// [`score_into`], handing each step (its typed records are in
+/// `step.observations.published`) to `on_step` instead of writing JSON: for
+/// tools that analyse what a model does with a history (`leadscore replay`,
+/// `leadscore review`).
+pub fn score_steps(
+    store: &MemoryStore,
+    model: &Model,
+    input: impl BufRead,
+    options: &Options,
+    mut on_step: impl FnMut(&Step) -> io::Result<()>,
+    err: &mut impl Write,
+) -> Result<Summary, OfflineError> {
     let topics = Topics { inputs: [(TOPIC.to_string(), None)].into_iter().collect(), ..Topics::default() };
     let processor =
         Processor { admission: options.admission, ..Processor::new(model, store, &topics, TimeMode::EventTime) };
@@ -127,7 +153,7 @@ pub fn score_into(
         if batch.len() == BATCH {
             let arrivals = batch.drain(..).map(|m| processor.decode(m)).collect();
             let step = processor.process_arrivals(0, arrivals, StepContext::default())?;
-            commit(store, step, &mut summary, out, err)?;
+            commit(store, step, &mut summary, &mut on_step, err)?;
             if progress && last_report.elapsed() > Duration::from_secs(2) {
                 last_report = Instant::now();
                 let rate = summary.events_read as f64 / started.elapsed().as_secs_f64();
@@ -137,30 +163,27 @@ pub fn score_into(
     }
     let arrivals = batch.drain(..).map(|m| processor.decode(m)).collect();
     let step = processor.process_arrivals(0, arrivals, StepContext::default())?;
-    commit(store, step, &mut summary, out, err)?;
+    commit(store, step, &mut summary, &mut on_step, err)?;
     if let Some(until) = until {
-        commit(store, processor.tick(0, until)?, &mut summary, out, err)?;
+        commit(store, processor.tick(0, until)?, &mut summary, &mut on_step, err)?;
     }
     summary.leads = store.lead_count() as u64;
-    out.flush()?;
     writeln!(err, "leadscore: {summary}")?;
     Ok(summary)
 }
 
-/// Writes a step's records, reports its rejected lines, and commits it.
+/// Hands a step to `on_step`, reports its rejected lines, and commits it.
 fn commit(
     store: &MemoryStore,
     step: Step,
     summary: &mut Summary,
-    out: &mut impl Write,
+    on_step: &mut impl FnMut(&Step) -> io::Result<()>,
     err: &mut impl Write,
 ) -> Result<(), OfflineError> {
+    on_step(&step)?;
     for o in &step.outputs {
         match o.topic {
-            OutputTopic::ScoreChanges | OutputTopic::Transitions => {
-                out.write_all(o.value.as_deref().unwrap_or_default())?;
-                out.write_all(b"\n")?;
-            }
+            OutputTopic::ScoreChanges | OutputTopic::Transitions => {}
             OutputTopic::DeadLetters => {
                 let header = |name: &str| {
                     o.headers

@@ -6,6 +6,11 @@
 //! that move grades; opportunities. Time advances by a configurable step per
 //! event, so a stream can cover days or months (the demo compresses time so that
 //! decay and inactivity show within a minute).
+//!
+//! [`outcomes`] turns a stream into a history whose deals close in a known
+//! way, for checking a model review against truth.
+
+pub mod outcomes;
 
 use leadscore_core::event::{BounceType, Field, OwnedValue, Stage};
 use leadscore_core::time::Millis;

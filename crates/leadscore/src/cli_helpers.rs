@@ -31,6 +31,39 @@ pub(crate) fn generate(events: u64, settings: leadscore_synth::Settings, out: &m
     out.flush()
 }
 
+/// `leadscore gen --outcomes` to `output` (`-`: stdout).
+pub(crate) fn write_outcomes(output: &str, events: u64, settings: leadscore_synth::Settings) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let leads = settings.leads;
+    let mut out: Box<dyn Write> = if output == "-" {
+        Box::new(io::BufWriter::new(io::stdout().lock()))
+    } else {
+        let file = std::fs::File::create(output).with_context(|| format!("cannot create --output {output}"))?;
+        Box::new(io::BufWriter::new(file))
+    };
+    let deals = generate_outcomes(events, settings, &mut out)?;
+    eprintln!("leadscore: wrote {events} events and {deals} opportunities for {leads} leads to {output}");
+    Ok(())
+}
+
+/// `events` generated events turned into a history with known-truth deals
+/// (`leadscore_synth::outcomes`), as JSON lines; how many deals it has.
+fn generate_outcomes(events: u64, settings: leadscore_synth::Settings, out: &mut impl Write) -> io::Result<usize> {
+    let seed = settings.seed;
+    let mut generator = leadscore_synth::Generator::new(settings);
+    let all: Vec<_> = (0..events).map(|_| generator.next_event()).collect();
+    let (all, truths) = leadscore_synth::outcomes::with_outcomes(all, seed);
+    let mut line = Vec::with_capacity(512);
+    for e in &all {
+        line.clear();
+        leadscore_codec::encode_event_json(&mut line, e);
+        line.push(b'\n');
+        out.write_all(&line)?;
+    }
+    out.flush()?;
+    Ok(truths.len())
+}
+
 pub(crate) fn wire_format(name: &str, schema_id: u32) -> leadscore::loadgen::WireFormat {
     match name {
         "avro" => leadscore::loadgen::WireFormat::Avro { schema_id },

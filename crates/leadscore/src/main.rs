@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::str::FromStr;
 
 mod cli_helpers;
+mod model_cmds;
 use cli_helpers::{check_share, generate, parse_step, parse_time, produce_to_kafka, wire_format};
 
 /// Real-time lead scoring: behavioural scores that decay, demographic grades,
@@ -42,6 +43,16 @@ enum Command {
         #[arg(long)]
         allow_rejected: bool,
     },
+    /// Score a history under the current model and a candidate side by side and
+    /// report what would differ: members of each segment, the leads that would
+    /// enter or leave it (sales-ready first), the score and grade distributions,
+    /// the points per rule (docs/model-review.md).
+    Replay(model_cmds::ReplayArgs),
+    /// The periodic review of a model against closed deals: conversion and lift
+    /// by score tier and grade, ROC AUC, time to close, won value, points per
+    /// rule among won and lost deals, suggested changes; tables, JSON, or an
+    /// HTML report with charts (docs/model-review.md).
+    Review(model_cmds::ReviewArgs),
     /// Generate a realistic synthetic event stream (page views, email
     /// engagement, downloads, bounces, profile and CRM updates): as JSON lines
     /// to a file, or with --bootstrap-servers to a Kafka topic, JSON or Avro,
@@ -97,6 +108,11 @@ enum Command {
         /// (with --bootstrap-servers).
         #[arg(long, default_value_t = 0.0)]
         bad_share: f64,
+        /// A history for `leadscore review`: one profile per lead and one
+        /// opportunity per active lead, won with a known chance that grows with
+        /// buying intent and fit (docs/model-review.md). To a file or stdout.
+        #[arg(long)]
+        outcomes: bool,
     },
     /// Measure end-to-end throughput and latency in one run: preload events,
     /// read them with a do-nothing consumer (the ceiling), drain them with
@@ -302,9 +318,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             schema_id,
             bad_share,
+            outcomes,
         } => {
             let settings = leadscore_synth::Settings { seed, leads, start, step, erase_share: 0.0, sweep };
-            if let Some(bootstrap) = bootstrap_servers {
+            if outcomes && bootstrap_servers.is_some() {
+                anyhow::bail!("--outcomes writes a history to a file or stdout, not to Kafka");
+            }
+            if outcomes {
+                cli_helpers::write_outcomes(&output, events, settings)?;
+            } else if let Some(bootstrap) = bootstrap_servers {
                 if output != "-" {
                     anyhow::bail!("--output and --bootstrap-servers exclude each other: write to a file or to Kafka");
                 }
@@ -331,6 +353,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("leadscore: wrote {events} events for {leads} leads to {output}");
             }
         }
+        Command::Replay(args) => model_cmds::replay(args)?,
+        Command::Review(args) => model_cmds::review(args)?,
         Command::Bench {
             bootstrap_servers,
             events,

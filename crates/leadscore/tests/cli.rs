@@ -390,3 +390,78 @@ fn gen_starts_now_when_asked_as_the_compose_file_does() {
     let t = leadscore_core::time::parse_rfc3339(first["timestamp"].as_str().expect("time")).expect("time");
     assert!((before - 1000..before + 60_000).contains(&t), "{t} is not now ({before})");
 }
+
+#[test]
+fn review_and_replay_run_on_a_generated_history_as_a_user_runs_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let history = dir.path().join("history.jsonl");
+    let gen = bin()
+        .args(["gen", "--outcomes", "--events", "20000", "--leads", "400", "--step", "8m", "--output"])
+        .arg(&history)
+        .output()
+        .expect("gen");
+    assert!(gen.status.success(), "{}", text(&gen.stderr));
+    assert!(text(&gen.stderr).contains("opportunities"), "{}", text(&gen.stderr));
+
+    let html = dir.path().join("review.html");
+    let review =
+        bin().args(["review", "--json", "--input"]).arg(&history).arg("--html").arg(&html).output().expect("review");
+    assert!(review.status.success(), "{}", text(&review.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&review.stdout).expect("JSON");
+    let deals = r["deals"].as_u64().expect("deals");
+    assert!(deals > 100 && r["won"].as_u64() > Some(10), "{}", r["deals"]);
+    assert!(r["auc"].as_f64().expect("an AUC") > 0.6, "{}", r["auc"]);
+    assert_eq!(r["opportunities"].as_array().map(Vec::len), Some(deals as usize));
+    let page = std::fs::read_to_string(&html).expect("the report");
+    assert_eq!(page.matches("<svg").count(), 4, "four charts");
+
+    // The last review period only: fewer deals, each opened in it.
+    let opened: Vec<&str> =
+        r["opportunities"].as_array().expect("deals").iter().filter_map(|d| d["opened"].as_str()).collect();
+    let since = opened[opened.len() / 2];
+    let recent = bin().args(["review", "--json", "--since", since, "--input"]).arg(&history).output().expect("review");
+    assert!(recent.status.success(), "{}", text(&recent.stderr));
+    let recent: serde_json::Value = serde_json::from_slice(&recent.stdout).expect("JSON");
+    let n = recent["deals"].as_u64().expect("deals");
+    assert!(n > 0 && n < deals, "{n} of {deals}");
+    assert!(recent["opportunities"].as_array().expect("deals").iter().all(|d| d["opened"].as_str() >= Some(since)));
+
+    // A candidate that lets more leads be sales-ready.
+    let candidate = dir.path().join("candidate.toml");
+    let model = std::fs::read_to_string(repo().join("config/seed-model.toml"))
+        .expect("seed model")
+        .replace("version = \"seed-1\"", "version = \"seed-2\"")
+        .replace(
+            "when = [{ score = { gte = 76 } }, { grade = [\"A\", \"B\"] }]",
+            "when = [{ score = { gte = 50 } }, { grade = [\"A\", \"B\"] }]",
+        );
+    std::fs::write(&candidate, model).expect("candidate");
+    // As of the middle of the history (its end is the last deal's close, when
+    // every score has long decayed).
+    let replay = bin()
+        .args(["replay", "--json", "--until", since, "--input"])
+        .arg(&history)
+        .arg("--candidate")
+        .arg(&candidate)
+        .output()
+        .expect("replay");
+    assert!(replay.status.success(), "{}", text(&replay.stderr));
+    let p: serde_json::Value = serde_json::from_slice(&replay.stdout).expect("JSON");
+    assert_eq!(p["segments"][0]["segment"], "sales-ready");
+    assert!(
+        p["segments"][0]["entering"].as_u64() > Some(0) && p["segments"][0]["leaving"] == 0,
+        "{}",
+        p["segments"][0]
+    );
+    let table = bin()
+        .args(["replay", "--until", since, "--input"])
+        .arg(&history)
+        .arg("--candidate")
+        .arg(&candidate)
+        .output()
+        .expect("replay");
+    assert!(text(&table.stdout).contains("would enter sales-ready"), "{}", text(&table.stdout));
+
+    let bad = bin().args(["review", "--target-precision", "2", "--input"]).arg(&history).output().expect("review");
+    assert!(!bad.status.success() && text(&bad.stderr).contains("--target-precision"), "{}", text(&bad.stderr));
+}
