@@ -391,3 +391,45 @@ fn an_erase_under_a_changed_model_exits_removed_and_kept_segments() {
     let versions: Vec<u64> = before.iter().chain(&after).map(|r| r["version"].as_u64().expect("version")).collect();
     assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>(), "one version per record");
 }
+
+#[test]
+fn added_and_removed_rules_take_and_give_up_their_slots() {
+    let seed = model(|t| t);
+    // The escalating download rule goes; a capped search rule and an
+    // escalating webinar rule come.
+    let changed = model(|t| {
+        version("seed-2")(t)
+            .replace(
+                "[[rules]]\nname = \"download\"\ndescription = \"2 points for the lead's first download, 5 for each later one.\"\non = \"download\"\npoints = 2\nescalate = { after = 1, points = 5 }\n",
+                "[[rules]]\nname = \"search-capped\"\ndescription = \"Searches, at most 6 points a day.\"\non = \"search\"\npoints = 3\ncap = { points = 6, per = \"24h\" }\n\n[[rules]]\nname = \"webinar-regular\"\ndescription = \"Webinars: 1 point, 4 from the third on.\"\non = \"webinar\"\npoints = 1\nescalate = { after = 2, points = 4 }\n",
+            )
+    });
+    assert!(changed.rules.iter().all(|r| r.name != "download"));
+    assert_eq!(changed.layout().rules, ["page-view", "search-capped", "webinar-regular"]);
+    let l = lines(EVENTS, 17);
+    let refs: Vec<&str> = l.iter().map(String::as_str).collect();
+    let msgs = messages("lead-events", &refs);
+    let store = MemoryStore::new();
+    run(&store, &seed, &msgs[..SWITCH]);
+    let after = run(&store, &changed, &msgs[SWITCH..]);
+    let reasons: Vec<&Value> = after.iter().filter_map(|r| r["reasons"].as_array()).flatten().collect();
+    assert!(reasons.iter().all(|x| x["rule"] != "download"), "a removed rule awards nothing");
+    // The new rules start from nothing: no lead searched more than twice in
+    // a day before its first capped award, and webinars escalate only after
+    // two attended since the switch.
+    let mut webinars: BTreeMap<String, u32> = BTreeMap::new();
+    for r in after.iter().filter(|r| r["kind"] == "score_change") {
+        for x in r["reasons"].as_array().expect("reasons") {
+            if x["rule"] == "webinar-regular" {
+                let n = webinars.entry(lead_of(r)).or_default();
+                *n += 1;
+                assert_eq!(x["points"], if *n > 2 { 4.0 } else { 1.0 }, "{r}");
+            }
+            if x["rule"] == "search-capped" {
+                assert!(x["points"].as_f64().expect("points") <= 3.0, "{r}");
+            }
+        }
+    }
+    assert!(webinars.values().any(|n| *n > 2), "the stream escalates some lead: {webinars:?}");
+    assert_counts_match_states(&store, &changed, &leads_in(&l));
+}

@@ -55,8 +55,8 @@ pub struct Scored<'m> {
     pub as_of: Millis,
 }
 
-/// Scores `input` under `model` in event time; with `until`, only its events
-/// up to that instant, then every timer due by it.
+/// Scores `input` (in event-time order: see [`crate::input::prepare`]) under
+/// `model` in event time, then fires every timer due by `until`.
 /// `timelines`: keep each lead's [`Track`] (the review needs them, the replay
 /// does not). Progress and rejected lines go to `err`.
 pub fn score<'m>(
@@ -71,14 +71,6 @@ pub fn score<'m>(
     let mut rule_points = vec![(0.0, 0u64); model.rules.len()];
     let fresh = LeadState::new(model, 0).grade;
     let options = Options { until, progress: true, ..Options::default() };
-    let cut;
-    let input = match until {
-        Some(t) => {
-            cut = crate::input::up_to(input, t)?;
-            &cut
-        }
-        None => input,
-    };
     let summary = score_steps(
         &store,
         model,

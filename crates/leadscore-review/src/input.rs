@@ -35,32 +35,47 @@ impl Input {
     }
 }
 
-/// The latest event time of the valid events in `input` (`None`: none).
-pub fn latest_time(input: &Input) -> std::io::Result<Option<leadscore_core::Millis>> {
+/// `input` in event-time order (stable), without the events after `until`,
+/// in memory; and the latest event time kept. Lines that are not valid
+/// events are reported to `err` with their line number in `input` and left
+/// out. Scoring in event time needs
+/// it: an event read after later events of other leads would find its
+/// partition's timers already fired past it. A history exported from Kafka
+/// comes partition by partition; this puts it back in order.
+pub fn prepare(
+    input: &Input,
+    until: Option<leadscore_core::Millis>,
+    err: &mut impl std::io::Write,
+) -> std::io::Result<(Input, Option<leadscore_core::Millis>)> {
     let limits = leadscore_codec::Limits::default();
-    let mut latest = None;
-    for line in input.open()?.split(b'\n') {
-        if let Ok(e) = leadscore_codec::decode_json(&line?, None, None, &limits) {
-            latest = latest.max(Some(e.timestamp));
+    let mut lines: Vec<(leadscore_core::Millis, Vec<u8>)> = Vec::new();
+    let mut rejected = 0u64;
+    for (n, line) in input.open()?.split(b'\n').enumerate() {
+        let mut line = line?;
+        if line.last() == Some(&b'\r') {
+            line.pop();
         }
-    }
-    Ok(latest)
-}
-
-/// `input` without the valid events after `until` (lines that are not valid
-/// events are kept, for the scorer to report).
-pub fn up_to(input: &Input, until: leadscore_core::Millis) -> std::io::Result<Input> {
-    let limits = leadscore_codec::Limits::default();
-    let mut kept = Vec::new();
-    for line in input.open()?.split(b'\n') {
-        let line = line?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
         match leadscore_codec::decode_json(&line, None, None, &limits) {
-            Ok(e) if e.timestamp > until => {}
-            _ => {
-                kept.extend_from_slice(&line);
-                kept.push(b'\n');
+            Ok(e) if until.is_some_and(|u| e.timestamp > u) => {}
+            Ok(e) => lines.push((e.timestamp, line)),
+            Err(e) => {
+                rejected += 1;
+                writeln!(err, "line {}: {}: {}", n + 1, e.class.as_str(), e.message)?;
             }
         }
     }
-    Ok(Input::Bytes(kept))
+    if rejected > 0 {
+        writeln!(err, "leadscore: {rejected} lines of the history are not valid events (above): left out")?;
+    }
+    lines.sort_by_key(|(t, _)| *t);
+    let latest = lines.last().map(|(t, _)| *t);
+    let mut bytes = Vec::with_capacity(lines.iter().map(|(_, l)| l.len() + 1).sum());
+    for (_, l) in lines {
+        bytes.extend_from_slice(&l);
+        bytes.push(b'\n');
+    }
+    Ok((Input::Bytes(bytes), latest))
 }

@@ -100,10 +100,8 @@ pub fn replay(
     err: &mut impl std::io::Write,
 ) -> Result<Report, ReviewError> {
     // Both end at the same instant, with every timer due by then fired.
-    let until = match options.until {
-        Some(t) => Some(t),
-        None => crate::input::latest_time(input)?,
-    };
+    let (input, latest) = crate::input::prepare(input, options.until, err)?;
+    let (input, until) = (&input, options.until.or(latest));
     writeln!(err, "leadscore: scoring the history under the current model ({})", current.version)?;
     let a = history::score(current, input, until, false, err)?;
     writeln!(err, "leadscore: scoring the history under the candidate model ({})", candidate.version)?;

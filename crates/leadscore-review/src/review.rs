@@ -218,7 +218,9 @@ pub fn review(
     options: &Options,
     err: &mut impl std::io::Write,
 ) -> Result<Report, ReviewError> {
-    writeln!(err, "leadscore: reading the opportunities")?;
+    writeln!(err, "leadscore: reading the history")?;
+    let (input, _) = crate::input::prepare(input, options.until, err)?;
+    let input = &input;
     let deals = deals::read(input)?;
     writeln!(err, "leadscore: scoring the history under model {}", model.version)?;
     let scored = history::score(model, input, options.until, true, err)?;

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::str::FromStr;
 
 mod cli_helpers;
+mod history_export;
 mod model_cmds;
 use cli_helpers::{check_share, generate, parse_step, parse_time, produce_to_kafka, wire_format};
 

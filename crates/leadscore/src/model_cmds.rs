@@ -10,13 +10,42 @@ use leadscore_review::{replay, review, Input};
 use std::io::Write;
 use std::path::PathBuf;
 
+/// Where the history comes from: a file, or Kafka topics.
+#[derive(clap::Args, Debug)]
+pub struct HistoryArgs {
+    /// The history: JSON events, one per line (a file, or `-` for standard
+    /// input), e.g. exported from the input topics.
+    #[arg(long, value_name = "FILE|-", required_unless_present = "bootstrap_servers")]
+    input: Option<String>,
+    /// Read the history from Kafka instead: every message the brokers hold of
+    /// --topics, up to the end as it is when the read starts (JSON only; no
+    /// consumer group joined, nothing committed).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "input", requires = "topics")]
+    bootstrap_servers: Option<String>,
+    /// The topics to read with --bootstrap-servers, comma-separated (e.g. the
+    /// service's input topics).
+    #[arg(long, value_delimiter = ',', value_name = "TOPIC,...")]
+    topics: Vec<String>,
+}
+
+impl HistoryArgs {
+    fn open(&self) -> anyhow::Result<Input> {
+        match (&self.input, &self.bootstrap_servers) {
+            (Some(arg), _) => Input::from_arg(arg).with_context(|| format!("cannot read --input {arg}")),
+            (None, Some(bootstrap)) => {
+                let (bytes, _) = crate::history_export::read(bootstrap, &self.topics, &mut std::io::stderr().lock())?;
+                Ok(Input::Bytes(bytes))
+            }
+            (None, None) => anyhow::bail!("give the history with --input FILE or --bootstrap-servers and --topics"),
+        }
+    }
+}
+
 /// Arguments of `leadscore replay`.
 #[derive(clap::Args, Debug)]
 pub struct ReplayArgs {
-    /// The history: JSON events, one per line (a file, or `-` for standard
-    /// input), e.g. exported from the input topics.
-    #[arg(long, value_name = "FILE|-")]
-    input: String,
+    #[command(flatten)]
+    history: HistoryArgs,
     /// The candidate model file (TOML).
     #[arg(long, value_name = "FILE")]
     candidate: PathBuf,
@@ -42,10 +71,10 @@ pub struct ReplayArgs {
 /// Arguments of `leadscore review`.
 #[derive(clap::Args, Debug)]
 pub struct ReviewArgs {
-    /// The history with its opportunity_update events (closed_won,
-    /// closed_lost, amount): JSON events, one per line (a file, or `-`).
-    #[arg(long, value_name = "FILE|-")]
-    input: String,
+    /// The history, with its opportunity_update events (closed_won,
+    /// closed_lost, amount).
+    #[command(flatten)]
+    history: HistoryArgs,
     /// The model file (TOML). Defaults to the built-in seed model.
     #[arg(long, value_name = "FILE")]
     model: Option<PathBuf>,
@@ -83,15 +112,12 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<leadscore_core::Model> {
     })
 }
 
-fn input(arg: &str) -> anyhow::Result<Input> {
-    Input::from_arg(arg).with_context(|| format!("cannot read --input {arg}"))
-}
-
 pub fn replay(a: ReplayArgs) -> anyhow::Result<()> {
     let current = load(a.model.as_ref())?;
     let candidate = leadscore_config::load_model(&a.candidate)?;
     let options = replay::Options { until: a.until, ready_segment: a.ready_segment, examples: a.examples };
-    let report = replay::replay(&current, &candidate, &input(&a.input)?, &options, &mut std::io::stderr().lock())?;
+    let input = a.history.open()?;
+    let report = replay::replay(&current, &candidate, &input, &options, &mut std::io::stderr().lock())?;
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
@@ -118,8 +144,9 @@ pub fn review(a: ReviewArgs) -> anyhow::Result<()> {
         target_precision: a.target_precision,
         min_deals: a.min_deals,
     };
+    let input = a.history.open()?;
     let mut err = std::io::stderr().lock();
-    let report = review::review(&model, &input(&a.input)?, &options, &mut err)?;
+    let report = review::review(&model, &input, &options, &mut err)?;
     if report.deals == 0 {
         writeln!(err, "leadscore: the history has no opportunity_update events in the period: nothing to review")?;
     }

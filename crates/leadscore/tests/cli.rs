@@ -403,10 +403,15 @@ fn review_and_replay_run_on_a_generated_history_as_a_user_runs_them() {
     assert!(gen.status.success(), "{}", text(&gen.stderr));
     assert!(text(&gen.stderr).contains("opportunities"), "{}", text(&gen.stderr));
 
+    // A bad line first: reported with its line number, the rest reviewed.
+    let good = std::fs::read_to_string(&history).expect("history");
+    std::fs::write(&history, format!("not an event\n{good}")).expect("history");
     let html = dir.path().join("review.html");
     let review =
         bin().args(["review", "--json", "--input"]).arg(&history).arg("--html").arg(&html).output().expect("review");
     assert!(review.status.success(), "{}", text(&review.stderr));
+    let stderr = text(&review.stderr);
+    assert!(stderr.contains("line 1: ") && stderr.contains("1 lines of the history are not valid events"), "{stderr}");
     let r: serde_json::Value = serde_json::from_slice(&review.stdout).expect("JSON");
     let deals = r["deals"].as_u64().expect("deals");
     assert!(deals > 100 && r["won"].as_u64() > Some(10), "{}", r["deals"]);

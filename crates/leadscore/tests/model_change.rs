@@ -151,3 +151,56 @@ fn restarted_on_a_changed_model_the_service_migrates_its_leads_and_publishes_the
         assert_eq!(v, (1..=v.len() as u64).collect::<Vec<_>>(), "versions of {lead}");
     }
 }
+
+#[test]
+fn review_and_replay_read_a_history_from_kafka_as_from_its_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (broker, bootstrap) = dev_broker(3);
+    let _broker = Guard::new(broker);
+    let file = dir.path().join("history.jsonl");
+    let gen = bin()
+        .args(["gen", "--outcomes", "--events", "8000", "--leads", "200", "--step", "8m", "--output"])
+        .arg(&file)
+        .output()
+        .expect("gen");
+    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+    // On two topics, as a service reads them: CRM and profile updates apart.
+    let text = std::fs::read_to_string(&file).expect("history");
+    let (crm, behaviour): (Vec<&str>, Vec<&str>) = text
+        .lines()
+        .partition(|l| l.contains("\"type\":\"opportunity_update\"") || l.contains("\"type\":\"profile_update\""));
+    assert!(!crm.is_empty() && !behaviour.is_empty());
+    let producer = leadscore_kafka::events::EventProducer::new(&bootstrap).expect("producer");
+    for (topic, lines) in [("lead-events", &behaviour), ("lead-profiles", &crm)] {
+        for line in lines.iter() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json");
+            producer.send(topic, v["lead_id"].as_str().expect("id").as_bytes(), line.as_bytes()).expect("send");
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+
+    let json = |args: &[&str], source: &[&str]| -> serde_json::Value {
+        let out = bin().args(args).args(source).arg("--json").output().expect("runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let from_file = ["--input", file.to_str().expect("path")];
+    let from_kafka = ["--bootstrap-servers", bootstrap.as_str(), "--topics", "lead-events,lead-profiles"];
+    let a = json(&["review"], &from_file);
+    let b = json(&["review"], &from_kafka);
+    assert!(a["deals"].as_u64() > Some(20), "{}", a["deals"]);
+    assert_eq!(a, b, "the same review from the file and from the topics");
+
+    let candidate = changed_model(dir.path());
+    let replay = ["replay", "--candidate", candidate.to_str().expect("path")];
+    assert_eq!(json(&replay, &from_file), json(&replay, &from_kafka));
+
+    let missing =
+        bin().args(["review", "--bootstrap-servers", &bootstrap, "--topics", "no-such-topic"]).output().expect("runs");
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no-such-topic"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}
