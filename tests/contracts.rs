@@ -189,3 +189,21 @@ fn records_of_a_model_change_match_their_schemas() {
     assert!(seen.contains(&(Some("score_change".into()), None)), "a grade change without an event: {seen:?}");
     assert!(seen.contains(&(Some("segment_transition".into()), Some("score-low".into()))), "{seen:?}");
 }
+
+#[test]
+fn the_asyncapi_document_is_valid_asyncapi_3() {
+    // The AsyncAPI Initiative's JSON Schema of AsyncAPI 3.0.0 (from the npm
+    // package @asyncapi/specs 6.11.1, Apache-2.0; tests/fixtures/README.md).
+    let path = root().join("tests/fixtures/asyncapi-3.0.0.schema.json");
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("the AsyncAPI schema")).expect("JSON");
+    let validator = jsonschema::options().build(&spec).expect("the AsyncAPI schema compiles");
+    let text = std::fs::read_to_string(root().join("docs/asyncapi.yaml")).expect("asyncapi.yaml");
+    let doc: serde_json::Value = serde_yaml::from_str(&text).expect("YAML");
+    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| format!("{}: {e}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "docs/asyncapi.yaml is not valid AsyncAPI 3.0.0: {errors:#?}");
+    // And the check can fail: a channel without its required shape is refused.
+    let mut broken = doc.clone();
+    broken["channels"]["scoreChanges"]["messages"] = serde_json::json!("not a map");
+    assert!(!validator.is_valid(&broken));
+}

@@ -25,9 +25,9 @@ pub mod json_out;
 pub mod registry;
 pub mod schemas;
 
-pub use avro::{AvroCodec, AvroError, AvroSettings};
+pub use avro::{AvroCodec, AvroError, AvroSettings, SCORE_CHANGE_AVSC, SEGMENT_TRANSITION_AVSC};
 pub use error::{excerpt, DecodeError, ErrorClass};
 pub use json_event::encode_event_json;
 pub use json_in::{decode_json, Limits, DEFAULT_MAX_MESSAGE_BYTES};
 pub use json_out::{encode_json, RecordContext};
-pub use registry::{RegistryAuth, RegistrySettings};
+pub use registry::{RegistryAuth, RegistryClient, RegistrySettings};

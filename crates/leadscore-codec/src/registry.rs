@@ -167,6 +167,54 @@ impl RegistryClient {
     }
 }
 
+impl RegistryClient {
+    /// The id of `schema` under `subject`: registered there if `register`
+    /// (Confluent's `POST /subjects/{subject}/versions`, which answers the
+    /// existing id when the subject already has the schema), else looked up
+    /// (`POST /subjects/{subject}`). Errors say which subject and why.
+    pub fn subject_id(&self, subject: &str, schema: &str, register: bool) -> Result<u32, String> {
+        let base = self.settings.url.trim().trim_end_matches('/');
+        let url =
+            if register { format!("{base}/subjects/{subject}/versions") } else { format!("{base}/subjects/{subject}") };
+        let mut request = self
+            .agent
+            .post(&url)
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
+        if let Some(a) = &self.authorization {
+            request = request.header("Authorization", a);
+        }
+        let body = serde_json::json!({ "schema": schema }).to_string();
+        let mut response = request.send(body.as_bytes()).map_err(|e| format!("POST {url}: {e}"))?;
+        let status = response.status().as_u16();
+        let answer = response
+            .body_mut()
+            .with_config()
+            .limit(self.settings.max_response_bytes)
+            .read_to_string()
+            .map_err(|e| format!("POST {url}: HTTP {status}, reading the answer: {e}"))?;
+        let excerpt = crate::error::excerpt(answer.trim());
+        match status {
+            200 => {}
+            // 40401: no such subject; 40403: the subject lacks this schema.
+            404 if !register => {
+                return Err(format!(
+                    "subject {subject} does not have leadscore's schema ({excerpt}): register it, or set \
+                     formats.auto_register_schemas = true"
+                ))
+            }
+            409 => return Err(format!("subject {subject} refuses the schema as incompatible ({excerpt})")),
+            _ => return Err(format!("POST {url}: HTTP {status}: {excerpt}")),
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&answer).map_err(|e| format!("POST {url}: the answer is not JSON ({e})"))?;
+        v["id"]
+            .as_u64()
+            .and_then(|id| u32::try_from(id).ok())
+            .ok_or_else(|| format!("POST {url}: no schema \"id\" in the answer ({excerpt})"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +239,31 @@ mod tests {
             String::from_utf8_lossy(&request).into_owned()
         });
         (url, served)
+    }
+
+    #[test]
+    fn registers_and_looks_up_a_schema_under_its_subject() {
+        let schema = r#"{"type":"record","name":"R","fields":[]}"#;
+        let (url, served) = registry("200 OK", r#"{"id":21}"#.to_string());
+        let client = RegistryClient::new(RegistrySettings::new(url)).expect("client");
+        assert_eq!(client.subject_id("lead-score-changes-value", schema, true), Ok(21));
+        let request = served.join().expect("served");
+        assert!(request.starts_with("POST /subjects/lead-score-changes-value/versions HTTP/1.1"), "{request}");
+        assert!(request.contains("application/vnd.schemaregistry.v1+json"), "{request}");
+
+        let answer = serde_json::json!({ "subject": "s-value", "version": 3, "id": 8, "schema": schema }).to_string();
+        let (url, served) = registry("200 OK", answer);
+        let client = RegistryClient::new(RegistrySettings::new(url)).expect("client");
+        assert_eq!(client.subject_id("s-value", schema, false), Ok(8));
+        assert!(served.join().expect("served").starts_with("POST /subjects/s-value HTTP/1.1"));
+
+        let (url, _served) = registry("404 Not Found", r#"{"error_code":40401,"message":"Subject not found"}"#.into());
+        let client = RegistryClient::new(RegistrySettings::new(url)).expect("client");
+        let e = client.subject_id("s-value", schema, false).expect_err("not registered");
+        assert!(e.contains("s-value") && e.contains("auto_register_schemas"), "{e}");
+        let (url, _served) = registry("409 Conflict", r#"{"error_code":409,"message":"incompatible"}"#.into());
+        let client = RegistryClient::new(RegistrySettings::new(url)).expect("client");
+        assert!(client.subject_id("s-value", schema, true).expect_err("refused").contains("incompatible"));
     }
 
     #[test]

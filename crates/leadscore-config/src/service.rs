@@ -57,8 +57,15 @@ pub struct FormatsConfig {
     /// The deadline of one registry request.
     #[serde(rename = "schema_registry_request_timeout_ms", with = "millis")]
     pub schema_registry_request_timeout: Duration,
-    pub score_change_schema_id: u32,
-    pub transition_schema_id: u32,
+    /// The schema ids of Avro outputs; not set: by subject with a registry
+    /// (see [`FormatsConfig::auto_register_schemas`]), else 1 and 2.
+    #[serde(default)]
+    pub score_change_schema_id: Option<u32>,
+    #[serde(default)]
+    pub transition_schema_id: Option<u32>,
+    /// Register the output schemas under their TopicNameStrategy subjects at
+    /// startup (true), or only look them up (false).
+    pub auto_register_schemas: bool,
     /// Input writer schemas by Confluent schema id.
     #[serde(default)]
     pub avro_schema_files: BTreeMap<String, PathBuf>,

@@ -10,6 +10,7 @@
 //! - [`bench`](mod@bench): `leadscore bench`, the end-to-end benchmark.
 //! - [`progress`]: progress lines of long commands.
 //! - [`topics_cmd`]: `leadscore topics check|create`.
+//! - [`output_schemas`]: the schema ids of Avro outputs, by subject.
 //!
 //! The library sets the process's allocator, so that the binary, its tests and
 //! the workspace benchmarks (which link this library) all run on jemalloc.
@@ -18,6 +19,7 @@ pub mod bench;
 pub mod demo;
 pub mod describe;
 pub mod loadgen;
+pub mod output_schemas;
 pub mod progress;
 pub mod service;
 pub mod topics_cmd;

@@ -257,23 +257,25 @@ fn formats(config: &ServiceConfig) -> anyhow::Result<leadscore_pipeline::Formats
     if f.input == Encoding::Json && f.output == Encoding::Json {
         return Ok(leadscore_pipeline::Formats::default());
     }
+    let registry = f.schema_registry_url.as_ref().map(|url| RegistrySettings {
+        url: url.clone(),
+        auth: match (&f.schema_registry_username, &f.schema_registry_password, &f.schema_registry_bearer_token) {
+            (Some(u), Some(p), _) => Some(RegistryAuth::Basic { username: u.clone(), password: p.clone() }),
+            (_, _, Some(t)) => Some(RegistryAuth::Bearer(t.clone())),
+            _ => None,
+        },
+        connect_timeout: f.schema_registry_connect_timeout,
+        request_timeout: f.schema_registry_request_timeout,
+        ..RegistrySettings::new(url.clone())
+    });
+    let (score_change_id, transition_id) =
+        if f.output == Encoding::Avro { crate::output_schemas::ids(config, registry.as_ref())? } else { (0, 0) };
     let codec = Arc::new(
         leadscore_codec::AvroCodec::new(leadscore_codec::AvroSettings {
             schema_files: config.avro_schema_ids()?,
-            registry: f.schema_registry_url.as_ref().map(|url| RegistrySettings {
-                url: url.clone(),
-                auth: match (&f.schema_registry_username, &f.schema_registry_password, &f.schema_registry_bearer_token)
-                {
-                    (Some(u), Some(p), _) => Some(RegistryAuth::Basic { username: u.clone(), password: p.clone() }),
-                    (_, _, Some(t)) => Some(RegistryAuth::Bearer(t.clone())),
-                    _ => None,
-                },
-                connect_timeout: f.schema_registry_connect_timeout,
-                request_timeout: f.schema_registry_request_timeout,
-                ..RegistrySettings::new(url.clone())
-            }),
-            score_change_id: f.score_change_schema_id,
-            transition_id: f.transition_schema_id,
+            registry,
+            score_change_id,
+            transition_id,
         })
         .map_err(|e| anyhow::anyhow!("formats: {e}"))?,
     );
