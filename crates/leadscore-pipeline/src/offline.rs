@@ -11,7 +11,7 @@
 
 use crate::admission::Admission;
 use crate::messages::{headers, InputMessage, OutputTopic, Topics};
-use crate::processor::{Processor, Step, StepContext, StepError, TimeMode};
+use crate::processor::{Processor, StateCache, Step, StepContext, StepError, TimeMode};
 use leadscore_core::{Millis, Model};
 use leadscore_store::memory::MemoryStore;
 use leadscore_store::StateStore;
@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 const TOPIC: &str = "events";
 /// Lines processed per step.
 const BATCH: usize = 8192;
+/// Leads whose decoded states are kept between steps; beyond, all are
+/// written back to the store (memory: roughly 1 to 2 KB per lead).
+const CACHED_LEADS: usize = 200_000;
 
 /// What a run did, for the summary line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -126,8 +129,16 @@ pub fn score_steps(
     err: &mut impl Write,
 ) -> Result<Summary, OfflineError> {
     let topics = Topics { inputs: [(TOPIC.to_string(), None)].into_iter().collect(), ..Topics::default() };
-    let processor =
-        Processor { admission: options.admission, ..Processor::new(model, store, &topics, TimeMode::EventTime) };
+    // Decoded states stay in memory between steps (up to CACHED_LEADS): a
+    // lead's state is decoded and encoded once, not at every step; the
+    // changelog, which would need the bytes, is not wanted here.
+    let cache = StateCache::new(CACHED_LEADS);
+    let processor = Processor {
+        admission: options.admission,
+        changelog_per_step: false,
+        cache: Some(&cache),
+        ..Processor::new(model, store, &topics, TimeMode::EventTime)
+    };
     let Options { until, progress, .. } = *options;
     let mut summary = Summary::default();
     let started = Instant::now();
@@ -154,6 +165,9 @@ pub fn score_steps(
             let arrivals = batch.drain(..).map(|m| processor.decode(m)).collect();
             let step = processor.process_arrivals(0, arrivals, StepContext::default())?;
             commit(store, step, &mut summary, &mut on_step, err)?;
+            if cache.full() {
+                write_back(store, model, &cache)?;
+            }
             if progress && last_report.elapsed() > Duration::from_secs(2) {
                 last_report = Instant::now();
                 let rate = summary.events_read as f64 / started.elapsed().as_secs_f64();
@@ -167,9 +181,18 @@ pub fn score_steps(
     if let Some(until) = until {
         commit(store, processor.tick(0, until)?, &mut summary, &mut on_step, err)?;
     }
+    write_back(store, model, &cache)?;
     summary.leads = store.lead_count() as u64;
     writeln!(err, "leadscore: {summary}")?;
     Ok(summary)
+}
+
+/// Writes the cached states the store lags behind on into it.
+fn write_back(store: &MemoryStore, model: &Model, cache: &StateCache) -> Result<(), OfflineError> {
+    let mut batch = leadscore_store::WriteBatch::default();
+    cache.write_back(model, &mut batch);
+    store.write(&batch).map_err(StepError::from)?;
+    Ok(())
 }
 
 /// Hands a step to `on_step`, reports its rejected lines, and commits it.

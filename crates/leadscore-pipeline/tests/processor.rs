@@ -374,3 +374,67 @@ fn co_partitioned_topics_are_merged_by_event_time() {
         .collect();
     assert_eq!(events, [r#""v1""#, r#""f1""#, r#""v2""#, r#""f2""#]);
 }
+
+/// The offline scorer's cache of decoded states changes nothing: the same
+/// stream through steps with a cache (written back whenever it holds more
+/// than `capacity` leads) and without one publishes the same records and
+/// leaves the same states.
+#[test]
+fn a_state_cache_publishes_and_stores_exactly_what_the_store_alone_does() {
+    use leadscore_pipeline::processor::StateCache;
+    let model = seed_model();
+    let topics = Topics::default();
+    let mut g = leadscore_synth::Generator::new(leadscore_synth::Settings {
+        seed: 9,
+        leads: 60,
+        step: 3 * 3_600_000,
+        erase_share: 0.01,
+        ..Default::default()
+    });
+    let mut lines: Vec<String> = Vec::new();
+    for i in 0..3000 {
+        let mut b = Vec::new();
+        leadscore_codec::encode_event_json(&mut b, &g.next_event());
+        lines.push(String::from_utf8(b).expect("utf-8"));
+        // Redeliveries load a lead without changing it.
+        if i % 7 == 6 {
+            lines.push(lines[lines.len().saturating_sub(100)].clone());
+        }
+    }
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let all = messages("lead-events", &refs);
+    let run = |capacity: Option<usize>| {
+        let store = MemoryStore::new();
+        let cache = capacity.map(StateCache::new);
+        let p = Processor {
+            changelog_per_step: false,
+            cache: cache.as_ref(),
+            ..Processor::new(&model, &store, &topics, TimeMode::EventTime)
+        };
+        let mut out = Vec::new();
+        for chunk in all.chunks(37) {
+            let step = p.process(0, chunk, 0).expect("a step");
+            out.extend(published(&step));
+            store.write(&step.write).expect("commit");
+            if let Some(c) = cache.as_ref().filter(|c| c.full()) {
+                let mut batch = leadscore_store::WriteBatch::default();
+                c.write_back(&model, &mut batch);
+                store.write(&batch).expect("write back");
+            }
+        }
+        let step = p.tick(0, i64::MAX / 4).expect("the last timers");
+        out.extend(published(&step));
+        store.write(&step.write).expect("commit");
+        if let Some(c) = &cache {
+            let mut batch = leadscore_store::WriteBatch::default();
+            c.write_back(&model, &mut batch);
+            store.write(&batch).expect("write back");
+        }
+        (out, store.leads(0), store.checkpoint(0).expect("read"))
+    };
+    let plain = run(None);
+    assert!(plain.0.len() > 1000 && plain.1.len() > 20);
+    for capacity in [0, 5, 1000] {
+        assert_eq!(run(Some(capacity)), plain, "a cache of {capacity}");
+    }
+}

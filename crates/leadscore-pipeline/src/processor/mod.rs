@@ -15,7 +15,9 @@
 //! - `timers`: firing due timers from the store's timer index.
 //! - `remodel`: switching a partition to a changed model, and migrating its
 //!   leads as they are loaded.
+//! - `cache`: decoded states kept between steps (the offline scorer's).
 
+mod cache;
 mod remodel;
 mod timers;
 mod work;
@@ -23,6 +25,7 @@ mod work;
 use crate::admission::Admission;
 use crate::aligner::{merge_all, Arrival, SchemaWait};
 use crate::messages::{InputMessage, OutputRecord, Topics};
+pub use cache::StateCache;
 use leadscore_codec::{decode_json, AvroCodec, AvroError, DecodeError, ErrorClass, Limits};
 use leadscore_core::{Millis, Model};
 use leadscore_store::{Checkpoint, DecodeStateError, Partition, StateStore, StoreError, WriteBatch};
@@ -108,6 +111,9 @@ pub struct Processor<'a> {
     /// marker. Off when the runtime publishes the changelog once per commit
     /// (at least once, event time: see `runtime::commit`).
     pub changelog_per_step: bool,
+    /// Decoded states kept between steps instead of encoded into the store
+    /// at each (only without a per-step changelog, which needs the bytes).
+    pub cache: Option<&'a StateCache>,
 }
 
 impl<'a> Processor<'a> {
@@ -122,7 +128,13 @@ impl<'a> Processor<'a> {
             formats: Formats::default(),
             admission: Admission::default(),
             changelog_per_step: true,
+            cache: None,
         }
+    }
+
+    /// The state cache, if there is one and steps may use it.
+    fn cache(&self) -> Option<&'a StateCache> {
+        self.cache.filter(|_| !self.changelog_per_step)
     }
 
     /// Processes a batch of one partition (messages in offset order per

@@ -42,6 +42,8 @@ pub(super) struct Slot {
     existed: bool,
     member: u128,
     pub(super) dirty: bool,
+    /// Taken from the cache with changes the store does not have yet.
+    lagging: bool,
 }
 
 /// The working set of one step.
@@ -106,6 +108,23 @@ impl<'p, 'a> Work<'p, 'a> {
         if missing.is_empty() {
             return Ok(());
         }
+        if let Some(cache) = self.p.cache() {
+            missing.retain(|lead| {
+                let Some((state, lagging)) = cache.take(self.partition, lead) else { return true };
+                // The store's timer index follows every step, cached or not.
+                let stored_due = state.next_due;
+                if let Some(due) = stored_due {
+                    self.queue.insert((due, LeadId::from(*lead)));
+                }
+                let member = state.member;
+                let slot = Slot { state: Some(state), stored_due, existed: true, member, dirty: false, lagging };
+                self.leads.insert(LeadId::from(*lead), slot);
+                false
+            });
+            if missing.is_empty() {
+                return Ok(());
+            }
+        }
         let values = self.p.store.get_states(self.partition, &missing)?;
         for (lead, value) in missing.into_iter().zip(values) {
             let lead = LeadId::from(lead);
@@ -131,7 +150,7 @@ impl<'p, 'a> Work<'p, 'a> {
             if let Some(due) = state.as_ref().and_then(|s| s.next_due) {
                 self.queue.insert((due, lead.clone()));
             }
-            self.leads.insert(lead, Slot { state, stored_due, existed, member, dirty: migrated });
+            self.leads.insert(lead, Slot { state, stored_due, existed, member, dirty: migrated, lagging: false });
         }
         Ok(())
     }
@@ -310,21 +329,26 @@ impl<'p, 'a> Work<'p, 'a> {
     /// The state writes and changelog records of the dirty leads, and the
     /// checkpoint (in the store, and as the changelog's closing marker).
     pub(super) fn finish(mut self) -> Step {
-        let mut dirty: Vec<(LeadId, Slot)> = self.leads.into_iter().filter(|(_, s)| s.dirty).collect();
+        let p = self.partition;
+        // With a cache (and no changelog to write), states go back to it
+        // decoded; the store gets only their timer moves and deletions.
+        let cache = self.p.cache();
+        let mut dirty: Vec<(LeadId, Slot)> = Vec::new();
+        for (lead, slot) in std::mem::take(&mut self.leads) {
+            match (slot.dirty, cache, slot.state) {
+                (true, _, state) => dirty.push((lead, Slot { state, ..slot })),
+                (false, Some(cache), Some(state)) => cache.put(p, lead, state, slot.lagging),
+                (false, _, _) => {}
+            }
+        }
         // A stable order keeps batches and changelogs reproducible.
         dirty.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let p = self.partition;
         for (lead, slot) in dirty {
-            let mut value = slot.state.as_ref().map(|s| {
-                let mut buf = Vec::with_capacity(256);
-                encode_state(s, self.p.model, &mut buf);
-                buf
-            });
             let next_due = slot.state.as_ref().and_then(|s| s.next_due);
+            let member = slot.state.as_ref().map_or(0, |s| s.member);
             let counts = &mut self.checkpoint.counts;
             counts.leads += i64::from(slot.state.is_some()) - i64::from(slot.existed);
             counts.timers += i64::from(next_due.is_some()) - i64::from(slot.stored_due.is_some());
-            let member = slot.state.as_ref().map_or(0, |s| s.member);
             let mut changed = member ^ slot.member;
             while changed != 0 {
                 let i = changed.trailing_zeros() as usize;
@@ -334,6 +358,19 @@ impl<'p, 'a> Work<'p, 'a> {
                 }
                 counts.members[i] += if member >> i & 1 == 1 { 1 } else { -1 };
             }
+            self.step.write.move_timer(p, lead.clone(), slot.stored_due, next_due);
+            let state = match (cache, slot.state) {
+                (Some(cache), Some(state)) => {
+                    cache.put(p, lead, state, true);
+                    continue;
+                }
+                (_, state) => state,
+            };
+            let mut value = state.as_ref().map(|s| {
+                let mut buf = Vec::with_capacity(256);
+                encode_state(s, self.p.model, &mut buf);
+                buf
+            });
             // The bytes go to the changelog too, unless the runtime publishes
             // it per commit.
             let stored = if self.p.changelog_per_step { value.clone() } else { value.take() };
@@ -341,7 +378,6 @@ impl<'p, 'a> Work<'p, 'a> {
                 Some(v) => self.step.write.put_state(p, lead.clone(), v),
                 None => self.step.write.delete_state(p, lead.clone()),
             }
-            self.step.write.move_timer(p, lead.clone(), slot.stored_due, next_due);
             if self.p.changelog_per_step {
                 self.step.outputs.push(OutputRecord::changelog_state(p, lead.as_str(), value, self.ctx.epoch));
             }
