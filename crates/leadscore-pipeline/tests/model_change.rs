@@ -433,3 +433,65 @@ fn added_and_removed_rules_take_and_give_up_their_slots() {
     assert!(webinars.values().any(|n| *n > 2), "the stream escalates some lead: {webinars:?}");
     assert_counts_match_states(&store, &changed, &leads_in(&l));
 }
+
+#[test]
+fn the_sweep_migrates_every_lead_without_waiting_for_its_events() {
+    let seed = model(|t| t);
+    let changed = model(|t| {
+        version("seed-2")(t).replace(
+            "when = [{ score = { gte = 76 } }, { grade = [\"A\", \"B\"] }]",
+            "when = [{ score = { gte = 5 } }, { grade = [\"A\", \"B\", \"C\"] }]",
+        )
+    });
+    // More leads than one sweep page.
+    let mut g = Generator::new(Settings { seed: 31, leads: 700, step: 3_600_000, ..Settings::default() });
+    let l: Vec<String> = (0..4000)
+        .map(|_| {
+            let mut buf = Vec::new();
+            encode_event_json(&mut buf, &g.next_event());
+            String::from_utf8(buf).expect("UTF-8")
+        })
+        .collect();
+    let refs: Vec<&str> = l.iter().map(String::as_str).collect();
+    let msgs = messages("lead-events", &refs);
+    let store = MemoryStore::new();
+    let before = run(&store, &seed, &msgs);
+    let watermark = store.checkpoint(0).expect("read").expect("a checkpoint").watermark.expect("a watermark");
+    let leads = store.leads(0).len();
+    assert!(leads > 2 * leadscore_pipeline::processor::SWEEP_LEADS, "{leads} leads");
+
+    // No more events: each tick at the watermark sweeps one page.
+    let topics = Topics::default();
+    let p = Processor::new(&changed, &store, &topics, TimeMode::EventTime);
+    let (mut after, mut ticks) = (Vec::new(), 0);
+    loop {
+        let step = p.tick(0, watermark).expect("a tick");
+        assert!(step.swept, "a sweep under way moves on at every step");
+        after.extend(published(&step));
+        store.write(&step.write).expect("commit");
+        ticks += 1;
+        let c = store.checkpoint(0).expect("read").expect("a checkpoint");
+        if c.layouts.len() == 1 {
+            assert_eq!(c.sweep_after, None);
+            break;
+        }
+        assert!(ticks < 50, "the sweep ends");
+    }
+    assert_eq!(ticks, leads.div_ceil(leadscore_pipeline::processor::SWEEP_LEADS) + 1, "one page a step, then done");
+    assert!(!p.tick(0, watermark).expect("a tick").swept, "nothing left to sweep");
+    // Every state is the current model's, and every lead is where the
+    // changed model from the start puts it.
+    for (lead, bytes) in store.leads(0) {
+        leadscore_store::decode_state(&bytes, &changed).unwrap_or_else(|e| panic!("{lead}: {e}"));
+    }
+    let reference_store = MemoryStore::new();
+    let mut reference = run(&reference_store, &changed, &msgs);
+    let step =
+        Processor::new(&changed, &reference_store, &topics, TimeMode::EventTime).tick(0, watermark).expect("tick");
+    reference.extend(published(&step));
+    let ours = membership(&membership(&BTreeMap::new(), &before), &after);
+    assert_eq!(ours, membership(&BTreeMap::new(), &reference));
+    assert!(after.iter().any(|r| r["cause"] == "model_change" && r["segment"] == "sales-ready"));
+    let all: BTreeSet<String> = store.leads(0).into_iter().map(|(l, _)| l.to_string()).collect();
+    assert_counts_match_states(&store, &changed, &all);
+}

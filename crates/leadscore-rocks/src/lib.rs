@@ -116,6 +116,26 @@ impl StateStore for RocksStore {
         self.db.multi_get_cf(keys.iter().map(|k| (cf, k.as_slice()))).into_iter().map(|r| r.map_err(err)).collect()
     }
 
+    fn lead_ids(&self, partition: Partition, after: Option<&str>, limit: usize) -> Result<Vec<LeadId>, StoreError> {
+        let prefix = partition_prefix(partition);
+        let start = after.map_or_else(|| prefix.clone(), |l| state_key(partition, l));
+        let mut read = ReadOptions::default();
+        read.set_iterate_upper_bound(partition_upper_bound(partition));
+        let iter = self.db.iterator_cf_opt(self.cf(CF_STATE), read, IteratorMode::From(&start, Direction::Forward));
+        let mut out = Vec::new();
+        for item in iter {
+            let (key, _) = item.map_err(err)?;
+            if after.is_some() && *key == *start {
+                continue;
+            }
+            out.push(LeadId::from(String::from_utf8_lossy(&key[prefix.len()..]).into_owned()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     fn due_timers(
         &self,
         partition: Partition,

@@ -38,6 +38,10 @@ pub struct Checkpoint {
     /// When the partition last switched to another model: a lead migrated
     /// later is re-evaluated as of this instant (or its own clock if later).
     pub switched_at: Option<i64>,
+    /// While leads of earlier models may remain (`layouts` has more than
+    /// one): the last lead the sweep that migrates them all has passed
+    /// (`None`: it starts from the first).
+    pub sweep_after: Option<String>,
 }
 
 /// A model's fingerprint and the layout of the states it writes.
@@ -112,12 +116,13 @@ impl Counts {
 }
 
 /// Version 1 had no counts, version 2 no epoch and replay, version 3 no
-/// layouts; all are still read (counts start at zero, no epoch, nothing to
-/// replay, no layout known).
+/// layouts, version 4 no sweep; all are still read (counts start at zero, no
+/// epoch, nothing to replay, no layout known, the sweep from the start).
 const FORMAT_V1: u8 = 1;
 const FORMAT_V2: u8 = 2;
 const FORMAT_V3: u8 = 3;
 const FORMAT_V4: u8 = 4;
+const FORMAT_V5: u8 = 5;
 
 struct Cursor<'a> {
     bytes: &'a [u8],
@@ -208,7 +213,7 @@ fn push_offsets(out: &mut Vec<u8>, offsets: &BTreeMap<String, i64>) {
 
 impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![FORMAT_V4];
+        let mut out = vec![FORMAT_V5];
         push_str(&mut out, &self.model_version);
         out.extend_from_slice(&self.changelog_next_offset.unwrap_or(-1).to_le_bytes());
         push_optional_i64(&mut out, self.watermark);
@@ -233,13 +238,20 @@ impl Checkpoint {
             push_layout(&mut out, l);
         }
         push_optional_i64(&mut out, self.switched_at);
+        match &self.sweep_after {
+            Some(lead) => {
+                out.push(1);
+                push_str(&mut out, lead);
+            }
+            None => out.push(0),
+        }
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
         let mut c = Cursor { bytes, at: 0 };
         let format = c.take(1)?[0];
-        if !(FORMAT_V1..=FORMAT_V4).contains(&format) {
+        if !(FORMAT_V1..=FORMAT_V5).contains(&format) {
             return Err(format!("unknown checkpoint format {format}"));
         }
         let model_version = c.string()?;
@@ -270,6 +282,10 @@ impl Checkpoint {
             }
             switched_at = c.optional_i64()?;
         }
+        let mut sweep_after = None;
+        if format >= FORMAT_V5 && c.take(1)? != [0] {
+            sweep_after = Some(c.string()?);
+        }
         if c.at != bytes.len() {
             return Err("checkpoint has trailing bytes".into());
         }
@@ -283,6 +299,7 @@ impl Checkpoint {
             replay,
             layouts,
             switched_at,
+            sweep_after,
         })
     }
 }
@@ -314,6 +331,7 @@ mod tests {
                 ModelLayout::default(),
             ],
             switched_at: Some(77),
+            sweep_after: Some("L-0042".into()),
         };
         let b = c.encode();
         let replay = c.replay.clone().expect("a replay");

@@ -113,6 +113,11 @@ pub trait StateStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<(Millis, LeadId)>, StoreError>;
 
+    /// Up to `limit` leads of the partition that have a state, in lead-id
+    /// (byte) order, after the lead `after` if given. An empty answer means
+    /// there are no more (a shorter one does not).
+    fn lead_ids(&self, partition: Partition, after: Option<&str>, limit: usize) -> Result<Vec<LeadId>, StoreError>;
+
     /// How far the partition's processing has come, if it ever started here.
     fn checkpoint(&self, partition: Partition) -> Result<Option<Checkpoint>, StoreError>;
 

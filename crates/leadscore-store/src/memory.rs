@@ -57,6 +57,22 @@ impl StateStore for MemoryStore {
         Ok(leads.iter().map(|l| inner.states.get(&state_key(partition, l)).cloned()).collect())
     }
 
+    fn lead_ids(&self, partition: Partition, after: Option<&str>, limit: usize) -> Result<Vec<LeadId>, StoreError> {
+        use std::ops::Bound;
+        let inner = self.lock();
+        let prefix = partition_prefix(partition);
+        let start = match after {
+            Some(l) => Bound::Excluded(state_key(partition, l)),
+            None => Bound::Included(prefix.clone()),
+        };
+        Ok(inner
+            .states
+            .range((start, Bound::Excluded(partition_upper_bound(partition))))
+            .take(limit)
+            .map(|(k, _)| LeadId::from(String::from_utf8_lossy(&k[prefix.len()..]).into_owned()))
+            .collect())
+    }
+
     fn due_timers(
         &self,
         partition: Partition,
@@ -153,6 +169,13 @@ pub fn check_store_contract(store: &dyn StateStore) {
     assert_eq!(store.due_timers(1, Some((100, "L-b")), 100, 5).expect("timers"), vec![], "paging past the bound");
     assert_eq!(store.checkpoint(1).expect("checkpoint"), Some(cp));
     assert_eq!(store.checkpoint(3).expect("checkpoint"), None);
+    let ids = |p, after, limit| store.lead_ids(p, after, limit).expect("lead ids");
+    assert_eq!(ids(1, None, 10), vec![lead("L-a"), lead("L-b")], "leads with a state, not with a timer only");
+    assert_eq!(ids(1, None, 1), vec![lead("L-a")], "limit");
+    assert_eq!(ids(1, Some("L-a"), 1), vec![lead("L-b")], "paging");
+    assert_eq!(ids(1, Some("L-b"), 1), vec![], "the end");
+    assert_eq!(ids(1, Some("L-0"), 5), vec![lead("L-a"), lead("L-b")], "after a lead that has no state");
+    assert_eq!(ids(2, None, 5), vec![lead("L-a")]);
     assert_eq!(store.partitions().expect("partitions"), vec![1]);
 
     let mut b = WriteBatch::default();
@@ -162,6 +185,7 @@ pub fn check_store_contract(store: &dyn StateStore) {
     store.write(&b).expect("write");
     assert_eq!(store.get_states(1, &["L-a"]).expect("get"), vec![None]);
     assert_eq!(store.due_timers(1, None, 1000, 10).expect("timers"), vec![(-5, lead("L-c")), (400, lead("L-b"))]);
+    assert_eq!(store.lead_ids(1, None, 1).expect("lead ids"), vec![lead("L-b")], "a deleted lead is gone");
 
     store.drop_partition(1).expect("drop");
     assert_eq!(store.get_states(1, &["L-b"]).expect("get"), vec![None]);

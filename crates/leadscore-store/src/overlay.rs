@@ -191,6 +191,40 @@ impl StateStore for Overlay<'_> {
         Ok(found.into_iter().map(|v| v.unwrap_or_else(|| durable.next().flatten())).collect())
     }
 
+    fn lead_ids(&self, partition: Partition, after: Option<&str>, limit: usize) -> Result<Vec<LeadId>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let staged = self.lock();
+        let states = staged.states.get(&partition);
+        let mut cursor = after.map(LeadId::from);
+        loop {
+            let page = self.durable.lead_ids(partition, cursor.as_ref().map(|l| l.as_str()), limit)?;
+            let last = page.last().cloned();
+            // Staged deletions hide durable leads; staged states add leads,
+            // up to the durable page's last (or all, past the durable end).
+            let mut merged: Vec<LeadId> =
+                page.into_iter().filter(|l| !matches!(states.and_then(|s| s.get(l)), Some(None))).collect();
+            if let Some(states) = states {
+                merged.extend(
+                    states
+                        .iter()
+                        .filter(|(l, v)| v.is_some() && cursor.as_ref().is_none_or(|c| *l > c))
+                        .filter(|(l, _)| last.as_ref().is_none_or(|last| *l <= last))
+                        .map(|(l, _)| l.clone()),
+                );
+            }
+            merged.sort_unstable();
+            merged.dedup();
+            merged.truncate(limit);
+            // Only an empty durable page ends the scan.
+            if !merged.is_empty() || last.is_none() {
+                return Ok(merged);
+            }
+            cursor = last;
+        }
+    }
+
     fn due_timers(
         &self,
         partition: Partition,
@@ -283,6 +317,34 @@ mod tests {
     }
 
     #[test]
+    fn lead_ids_merge_staged_states_and_deletions_with_the_durable_ones() {
+        let durable = MemoryStore::new();
+        let mut b = WriteBatch::default();
+        for l in ["L-a", "L-b", "L-d"] {
+            b.put_state(0, LeadId::from(l), b"x".to_vec());
+        }
+        durable.write(&b).expect("durable");
+        let overlay = Overlay::new(&durable);
+        let mut b = WriteBatch::default();
+        b.delete_state(0, LeadId::from("L-a"));
+        b.delete_state(0, LeadId::from("L-b"));
+        b.put_state(0, LeadId::from("L-c"), b"y".to_vec());
+        b.put_state(0, LeadId::from("L-e"), b"z".to_vec());
+        overlay.write(&b).expect("staged");
+        for limit in [1, 2, 3] {
+            let (mut seen, mut after): (Vec<LeadId>, Option<LeadId>) = (Vec::new(), None);
+            loop {
+                let page = overlay.lead_ids(0, after.as_ref().map(LeadId::as_str), limit).expect("page");
+                let Some(last) = page.last().cloned() else { break };
+                assert!(page.len() <= limit);
+                seen.extend(page);
+                after = Some(last);
+            }
+            assert_eq!(seen, ["L-c", "L-d", "L-e"].map(LeadId::from), "pages of {limit}");
+        }
+    }
+
+    #[test]
     fn a_taken_batch_is_in_partition_and_lead_order_whatever_was_staged_first() {
         let durable = MemoryStore::new();
         let overlay = Overlay::new(&durable);
@@ -324,6 +386,9 @@ mod tests {
             limit: usize,
         ) -> Result<Vec<(Millis, LeadId)>, StoreError> {
             self.0.due_timers(p, after, up_to, limit)
+        }
+        fn lead_ids(&self, p: Partition, after: Option<&str>, limit: usize) -> Result<Vec<LeadId>, StoreError> {
+            self.0.lead_ids(p, after, limit)
         }
         fn checkpoint(&self, p: Partition) -> Result<Option<Checkpoint>, StoreError> {
             self.0.checkpoint(p)

@@ -30,6 +30,7 @@ use leadscore_codec::{decode_json, AvroCodec, AvroError, DecodeError, ErrorClass
 use leadscore_core::{Millis, Model};
 use leadscore_store::{Checkpoint, DecodeStateError, Partition, StateStore, StoreError, WriteBatch};
 use leadscore_telemetry::{Observations, StepStats};
+pub use remodel::SWEEP_LEADS;
 use std::sync::Arc;
 use work::Work;
 pub use work::DEAD_LETTER_SAMPLE_BYTES;
@@ -58,6 +59,9 @@ pub struct Step {
     pub observations: Observations,
     /// Input messages it consumed (applied, dead-lettered or skipped).
     pub messages: u64,
+    /// It moved the sweep of leads of an earlier model on (its checkpoint
+    /// must be committed even without messages or timers).
+    pub swept: bool,
 }
 
 /// What the runtime decides for a step besides its messages.
@@ -170,6 +174,7 @@ impl<'a> Processor<'a> {
         for arrival in arrivals {
             w.message(arrival)?;
         }
+        w.sweep()?;
         Ok(w.finish())
     }
 
@@ -189,6 +194,7 @@ impl<'a> Processor<'a> {
                 w.advance_watermark(now);
             }
         }
+        w.sweep()?;
         Ok(w.finish())
     }
 

@@ -3,10 +3,12 @@
 //! A step whose checkpoint was written under another model switches the
 //! partition: the checkpoint now names the current model first and keeps the
 //! layouts of earlier ones, records the switch instant, and carries its
-//! per-segment member counts over by segment name. Leads migrate lazily: the
-//! first step that loads a lead written under an earlier model moves its
-//! state to the current layout by name and re-evaluates it as of the switch
-//! instant, publishing what changed with cause `model_change`.
+//! per-segment member counts over by segment name. A lead migrates when a
+//! step first loads it (an event, a timer, or the sweep): its state moves to
+//! the current layout by name and is re-evaluated as of the switch instant,
+//! publishing what changed with cause `model_change`. The sweep visits
+//! [`SWEEP_LEADS`] leads of the partition per step, in lead order, until all
+//! are on the current model; then the checkpoint forgets earlier layouts.
 
 use super::work::Work;
 use super::StepError;
@@ -45,6 +47,7 @@ pub(super) fn switch_model(c: &mut Checkpoint, model: &Model, at: Option<Millis>
     c.layouts.retain(|l| l.fingerprint != model.fingerprint());
     c.layouts.insert(0, ModelLayout::of(model));
     c.switched_at = at;
+    c.sweep_after = None;
     tracing::info!(
         from = %c.model_version,
         to = %model.version,
@@ -54,7 +57,30 @@ pub(super) fn switch_model(c: &mut Checkpoint, model: &Model, at: Option<Millis>
     true
 }
 
+/// Leads a step's sweep visits.
+pub const SWEEP_LEADS: usize = 256;
+
 impl Work<'_, '_> {
+    /// The next page of the sweep under way, if any (see the module docs).
+    pub(super) fn sweep(&mut self) -> Result<(), StepError> {
+        if self.checkpoint.layouts.len() <= 1 {
+            return Ok(());
+        }
+        let after = self.checkpoint.sweep_after.clone();
+        let ids = self.p.store.lead_ids(self.partition, after.as_deref(), SWEEP_LEADS)?;
+        self.step.swept = true;
+        let Some(last) = ids.last() else {
+            // Every lead is on the current model now.
+            self.checkpoint.layouts.truncate(1);
+            self.checkpoint.sweep_after = None;
+            tracing::info!(partition = self.partition, "every lead is migrated to the current model");
+            return Ok(());
+        };
+        self.checkpoint.sweep_after = Some(last.to_string());
+        let names: Vec<&str> = ids.iter().map(LeadId::as_str).collect();
+        self.load(&names)
+    }
+
     /// Re-evaluates a lead just migrated from an earlier model and publishes
     /// what changed (cause `model_change`).
     pub(super) fn remodel(

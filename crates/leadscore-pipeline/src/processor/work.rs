@@ -59,7 +59,7 @@ pub(super) struct Work<'p, 'a> {
     /// The last store timer read (scans resume after it).
     pub(super) scanned: Option<(Millis, LeadId)>,
     base: Checkpoint,
-    checkpoint: Checkpoint,
+    pub(super) checkpoint: Checkpoint,
     pub(super) out: Outputs,
     pub(super) step: Step,
 }

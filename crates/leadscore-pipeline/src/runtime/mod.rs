@@ -337,7 +337,7 @@ impl<'a> Runtime<'a> {
             // Steps read through what earlier batches staged.
             let processor = Processor { store: &self.pending, ..self.processor.clone() };
             let step = processor.process_arrivals(partition, std::mem::take(&mut ready), ctx)?;
-            if step.messages == 0 && step.stats.timers_fired == 0 {
+            if step.messages == 0 && step.stats.timers_fired == 0 && !step.swept {
                 continue;
             }
             steps.push(Planned { partition, step, tick });
@@ -388,7 +388,7 @@ impl<'a> Runtime<'a> {
             let ctx = StepContext { tick: Some(now), epoch: owned.epoch, replay_until: None };
             let processor = Processor { store: &self.pending, ..self.processor.clone() };
             let step = processor.tick_with(partition, ctx)?;
-            if step.stats.timers_fired > 0 {
+            if step.stats.timers_fired > 0 || step.swept {
                 steps.push(Planned { partition, step, tick: Some(now) });
             }
         }

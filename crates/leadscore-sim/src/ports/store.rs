@@ -56,6 +56,12 @@ impl StateStore for SimStoreHandle<'_> {
             .map_err(store_error)?
     }
 
+    fn lead_ids(&self, partition: Partition, after: Option<&str>, limit: usize) -> Result<Vec<LeadId>, StoreError> {
+        self.caller
+            .call(|w| Ok(w.slots[self.caller.slot].store.current.lead_ids(partition, after, limit)))
+            .map_err(store_error)?
+    }
+
     fn checkpoint(&self, partition: Partition) -> Result<Option<Checkpoint>, StoreError> {
         self.caller.call(|w| Ok(w.slots[self.caller.slot].store.current.checkpoint(partition))).map_err(store_error)?
     }
