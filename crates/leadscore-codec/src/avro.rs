@@ -20,16 +20,26 @@
 //! a string, bytes or a block of more than that many items is `invalid_avro`,
 //! and a hostile count reserves at most a few tens of MB, freed at once.
 //!
-//! Output: the JSON record, field for field, encoded with
-//! `schemas/score-change.avsc` or `schemas/segment-transition.avsc` and framed
-//! with the schema ids configured for them.
+//! Input datums of leadscore's own envelope schema are read directly
+//! ([`crate::avro_in`]); those of other writer schemas are resolved to the
+//! envelope by apache-avro first.
+//!
+//! Output: the fields of the JSON record, written directly
+//! ([`crate::avro_out`]) in the layout of `schemas/score-change.avsc` or
+//! `schemas/segment-transition.avsc`, framed with the schema ids configured
+//! for them.
 
+use crate::avro_in::{read_envelope, resolved_envelope};
+use crate::avro_out::encode_avro;
+use crate::contract::validate;
 use crate::error::{DecodeError, ErrorClass};
 use crate::json_in::{decode_json, Limits};
+use crate::json_out::RecordContext;
 use crate::registry::{RegistryClient, RegistrySettings};
-use crate::schemas::{Lookup, SchemaCache};
+use crate::schemas::{Lookup, SchemaCache, Writer};
 use apache_avro::types::Value;
 use apache_avro::Schema;
+use leadscore_core::output::{Reason, Record};
 use leadscore_core::{Event, Kind};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -107,7 +117,7 @@ impl AvroCodec {
         for (id, path) in &settings.schema_files {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("schema id {id}: cannot read {}: {e}", path.display()))?;
-            writers.insert(*id, Arc::new(parse(&path.display().to_string(), &text)?));
+            writers.insert(*id, Arc::new(Writer::new(parse(&path.display().to_string(), &text)?)));
         }
         let registry = settings.registry.clone().map(RegistryClient::new).transpose()?;
         Ok(AvroCodec {
@@ -146,18 +156,64 @@ impl AvroCodec {
             Lookup::Unknown(why) => return Err(invalid(why).into()),
             Lookup::Wait(why) => return Err(AvroError::Wait { schema_id: id, why }),
         };
-        let mut datum = &bytes[5..];
-        let value = apache_avro::from_avro_datum(&writer, &mut datum, Some(&self.envelope))
-            .map_err(|e| invalid(format!("schema id {id}: {e}")))?;
-        if !datum.is_empty() {
-            return Err(invalid(format!("schema id {id}: {} bytes after the datum", datum.len())).into());
+        let datum = &bytes[5..];
+        let invalid_datum = |e: String| AvroError::Bad(invalid(format!("schema id {id}: {e}")));
+        if writer.is_envelope {
+            let envelope = read_envelope(datum).map_err(invalid_datum)?;
+            return Ok(validate(envelope.fields(), key, topic_kind, limits)?);
         }
-        let json = to_json(value);
-        let text = serde_json::to_vec(&json).map_err(|e| invalid(e.to_string()))?;
+        let value = self.resolve(&writer.schema, datum).map_err(invalid_datum)?;
+        let envelope = resolved_envelope(&value).map_err(invalid_datum)?;
+        Ok(validate(envelope.fields(), key, topic_kind, limits)?)
+    }
+
+    /// A datum of another writer schema, resolved to the envelope.
+    fn resolve(&self, writer: &Schema, mut datum: &[u8]) -> Result<Value, String> {
+        let value =
+            apache_avro::from_avro_datum(writer, &mut datum, Some(&self.envelope)).map_err(|e| e.to_string())?;
+        if !datum.is_empty() {
+            return Err(format!("{} bytes after the datum", datum.len()));
+        }
+        Ok(value)
+    }
+
+    /// The decoder before direct reading: apache-avro's value tree, written
+    /// out as JSON and decoded by the JSON decoder. Kept as the independent
+    /// reference the direct reader is checked against (tests, fuzzing).
+    #[doc(hidden)]
+    pub fn decode_through_json(
+        &self,
+        bytes: &[u8],
+        key: Option<&[u8]>,
+        topic_kind: Option<Kind>,
+        limits: &Limits,
+    ) -> Result<Event, AvroError> {
+        let invalid = |m: String| DecodeError::new(ErrorClass::InvalidAvro, m);
+        if bytes.len() < 5 || bytes[0] != 0 {
+            return Err(invalid("not in the Confluent wire format".into()).into());
+        }
+        let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        let Lookup::Known(writer) = self.writers.lookup(id) else {
+            return Err(invalid(format!("schema id {id} not known")).into());
+        };
+        let value = self.resolve(&writer.schema, &bytes[5..]).map_err(|e| invalid(format!("schema id {id}: {e}")))?;
+        let text = serde_json::to_vec(&to_json(value)).map_err(|e| invalid(e.to_string()))?;
         Ok(decode_json(&text, key, topic_kind, limits)?)
     }
 
-    /// Encodes an output record (its JSON) as a Confluent-framed Avro datum.
+    /// Appends an output record as a Confluent-framed Avro datum, written
+    /// directly ([`crate::avro_out`]) with the schema id configured for its kind.
+    pub fn encode_record(&self, buf: &mut Vec<u8>, ctx: &RecordContext, record: &Record, reasons: &[Reason]) {
+        let id = match record {
+            Record::ScoreChange(_) => self.settings.score_change_id,
+            Record::Transition(_) => self.settings.transition_id,
+        };
+        encode_avro(buf, ctx, record, reasons, id);
+    }
+
+    /// Encodes an output record (its JSON) as a Confluent-framed Avro datum
+    /// through apache-avro: the independent reference [`Self::encode_record`]
+    /// is checked against, and a tool for records from elsewhere.
     pub fn encode_output(&self, json: &[u8], transition: bool) -> Result<Vec<u8>, String> {
         let (schema, id) = if transition {
             (&self.transition, self.settings.transition_id)
@@ -223,91 +279,4 @@ fn to_json(v: Value) -> serde_json::Value {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn codec() -> AvroCodec {
-        // One file per call: the tests run in parallel threads of one process.
-        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("leadscore-avro-{}-{call}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let file = dir.join("lead-event.avsc");
-        std::fs::write(&file, LEAD_EVENT_AVSC).expect("write");
-        AvroCodec::new(AvroSettings {
-            schema_files: [(1, file)].into_iter().collect(),
-            registry: None,
-            score_change_id: 2,
-            transition_id: 3,
-        })
-        .expect("codec")
-    }
-
-    #[test]
-    fn a_declared_count_of_billions_is_invalid_not_an_abort() {
-        let c = codec();
-        let limits = Limits::default();
-        // An empty id, two nulls, timestamp 0, then a properties map of
-        // 402,653,178 entries (found by the fuzzer: 40 GB reserved); an id
-        // of as many bytes.
-        for datum in [&[0u8, 0, 0, 0, 0, 0xf4, 0xff, 0xff, 0xff, 0x02, 0x0e][..], &[0xf4, 0xff, 0xff, 0xff, 0x02]] {
-            let message = [&[0u8, 0, 0, 0, 1][..], datum].concat();
-            match c.decode(&message, None, None, &limits) {
-                Err(AvroError::Bad(e)) => assert_eq!(e.class, ErrorClass::InvalidAvro, "{e:?}"),
-                other => panic!("{other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn an_avro_event_decodes_to_the_same_event_as_its_json() {
-        let c = codec();
-        let json = r#"{"event_id":"e-1","lead_id":"L-1","type":"profile_update","timestamp":"2026-11-25T16:00:00.000Z","properties":{"company_size":500,"country":"de","technologies":["a","b"],"annual_revenue":1.5,"region":null}}"#;
-        let v: serde_json::Value = serde_json::from_str(json).expect("json");
-        let avro = c.encode_event(&v, 1).expect("encode");
-        let limits = Limits::default();
-        assert_eq!(
-            c.decode(&avro, None, None, &limits),
-            decode_json(json.as_bytes(), None, None, &limits).map_err(AvroError::Bad)
-        );
-        let by_millis = c.encode_event(&serde_json::json!({"event_id":"e","timestamp":5,"properties":{"url":"u"}}), 1);
-        let e = c.decode(&by_millis.expect("encode"), Some(b"L-9"), Some(Kind::PageView), &limits).expect("event");
-        assert_eq!((e.lead_id.as_str(), e.timestamp, e.kind), ("L-9", 5, Kind::PageView));
-    }
-
-    #[test]
-    fn avro_problems_are_invalid_avro_and_contract_problems_keep_their_class() {
-        let c = codec();
-        let limits = Limits::default();
-        let class = |b: &[u8]| match c.decode(b, None, None, &limits) {
-            Err(AvroError::Bad(e)) => e.class,
-            other => panic!("expected bad input, got {other:?}"),
-        };
-        assert_eq!(class(b"{\"event_id\":1}"), ErrorClass::InvalidAvro, "JSON on an Avro topic");
-        assert_eq!(class(&[0, 0, 0, 0, 9, 2, 65]), ErrorClass::InvalidAvro, "unknown schema id");
-        assert_eq!(class(&[0, 0, 0, 0, 1, 0xff, 0xff]), ErrorClass::InvalidAvro, "truncated datum");
-        let unknown = c.encode_event(&serde_json::json!({"event_id":"e","lead_id":"L","type":"fax","timestamp":1}), 1);
-        assert_eq!(class(&unknown.expect("encode")), ErrorClass::UnknownKind);
-        let bad = c.encode_event(
-            &serde_json::json!({"event_id":"e","lead_id":"L","type":"profile_update","timestamp":1,"properties":{"company_size":"big"}}),
-            1,
-        );
-        assert_eq!(class(&bad.expect("encode")), ErrorClass::InvalidField);
-    }
-
-    #[test]
-    fn outputs_round_trip_through_their_schemas() {
-        let c = codec();
-        let change = br#"{"kind":"score_change","lead_id":"L-42","version":7,"timestamp":"2026-11-25T16:00:00.000Z","event_id":"e-000123","event_type":"page_view","score":57.25,"previous_score":46.25,"delta":11.0,"grade":"B","previous_grade":"B","reasons":[{"rule":"page-view","points":1.0},{"rule":"pricing-page","points":10.0}],"model_version":"seed-1"}"#;
-        let avro = c.encode_output(change, false).expect("encode");
-        assert_eq!(&avro[..5], &[0, 0, 0, 0, 2]);
-        let back = c.decode_output(&avro, false).expect("decode");
-        assert_eq!(back, serde_json::from_slice::<serde_json::Value>(change).expect("json"));
-        let timer = br#"{"kind":"segment_transition","lead_id":"L-42","version":8,"segment":"inactive-60d","transition":"entered","timestamp":"2026-11-25T16:00:00.000Z","cause":"timer","event_id":null,"score":1.5,"grade":"B","model_version":"seed-1"}"#;
-        let avro = c.encode_output(timer, true).expect("encode");
-        assert_eq!(
-            c.decode_output(&avro, true).expect("decode"),
-            serde_json::from_slice::<serde_json::Value>(timer).expect("json")
-        );
-    }
-}
+mod tests;

@@ -11,6 +11,9 @@
 //!
 //! - [`error`]: error classes and the decode error.
 //! - [`avro`]: Avro input events and output records, Confluent wire format.
+//! - `avro_in`: Avro input datums read directly (private).
+//! - [`avro_out`]: Avro output records written directly.
+//! - `contract`: the input contract's rules, shared by JSON and Avro (private).
 //! - [`registry`]: the schema registry's HTTP client.
 //! - [`schemas`]: writer schemas by id, cached, fetched off the processing thread.
 //! - [`json_in`]: JSON input events.
@@ -18,6 +21,9 @@
 //! - [`json_out`]: JSON output records.
 
 pub mod avro;
+mod avro_in;
+pub mod avro_out;
+mod contract;
 pub mod error;
 pub mod json_event;
 pub mod json_in;

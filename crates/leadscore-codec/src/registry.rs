@@ -229,7 +229,19 @@ mod tests {
         let served = std::thread::spawn(move || {
             let (mut s, _) = l.accept().expect("accept");
             let (mut request, mut buf) = (Vec::new(), [0u8; 1024]);
-            while !request.ends_with(b"\r\n\r\n") {
+            // The head, then as much body as it declares (the client may
+            // send both in one write or in several).
+            let complete = |r: &[u8]| {
+                let text = String::from_utf8_lossy(r);
+                let Some(end) = text.find("\r\n\r\n") else { return false };
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                r.len() >= end + 4 + length
+            };
+            while !complete(&request) {
                 let n = s.read(&mut buf).expect("read");
                 assert!(n > 0, "the request ends early");
                 request.extend_from_slice(&buf[..n]);

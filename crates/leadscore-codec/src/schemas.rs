@@ -14,7 +14,7 @@ use crate::registry::{Fetched, RegistryClient};
 use apache_avro::Schema;
 use std::collections::HashMap;
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 /// How long an id the registry does not have is taken as unknown.
@@ -24,10 +24,30 @@ const ATTEMPTS: [Duration; 3] = [Duration::ZERO, Duration::from_millis(200), Dur
 /// The longest pause between fetches of an id while the registry is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// A writer schema, and whether it is leadscore's envelope schema (whose
+/// datums are read directly, without apache-avro's value tree).
+#[derive(Debug)]
+pub struct Writer {
+    pub schema: Schema,
+    pub is_envelope: bool,
+}
+
+impl Writer {
+    pub fn new(schema: Schema) -> Writer {
+        static ENVELOPE: OnceLock<Option<String>> = OnceLock::new();
+        let envelope =
+            ENVELOPE.get_or_init(|| Schema::parse_str(crate::avro::LEAD_EVENT_AVSC).ok().map(|s| s.canonical_form()));
+        // The Parsing Canonical Form leaves out docs, defaults and aliases:
+        // what is left decides how a datum is laid out.
+        let is_envelope = envelope.as_deref() == Some(schema.canonical_form().as_str());
+        Writer { schema, is_envelope }
+    }
+}
+
 /// What a lookup found.
 #[derive(Debug, Clone)]
 pub enum Lookup {
-    Known(Arc<Schema>),
+    Known(Arc<Writer>),
     /// Bad input: no such id (or its schema does not parse).
     Unknown(String),
     /// Not known yet: the registry is being asked (the reason of the last
@@ -37,7 +57,7 @@ pub enum Lookup {
 
 #[derive(Debug, Clone)]
 enum Slot {
-    Known(Arc<Schema>),
+    Known(Arc<Writer>),
     Unknown {
         why: String,
         until: Instant,
@@ -66,7 +86,7 @@ impl std::fmt::Debug for SchemaCache {
 impl SchemaCache {
     /// A cache of `local` schemas, fetching others from `registry` (if any)
     /// on a thread of its own.
-    pub fn new(local: HashMap<u32, Arc<Schema>>, registry: Option<RegistryClient>) -> SchemaCache {
+    pub fn new(local: HashMap<u32, Arc<Writer>>, registry: Option<RegistryClient>) -> SchemaCache {
         let slots: HashMap<u32, Slot> = local.into_iter().map(|(id, s)| (id, Slot::Known(s))).collect();
         let slots = Arc::new(RwLock::new(slots));
         let registry_url = registry.as_ref().map(|r| r.url().to_string());
@@ -138,7 +158,7 @@ fn fetch(client: &RegistryClient, id: u32) -> Slot {
         match client.fetch(id) {
             Fetched::Schema(text) => {
                 return match Schema::parse_str(&text) {
-                    Ok(s) => Slot::Known(Arc::new(s)),
+                    Ok(s) => Slot::Known(Arc::new(Writer::new(s))),
                     Err(e) => Slot::Unknown {
                         why: format!("schema id {id} from {}: not a valid Avro schema: {e}", client.url()),
                         until: Instant::now() + UNKNOWN_FOR,

@@ -6,7 +6,8 @@
 //!   topic kind): decodes or names an error, with a short message; what
 //!   decodes writes back out to JSON that decodes to the same event.
 //! - [`avro`]: a Confluent-framed Avro datum of the envelope schema, from
-//!   arbitrary datum bytes.
+//!   arbitrary datum bytes: the direct reader agrees with apache-avro (read
+//!   through the JSON decoder) on every input.
 //! - [`framing`]: the Confluent framing itself (any bytes, any schema id).
 //! - [`state`]: the stored lead-state decoder (a corrupt changelog record).
 //! - [`engine`]: `apply` and `advance` over a few leads with arbitrary
@@ -19,7 +20,9 @@
 //! inputs and on every input in `regressions/`, in every test run.
 
 use arbitrary::Unstructured;
-use leadscore_codec::{decode_json, encode_event_json, AvroCodec, AvroError, AvroSettings, DecodeError, Limits};
+use leadscore_codec::{
+    decode_json, encode_event_json, AvroCodec, AvroError, AvroSettings, DecodeError, ErrorClass, Limits,
+};
 use leadscore_core::event::{BounceType, Field, FieldType, OwnedValue, Stage};
 use leadscore_core::output::Record;
 use leadscore_core::time::{MAX_MILLIS, MIN_MILLIS};
@@ -86,10 +89,24 @@ fn codec() -> &'static AvroCodec {
 }
 
 fn avro_bytes(message: &[u8]) {
-    match codec().decode(message, None, None, &Limits::default()) {
+    let limits = Limits::default();
+    let direct = codec().decode(message, None, None, &limits);
+    match &direct {
         Ok(event) => assert!((MIN_MILLIS..=MAX_MILLIS).contains(&event.timestamp)),
-        Err(AvroError::Bad(e)) => check_error(&e),
+        Err(AvroError::Bad(e)) => check_error(e),
         Err(AvroError::Wait { .. }) => panic!("no registry, so nothing waits"),
+    }
+    // The direct reader against apache-avro's value tree through the JSON
+    // decoder: the same events and errors, and invalid Avro wherever
+    // apache-avro finds the datum invalid.
+    let reference = codec().decode_through_json(message, None, None, &limits);
+    match (&direct, &reference) {
+        (Err(AvroError::Bad(d)), Err(AvroError::Bad(r))) if r.class == ErrorClass::InvalidAvro => {
+            assert_eq!(d.class, ErrorClass::InvalidAvro, "apache-avro: {r:?}")
+        }
+        // JSON has no NaN: the reference reads one as null.
+        (Err(AvroError::Bad(d)), _) if d.message.contains("non-finite") => {}
+        _ => assert_eq!(direct, reference),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Tests of the json_in module.
 
 use super::*;
-use leadscore_core::event::Value;
+use leadscore_core::bounds::{MAX_LIST_ITEMS, MAX_PROFILE_TEXT_BYTES};
+use leadscore_core::event::{BounceType, Field, Value};
 
 fn dec(s: &str) -> Result<Event, DecodeError> {
     decode_json(s.as_bytes(), None, None, &Limits::default())

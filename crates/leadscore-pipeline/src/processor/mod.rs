@@ -85,8 +85,6 @@ pub enum StepError {
     Store(#[from] StoreError),
     #[error("state of lead {lead} in partition {partition} cannot be decoded: {source}")]
     CorruptState { lead: String, partition: Partition, source: DecodeStateError },
-    #[error("encoding an output record of lead {lead} in Avro: {message}")]
-    AvroOutput { lead: String, message: String },
 }
 
 /// How many store timers are read at a time.

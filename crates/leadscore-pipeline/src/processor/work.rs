@@ -269,13 +269,9 @@ impl<'p, 'a> Work<'p, 'a> {
                 }
             };
             let mut value = Vec::with_capacity(320);
-            encode_json(&mut value, &ctx, r, &self.out.reasons);
-            if let Some(avro) = &self.p.formats.avro_output {
-                // Our own records always fit our schemas; a failure is a bug,
-                // reported as an error that stops the step, not a panic.
-                value = avro
-                    .encode_output(&value, topic == OutputTopic::Transitions)
-                    .map_err(|message| StepError::AvroOutput { lead: lead.to_string(), message })?;
+            match &self.p.formats.avro_output {
+                Some(avro) => avro.encode_record(&mut value, &ctx, r, &self.out.reasons),
+                None => encode_json(&mut value, &ctx, r, &self.out.reasons),
             }
             let mut record = r.clone();
             if let Record::ScoreChange(c) = &mut record {
