@@ -92,17 +92,31 @@ impl<'a> Wire<'a> for &'a RawValue {
         json_type(self)
     }
     fn text(self) -> Option<Cow<'a, str>> {
-        // Borrowed when the string has no escapes.
-        serde_json::from_str(self.get()).ok()
+        let s = self.get();
+        if !s.starts_with('"') {
+            return None;
+        }
+        // A raw value is valid JSON: a string without a backslash has no
+        // escapes, and is its own text between the quotes.
+        if !s.contains('\\') {
+            return Some(Cow::Borrowed(&s[1..s.len() - 1]));
+        }
+        serde_json::from_str(s).ok()
     }
+    // A value of another type is told by its first byte, without building
+    // serde_json's error (an allocation) to find out.
     fn integer(self) -> Option<i64> {
-        serde_json::from_str(self.get()).ok()
+        self.type_name().eq("a number").then(|| serde_json::from_str(self.get()).ok()).flatten()
     }
     fn number(self) -> Option<f64> {
-        serde_json::from_str(self.get()).ok()
+        self.type_name().eq("a number").then(|| serde_json::from_str(self.get()).ok()).flatten()
     }
     fn boolean(self) -> Option<bool> {
-        serde_json::from_str(self.get()).ok()
+        match self.get() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }
     }
     fn text_list(self) -> Option<Vec<String>> {
         serde_json::from_str(self.get()).ok()

@@ -185,3 +185,30 @@ proptest::proptest! {
         let _ = decode_json(&bytes, None, None, &Limits::default());
     }
 }
+
+#[test]
+fn whitespace_and_escapes_do_not_change_values() {
+    let plain = dec(
+        r#"{"event_id":"e-1","lead_id":"L-1","type":"webinar","timestamp":5,"properties":{"webinar":"w/1","attended":false}}"#,
+    );
+    let spaced = dec(
+        "{ \"event_id\" :\t\"e-1\" ,\n \"lead_id\": \"L\\u002d1\", \"type\" : \"webinar\" , \"timestamp\" : 5 ,\r\n \"properties\" : { \"webinar\" : \"w\\/1\" , \"attended\" : false } }",
+    );
+    assert_eq!(spaced, plain);
+    assert_eq!(plain.unwrap().properties.attended, Some(false));
+    // A boolean is not a string, a string not a number, and so on.
+    assert_eq!(
+        dec(r#"{"event_id":"e","lead_id":"L","type":"webinar","timestamp":5,"properties":{"webinar":true}}"#)
+            .unwrap_err()
+            .message,
+        "properties.webinar: expected a string, got a boolean"
+    );
+    assert_eq!(
+        dec(r#"{"event_id":"e","lead_id":"L","type":"page_view","timestamp":5,"properties":{"url":"/","duration_ms":"5"}}"#).unwrap_err().message,
+        "properties.duration_ms: expected an integer, got a string"
+    );
+    assert_eq!(
+        dec(r#"{"event_id":"e","lead_id":"L","type":"webinar","timestamp":5,"properties":{"webinar":"w","attended":"true"}}"#).unwrap_err().message,
+        "properties.attended: expected a boolean, got a string"
+    );
+}
