@@ -109,6 +109,7 @@ impl<'p, 'a> Work<'p, 'a> {
             return Ok(());
         }
         if let Some(cache) = self.p.cache() {
+            self.leads.reserve(missing.len());
             missing.retain(|lead| {
                 let Some((state, lagging)) = cache.take(self.partition, lead) else { return true };
                 // The store's timer index follows every step, cached or not.
@@ -125,6 +126,7 @@ impl<'p, 'a> Work<'p, 'a> {
                 return Ok(());
             }
         }
+        self.leads.reserve(missing.len());
         let values = self.p.store.get_states(self.partition, &missing)?;
         for (lead, value) in missing.into_iter().zip(values) {
             let lead = LeadId::from(lead);
@@ -329,17 +331,21 @@ impl<'p, 'a> Work<'p, 'a> {
         // With a cache (and no changelog to write), states go back to it
         // decoded; the store gets only their timer moves and deletions.
         let cache = self.p.cache();
-        let mut dirty: Vec<(LeadId, Slot)> = Vec::new();
+        let mut dirty: Vec<Option<(LeadId, Slot)>> = Vec::new();
         for (lead, slot) in std::mem::take(&mut self.leads) {
             match (slot.dirty, cache, slot.state) {
-                (true, _, state) => dirty.push((lead, Slot { state, ..slot })),
+                (true, _, state) => dirty.push(Some((lead, Slot { state, ..slot }))),
                 (false, Some(cache), Some(state)) => cache.put(p, lead, state, slot.lagging),
                 (false, _, _) => {}
             }
         }
-        // A stable order keeps batches and changelogs reproducible.
-        dirty.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (lead, slot) in dirty {
+        // A stable order keeps batches and changelogs reproducible. The
+        // slots are large: their indices are sorted, and each is moved once.
+        let mut order: Vec<u32> = (0..dirty.len() as u32).collect();
+        let key = |i: &u32| dirty[*i as usize].as_ref().map(|(lead, _)| lead);
+        order.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+        for i in order {
+            let Some((lead, slot)) = dirty[i as usize].take() else { continue };
             let next_due = slot.state.as_ref().and_then(|s| s.next_due);
             let member = slot.state.as_ref().map_or(0, |s| s.member);
             let counts = &mut self.checkpoint.counts;
