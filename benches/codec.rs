@@ -64,6 +64,9 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
+/// Appends one record (with the outputs it came from) to a buffer.
+type Encoder<'a> = dyn Fn(&mut Vec<u8>, &RecordContext, &Record, &Outputs) + 'a;
+
 fn encode(c: &mut Criterion) {
     let model = seed_model();
     let codec = avro_codec();
@@ -83,7 +86,7 @@ fn encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("encode");
     group.throughput(Throughput::Elements(records));
     // Every output record of `made`, encoded into `buf` by `encode`.
-    let each_record = |buf: &mut Vec<u8>, encode: &dyn Fn(&mut Vec<u8>, &RecordContext, &Record, &Outputs)| {
+    let each_record = |buf: &mut Vec<u8>, encode: &Encoder<'_>| {
         for (lead, id, kind, out) in &made {
             let ctx = RecordContext { model: &model, lead_id: lead, event: Some((id, *kind)) };
             for r in &out.records {

@@ -21,7 +21,7 @@
 //! and a hostile count reserves at most a few tens of MB, freed at once.
 //!
 //! Input datums of leadscore's own envelope schema are read directly
-//! ([`crate::avro_in`]); those of other writer schemas are resolved to the
+//! (`avro_in`); those of other writer schemas are resolved to the
 //! envelope by apache-avro first.
 //!
 //! Output: the fields of the JSON record, written directly

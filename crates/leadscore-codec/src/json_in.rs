@@ -1,7 +1,7 @@
 //! Decodes one JSON input event (docs/events.md) into a core event.
 //!
 //! Every top-level field and every known property is taken as a raw JSON value
-//! and checked on its own by the contract's rules ([`crate::contract`]), so
+//! and checked on its own by the contract's rules (`contract`), so
 //! that an error can name the exact field and what it should have been.
 //! Unknown fields are kept out of the core event and ignored.
 
