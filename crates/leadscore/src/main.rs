@@ -149,6 +149,12 @@ enum Command {
         /// Length of each latency measurement, in seconds; 0 skips it.
         #[arg(long, default_value_t = 10)]
         latency_seconds: u64,
+        /// The rate of the latency measurement, events/s, for every guarantee.
+        /// By default half the at-least-once drain rate (or half the
+        /// guarantee's own, if lower); a short drain overstates what the
+        /// service sustains, so set it to compare builds at one load.
+        #[arg(long)]
+        latency_rate: Option<u64>,
         /// The service's RocksDB block cache, MiB.
         #[arg(long, default_value_t = 256)]
         block_cache_mb: u64,
@@ -366,6 +372,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bad_share,
             guarantee,
             latency_seconds,
+            latency_rate,
             block_cache_mb,
             write_buffer_mb,
             report,
@@ -383,6 +390,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bad_share,
                 guarantees: guarantee,
                 latency_seconds,
+                latency_rate: latency_rate.filter(|r| *r > 0),
                 block_cache_mb,
                 write_buffer_mb,
                 report,

@@ -141,7 +141,8 @@ fn bench_measures_the_ceiling_both_guarantees_and_latency_in_one_run() {
     let dir = tempfile::tempdir().expect("dir");
     let report = dir.path().join("bench.md");
     let out = bin()
-        .args(["bench", "--events", "6000", "--leads", "500", "--latency-seconds", "2", "--report"])
+        .args(["bench", "--events", "6000", "--leads", "500", "--latency-seconds", "2", "--latency-rate", "1500"])
+        .arg("--report")
         .arg(&report)
         .output()
         .expect("bench");
@@ -159,6 +160,10 @@ fn bench_measures_the_ceiling_both_guarantees_and_latency_in_one_run() {
     let latency_rows: Vec<&str> =
         table.lines().filter(|l| l.starts_with("| leadscore") && l.contains(" ms |")).collect();
     assert_eq!(latency_rows.len(), 2, "{table}");
+    for row in &latency_rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells[2], "1500", "the rate asked for: {row}");
+    }
     for row in table.lines().filter(|l| l.starts_with("| leadscore") && l.contains("MiB")) {
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
         // The whole drain counts, from its first output to its last.

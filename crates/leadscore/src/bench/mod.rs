@@ -10,7 +10,7 @@
 //!    excluded, as for the ceiling).
 //! 4. Still running, it gets events on a second input topic of its own (so the
 //!    preloaded one is the same for every run) at a fixed rate of half the at-least-once
-//!    maximum (or half its own, if lower), and a probe reading the score changes as a downstream consumer
+//!    maximum (or half its own, if lower; or `--latency-rate`), and a probe reading the score changes as a downstream consumer
 //!    would measures event-to-output latency: from the moment an event is
 //!    handed to the producer to the moment its score change is read back.
 //! 5. Peak RSS of the service process and its state on disk; then a table with
@@ -49,6 +49,9 @@ pub struct BenchOptions {
     pub guarantees: Vec<Guarantee>,
     /// Length of each latency measurement; 0 skips it.
     pub latency_seconds: u64,
+    /// The latency measurement's rate; `None`: from the drains (see the
+    /// module documentation).
+    pub latency_rate: Option<u64>,
     pub block_cache_mb: u64,
     pub write_buffer_mb: u64,
     /// Also write the table here.
@@ -259,7 +262,7 @@ impl Run<'_> {
         // service given more than it drains falls behind for the whole phase
         // (and on the mock broker, which keeps 5 MB a partition, loses input).
         let own_half = (measured.rate() / 2.0).max(1.0) as u64;
-        let rate = (*half_rate.get_or_insert(own_half)).min(own_half);
+        let rate = opts.latency_rate.unwrap_or_else(|| (*half_rate.get_or_insert(own_half)).min(own_half));
         let mut latency = None;
         if opts.latency_seconds > 0 {
             let probe_group = format!("{group}-probe");
@@ -361,7 +364,14 @@ impl LatencyPhase<'_> {
                     &mut |n| bar.update(n),
                 )?;
                 bar.finish(events);
-                subject.wait_consumed(already + events, Duration::from_secs(60), &mut |_| {})?;
+                subject.wait_consumed(already + events, Duration::from_secs(60), &mut |_| {}).map_err(|e| {
+                    e.context(format!(
+                        "the latency phase at {}/s: the service fell behind the load (on the mock broker, \
+                         which keeps 5 MB a partition, input it had not read yet is gone); try a lower \
+                         --latency-rate",
+                        self.rate
+                    ))
+                })?;
                 // Outputs of the last batch are read back within moments.
                 std::thread::sleep(Duration::from_millis(500));
                 anyhow::Ok(sent)
