@@ -179,18 +179,8 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
     }
 
     if scored || state.grade != previous_grade {
-        state.version += 1;
-        let (score, previous) = (round2(score), round2(previous));
-        out.records.push(Record::ScoreChange(ScoreChange {
-            version: state.version,
-            timestamp: ts,
-            score,
-            previous_score: previous,
-            delta: round2(score - previous),
-            grade: state.grade,
-            previous_grade,
-            reasons: reasons_start..out.reasons.len() as u32,
-        }));
+        let shown = (round2(score), round2(previous));
+        push_score_change(state, out, ts, shown, previous_grade, reasons_start);
     }
 
     update_segments(model, state, t, Cause::Event, ts, out);
@@ -218,18 +208,9 @@ pub fn remodel(model: &Model, state: &mut LeadState, at: Millis, retired: Vec<Re
     }
     let (score, previous) = (round2(score), round2(previous));
     if score != previous || state.grade != previous_grade {
-        state.version += 1;
-        let at = out.reasons.len() as u32;
-        out.records.push(Record::ScoreChange(ScoreChange {
-            version: state.version,
-            timestamp: t,
-            score,
-            previous_score: previous,
-            delta: round2(score - previous),
-            grade: state.grade,
-            previous_grade,
-            reasons: at..at,
-        }));
+        // No reasons: no rule awarded points.
+        let none = out.reasons.len() as u32;
+        push_score_change(state, out, t, (score, previous), previous_grade, none);
     }
     for r in retired {
         state.version += 1;
@@ -458,6 +439,30 @@ fn next_due(model: &Model, state: &mut LeadState, now: Millis) -> Option<Millis>
     }
     debug_assert!(due.is_none_or(|d| d > now));
     due
+}
+
+/// Publishes the next version as a score change from `previous` to `score`
+/// (both as outputs show them), its reasons those `out` got since
+/// `reasons_start`.
+fn push_score_change(
+    state: &mut LeadState,
+    out: &mut Outputs,
+    timestamp: Millis,
+    (score, previous): (f64, f64),
+    previous_grade: crate::Grade,
+    reasons_start: u32,
+) {
+    state.version += 1;
+    out.records.push(Record::ScoreChange(ScoreChange {
+        version: state.version,
+        timestamp,
+        score,
+        previous_score: previous,
+        delta: round2(score - previous),
+        grade: state.grade,
+        previous_grade,
+        reasons: reasons_start..out.reasons.len() as u32,
+    }));
 }
 
 fn min_opt(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {

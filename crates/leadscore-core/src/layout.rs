@@ -18,7 +18,7 @@
 //! still true) and is re-evaluated by [`crate::engine::remodel`].
 
 use crate::model::Model;
-use crate::state::{LeadState, Membership, RuleState, TallyState};
+use crate::state::{LeadState, Membership};
 use crate::window::{WindowMeta, Windows};
 
 /// The names of a model's state slots, in the model's order.
@@ -79,6 +79,13 @@ fn position(names: &[String], name: &str) -> Option<usize> {
     names.iter().position(|n| n == name)
 }
 
+/// Slots laid out by the names `from`, in the order of the names `to`: each
+/// kept by name, new ones empty, removed ones dropped.
+fn remap<T: Default>(old: Vec<T>, from: &[String], to: &[String]) -> Vec<T> {
+    let mut old: Vec<Option<T>> = old.into_iter().map(Some).collect();
+    to.iter().map(|n| position(from, n).and_then(|i| old.get_mut(i)?.take()).unwrap_or_default()).collect()
+}
+
 /// A membership of a segment the current model no longer has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retired {
@@ -92,18 +99,8 @@ pub struct Retired {
 /// the threshold cache) is left for [`crate::engine::remodel`] to recompute.
 pub fn migrate(state: &mut LeadState, from: &StateLayout, model: &Model) -> Vec<Retired> {
     let to = &model.layout;
-    let old_rules = std::mem::take(&mut state.rules);
-    state.rules = to
-        .rules
-        .iter()
-        .map(|n| position(&from.rules, n).and_then(|i| old_rules.get(i).cloned()).unwrap_or_default())
-        .collect::<Vec<RuleState>>();
-    let old_tallies = std::mem::take(&mut state.tallies);
-    state.tallies = to
-        .tallies
-        .iter()
-        .map(|n| position(&from.tallies, n).and_then(|i| old_tallies.get(i).cloned()).unwrap_or_default())
-        .collect::<Vec<TallyState>>();
+    state.rules = remap(std::mem::take(&mut state.rules), &from.rules, &to.rules);
+    state.tallies = remap(std::mem::take(&mut state.tallies), &from.tallies, &to.tallies);
     let old = std::mem::take(&mut state.windows);
     let mut starts = Vec::with_capacity(old.meta.len());
     let mut at = 0usize;

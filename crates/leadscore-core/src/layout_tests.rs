@@ -6,6 +6,7 @@ use super::*;
 use crate::event::{Event, Kind, KindSet};
 use crate::model::{Cap, Cond, EventMatcher, GradeSpec, Measure, ModelSpec, Rule, ScoreSpec, Segment, Tally};
 use crate::model::{Grade, Model};
+use crate::state::{RuleState, TallyState};
 use crate::Outputs;
 
 fn views() -> EventMatcher {
