@@ -36,12 +36,33 @@ impl Writer {
     pub fn new(schema: Schema) -> Writer {
         static ENVELOPE: OnceLock<Option<String>> = OnceLock::new();
         let envelope =
-            ENVELOPE.get_or_init(|| Schema::parse_str(crate::avro::LEAD_EVENT_AVSC).ok().map(|s| s.canonical_form()));
-        // The Parsing Canonical Form leaves out docs, defaults and aliases:
-        // what is left decides how a datum is laid out.
-        let is_envelope = envelope.as_deref() == Some(schema.canonical_form().as_str());
+            ENVELOPE.get_or_init(|| Schema::parse_str(crate::avro::LEAD_EVENT_AVSC).ok().map(|s| layout(&s)));
+        let is_envelope = envelope.as_deref() == Some(layout(&schema).as_str());
         Writer { schema, is_envelope }
     }
+}
+
+/// What decides how a datum is read: the Parsing Canonical Form (which
+/// leaves out docs, defaults and aliases) and, since it also leaves them
+/// out, the logical types (a `timestamp-micros` long is not read as millis).
+fn layout(schema: &Schema) -> String {
+    fn logical(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(t) = m.get("logicalType").and_then(|t| t.as_str()) {
+                    out.push_str(t);
+                    out.push(' ');
+                }
+                m.iter().filter(|(k, _)| *k != "default").for_each(|(_, v)| logical(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| logical(v, out)),
+            _ => {}
+        }
+    }
+    let mut key = schema.canonical_form();
+    key.push('\n');
+    logical(&serde_json::to_value(schema).unwrap_or_default(), &mut key);
+    key
 }
 
 /// What a lookup found.

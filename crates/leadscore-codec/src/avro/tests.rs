@@ -113,6 +113,9 @@ fn only_the_envelope_itself_is_read_directly() {
     let undocumented = LEAD_EVENT_AVSC.replace("One input event", "An event").replace(r#", "default": {}"#, "");
     assert!(Writer::new(parse(&undocumented)).is_envelope);
     assert!(!Writer::new(parse(OTHER_WRITER)).is_envelope);
+    // The same layout, but microseconds: resolved, not read as milliseconds.
+    let micros = LEAD_EVENT_AVSC.replace("timestamp-millis", "timestamp-micros");
+    assert!(!Writer::new(parse(&micros)).is_envelope);
 }
 
 #[test]
