@@ -137,27 +137,9 @@ impl AvroCodec {
         topic_kind: Option<Kind>,
         limits: &Limits,
     ) -> Result<Event, AvroError> {
-        let invalid = |m: String| DecodeError::new(ErrorClass::InvalidAvro, m);
-        if bytes.len() > limits.max_message_bytes {
-            return Err(DecodeError::new(
-                ErrorClass::Oversize,
-                format!("message of {} bytes exceeds the limit of {} bytes", bytes.len(), limits.max_message_bytes),
-            )
-            .into());
-        }
-        if bytes.len() < 5 || bytes[0] != 0 {
-            return Err(
-                invalid("not in the Confluent wire format (magic byte 0, 4-byte schema id, datum)".into()).into()
-            );
-        }
-        let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-        let writer = match self.writers.lookup(id) {
-            Lookup::Known(s) => s,
-            Lookup::Unknown(why) => return Err(invalid(why).into()),
-            Lookup::Wait(why) => return Err(AvroError::Wait { schema_id: id, why }),
-        };
-        let datum = &bytes[5..];
-        let invalid_datum = |e: String| AvroError::Bad(invalid(format!("schema id {id}: {e}")));
+        let (id, writer, datum) = self.framed(bytes, limits)?;
+        let invalid_datum =
+            |e: String| AvroError::Bad(DecodeError::new(ErrorClass::InvalidAvro, format!("schema id {id}: {e}")));
         if writer.is_envelope {
             let envelope = read_envelope(datum).map_err(invalid_datum)?;
             return Ok(validate(envelope.fields(), key, topic_kind, limits)?);
@@ -165,6 +147,28 @@ impl AvroCodec {
         let value = self.resolve(&writer.schema, datum).map_err(invalid_datum)?;
         let envelope = resolved_envelope(&value).map_err(invalid_datum)?;
         Ok(validate(envelope.fields(), key, topic_kind, limits)?)
+    }
+
+    /// The size check, the Confluent framing and the writer schema of a
+    /// message: its schema id, the schema, and the datum.
+    fn framed<'b>(&self, bytes: &'b [u8], limits: &Limits) -> Result<(u32, Arc<Writer>, &'b [u8]), AvroError> {
+        if bytes.len() > limits.max_message_bytes {
+            return Err(DecodeError::new(
+                ErrorClass::Oversize,
+                format!("message of {} bytes exceeds the limit of {} bytes", bytes.len(), limits.max_message_bytes),
+            )
+            .into());
+        }
+        let invalid = |m: String| AvroError::Bad(DecodeError::new(ErrorClass::InvalidAvro, m));
+        if bytes.len() < 5 || bytes[0] != 0 {
+            return Err(invalid("not in the Confluent wire format (magic byte 0, 4-byte schema id, datum)".into()));
+        }
+        let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        match self.writers.lookup(id) {
+            Lookup::Known(writer) => Ok((id, writer, &bytes[5..])),
+            Lookup::Unknown(why) => Err(invalid(why)),
+            Lookup::Wait(why) => Err(AvroError::Wait { schema_id: id, why }),
+        }
     }
 
     /// A datum of another writer schema, resolved to the envelope.
@@ -189,14 +193,8 @@ impl AvroCodec {
         limits: &Limits,
     ) -> Result<Event, AvroError> {
         let invalid = |m: String| DecodeError::new(ErrorClass::InvalidAvro, m);
-        if bytes.len() < 5 || bytes[0] != 0 {
-            return Err(invalid("not in the Confluent wire format".into()).into());
-        }
-        let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-        let Lookup::Known(writer) = self.writers.lookup(id) else {
-            return Err(invalid(format!("schema id {id} not known")).into());
-        };
-        let value = self.resolve(&writer.schema, &bytes[5..]).map_err(|e| invalid(format!("schema id {id}: {e}")))?;
+        let (id, writer, datum) = self.framed(bytes, limits)?;
+        let value = self.resolve(&writer.schema, datum).map_err(|e| invalid(format!("schema id {id}: {e}")))?;
         let text = serde_json::to_vec(&to_json(value)).map_err(|e| invalid(e.to_string()))?;
         Ok(decode_json(&text, key, topic_kind, limits)?)
     }

@@ -148,6 +148,19 @@ impl fmt::Display for PropertyName {
     }
 }
 
+/// A string naming one of a few values, in any case.
+fn one_of<'a, T, V: Wire<'a>>(
+    name: PropertyName,
+    v: V,
+    parse: fn(&str) -> Option<T>,
+    expected: &str,
+) -> Result<T, DecodeError> {
+    let s = text(name, v)?;
+    parse(&s.to_ascii_lowercase()).ok_or_else(|| {
+        DecodeError::new(ErrorClass::InvalidField, format!("{name}: expected {expected}, got {}", excerpt(&s)))
+    })
+}
+
 fn properties<'a, V: Wire<'a>>(kind: Kind, v: Option<V>) -> Result<Properties, DecodeError> {
     let members = match v.filter(|v| !v.is_null()) {
         None => Vec::new(),
@@ -184,23 +197,9 @@ fn properties<'a, V: Wire<'a>>(kind: Kind, v: Option<V>) -> Result<Properties, D
             Field::DurationMs => p.duration_ms = Some(v.integer().ok_or_else(|| invalid(name, "an integer", v))?),
             Field::Amount => p.amount = Some(v.number().ok_or_else(|| invalid(name, "a number", v))?),
             Field::Attended => p.attended = Some(v.boolean().ok_or_else(|| invalid(name, "a boolean", v))?),
-            Field::BounceType => {
-                let s = text(name, v)?;
-                p.bounce_type = Some(BounceType::parse(&s.to_ascii_lowercase()).ok_or_else(|| {
-                    DecodeError::new(
-                        ErrorClass::InvalidField,
-                        format!("{name}: expected \"hard\" or \"soft\", got {}", excerpt(&s)),
-                    )
-                })?);
-            }
+            Field::BounceType => p.bounce_type = Some(one_of(name, v, BounceType::parse, "\"hard\" or \"soft\"")?),
             Field::Stage => {
-                let s = text(name, v)?;
-                p.stage = Some(Stage::parse(&s.to_ascii_lowercase()).ok_or_else(|| {
-                    DecodeError::new(
-                        ErrorClass::InvalidField,
-                        format!("{name}: expected \"open\", \"closed_won\" or \"closed_lost\", got {}", excerpt(&s)),
-                    )
-                })?);
+                p.stage = Some(one_of(name, v, Stage::parse, "\"open\", \"closed_won\" or \"closed_lost\"")?)
             }
             _ => {
                 let s = text(name, v)?;
