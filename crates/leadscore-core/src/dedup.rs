@@ -1,7 +1,8 @@
-//! The recent event ids of a lead, so that a redelivered event changes nothing.
+//! The hash of an event id, so that a redelivered event changes nothing.
 //!
-//! Ids are kept as 64-bit hashes in a ring of configurable size (the model's
-//! `remember_event_ids`). The hash is written out here, not taken from `std`,
+//! A lead keeps its recent ids as these 64-bit hashes, in a ring of
+//! configurable size (the model's `remember_event_ids`, in
+//! [`crate::cells::Cells`]). The hash is written out here, not taken from `std`,
 //! because it is persisted with the state and must never change between builds.
 
 /// FNV-1a over the bytes, then a SplitMix64 finaliser to spread the bits.
@@ -18,48 +19,9 @@ pub fn id_hash(id: &str) -> u64 {
     h ^ (h >> 31)
 }
 
-/// A ring of the most recent event-id hashes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecentIds {
-    pub ids: Vec<u64>,
-    /// Where the next id goes once the ring is full.
-    pub next: u32,
-}
-
-impl RecentIds {
-    #[inline]
-    pub fn contains(&self, hash: u64) -> bool {
-        self.ids.contains(&hash)
-    }
-
-    pub fn insert(&mut self, hash: u64, capacity: usize) {
-        if self.ids.len() < capacity {
-            self.ids.push(hash);
-            return;
-        }
-        if self.ids.len() > capacity {
-            self.ids.truncate(capacity);
-        }
-        let at = self.next as usize % capacity;
-        self.ids[at] = hash;
-        self.next = ((at + 1) % capacity) as u32;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forgets_the_oldest_beyond_capacity() {
-        let mut r = RecentIds::default();
-        for i in 0..5 {
-            r.insert(id_hash(&format!("e-{i}")), 3);
-        }
-        assert!(!r.contains(id_hash("e-0")));
-        assert!(!r.contains(id_hash("e-1")));
-        assert!(r.contains(id_hash("e-2")) && r.contains(id_hash("e-4")));
-    }
 
     #[test]
     fn hash_is_stable() {

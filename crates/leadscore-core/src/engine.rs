@@ -43,7 +43,7 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
         let Some(state) = slot.as_mut() else {
             return Outcome::UnknownLead;
         };
-        if state.recent_ids.contains(id_hash(event.event_id.as_str())) {
+        if state.cells.has_id(id_hash(event.event_id.as_str())) {
             return Outcome::Duplicate;
         }
         let t = ts.max(state.clock);
@@ -69,12 +69,12 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
 
     let state = slot.get_or_insert_with(|| LeadState::new(model, ts));
     let hash = id_hash(event.event_id.as_str());
-    if state.recent_ids.contains(hash) {
+    if state.cells.has_id(hash) {
         return Outcome::Duplicate;
     }
     let t = ts.max(state.clock);
     advance_before(model, state, t, out);
-    state.recent_ids.insert(hash, model.remember_event_ids);
+    state.cells.note_id(hash, model.remember_event_ids);
     state.clock = t;
 
     let previous = state.score_at_time(model, t);
@@ -89,20 +89,21 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
         }
         let mut points = rule.points;
         if let Some(slot) = model.rule_slots[i] {
-            let rs = &mut state.rules[usize::from(slot)];
-            rs.matches = rs.matches.saturating_add(1);
-            if let Some(e) = rule.escalate.filter(|e| rs.matches > e.after) {
+            let slot = usize::from(slot);
+            let matches = state.cells.rule_matches(slot).saturating_add(1);
+            state.cells.set_rule_matches(slot, matches);
+            if let Some(e) = rule.escalate.filter(|e| matches > e.after) {
                 points = e.points;
             }
             if let Some(cap) = rule.cap {
                 let w = usize::from(model.rule_windows[i].expect("a capped rule has a window"));
-                state.windows.expire(w, t, cap.window);
-                let used = state.windows.get(w).sum();
+                state.cells.expire(w, t, cap.window);
+                let used = state.cells.window(w).sum();
                 points = if used < cap.points { points.min(cap.points - used) } else { 0.0 };
                 if points != 0.0 {
                     // Caps are exact to the millisecond (a cap is what a marketer
                     // checks by hand); the model bounds their entries by cap / points.
-                    state.windows.add(w, t, points, 1);
+                    state.cells.add(w, t, points, 1);
                 }
             }
         }
@@ -149,15 +150,16 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
     // Tallies.
     for (i, tally) in model.tallies.iter().enumerate() {
         let window = model.tally_windows[i].map(usize::from);
-        let ts = &mut state.tallies[i];
+        let mut ts = state.cells.tally(i);
         if tally.reset_on_change.is_some_and(|f| changed_loosely & (1 << (f as u64)) != 0) {
-            *ts = Default::default();
+            ts = Default::default();
+            state.cells.set_tally(i, ts);
             if let Some(w) = window {
-                state.windows.clear(w);
+                state.cells.clear(w);
             }
         }
         if let (Some(w), Some(width)) = (window, tally.window) {
-            state.windows.expire(w, t, width);
+            state.cells.expire(w, t, width);
         }
         if !tally.matches(event) {
             continue;
@@ -170,12 +172,13 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
             Measure::PeakScore => score,
         };
         match (window, tally.measure) {
-            (Some(w), Measure::PeakScore) => state.windows.add_max(w, t, value, model.bucket),
-            (Some(w), _) if value != 0.0 => state.windows.add(w, t, value, model.bucket),
+            (Some(w), Measure::PeakScore) => state.cells.add_max(w, t, value, model.bucket),
+            (Some(w), _) if value != 0.0 => state.cells.add(w, t, value, model.bucket),
             (Some(_), _) => {}
             (None, Measure::PeakScore) => ts.total = Some(ts.total.map_or(value, |p| p.max(value))),
             (None, _) => ts.total = Some(ts.total.unwrap_or(0.0) + value),
         }
+        state.cells.set_tally(i, ts);
     }
 
     if scored || state.grade != previous_grade {
@@ -259,7 +262,7 @@ fn fire(model: &Model, state: &mut LeadState, due: Millis, out: &mut Outputs) {
 fn expire_windows(model: &Model, state: &mut LeadState, now: Millis) {
     for (tally, w) in model.tallies.iter().zip(&model.tally_windows) {
         if let (Some(width), Some(w)) = (tally.window, w) {
-            state.windows.expire(usize::from(*w), now, width);
+            state.cells.expire(usize::from(*w), now, width);
         }
     }
 }
@@ -274,12 +277,12 @@ struct View<'a> {
 
 impl View<'_> {
     fn tally_value(&self, tally: usize) -> Option<f64> {
-        let (spec, ts) = (&self.model.tallies[tally], &self.state.tallies[tally]);
+        let spec = &self.model.tallies[tally];
         match (self.model.tally_windows[tally], spec.measure) {
-            (Some(w), Measure::PeakScore) => self.state.windows.get(usize::from(w)).max(),
-            (Some(w), _) => Some(self.state.windows.get(usize::from(w)).sum()),
-            (None, Measure::PeakScore) => ts.total,
-            (None, _) => Some(ts.total.unwrap_or(0.0)),
+            (Some(w), Measure::PeakScore) => self.state.cells.window(usize::from(w)).max(),
+            (Some(w), _) => Some(self.state.cells.window(usize::from(w)).sum()),
+            (None, Measure::PeakScore) => self.state.cells.tally(tally).total,
+            (None, _) => Some(self.state.cells.tally(tally).total.unwrap_or(0.0)),
         }
     }
 
@@ -293,7 +296,7 @@ impl View<'_> {
             }
             Cond::Grade(mask) => mask & (1 << self.state.grade as u8) != 0,
             Cond::Tally { tally, range } => self.tally_value(*tally).is_some_and(|v| range.contains(v)),
-            Cond::Since { tally, at_least, less_than } => self.state.tallies[*tally].last.is_some_and(|last| {
+            Cond::Since { tally, at_least, less_than } => self.state.cells.tally(*tally).last.is_some_and(|last| {
                 let elapsed = self.now - last;
                 at_least.is_none_or(|a| elapsed >= a) && less_than.is_none_or(|b| elapsed < b)
             }),
@@ -316,7 +319,7 @@ impl View<'_> {
             Cond::Tally { tally, range } => {
                 let spec = &self.model.tallies[*tally];
                 let width = spec.window?;
-                let window = self.state.windows.get(usize::from(self.model.tally_windows[*tally]?));
+                let window = self.state.cells.window(usize::from(self.model.tally_windows[*tally]?));
                 if spec.measure == Measure::PeakScore {
                     window.max_flip(width, |v| v.is_some_and(|v| range.contains(v)))
                 } else {
@@ -324,7 +327,7 @@ impl View<'_> {
                 }
             }
             Cond::Since { tally, at_least, less_than } => {
-                let last = self.state.tallies[*tally].last?;
+                let last = self.state.cells.tally(*tally).last?;
                 [*at_least, *less_than]
                     .into_iter()
                     .flatten()
@@ -344,7 +347,7 @@ impl View<'_> {
     /// window, so walk the peak's steps and solve the crossing within each.
     fn below_peak_due(&self, tally: usize, by: i64) -> Option<Millis> {
         let width = self.model.tallies[tally].window?;
-        let window = self.state.windows.get(usize::from(self.model.tally_windows[tally]?));
+        let window = self.state.cells.window(usize::from(self.model.tally_windows[tally]?));
         let (value, anchor, half_life) = (self.state.score, self.state.score_at, self.model.score.half_life);
         let holds =
             |peak: Option<f64>, t: Millis| peak.is_some_and(|p| cents(p) - cents_at(value, anchor, t, half_life) >= by);

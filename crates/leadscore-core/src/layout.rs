@@ -2,7 +2,7 @@
 //! state written under one model can be read under another.
 //!
 //! A lead's state keeps per-rule, per-tally, per-window and per-segment data
-//! in vectors indexed by the model's order. A [`StateLayout`] names each slot.
+//! indexed by the model's order. A [`StateLayout`] names each slot.
 //! Every encoded state carries the [`Model::fingerprint`] of the model that
 //! wrote it, a checkpoint remembers the layouts of the fingerprints its
 //! partition's states may have, and [`migrate`] moves a state from the layout
@@ -17,9 +17,10 @@
 //! escalation, or a segment's condition keeps the data (the kept history is
 //! still true) and is re-evaluated by [`crate::engine::remodel`].
 
+use crate::cells::Cells;
 use crate::model::Model;
 use crate::state::{LeadState, Membership};
-use crate::window::{WindowMeta, Windows};
+use crate::window::WindowMeta;
 
 /// The names of a model's state slots, in the model's order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,31 +100,25 @@ pub struct Retired {
 /// the threshold cache) is left for [`crate::engine::remodel`] to recompute.
 pub fn migrate(state: &mut LeadState, from: &StateLayout, model: &Model) -> Vec<Retired> {
     let to = &model.layout;
-    state.rules = remap(std::mem::take(&mut state.rules), &from.rules, &to.rules);
-    state.tallies = remap(std::mem::take(&mut state.tallies), &from.tallies, &to.tallies);
-    let old = std::mem::take(&mut state.windows);
-    let mut starts = Vec::with_capacity(old.meta.len());
-    let mut at = 0usize;
-    for m in &old.meta {
-        starts.push(at);
-        at += m.len as usize;
-    }
-    let mut windows = Windows { meta: Vec::with_capacity(to.windows.len()), entries: Vec::new() };
-    for name in &to.windows {
-        match position(&from.windows, name).filter(|&i| i < old.meta.len()) {
-            Some(i) => {
-                let m = old.meta[i];
-                let run = old.entries.get(starts[i]..starts[i] + m.len as usize).unwrap_or_default();
-                windows.entries.extend_from_slice(run);
-                windows.meta.push(WindowMeta { len: run.len() as u32, ..m });
-            }
-            None => windows.meta.push(WindowMeta::default()),
-        }
-    }
+    let old = std::mem::take(&mut state.cells);
+    let rules = remap(old.rules().collect(), &from.rules, &to.rules);
+    let tallies = remap(old.tallies().collect(), &from.tallies, &to.tallies);
+    let kept: Vec<Option<usize>> =
+        to.windows.iter().map(|name| position(&from.windows, name).filter(|&i| i < old.window_count())).collect();
+    let runs: Vec<_> = kept.iter().map(|k| k.map(|i| old.window(i))).collect();
+    let entries: usize = runs.iter().flatten().map(|w| w.entries.len()).sum();
+    let mut cells = Cells::with_capacity(rules.len() + tallies.len() + to.windows.len() + entries + old.ids().len());
+    rules.into_iter().for_each(|m| cells.push_rule(m));
+    tallies.into_iter().for_each(|t| cells.push_tally(t));
     // A window whose tally became a peak (or stopped being one) has a new
     // slot name, so a kept window always keeps its kind.
-    debug_assert!(windows.meta.iter().map(|m| m.len as usize).sum::<usize>() == windows.entries.len());
-    state.windows = windows;
+    for run in &runs {
+        cells.push_window(run.map_or(WindowMeta::default(), |w| WindowMeta { len: w.entries.len() as u32, ..w.meta }));
+    }
+    runs.iter().flatten().flat_map(|w| w.entries).for_each(|e| cells.push_entry(*e));
+    cells.set_ids(&old.ids().collect::<Vec<_>>(), old.ids_next());
+    debug_assert!(cells.consistent());
+    state.cells = cells;
 
     let mut retired = Vec::new();
     let mut segments = Vec::with_capacity(state.segments.len());

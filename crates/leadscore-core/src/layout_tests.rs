@@ -3,10 +3,10 @@
 //! memberships of removed segments come back as retired.
 
 use super::*;
+use crate::cells::TallyState;
 use crate::event::{Event, Kind, KindSet};
 use crate::model::{Cap, Cond, EventMatcher, GradeSpec, Measure, ModelSpec, Rule, ScoreSpec, Segment, Tally};
 use crate::model::{Grade, Model};
-use crate::state::{RuleState, TallyState};
 use crate::Outputs;
 
 fn views() -> EventMatcher {
@@ -81,7 +81,8 @@ fn slots_move_by_name_and_removed_segments_are_retired() {
     );
     let mut s = lead(&old, 3);
     assert_eq!(s.member, 0b111);
-    let (rules, tallies, windows) = (s.rules.clone(), s.tallies.clone(), s.windows.clone());
+    let (rules, tallies, windows): (Vec<u32>, Vec<TallyState>, _) =
+        (s.cells.rules().collect(), s.cells.tallies().collect(), s.cells.clone());
     // Reordered, "a" removed, "c" and "t3" new, "t1" now kept for ever, "gone" removed.
     let new = model(
         vec![rule("c", true), rule("b", true)],
@@ -90,13 +91,18 @@ fn slots_move_by_name_and_removed_segments_are_retired() {
     );
     let retired = migrate(&mut s, old.layout(), &new);
     assert_eq!(retired, vec![Retired { segment: "gone".into(), since: 0 }]);
-    assert_eq!(s.rules, vec![RuleState::default(), rules[1].clone()]);
-    assert_eq!(s.tallies, vec![TallyState::default(), tallies[1].clone(), TallyState::default()], "t1 changed kind");
+    assert_eq!(s.cells.rules().collect::<Vec<_>>(), vec![0, rules[1]]);
+    assert_eq!(
+        s.cells.tallies().collect::<Vec<_>>(),
+        vec![TallyState::default(), tallies[1], TallyState::default()],
+        "t1 changed kind"
+    );
     // Only "b"'s cap window survives; "t1" lost its window.
     assert_eq!(new.layout().windows, vec!["cap:c".to_string(), "cap:b".to_string()]);
-    assert_eq!(s.windows.meta[0], WindowMeta::default());
-    assert_eq!(s.windows.get(1).entries, windows.get(2).entries);
-    assert_eq!(s.windows.meta[1], windows.meta[2]);
+    assert_eq!(s.cells.meta(0), WindowMeta::default());
+    assert_eq!(s.cells.window(1).entries, windows.window(2).entries);
+    assert_eq!(s.cells.meta(1), windows.meta(2));
+    assert_eq!(s.cells.ids().collect::<Vec<_>>(), windows.ids().collect::<Vec<_>>(), "the recent ids are kept");
     assert_eq!(s.member, 0b110, "mid and low, at their new positions; new is not decided yet");
     assert_eq!(s.segments.iter().map(|m| m.segment).collect::<Vec<_>>(), vec![1, 2]);
     assert_eq!(segment_moves(old.layout(), new.layout()), vec![Some(2), Some(1), None]);

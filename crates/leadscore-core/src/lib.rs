@@ -15,14 +15,16 @@
 //! - [`text`]: case-insensitive and whole-word matching.
 //! - [`model`]: rules, grade criteria, tallies and segments as data.
 //! - [`decay`]: lazy exponential decay and closed-form threshold crossings.
+//! - [`cells`]: a lead's counters (rules, tallies, windows, recent ids) in one buffer.
 //! - [`window`]: rolling windows for caps and tallies.
-//! - [`dedup`]: the ring of recent event ids.
+//! - [`dedup`]: the hash of an event id.
 //! - [`state`]: one lead's state.
 //! - [`layout`]: what a state's slots mean, by name, and moving a state to another model.
 //! - [`output`]: score changes and segment transitions.
 //! - [`engine`]: `apply` and `advance`.
 
 pub mod bounds;
+pub mod cells;
 pub mod decay;
 pub mod dedup;
 pub mod engine;

@@ -1,34 +1,17 @@
-//! The state of one lead: score (lazily decayed), profile and grade, rule and
-//! tally windows, opportunities, segment memberships, recent event ids, and the
-//! next instant at which time alone could change a segment.
+//! The state of one lead: score (lazily decayed), profile and grade, its
+//! counters ([`Cells`]: rules, tallies, windows, recent event ids),
+//! opportunities, segment memberships, and the next instant at which time alone could change a segment.
 //!
 //! The fields are public so that a store adapter can encode them; they are only
 //! ever changed by the engine.
 
 use crate::bounds::MAX_OPPORTUNITIES;
+use crate::cells::Cells;
 use crate::decay;
-use crate::dedup::RecentIds;
 use crate::event::{Field, OwnedValue, Stage, Value};
 use crate::model::{Grade, Model};
 use crate::text::same_email;
 use crate::time::Millis;
-use crate::window::Windows;
-
-/// Per-rule state, for rules that escalate or are capped: how often the rule
-/// matched (a capped rule's recent awards are in [`LeadState::windows`]).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RuleState {
-    pub matches: u32,
-}
-
-/// Per-tally state (a windowed tally's entries are in [`LeadState::windows`]).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TallyState {
-    /// For tallies without a window: the running sum (or the peak).
-    pub total: Option<f64>,
-    /// When the tally last matched an event.
-    pub last: Option<Millis>,
-}
 
 /// A segment the lead is in, and since when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,10 +44,9 @@ pub struct LeadState {
     pub criteria: u64,
     /// Bit `i`: the model's profile test `i` holds.
     pub profile_tests: u64,
-    pub rules: Vec<RuleState>,
-    pub tallies: Vec<TallyState>,
-    /// The rolling windows of tallies and capped rules, in one buffer.
-    pub windows: Windows,
+    /// Stateful rules' match counts, tallies, the rolling windows of tallies
+    /// and capped rules, and the recent event ids, in one buffer.
+    pub cells: Cells,
     pub opportunities: Vec<Opportunity>,
     /// Bit `1 << stage`: some opportunity has been in that stage.
     pub stages_reached: u8,
@@ -72,7 +54,6 @@ pub struct LeadState {
     pub segments: Vec<Membership>,
     /// Bit `i`: in segment `i` (the same as `segments`, kept for a cheap compare).
     pub member: u128,
-    pub recent_ids: RecentIds,
     /// When time alone could next change a segment.
     pub next_due: Option<Millis>,
     /// When decay next takes the score across a segment threshold (derived; kept
@@ -102,14 +83,11 @@ impl LeadState {
             grade: Grade::F,
             criteria: 0,
             profile_tests: 0,
-            rules: vec![RuleState::default(); model.stateful_rules()],
-            tallies: vec![TallyState::default(); model.tallies.len()],
-            windows: Windows::new(model.window_count),
+            cells: Cells::new(model.stateful_rules(), model.tallies.len(), model.window_count),
             opportunities: Vec::new(),
             stages_reached: 0,
             segments: Vec::new(),
             member: 0,
-            recent_ids: RecentIds::default(),
             next_due: None,
             threshold_due: ThresholdDue::default(),
         };

@@ -1,8 +1,8 @@
 //! Rolling windows of `(instant, value)` entries, for rule caps and tallies.
 //!
-//! All the windows of one lead live in one buffer ([`Windows`]), one run of
-//! entries per window, because a lead's event touches every window and separate
-//! allocations would cost a cache miss each.
+//! All the windows of one lead live in its [`Cells`], one run of entries per
+//! window after the windows' headers, because a lead's event touches every
+//! window and separate allocations would cost a cache miss each.
 //!
 //! "In the last N" at `t` means instants in `(t - N, t]`: an entry leaves exactly
 //! N after its instant. Entries falling in the same bucket (one hour by default,
@@ -17,6 +17,7 @@
 //! total after some entries leave, and a sum recomputed from scratch always agree,
 //! and a threshold test can never flip on rounding noise.
 
+use crate::cells::Cells;
 use crate::model::Range;
 use crate::time::Millis;
 
@@ -37,18 +38,10 @@ pub struct WindowMeta {
     /// For a summing window: the sum of the entries, in millionths.
     pub total: f64,
     pub len: u32,
-    /// A maximum window (see [`Windows::add_max`]), with no total.
+    /// A maximum window (see [`Cells::add_max`]), with no total.
     pub keeps_max: bool,
     /// Some entry was negative, so the sum may rise as entries leave.
     pub has_negative: bool,
-}
-
-/// Every window of one lead: `entries` holds window 0's entries, then window
-/// 1's, and so on, each run oldest first.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Windows {
-    pub meta: Vec<WindowMeta>,
-    pub entries: Vec<Entry>,
 }
 
 fn same_bucket(a: Millis, b: Millis, bucket: Millis) -> bool {
@@ -61,33 +54,24 @@ pub fn to_units(v: f64) -> f64 {
     (v * SCALE).round()
 }
 
-impl Windows {
-    pub fn new(count: usize) -> Windows {
-        Windows { meta: vec![WindowMeta::default(); count], entries: Vec::new() }
-    }
-
-    #[inline]
-    fn start(&self, w: usize) -> usize {
-        self.meta[..w].iter().map(|m| m.len as usize).sum()
-    }
-
+impl Cells {
     /// A read-only view of window `w`.
     #[inline]
-    pub fn get(&self, w: usize) -> Window<'_> {
+    pub fn window(&self, w: usize) -> Window<'_> {
+        let meta = self.meta(w);
         let start = self.start(w);
-        let meta = &self.meta[w];
-        Window { meta, entries: &self.entries[start..start + meta.len as usize] }
+        Window { meta, entries: self.cells(start..start + meta.len as usize) }
     }
 
     /// Drops the entries that have left window `w` (of `width`) at `now`.
     #[inline]
     pub fn expire(&mut self, w: usize, now: Millis, width: Millis) {
-        if self.meta[w].len == 0 {
+        let mut meta = self.meta(w);
+        if meta.len == 0 {
             return;
         }
         let start = self.start(w);
-        let meta = &mut self.meta[w];
-        let run = &self.entries[start..start + meta.len as usize];
+        let run = self.cells(start..start + meta.len as usize);
         let gone = run.iter().take_while(|e| e.at.saturating_add(width) <= now).count();
         if gone == 0 {
             return;
@@ -100,33 +84,35 @@ impl Windows {
             meta.total = 0.0;
             meta.has_negative = false;
         }
-        self.entries.drain(start..start + gone);
+        self.set_meta(w, meta);
+        self.splice_entries(start..start + gone, None);
     }
 
     /// Empties window `w`.
     pub fn clear(&mut self, w: usize) {
         let start = self.start(w);
-        let len = self.meta[w].len as usize;
-        self.entries.drain(start..start + len);
-        self.meta[w] = WindowMeta::default();
+        let len = self.meta(w).len as usize;
+        self.splice_entries(start..start + len, None);
+        self.set_meta(w, WindowMeta::default());
     }
 
     /// Adds `value` at `at` to summing window `w`.
     pub fn add(&mut self, w: usize, at: Millis, value: f64, bucket: Millis) {
-        let end = self.start(w) + self.meta[w].len as usize;
+        let mut meta = self.meta(w);
+        let end = self.start(w) + meta.len as usize;
         let units = to_units(value);
-        let meta = &mut self.meta[w];
         debug_assert!(!meta.keeps_max, "a window either sums or keeps the maximum");
         meta.has_negative |= units < 0.0;
         meta.total += units;
-        if meta.len > 0 && same_bucket(self.entries[end - 1].at, at, bucket) {
-            let last = &mut self.entries[end - 1];
+        if meta.len > 0 && same_bucket(self.cells(end - 1..end)[0].at, at, bucket) {
+            let last = &mut self.cells_mut(end - 1..end)[0];
             last.at = at;
             last.value += units;
         } else {
             meta.len += 1;
-            self.entries.insert(end, Entry { at, value: units });
+            self.insert_entry(end, Entry { at, value: units });
         }
+        self.set_meta(w, meta);
     }
 
     /// Records `value` at `at` in window `w`, which keeps the maximum. Entries
@@ -135,28 +121,30 @@ impl Windows {
     /// maximum.
     pub fn add_max(&mut self, w: usize, at: Millis, value: f64, bucket: Millis) {
         let start = self.start(w);
-        let meta = &mut self.meta[w];
+        let mut meta = self.meta(w);
         debug_assert!(meta.keeps_max || meta.len == 0, "a window either sums or keeps the maximum");
         meta.keeps_max = true;
-        let mut end = start + meta.len as usize;
-        let mut value = value;
-        if end > start && same_bucket(self.entries[end - 1].at, at, bucket) {
-            value = value.max(self.entries[end - 1].value);
-            end -= 1;
-        }
-        while end > start && self.entries[end - 1].value <= value {
-            end -= 1;
-        }
         let old_end = start + meta.len as usize;
-        self.entries.splice(end..old_end, [Entry { at, value }]);
-        meta.len = (end - start + 1) as u32;
+        let run = self.cells(start..old_end);
+        let mut end = run.len();
+        let mut value = value;
+        if end > 0 && same_bucket(run[end - 1].at, at, bucket) {
+            value = value.max(run[end - 1].value);
+            end -= 1;
+        }
+        while end > 0 && run[end - 1].value <= value {
+            end -= 1;
+        }
+        meta.len = (end + 1) as u32;
+        self.set_meta(w, meta);
+        self.splice_entries(start + end..old_end, Some(Entry { at, value }));
     }
 }
 
 /// A read-only view of one window.
 #[derive(Debug, Clone, Copy)]
 pub struct Window<'a> {
-    pub meta: &'a WindowMeta,
+    pub meta: WindowMeta,
     pub entries: &'a [Entry],
 }
 
@@ -246,54 +234,54 @@ mod tests {
 
     #[test]
     fn entries_leave_exactly_width_after() {
-        let mut w = Windows::new(2);
+        let mut w = Cells::new(0, 0, 2);
         w.add(1, 0, 1.0, 1);
         w.add(1, 10, 2.0, 1);
         w.add(0, 5, 7.0, 1);
         w.expire(1, 99, 100);
-        assert_eq!(w.get(1).sum(), 3.0);
+        assert_eq!(w.window(1).sum(), 3.0);
         w.expire(1, 100, 100);
-        assert_eq!(w.get(1).sum(), 2.0);
-        assert_eq!(w.get(1).next_expiry(100), Some(110));
-        assert_eq!(w.get(0).sum(), 7.0, "other windows are untouched");
+        assert_eq!(w.window(1).sum(), 2.0);
+        assert_eq!(w.window(1).next_expiry(100), Some(110));
+        assert_eq!(w.window(0).sum(), 7.0, "other windows are untouched");
         w.clear(0);
-        assert_eq!(w.get(0).sum(), 0.0);
-        assert_eq!(w.get(1).sum(), 2.0);
+        assert_eq!(w.window(0).sum(), 0.0);
+        assert_eq!(w.window(1).sum(), 2.0);
     }
 
     #[test]
     fn one_bucket_merges() {
-        let mut w = Windows::new(1);
+        let mut w = Cells::new(0, 0, 1);
         w.add(0, HOUR + 5, 1.0, HOUR);
         w.add(0, HOUR + 50, 1.0, HOUR);
         w.add(0, 2 * HOUR, 1.0, HOUR);
-        assert_eq!(w.get(0).entries.len(), 2);
-        assert_eq!(w.get(0).entries[0].at, HOUR + 50);
-        assert_eq!(w.get(0).sum(), 3.0);
+        assert_eq!(w.window(0).entries.len(), 2);
+        assert_eq!(w.window(0).entries[0].at, HOUR + 50);
+        assert_eq!(w.window(0).sum(), 3.0);
     }
 
     #[test]
     fn max_keeps_only_candidates() {
-        let mut w = Windows::new(2);
+        let mut w = Cells::new(0, 0, 2);
         w.add(0, 0, 1.0, 1);
         w.add_max(1, 0, 5.0, 1);
         w.add_max(1, 1, 9.0, 1);
         w.add_max(1, 2, 3.0, 1);
         w.add(0, 3, 1.0, 1);
-        assert_eq!(w.get(1).max(), Some(9.0));
-        assert_eq!(w.get(1).entries.len(), 2);
+        assert_eq!(w.window(1).max(), Some(9.0));
+        assert_eq!(w.window(1).entries.len(), 2);
         w.expire(1, 101, 100);
-        assert_eq!(w.get(1).max(), Some(3.0));
-        assert_eq!(w.get(0).sum(), 2.0);
+        assert_eq!(w.window(1).max(), Some(3.0));
+        assert_eq!(w.window(0).sum(), 2.0);
     }
 
     #[test]
     fn flips() {
-        let mut w = Windows::new(1);
+        let mut w = Cells::new(0, 0, 1);
         for t in 0..10 {
             w.add(0, t * 10, 1.0, 1);
         }
-        let w1 = w.get(0);
+        let w1 = w.window(0);
         let at_least = |v| Range { gte: Some(v), ..Range::default() };
         // count >= 10 stops holding when the first entry leaves
         assert_eq!(w1.sum_flip(1000, &at_least(10.0)), Some(1000));
@@ -304,11 +292,11 @@ mod tests {
         // 2 < count <= 4: first false (10), true when 6 have left
         let band = Range { gt: Some(2.0), lte: Some(4.0), ..Range::default() };
         assert_eq!(w1.sum_flip(1000, &band), Some(1050));
-        let mut m = Windows::new(1);
+        let mut m = Cells::new(0, 0, 1);
         m.add_max(0, 0, 50.0, 1);
         m.add_max(0, 5, 40.0, 1);
-        assert_eq!(m.get(0).max_flip(100, |p| p.is_some_and(|p| p >= 45.0)), Some(100));
-        assert_eq!(m.get(0).max_flip(100, |p| p.is_some()), Some(105));
+        assert_eq!(m.window(0).max_flip(100, |p| p.is_some_and(|p| p >= 45.0)), Some(100));
+        assert_eq!(m.window(0).max_flip(100, |p| p.is_some()), Some(105));
     }
 
     proptest! {
@@ -319,7 +307,7 @@ mod tests {
             lo in proptest::option::of(0u8..30), hi in proptest::option::of(0u8..30),
             strict_lo in proptest::bool::ANY, strict_hi in proptest::bool::ANY,
         ) {
-            let mut w = Windows::new(1);
+            let mut w = Cells::new(0, 0, 1);
             for (i, v) in values.iter().enumerate() {
                 let v = f64::from(*v) - if neg && i.is_multiple_of(3) { 3.0 } else { 0.0 };
                 w.add(0, i as i64 * 10, v, 1);
@@ -330,7 +318,7 @@ mod tests {
                 gt: lo.filter(|_| strict_lo), gte: lo.filter(|_| !strict_lo),
                 lt: hi.filter(|_| !strict_hi), lte: hi.filter(|_| strict_hi),
             };
-            let view = w.get(0);
+            let view = w.window(0);
             // The reference: walk every entry as it leaves.
             let mut rest = view.meta.total;
             let holds = range.contains(rest / SCALE);
@@ -350,7 +338,7 @@ mod tests {
             ops in proptest::collection::vec((0usize..3, -50i32..50, 0i64..5), 1..80), now in 0i64..400,
         ) {
             // Three summing windows driven in one buffer agree with three separate lists.
-            let mut w = Windows::new(3);
+            let mut w = Cells::new(0, 0, 3);
             let mut reference: Vec<Vec<(i64, f64)>> = vec![Vec::new(); 3];
             let mut t = 0;
             for (win, v, gap) in ops {
@@ -365,9 +353,9 @@ mod tests {
             for (win, r) in reference.iter().enumerate() {
                 w.expire(win, now, 100);
                 let expected: f64 = r.iter().filter(|(at, _)| at + 100 > now).map(|(_, v)| v).sum();
-                prop_assert!((w.get(win).sum() - expected).abs() < 1e-9);
-                let fresh: f64 = w.get(win).entries.iter().map(|e| e.value).sum();
-                prop_assert_eq!(w.get(win).meta.total, fresh);
+                prop_assert!((w.window(win).sum() - expected).abs() < 1e-9);
+                let fresh: f64 = w.window(win).entries.iter().map(|e| e.value).sum();
+                prop_assert_eq!(w.window(win).meta.total, fresh);
             }
         }
     }

@@ -15,11 +15,12 @@
 //! stored; a decoded state recomputes it on first use.
 
 use crate::checkpoint::ModelLayout;
+use leadscore_core::cells::{Cells, TallyState};
 use leadscore_core::event::{Field, OwnedValue, Stage};
 use leadscore_core::layout::{migrate, Retired, StateLayout};
 use leadscore_core::model::Grade;
-use leadscore_core::state::{LeadState, Membership, Opportunity, RuleState, TallyState, ThresholdDue};
-use leadscore_core::window::{Entry, WindowMeta, Windows};
+use leadscore_core::state::{LeadState, Membership, Opportunity, ThresholdDue};
+use leadscore_core::window::{Entry, WindowMeta};
 use leadscore_core::{Kind, Model};
 
 /// The first format: no layout fingerprint.
@@ -226,23 +227,24 @@ pub fn encode_state(s: &LeadState, model: &Model, out: &mut Vec<u8>) {
             }
         }
     }
-    w.varint(s.rules.len() as u64);
-    for r in &s.rules {
-        w.u32(r.matches);
+    let c = &s.cells;
+    w.varint(c.rule_count() as u64);
+    for matches in c.rules() {
+        w.u32(matches);
     }
-    w.varint(s.tallies.len() as u64);
-    for t in &s.tallies {
+    w.varint(c.tally_count() as u64);
+    for t in c.tallies() {
         w.opt_f64(t.total);
         w.opt_i64(t.last);
     }
-    w.varint(s.windows.meta.len() as u64);
-    for m in &s.windows.meta {
+    w.varint(c.window_count() as u64);
+    for m in c.window_metas() {
         w.f64(m.total);
         w.u32(m.len);
         w.u8(u8::from(m.keeps_max) | u8::from(m.has_negative) << 1);
     }
-    w.varint(s.windows.entries.len() as u64);
-    for e in &s.windows.entries {
+    w.varint(c.entries().len() as u64);
+    for e in c.entries() {
         w.i64(e.at);
         w.f64(e.value);
     }
@@ -256,10 +258,10 @@ pub fn encode_state(s: &LeadState, model: &Model, out: &mut Vec<u8>) {
         w.u16(m.segment);
         w.i64(m.since);
     }
-    w.varint(s.recent_ids.ids.len() as u64);
-    w.u32(s.recent_ids.next);
-    for id in &s.recent_ids.ids {
-        w.u64(*id);
+    w.varint(c.ids().len() as u64);
+    w.u32(c.ids_next());
+    for id in c.ids() {
+        w.u64(id);
     }
 }
 
@@ -291,9 +293,9 @@ pub fn max_state_bytes(model: &Model) -> (u64, Vec<(String, u64)>) {
     parts.push(("profile".into(), VARINT + profile));
     parts.push((
         "rule and tally counters".into(),
-        2 * VARINT + 4 * template.rules.len() as u64 + 18 * template.tallies.len() as u64,
+        2 * VARINT + 4 * template.cells.rule_count() as u64 + 18 * template.cells.tally_count() as u64,
     ));
-    parts.push(("window headers".into(), 2 * VARINT + 13 * template.windows.meta.len() as u64));
+    parts.push(("window headers".into(), 2 * VARINT + 13 * template.cells.window_count() as u64));
     for (name, entries) in model.window_bounds() {
         parts.push((name, entries.saturating_mul(16)));
     }
@@ -425,21 +427,28 @@ fn body(mut r: Reader<'_>, slots: &Slots) -> Result<LeadState, DecodeStateError>
     }
     let n = r.count(4)?;
     check("stateful rules", n, slots.rules)?;
-    let rules = (0..n).map(|_| Ok(RuleState { matches: r.u32()? })).collect::<R<Vec<_>>>()?;
+    // Sized for the counters, the headers and a few entries and ids: one
+    // allocation for most leads.
+    let mut cells = Cells::with_capacity(n + slots.tallies + slots.windows + 32);
+    for _ in 0..n {
+        cells.push_rule(r.u32()?);
+    }
     let n = r.count(2)?;
     check("tallies", n, slots.tallies)?;
-    let tallies = (0..n).map(|_| Ok(TallyState { total: r.opt_f64()?, last: r.opt_i64()? })).collect::<R<Vec<_>>>()?;
+    for _ in 0..n {
+        cells.push_tally(TallyState { total: r.opt_f64()?, last: r.opt_i64()? });
+    }
     let n = r.count(13)?;
     check("windows", n, slots.windows)?;
-    let meta = (0..n)
-        .map(|_| {
-            let (total, len, flags) = (r.f64()?, r.u32()?, r.u8()?);
-            Ok(WindowMeta { total, len, keeps_max: flags & 1 != 0, has_negative: flags & 2 != 0 })
-        })
-        .collect::<R<Vec<_>>>()?;
+    for _ in 0..n {
+        let (total, len, flags) = (r.f64()?, r.u32()?, r.u8()?);
+        cells.push_window(WindowMeta { total, len, keeps_max: flags & 1 != 0, has_negative: flags & 2 != 0 });
+    }
     let n = r.count(16)?;
-    let entries = (0..n).map(|_| Ok(Entry { at: r.i64()?, value: r.f64()? })).collect::<R<Vec<_>>>()?;
-    if meta.iter().map(|m| m.len as usize).sum::<usize>() != entries.len() {
+    for _ in 0..n {
+        cells.push_entry(Entry { at: r.i64()?, value: r.f64()? });
+    }
+    if !cells.consistent() {
         return Err(DecodeStateError::Corrupt("window lengths do not add up to the entries".into()));
     }
     let n = r.count(2)?;
@@ -457,6 +466,7 @@ fn body(mut r: Reader<'_>, slots: &Slots) -> Result<LeadState, DecodeStateError>
     let n = r.count(8)?;
     let next = r.u32()?;
     let ids = (0..n).map(|_| r.u64()).collect::<R<Vec<_>>>()?;
+    cells.set_ids(&ids, next);
     if r.at != bytes.len() {
         return Err(DecodeStateError::Corrupt(format!("{} trailing bytes", bytes.len() - r.at)));
     }
@@ -470,14 +480,11 @@ fn body(mut r: Reader<'_>, slots: &Slots) -> Result<LeadState, DecodeStateError>
         grade,
         criteria,
         profile_tests,
-        rules,
-        tallies,
-        windows: Windows { meta, entries },
+        cells,
         opportunities,
         stages_reached,
         segments,
         member,
-        recent_ids: leadscore_core::dedup::RecentIds { ids, next },
         next_due,
         threshold_due: ThresholdDue::default(),
     })
