@@ -167,6 +167,13 @@ pub(crate) enum Command {
         /// guarantee's default.
         #[arg(long)]
         commit_interval_ms: Option<u64>,
+        /// The service's processing.time: event_time (deterministic timers,
+        /// as for a replay) or wall_clock (the service's default: each poll
+        /// batch first publishes and awaits its replay marker, and timers
+        /// fire on the wall clock: the synthetic events are months old, so
+        /// their leads' decay and inactivity timers fire as they are read).
+        #[arg(long, default_value = "event_time", value_parser = ["event_time", "wall_clock"])]
+        time: String,
     },
     /// Run the whole pipeline on this machine with nothing to install: an
     /// embedded Kafka-protocol broker, a synthetic event stream in compressed

@@ -115,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             report,
             fetch_wait_ms,
             commit_interval_ms,
+            time,
         } => {
             check_share("--bad-share", bad_share)?;
             leadscore::bench::bench(&leadscore::bench::BenchOptions {
@@ -133,6 +134,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 report,
                 fetch_wait_ms,
                 commit_interval: commit_interval_ms.map(std::time::Duration::from_millis),
+                wall_clock: time == "wall_clock",
             })?;
         }
         Command::Demo { model, duration, rate, leads, time_scale, data_dir, partitions, admin } => {

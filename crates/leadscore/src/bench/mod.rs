@@ -63,6 +63,8 @@ pub struct BenchOptions {
     pub fetch_wait_ms: Option<u32>,
     /// The service's commit interval; `None`: the guarantee's default.
     pub commit_interval: Option<Duration>,
+    /// Timers on the wall clock (the service's default) instead of event time.
+    pub wall_clock: bool,
 }
 
 /// The synthetic stream: one event per 10 ms of event time on average.
@@ -171,7 +173,7 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
 
     let heading = format!(
         "leadscore bench: {} events ({format}, {:.1}% bad) over {} leads{}, {} partitions, on {}; \
-         RocksDB block cache {} MiB, memtables {} MiB; fetch.wait.max.ms {}",
+         RocksDB block cache {} MiB, memtables {} MiB; fetch.wait.max.ms {}; timers in {}",
         opts.events,
         opts.bad_share * 100.0,
         opts.leads,
@@ -180,7 +182,8 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
         broker.describe(),
         opts.block_cache_mb,
         opts.write_buffer_mb,
-        opts.fetch_wait_ms.map_or_else(|| "default".to_string(), |ms| ms.to_string())
+        opts.fetch_wait_ms.map_or_else(|| "default".to_string(), |ms| ms.to_string()),
+        if opts.wall_clock { "wall-clock time" } else { "event time" }
     );
     let table = report::render(&heading, &rows, ceiling_name, &latencies);
     println!("{table}");
@@ -237,6 +240,7 @@ impl Run<'_> {
                 write_buffer_mb: opts.write_buffer_mb,
                 fetch_wait_ms: opts.fetch_wait_ms,
                 commit_interval: opts.commit_interval,
+                wall_clock: opts.wall_clock,
             },
         )?;
         let mut bar = Progress::new(format!("{short} drain"), opts.events);

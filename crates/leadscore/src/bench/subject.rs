@@ -70,13 +70,15 @@ pub struct SubjectSettings<'a> {
     pub fetch_wait_ms: Option<u32>,
     /// processing.commit_interval_ms, when set.
     pub commit_interval: Option<std::time::Duration>,
+    /// processing.time = "wall_clock" instead of "event_time".
+    pub wall_clock: bool,
 }
 
 impl SubjectSettings<'_> {
     /// The service config: the built-in defaults (and LEADSCORE__ variables,
     /// which the service applies anyway) with this run's topics, group,
     /// guarantee, format and budgets; timers in event time, as the preload is
-    /// a replay.
+    /// a replay, unless the run asks for the wall clock.
     fn config(&self, state_dir: &Path, admin: &str, schema: &Path) -> anyhow::Result<ServiceConfig> {
         let mut c = ServiceConfig::load(None)?;
         let t = self.topics;
@@ -92,7 +94,7 @@ impl SubjectSettings<'_> {
         c.topics.changelog = t.changelog.clone();
         c.topics.inputs = [(t.input.clone(), "any".to_string()), (t.latency_input.clone(), "any".to_string())].into();
         c.processing.guarantee = self.guarantee;
-        c.processing.time = TimeMode::EventTime;
+        c.processing.time = if self.wall_clock { TimeMode::WallClock } else { TimeMode::EventTime };
         if self.commit_interval.is_some() {
             c.processing.commit_interval = self.commit_interval;
         }
@@ -355,6 +357,28 @@ mod tests {
         assert_eq!(d.quantile_bound(0.05), Some(0.01));
         assert_eq!(d.quantile_bound(0.5), Some(0.1));
         assert_eq!(d.quantile_bound(0.999), Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn the_service_runs_in_the_time_mode_asked_for() {
+        let topics = SubjectTopics::with_prefix("in", "run-");
+        let mode = |wall_clock| {
+            let s = SubjectSettings {
+                bootstrap: "localhost:9092",
+                group: "g",
+                guarantee: Guarantee::AtLeastOnce,
+                topics: &topics,
+                format: WireFormat::Json,
+                block_cache_mb: 8,
+                write_buffer_mb: 8,
+                fetch_wait_ms: None,
+                commit_interval: None,
+                wall_clock,
+            };
+            s.config(Path::new("state"), "127.0.0.1:1", Path::new("schema.avsc")).expect("config").processing.time
+        };
+        assert_eq!(mode(false), TimeMode::EventTime);
+        assert_eq!(mode(true), TimeMode::WallClock);
     }
 
     #[test]
