@@ -153,7 +153,7 @@ impl Subject {
     /// letters), from its `/metrics`; 0 until the admin server answers.
     pub fn consumed(&mut self) -> anyhow::Result<u64> {
         if let Some(status) = self.child.try_wait()? {
-            bail!("leadscore run exited ({status}); its log:\n{}", self.log_tail());
+            bail!("leadscore run exited ({status}); {}", self.log_tail());
         }
         Ok(metric_sum(&self.admin, "leadscore_events_total{"))
     }
@@ -177,7 +177,7 @@ impl Subject {
                 last_change = (n, now);
             } else if now.duration_since(last_change.1) > stall {
                 bail!(
-                    "leadscore consumed {n} of {events} events and made no progress for {stall:?}; its log:\n{}",
+                    "leadscore consumed {n} of {events} events and made no progress for {stall:?}; {}",
                     self.log_tail()
                 );
             }
@@ -227,7 +227,7 @@ impl Subject {
         loop {
             if let Some(status) = self.child.try_wait()? {
                 if !status.success() {
-                    bail!("leadscore run exited with {status}; its log:\n{}", self.log_tail());
+                    bail!("leadscore run exited with {status}; {}", self.log_tail());
                 }
                 break;
             }
@@ -241,9 +241,7 @@ impl Subject {
     }
 
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        log_tail(&self.log)
     }
 }
 
@@ -252,6 +250,19 @@ impl Drop for Subject {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The last lines of the service's log, for an error message.
+fn log_tail(log: &Path) -> String {
+    if std::env::var_os("LEADSCORE_BENCH_LOGS").is_some() {
+        return "its log is above (LEADSCORE_BENCH_LOGS)".to_string();
+    }
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        return "it logged no warning or error (LEADSCORE_BENCH_LOGS=1 shows its info log)".to_string();
+    }
+    format!("its log:\n{}", lines[lines.len().saturating_sub(30)..].join("\n"))
 }
 
 /// The sum of all series of a metric whose lines start with `prefix`.
@@ -379,6 +390,18 @@ mod tests {
         };
         assert_eq!(mode(false), TimeMode::EventTime);
         assert_eq!(mode(true), TimeMode::WallClock);
+    }
+
+    #[test]
+    fn an_empty_log_is_said_to_be_empty() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("leadscore.log");
+        std::fs::write(&log, "").expect("log");
+        assert!(log_tail(&log).starts_with("it logged no warning or error"), "{}", log_tail(&log));
+        let lines: String = (0..40).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&log, lines).expect("log");
+        let tail = log_tail(&log);
+        assert!(tail.starts_with("its log:\nline 10\n") && tail.ends_with("line 39"), "{tail}");
     }
 
     #[test]
