@@ -261,12 +261,7 @@ impl Run<'_> {
         let mut measured = row(&name, n, elapsed);
         measured.cpu_per_event = cpu.filter(|_| n > 0).map(|c| Duration::from_secs_f64(c / n as f64));
         measured.commits = Some((commits.count, Duration::from_secs_f64(commits.mean())));
-        // Half the first guarantee's rate, so that the runs compare at one
-        // load, unless that is more than half of this one's own rate: a
-        // service given more than it drains falls behind for the whole phase
-        // (and on the mock broker, which keeps 5 MB a partition, loses input).
-        let own_half = (measured.rate() / 2.0).max(1.0) as u64;
-        let rate = opts.latency_rate.unwrap_or_else(|| (*half_rate.get_or_insert(own_half)).min(own_half));
+        let rate = latency_rate(opts.latency_rate, half_rate, measured.rate());
         let mut latency = None;
         if opts.latency_seconds > 0 {
             let probe_group = format!("{group}-probe");
@@ -403,5 +398,31 @@ impl LatencyPhase<'_> {
             p999: quantile(&latencies, 0.999),
             max: *latencies.last().unwrap_or(&Duration::ZERO),
         })
+    }
+}
+
+/// The latency phase's rate: the one asked for; else half the first
+/// guarantee's drain rate (kept in `first_half`), so that the runs compare at
+/// one load, unless that is more than half of this guarantee's own `drained`
+/// rate: a service given more than it drains falls behind for the whole phase
+/// (and on the mock broker, which keeps 5 MB a partition, loses input).
+fn latency_rate(asked: Option<u64>, first_half: &mut Option<u64>, drained: f64) -> u64 {
+    let own_half = (drained / 2.0).max(1.0) as u64;
+    asked.unwrap_or_else(|| (*first_half.get_or_insert(own_half)).min(own_half))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::latency_rate;
+
+    #[test]
+    fn latency_runs_at_half_the_first_drain_unless_this_one_drains_less() {
+        let mut first = None;
+        assert_eq!(latency_rate(None, &mut first, 200_000.0), 100_000, "half the first guarantee's");
+        assert_eq!(first, Some(100_000));
+        assert_eq!(latency_rate(None, &mut first, 300_000.0), 100_000, "the same load for a faster one");
+        assert_eq!(latency_rate(None, &mut first, 120_000.0), 60_000, "half its own for a slower one");
+        assert_eq!(latency_rate(Some(5_000), &mut first, 120_000.0), 5_000, "the rate asked for");
+        assert_eq!(latency_rate(None, &mut None, 0.5), 1, "never zero");
     }
 }
