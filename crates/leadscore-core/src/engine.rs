@@ -305,7 +305,7 @@ impl View<'_> {
             }
             Cond::Profile(i) => self.state.profile_tests & (1 << i) != 0,
             Cond::Criterion(i) => self.state.criteria & (1 << i) != 0,
-            Cond::OpportunityIn(stage) => self.state.opportunities.iter().any(|o| o.stage == Some(*stage)),
+            Cond::OpportunityIn(stage) => self.state.stages_now & (1 << (*stage as u8)) != 0,
             Cond::OpportunityReached(stage) => self.state.stages_reached & (1 << (*stage as u8)) != 0,
         }
     }

@@ -50,6 +50,10 @@ pub struct LeadState {
     pub opportunities: Vec<Opportunity>,
     /// Bit `1 << stage`: some opportunity has been in that stage.
     pub stages_reached: u8,
+    /// Bit `1 << stage`: some opportunity is in that stage now (derived from
+    /// `opportunities` by [`LeadState::restage`], so that a segment test does
+    /// not read the list; not stored).
+    pub stages_now: u8,
     /// Ordered by segment index.
     pub segments: Vec<Membership>,
     /// Bit `i`: in segment `i` (the same as `segments`, kept for a cheap compare).
@@ -86,6 +90,7 @@ impl LeadState {
             cells: Cells::new(model.stateful_rules(), model.tallies.len(), model.window_count),
             opportunities: Vec::new(),
             stages_reached: 0,
+            stages_now: 0,
             segments: Vec::new(),
             member: 0,
             next_due: None,
@@ -178,6 +183,12 @@ impl LeadState {
                 self.opportunities.push(Opportunity { id: id.into(), stage })
             }
         }
+        self.restage();
+    }
+
+    /// Recomputes `stages_now` from the opportunities.
+    pub fn restage(&mut self) {
+        self.stages_now = self.opportunities.iter().filter_map(|o| o.stage).fold(0, |m, s| m | 1 << (s as u8));
     }
 }
 
@@ -215,6 +226,7 @@ mod tests {
         assert_eq!(s.opportunities.len(), MAX_OPPORTUNITIES);
         assert!(s.opportunities.iter().all(|o| &*o.id != "won-1"), "the closed one went first");
         assert!(s.stages_reached & (1 << Stage::ClosedWon as u8) != 0, "what it reached stays known");
+        assert_eq!(s.stages_now, 1 << Stage::Open as u8, "no opportunity is won now");
         s.update_opportunity("newer", Some(Stage::Open));
         assert_eq!(&*s.opportunities[0].id, "open-2", "then the oldest");
     }

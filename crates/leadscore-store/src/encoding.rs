@@ -470,7 +470,7 @@ fn body(mut r: Reader<'_>, slots: &Slots) -> Result<LeadState, DecodeStateError>
     if r.at != bytes.len() {
         return Err(DecodeStateError::Corrupt(format!("{} trailing bytes", bytes.len() - r.at)));
     }
-    Ok(LeadState {
+    let mut state = LeadState {
         version,
         clock,
         score,
@@ -483,11 +483,14 @@ fn body(mut r: Reader<'_>, slots: &Slots) -> Result<LeadState, DecodeStateError>
         cells,
         opportunities,
         stages_reached,
+        stages_now: 0,
         segments,
         member,
         next_due,
         threshold_due: ThresholdDue::default(),
-    })
+    };
+    state.restage();
+    Ok(state)
 }
 
 #[cfg(test)]
