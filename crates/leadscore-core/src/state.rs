@@ -1,6 +1,7 @@
 //! The state of one lead: score (lazily decayed), profile and grade, its
 //! counters ([`Cells`]: rules, tallies, windows, recent event ids),
-//! opportunities, segment memberships, and the next instant at which time alone could change a segment.
+//! opportunities, segment memberships, and the next instant at which time
+//! alone could change a segment.
 //!
 //! The fields are public so that a store adapter can encode them; they are only
 //! ever changed by the engine.

@@ -177,6 +177,26 @@ fn bench_measures_the_ceiling_both_guarantees_and_latency_in_one_run() {
     }
 }
 
+#[test]
+fn bench_measures_the_default_wall_clock_mode_too() {
+    let out = bin()
+        .args(["bench", "--events", "3000", "--leads", "300", "--guarantee", "at_least_once"])
+        .args(["--latency-seconds", "2", "--latency-rate", "1000", "--time", "wall_clock"])
+        .output()
+        .expect("bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("timers in wall-clock time"), "{table}");
+    // The whole preload drained (old events are applied, not dead-lettered,
+    // and their timers fire) and the latency probe matched outputs to events.
+    let drain =
+        table.lines().find(|l| l.starts_with("| leadscore at_least_once |") && l.contains("MiB")).expect(&table);
+    assert_eq!(drain.split('|').map(str::trim).nth(2), Some("3000"), "{drain}");
+    let latency = table.lines().find(|l| l.starts_with("| leadscore at_least_once |") && l.contains(" ms |"));
+    assert!(latency.is_some_and(|l| l.split('|').map(str::trim).nth(2) == Some("1000")), "{table}");
+}
+
 /// `--by-kind` fills the default configuration's six co-partitioned topics,
 /// each kind on its topic; the service, configured with them, applies each
 /// lead's events in event-time order across the topics, so that what it

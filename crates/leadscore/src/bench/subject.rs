@@ -54,7 +54,9 @@ pub struct Subject {
     child: Child,
     pub admin: String,
     pub state_dir: PathBuf,
-    log: PathBuf,
+    /// The file the service logs to; `None`: the bench's own stderr
+    /// (LEADSCORE_BENCH_LOGS).
+    log: Option<PathBuf>,
 }
 
 /// What the subject's config sets; the rest are leadscore's defaults.
@@ -132,10 +134,10 @@ impl Subject {
         let log = dir.join("leadscore.log");
         // LEADSCORE_BENCH_LOGS=1 shows the service's log (for profiling runs);
         // otherwise it goes to a file shown when the service fails.
-        let (stderr, level) = if std::env::var_os("LEADSCORE_BENCH_LOGS").is_some() {
-            (Stdio::inherit(), "info")
+        let (stderr, level, log) = if std::env::var_os("LEADSCORE_BENCH_LOGS").is_some() {
+            (Stdio::inherit(), "info", None)
         } else {
-            (Stdio::from(std::fs::File::create(&log)?), "warn")
+            (Stdio::from(std::fs::File::create(&log)?), "warn", Some(log))
         };
         let exe = std::env::current_exe().context("finding the leadscore binary")?;
         let child = Command::new(exe)
@@ -241,7 +243,7 @@ impl Subject {
     }
 
     fn log_tail(&self) -> String {
-        log_tail(&self.log)
+        self.log.as_deref().map_or_else(|| "its log is above (LEADSCORE_BENCH_LOGS)".to_string(), log_tail)
     }
 }
 
@@ -252,11 +254,8 @@ impl Drop for Subject {
     }
 }
 
-/// The last lines of the service's log, for an error message.
+/// The last lines of the service's log file, for an error message.
 fn log_tail(log: &Path) -> String {
-    if std::env::var_os("LEADSCORE_BENCH_LOGS").is_some() {
-        return "its log is above (LEADSCORE_BENCH_LOGS)".to_string();
-    }
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     if lines.is_empty() {
