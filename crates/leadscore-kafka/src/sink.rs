@@ -3,7 +3,7 @@
 //! its own thread; a flush that tells whether every record since the last one
 //! was delivered and at which changelog offset each partition's step ended.
 
-use leadscore_pipeline::ports::{Acked, GroupMetadata, PortError, Sink, TopicOffset};
+use leadscore_pipeline::ports::{Acked, GroupMetadata, Mark, PortError, Sink, TopicOffset};
 use leadscore_pipeline::{OutputRecord, Topics};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerGroupMetadata;
@@ -58,48 +58,87 @@ pub fn send_waiting<'a, C: ProducerContext + 'static>(
     }
 }
 
-/// Counts failed deliveries since the last flush, keeps the last error, and
-/// the offsets of the delivered changelog checkpoint markers.
+/// What the delivery reports said of the records of one epoch (those sent
+/// between two [`Sink::mark`]s).
 #[derive(Default)]
-pub struct DeliveryTracker {
+struct Epoch {
+    /// Sent and not yet reported.
+    in_flight: AtomicU64,
     failed: AtomicU64,
-    last_error: Mutex<Option<String>>,
     /// Partition -> offset of its latest delivered checkpoint marker.
     markers: Mutex<BTreeMap<u32, i64>>,
+}
+
+/// Counts the records in flight and the failed deliveries of the current
+/// epoch and the one before it (at most two are open: an epoch is marked
+/// only once the one before it was found delivered), keeps the last error,
+/// and the offsets of the delivered changelog checkpoint markers.
+#[derive(Default)]
+pub struct DeliveryTracker {
+    epochs: [Epoch; 2],
+    last_error: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A record's delivery opaque: the parity of its epoch, and 1 + the
+/// partition of a checkpoint marker (0 for any other record).
+fn opaque(epoch: u64, marker: Option<u32>) -> usize {
+    (epoch & 1) as usize | marker.map_or(0, |p| p as usize + 1) << 1
+}
+
 impl ClientContext for DeliveryTracker {}
 
 impl ProducerContext for DeliveryTracker {
-    /// 0, or 1 + the partition of a checkpoint marker.
+    /// See [`opaque`].
     type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, marker: usize) {
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let epoch = &self.epochs[opaque & 1];
+        let marker = opaque >> 1;
         match result {
             Err((e, _)) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
+                epoch.failed.fetch_add(1, Ordering::Relaxed);
                 *lock(&self.last_error) = Some(e.to_string());
             }
             Ok(m) if marker > 0 => {
-                let mut markers = lock(&self.markers);
+                let mut markers = lock(&epoch.markers);
                 let at = markers.entry(marker as u32 - 1).or_insert(m.offset());
                 *at = (*at).max(m.offset());
             }
             Ok(_) => {}
         }
+        // Last, so that whoever sees the epoch drained sees its failures
+        // and markers too.
+        epoch.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl DeliveryTracker {
-    /// Failures reported since the last call (any record sent since the
-    /// previous flush), and the marker offsets delivered meanwhile.
-    fn take(&self) -> (u64, Acked) {
-        let failed = self.failed.swap(0, Ordering::Relaxed);
-        (failed, Acked { markers: std::mem::take(&mut *lock(&self.markers)) })
+    /// Failures reported for the epoch of parity `parity` since the last
+    /// call, and its marker offsets delivered meanwhile.
+    fn take(&self, parity: usize) -> (u64, Acked) {
+        let epoch = &self.epochs[parity];
+        let failed = epoch.failed.swap(0, Ordering::Relaxed);
+        (failed, Acked { markers: std::mem::take(&mut *lock(&epoch.markers)) })
+    }
+
+    /// The same for both epochs (any record sent since the previous flush).
+    fn take_all(&self) -> (u64, Acked) {
+        let (mut failed, mut acked) = self.take(0);
+        let (more, other) = self.take(1);
+        failed += more;
+        for (partition, offset) in other.markers {
+            let at = acked.markers.entry(partition).or_insert(offset);
+            *at = (*at).max(offset);
+        }
+        (failed, acked)
+    }
+
+    fn in_flight(&self, parity: usize) -> u64 {
+        self.epochs[parity].in_flight.load(Ordering::Acquire)
     }
 }
 
@@ -107,6 +146,8 @@ impl DeliveryTracker {
 pub struct KafkaSink {
     producer: ThreadedProducer<DeliveryTracker>,
     topics: Topics,
+    /// The epoch of the records sent now (see [`Sink::mark`]).
+    epoch: u64,
 }
 
 /// A Kafka error as a port error: fenced by a newer producer, fatal, or
@@ -147,17 +188,21 @@ impl KafkaSink {
                 .init_transactions(Duration::from_secs(60))
                 .map_err(|e| port_error("initialising transactions (does the broker support them?)", e))?;
         }
-        Ok(KafkaSink { producer, topics })
+        Ok(KafkaSink { producer, topics, epoch: 0 })
     }
 
     fn failures(&self) -> Result<Acked, PortError> {
-        let (failed, acked) = self.producer.context().take();
-        if failed > 0 {
-            let last = lock(&self.producer.context().last_error).clone().unwrap_or_default();
-            return Err(PortError::Retriable(format!("{failed} output record(s) were not delivered: {last}")));
-        }
-        Ok(acked)
+        failed_or(self.producer.context().take_all(), self.producer.context())
     }
+}
+
+/// The acknowledged markers, or an error if any delivery failed.
+fn failed_or((failed, acked): (u64, Acked), tracker: &DeliveryTracker) -> Result<Acked, PortError> {
+    if failed > 0 {
+        let last = lock(&tracker.last_error).clone().unwrap_or_default();
+        return Err(PortError::Retriable(format!("{failed} output record(s) were not delivered: {last}")));
+    }
+    Ok(acked)
 }
 
 impl Sink for KafkaSink {
@@ -167,7 +212,8 @@ impl Sink for KafkaSink {
             for (k, v) in &r.headers {
                 headers = headers.insert(Header { key: k, value: Some(v) });
             }
-            let opaque = if r.is_checkpoint_marker() { r.partition.map_or(0, |p| p as usize + 1) } else { 0 };
+            let marker = if r.is_checkpoint_marker() { r.partition } else { None };
+            let opaque = opaque(self.epoch, marker);
             let mut record: BaseRecord<'_, [u8], [u8], usize> =
                 BaseRecord::with_opaque_to(self.topics.name(r.topic), opaque).headers(headers);
             if let Some(k) = &r.key {
@@ -179,8 +225,12 @@ impl Sink for KafkaSink {
             if let Some(p) = r.partition {
                 record = record.partition(p as i32);
             }
-            send_waiting(&self.producer, record)
-                .map_err(|e| port_error(&format!("queueing a record for {}", self.topics.name(r.topic)), e))?;
+            let in_flight = &self.producer.context().epochs[(self.epoch & 1) as usize].in_flight;
+            in_flight.fetch_add(1, Ordering::AcqRel);
+            if let Err(e) = send_waiting(&self.producer, record) {
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                return Err(port_error(&format!("queueing a record for {}", self.topics.name(r.topic)), e));
+            }
         }
         Ok(())
     }
@@ -191,9 +241,31 @@ impl Sink for KafkaSink {
         self.failures()
     }
 
+    fn mark(&mut self) -> Mark {
+        let mark = Mark(self.epoch);
+        self.epoch += 1;
+        mark
+    }
+
+    fn delivered(&mut self, mark: Mark, wait: bool, timeout: Duration) -> Result<Option<Acked>, PortError> {
+        let parity = (mark.0 & 1) as usize;
+        let tracker = self.producer.context();
+        if tracker.in_flight(parity) > 0 {
+            if !wait {
+                return Ok(None);
+            }
+            // Waits for what was sent after the mark too: simpler than a
+            // wait per epoch, and only the commit before a stop or a
+            // rebalance waits.
+            wait_delivered(&self.producer, timeout)
+                .map_err(|e| PortError::Retriable(format!("outputs not delivered within {timeout:?}: {e}")))?;
+        }
+        failed_or(tracker.take(parity), tracker).map(Some)
+    }
+
     fn begin(&mut self) -> Result<(), PortError> {
         // Failures of an earlier, aborted transaction are not this one's.
-        let _ = self.producer.context().take();
+        let _ = self.producer.context().take_all();
         self.producer.begin_transaction().map_err(|e| port_error("beginning a transaction", e))
     }
 
@@ -228,7 +300,7 @@ impl Sink for KafkaSink {
     }
 
     fn abort(&mut self, timeout: Duration) -> Result<(), PortError> {
-        let _ = self.producer.context().take();
+        let _ = self.producer.context().take_all();
         self.producer.abort_transaction(timeout).map_err(|e| port_error("aborting the transaction", e))
     }
 }
@@ -242,9 +314,9 @@ mod tests {
         // Delivery reports can arrive before the flush starts (defect 1 of the
         // runtime issue): they must not be missed.
         let tracker = DeliveryTracker::default();
-        tracker.failed.fetch_add(1, Ordering::Relaxed);
-        let (failed, _) = tracker.take();
+        tracker.epochs[1].failed.fetch_add(1, Ordering::Relaxed);
+        let (failed, _) = tracker.take_all();
         assert_eq!(failed, 1);
-        assert_eq!(tracker.take().0, 0, "counted once");
+        assert_eq!(tracker.take_all().0, 0, "counted once");
     }
 }

@@ -1,7 +1,9 @@
 //! The output producer on librdkafka's mock broker: a record the broker
 //! refuses fails the next flush, even when the failure was reported before
 //! the flush began (the loop must never checkpoint past it), and the
-//! checkpoint markers' offsets are reported per changelog partition.
+//! checkpoint markers' offsets are reported per changelog partition; a mark
+//! (the pipelined commit) tells when the records sent before it are
+//! delivered, and reports only their markers.
 
 use leadscore_kafka::sink::KafkaSink;
 use leadscore_pipeline::ports::Sink;
@@ -59,4 +61,56 @@ fn a_clean_flush_reports_each_partitions_last_marker_offset() {
     assert_eq!(acked.markers, [(0, 0), (1, 3)].into_iter().collect());
     // Nothing new: nothing reported.
     assert!(sink.flush(Duration::from_secs(10)).expect("delivered").markers.is_empty());
+}
+
+/// Polls without waiting, as the runtime does between batches, until the
+/// records before `mark` are found delivered (or failed).
+fn poll_delivered(
+    sink: &mut KafkaSink,
+    mark: leadscore_pipeline::ports::Mark,
+) -> Result<leadscore_pipeline::ports::Acked, leadscore_pipeline::ports::PortError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(acked) = sink.delivered(mark, false, Duration::from_secs(10)).transpose() {
+            return acked;
+        }
+        assert!(std::time::Instant::now() < deadline, "the records before the mark were never reported");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_mark_reports_only_the_markers_sent_before_it_while_more_are_sent() {
+    let c = cluster();
+    let config = ClientConfig::new().set("bootstrap.servers", c.bootstrap_servers()).clone();
+    let mut sink = KafkaSink::new(&config, Topics::default(), None).expect("sink");
+    let marker = |p| OutputRecord::checkpoint_marker(p, &Checkpoint::default());
+    let state = |p, lead: &str| OutputRecord { partition: Some(p), ..record(OutputTopic::Changelog, lead) };
+    sink.send(&[state(0, "L-1"), marker(0)]).expect("queued");
+    let first = sink.mark();
+    // The next commit's records go out before the first is found delivered.
+    sink.send(&[state(1, "L-2"), marker(1), record(OutputTopic::ScoreChanges, "L-2")]).expect("queued");
+    // Waiting delivers everything sent so far, the second commit's records
+    // too; the first is still told only its own marker.
+    let acked = sink.delivered(first, true, Duration::from_secs(10)).expect("delivered").expect("waited for");
+    assert_eq!(acked.markers, [(0, 1)].into_iter().collect(), "only the first commit's marker");
+    let second = sink.mark();
+    let acked = poll_delivered(&mut sink, second).expect("delivered");
+    assert_eq!(acked.markers, [(1, 1)].into_iter().collect());
+    // A third commit with nothing sent is delivered at once.
+    let third = sink.mark();
+    let acked = sink.delivered(third, false, Duration::from_secs(10)).expect("delivered");
+    assert_eq!(acked.map(|a| a.markers.len()), Some(0));
+}
+
+#[test]
+fn a_mark_whose_records_failed_says_so() {
+    let c = cluster();
+    let config = ClientConfig::new().set("bootstrap.servers", c.bootstrap_servers()).clone();
+    let mut sink = KafkaSink::new(&config, Topics::default(), None).expect("sink");
+    c.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 10]);
+    sink.send(&[record(OutputTopic::ScoreChanges, "L-1")]).expect("queued");
+    let mark = sink.mark();
+    let e = poll_delivered(&mut sink, mark).expect_err("the record was not delivered");
+    assert!(e.to_string().contains("not delivered"), "{e}");
 }

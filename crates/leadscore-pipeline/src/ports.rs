@@ -127,6 +127,10 @@ pub struct Acked {
     pub markers: BTreeMap<Partition, i64>,
 }
 
+/// The end of the records sent so far, for [`Sink::delivered`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark(pub u64);
+
 /// The output producer; see the module docs. Records of one key keep their
 /// order, also across retries.
 pub trait Sink {
@@ -136,6 +140,27 @@ pub trait Sink {
     /// Waits until every record sent since the last flush is acknowledged;
     /// fails if any of them was not delivered.
     fn flush(&mut self, timeout: Duration) -> Result<Acked, PortError>;
+
+    /// Marks the end of the records sent so far (and since the previous
+    /// mark), so that a later [`Sink::delivered`] can tell whether they are
+    /// acknowledged while more are sent meanwhile. At most one mark is
+    /// outstanding: the previous one was found delivered first.
+    fn mark(&mut self) -> Mark {
+        Mark(0)
+    }
+
+    /// Whether every record sent before `mark` (and after the mark before
+    /// it) is acknowledged: `Ok(None)` while some are in flight, unless
+    /// `wait`, which waits up to `timeout` for them; fails if any was not
+    /// delivered. The acknowledged checkpoint markers are those sent before
+    /// `mark`. By default, a [`Sink::flush`]: it also waits for what was sent
+    /// after the mark, and reports its markers too, which is only slower for
+    /// a caller that sends no checkpoint marker after a mark before asking
+    /// (the runtime's pipelined commit sends none).
+    fn delivered(&mut self, mark: Mark, wait: bool, timeout: Duration) -> Result<Option<Acked>, PortError> {
+        let _ = (mark, wait);
+        self.flush(timeout).map(Some)
+    }
 
     /// Opens a transaction (exactly once).
     fn begin(&mut self) -> Result<(), PortError>;

@@ -10,7 +10,7 @@ use crate::world::{Caller, Crash, World};
 use leadscore_core::{LeadId, Millis};
 use leadscore_pipeline::messages::headers;
 use leadscore_pipeline::ports::{
-    Acked, Changelog, ChangelogRecord, Clock, GroupMetadata, PortError, Sink, Source, SourceEvent, SourceHealth,
+    Acked, Changelog, ChangelogRecord, Clock, GroupMetadata, Mark, PortError, Sink, Source, SourceEvent, SourceHealth,
     TopicOffset,
 };
 use leadscore_pipeline::{ChangelogKind, InputMessage, OutputRecord, OutputTopic, Position, Topics};

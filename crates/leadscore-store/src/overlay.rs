@@ -10,13 +10,21 @@
 //! partition's latest checkpoint. A lead written in ten batches of an interval
 //! is written to RocksDB once.
 //!
+//! A commit can also be pipelined: [`Overlay::seal`] sets what is staged aside
+//! as a sealed layer (still read, below the writes staged after it) while its
+//! outputs are in flight, and [`Overlay::release`] hands it over for the
+//! durable store once they are acknowledged. Reads go staged, then sealed,
+//! then durable (the `layer` module).
+//!
 //! Dropping a partition goes straight through: the runtime only drops
 //! partitions it no longer owns, after committing what it staged.
 
+mod layer;
+
 use crate::{Checkpoint, LeadId, Op, Partition, StateStore, StoreError, WriteBatch};
+use layer::Layer;
 use leadscore_core::Millis;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
 /// A timer's pending move: where the durable store has it, where it is now.
@@ -45,11 +53,13 @@ struct Staged {
 pub struct Overlay<'s> {
     durable: &'s dyn StateStore,
     staged: Mutex<Staged>,
+    /// A sealed commit's writes, until released (empty if none).
+    sealed: Mutex<Staged>,
 }
 
 impl<'s> Overlay<'s> {
     pub fn new(durable: &'s dyn StateStore) -> Overlay<'s> {
-        Overlay { durable, staged: Mutex::new(Staged::default()) }
+        Overlay { durable, staged: Mutex::new(Staged::default()), sealed: Mutex::new(Staged::default()) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Staged> {
@@ -57,20 +67,32 @@ impl<'s> Overlay<'s> {
         self.staged.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether anything is staged.
-    pub fn is_empty(&self) -> bool {
-        let s = self.lock();
-        s.states.values().all(HashMap::is_empty) && s.moves.values().all(HashMap::is_empty) && s.checkpoints.is_empty()
+    fn lock_sealed(&self) -> MutexGuard<'_, Staged> {
+        self.sealed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Roughly how much memory the staged states take.
+    /// Reads through the layers: staged, then sealed, then durable.
+    fn read<T>(&self, f: impl FnOnce(&Layer<'_>) -> T) -> T {
+        let staged = self.lock();
+        let sealed = self.lock_sealed();
+        let below = Layer { staged: &sealed, below: self.durable };
+        f(&Layer { staged: &staged, below: &below })
+    }
+
+    /// Whether nothing is staged since the last seal (or take).
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Whether a sealed layer waits for its release.
+    pub fn is_sealed(&self) -> bool {
+        !self.lock_sealed().is_empty()
+    }
+
+    /// Roughly how much memory the states staged since the last seal take
+    /// (a sealed layer, while there is one, takes up to as much again).
     pub fn bytes(&self) -> usize {
         self.lock().bytes
-    }
-
-    /// The staged checkpoints.
-    pub fn checkpoints(&self) -> BTreeMap<Partition, Checkpoint> {
-        self.lock().checkpoints.clone()
     }
 
     /// Stages the batch, taking its values (see the module documentation);
@@ -84,37 +106,92 @@ impl<'s> Overlay<'s> {
 
     /// Everything staged, as one batch for the durable store; the overlay is
     /// empty afterwards. Checkpoints come last, after the states they cover.
+    ///
+    /// Only with no sealed layer: staged timer moves start from where the
+    /// layers below have them, so the sealed layer is written first.
     pub fn take(&self) -> WriteBatch {
-        let staged = std::mem::take(&mut *self.lock());
-        let mut batch = WriteBatch::default();
-        // In partition and lead order, whatever the hash maps' order: the
-        // batch (and the changelog made of it) is the same on every run,
-        // which keeps simulation seeds replayable.
-        for (partition, lead, value) in sorted(staged.states) {
-            match value {
-                Some(value) => batch.put_state(partition, lead, value),
-                None => batch.delete_state(partition, lead),
-            }
-        }
-        for (partition, lead, m) in sorted(staged.moves) {
-            batch.move_timer(partition, lead, m.durable, m.now);
-        }
-        for (partition, checkpoint) in staged.checkpoints {
-            batch.checkpoint(partition, checkpoint);
-        }
-        batch
+        assert!(!self.is_sealed(), "Overlay::take with a sealed layer not yet released");
+        std::mem::take(&mut *self.lock()).into_batch()
+    }
+
+    /// Sets everything staged aside as the sealed layer, still read below
+    /// what is staged next. Only with no sealed layer.
+    pub fn seal(&self) {
+        let mut sealed = self.lock_sealed();
+        assert!(sealed.is_empty(), "Overlay::seal with a sealed layer not yet released");
+        *sealed = std::mem::take(&mut *self.lock());
+    }
+
+    /// A copy of the sealed layer, as [`Overlay::release`] will hand it over
+    /// (for the changelog of the commit).
+    pub fn sealed_batch(&self) -> WriteBatch {
+        self.lock_sealed().to_batch()
+    }
+
+    /// The sealed layer as one batch for the durable store, which must have
+    /// it written before anything else is read or staged (the layer is no
+    /// longer read).
+    pub fn release(&self) -> WriteBatch {
+        std::mem::take(&mut *self.lock_sealed()).into_batch()
     }
 }
 
-/// The entries of per-partition maps, in partition and lead order.
-fn sorted<V>(by: HashMap<Partition, HashMap<LeadId, V>>) -> Vec<(Partition, LeadId, V)> {
-    let mut all: Vec<(Partition, LeadId, V)> =
-        by.into_iter().flat_map(|(p, leads)| leads.into_iter().map(move |(l, v)| (p, l, v))).collect();
+/// The entries of per-partition maps, in partition and lead order: the
+/// batch (and the changelog made of it) is the same on every run, whatever
+/// the hash maps' order, which keeps simulation seeds replayable.
+fn sorted<L: Ord, V>(by: impl Iterator<Item = (Partition, L, V)>) -> Vec<(Partition, L, V)> {
+    let mut all: Vec<(Partition, L, V)> = by.collect();
     all.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     all
 }
 
 impl Staged {
+    fn is_empty(&self) -> bool {
+        self.states.values().all(HashMap::is_empty)
+            && self.moves.values().all(HashMap::is_empty)
+            && self.checkpoints.is_empty()
+    }
+
+    /// The layer as one batch (see [`Overlay::take`]).
+    fn into_batch(self) -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        let states = self.states.into_iter().flat_map(|(p, leads)| leads.into_iter().map(move |(l, v)| (p, l, v)));
+        for (partition, lead, value) in sorted(states) {
+            match value {
+                Some(value) => batch.put_state(partition, lead, value),
+                None => batch.delete_state(partition, lead),
+            }
+        }
+        let moves = self.moves.into_iter().flat_map(|(p, leads)| leads.into_iter().map(move |(l, m)| (p, l, m)));
+        for (partition, lead, m) in sorted(moves) {
+            batch.move_timer(partition, lead, m.durable, m.now);
+        }
+        for (partition, checkpoint) in self.checkpoints {
+            batch.checkpoint(partition, checkpoint);
+        }
+        batch
+    }
+
+    /// The same batch as [`Staged::into_batch`], copied.
+    fn to_batch(&self) -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        let states = self.states.iter().flat_map(|(p, leads)| leads.iter().map(move |(l, v)| (*p, l, v)));
+        for (partition, lead, value) in sorted(states) {
+            match value {
+                Some(value) => batch.put_state(partition, lead.clone(), value.clone()),
+                None => batch.delete_state(partition, lead.clone()),
+            }
+        }
+        let moves = self.moves.iter().flat_map(|(p, leads)| leads.iter().map(move |(l, m)| (*p, l, m)));
+        for (partition, lead, m) in sorted(moves) {
+            batch.move_timer(partition, lead.clone(), m.durable, m.now);
+        }
+        for (partition, checkpoint) in &self.checkpoints {
+            batch.checkpoint(*partition, checkpoint.clone());
+        }
+        batch
+    }
+
     fn stage(&mut self, op: Op) {
         match op {
             Op::PutState { partition, lead, value } => {
@@ -170,59 +247,11 @@ impl Staged {
 
 impl StateStore for Overlay<'_> {
     fn get_states(&self, partition: Partition, leads: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let staged = self.lock();
-        let mut found: Vec<Option<Option<Vec<u8>>>> = Vec::with_capacity(leads.len());
-        let mut missing = Vec::new();
-        let states = staged.states.get(&partition);
-        for lead in leads {
-            match states.and_then(|s| s.get(*lead)) {
-                Some(v) => found.push(Some(v.clone())),
-                None => {
-                    found.push(None);
-                    missing.push(*lead);
-                }
-            }
-        }
-        drop(staged);
-        if missing.is_empty() {
-            return Ok(found.into_iter().map(|v| v.flatten()).collect());
-        }
-        let mut durable = self.durable.get_states(partition, &missing)?.into_iter();
-        Ok(found.into_iter().map(|v| v.unwrap_or_else(|| durable.next().flatten())).collect())
+        self.read(|top| top.get_states(partition, leads))
     }
 
     fn lead_ids(&self, partition: Partition, after: Option<&str>, limit: usize) -> Result<Vec<LeadId>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let staged = self.lock();
-        let states = staged.states.get(&partition);
-        let mut cursor = after.map(LeadId::from);
-        loop {
-            let page = self.durable.lead_ids(partition, cursor.as_ref().map(|l| l.as_str()), limit)?;
-            let last = page.last().cloned();
-            // Staged deletions hide durable leads; staged states add leads,
-            // up to the durable page's last (or all, past the durable end).
-            let mut merged: Vec<LeadId> =
-                page.into_iter().filter(|l| !matches!(states.and_then(|s| s.get(l)), Some(None))).collect();
-            if let Some(states) = states {
-                merged.extend(
-                    states
-                        .iter()
-                        .filter(|(l, v)| v.is_some() && cursor.as_ref().is_none_or(|c| *l > c))
-                        .filter(|(l, _)| last.as_ref().is_none_or(|last| *l <= last))
-                        .map(|(l, _)| l.clone()),
-                );
-            }
-            merged.sort_unstable();
-            merged.dedup();
-            merged.truncate(limit);
-            // Only an empty durable page ends the scan.
-            if !merged.is_empty() || last.is_none() {
-                return Ok(merged);
-            }
-            cursor = last;
-        }
+        self.read(|top| top.lead_ids(partition, after, limit))
     }
 
     fn due_timers(
@@ -232,52 +261,11 @@ impl StateStore for Overlay<'_> {
         up_to: Millis,
         limit: usize,
     ) -> Result<Vec<(Millis, LeadId)>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let staged = self.lock();
-        let moves = staged.moves.get(&partition);
-        let moved_away =
-            |due: Millis, lead: &str| moves.and_then(|m| m.get(lead)).is_some_and(|m| m.durable == Some(due));
-        // Durable timers, without those that moved; read on until `limit` are
-        // left or the durable store has no more.
-        let mut durable = Vec::new();
-        let mut cursor: Option<(Millis, LeadId)> = after.map(|(d, l)| (d, LeadId::from(l)));
-        loop {
-            let page =
-                self.durable.due_timers(partition, cursor.as_ref().map(|(d, l)| (*d, l.as_str())), up_to, limit)?;
-            let full = page.len() == limit;
-            for (due, lead) in page {
-                if !moved_away(due, lead.as_str()) {
-                    durable.push((due, lead.clone()));
-                }
-                cursor = Some((due, lead));
-            }
-            if !full || durable.len() >= limit {
-                break;
-            }
-        }
-        let start = match &after {
-            Some((d, l)) => Bound::Excluded((*d, LeadId::from(*l))),
-            None => Bound::Unbounded,
-        };
-        let pending: Vec<(Millis, LeadId)> = staged
-            .timers
-            .get(&partition)
-            .map(|t| t.range((start, Bound::Unbounded)).take_while(|(d, _)| *d <= up_to).take(limit).cloned().collect())
-            .unwrap_or_default();
-        let mut merged: Vec<(Millis, LeadId)> = durable.into_iter().chain(pending).collect();
-        merged.sort_unstable();
-        merged.dedup();
-        merged.truncate(limit);
-        Ok(merged)
+        self.read(|top| top.due_timers(partition, after, up_to, limit))
     }
 
     fn checkpoint(&self, partition: Partition) -> Result<Option<Checkpoint>, StoreError> {
-        if let Some(c) = self.lock().checkpoints.get(&partition) {
-            return Ok(Some(c.clone()));
-        }
-        self.durable.checkpoint(partition)
+        self.read(|top| top.checkpoint(partition))
     }
 
     /// Stages the batch (see the module documentation).
@@ -288,13 +276,12 @@ impl StateStore for Overlay<'_> {
 
     fn drop_partition(&self, partition: Partition) -> Result<(), StoreError> {
         self.lock().drop_partition(partition);
+        self.lock_sealed().drop_partition(partition);
         self.durable.drop_partition(partition)
     }
 
     fn partitions(&self) -> Result<Vec<Partition>, StoreError> {
-        let mut all: BTreeSet<Partition> = self.durable.partitions()?.into_iter().collect();
-        all.extend(self.lock().checkpoints.keys().copied());
-        Ok(all.into_iter().collect())
+        self.read(|top| top.partitions())
     }
 }
 

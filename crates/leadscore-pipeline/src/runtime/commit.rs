@@ -40,8 +40,17 @@
 //! ten batches of an interval is one changelog record, not ten. A crash
 //! before the commit replays every batch since the last one from its inputs,
 //! which event time makes publish the same records.
+//!
+//! There, the commit is also pipelined ([`RuntimeSettings::pipelined_commit`]):
+//! a due commit is *sealed* (its staged writes set aside in the overlay's
+//! sealed layer, still read; its changelog sent; the sink marked), the loop
+//! goes on, and the commit *completes* (store write, group offsets) on a later
+//! iteration once everything sent before the mark is acknowledged. At most
+//! one commit is in flight; revocations, restores and stops wait for it.
+//!
+//! [`RuntimeSettings::pipelined_commit`]: crate::runtime::settings::RuntimeSettings::pipelined_commit
 
-use super::{Planned, Ports, RunError, Runtime, Staged};
+use super::{Planned, Ports, RunError, Runtime, Sealed, Staged};
 use crate::messages::OutputRecord;
 use crate::ports::{Acked, PortError, TopicOffset};
 use crate::processor::TimeMode;
@@ -110,34 +119,80 @@ impl Runtime<'_> {
         Some((since + self.settings.commit_interval).saturating_sub(ports.clock.elapsed()))
     }
 
-    /// Commits what is staged, if anything: awaits every output sent (at
-    /// least once), writes the staged states, timers and checkpoints in one
-    /// batch, then records the input offsets in the group. Stops with an
-    /// error if the circuit breaker trips.
+    /// Commits what is staged, if anything, and any sealed commit before
+    /// it, waiting for their acknowledgements: before a revocation, a
+    /// restore or a stop, nothing is left in flight. Stops with an error if
+    /// the circuit breaker trips.
     pub(super) fn commit_staged(&mut self, ports: &mut Ports<'_>) -> Result<(), RunError> {
+        self.complete(ports, true)?;
+        self.seal(ports)?;
+        self.complete(ports, true)
+    }
+
+    /// Once per iteration: completes the sealed commit if its outputs are
+    /// acknowledged, and commits what is staged if it is due. Pipelined (see
+    /// [`RuntimeSettings::pipelined_commit`]), a due commit is sealed and the
+    /// loop goes on while its outputs are in flight; it waits only for the
+    /// commit before it, if that one is still in flight.
+    ///
+    /// [`RuntimeSettings::pipelined_commit`]: crate::runtime::settings::RuntimeSettings::pipelined_commit
+    pub(super) fn commit_when_due(&mut self, ports: &mut Ports<'_>) -> Result<(), RunError> {
+        self.complete(ports, false)?;
+        if !self.commit_due(ports) {
+            return Ok(());
+        }
+        if !self.settings.pipelined_commit() {
+            return self.commit_staged(ports);
+        }
+        self.complete(ports, true)?;
+        self.seal(ports)
+    }
+
+    /// Sets what is staged aside (still read below what is staged next) and,
+    /// at least once in event time, sends its changelog, then marks the end
+    /// of everything sent for it.
+    fn seal(&mut self, ports: &mut Ports<'_>) -> Result<(), RunError> {
         if self.staged_since.is_none() {
             return Ok(());
         }
         let started = ports.clock.elapsed();
-        let mut batch = self.pending.take();
+        self.pending.seal();
         if self.settings.changelog_per_commit() {
-            let records = self.changelog_of(&batch);
+            let records = self.changelog_of(self.pending.sealed_batch());
             ports.sink.send(&records).map_err(RunError::Sink)?;
         }
+        let mark = ports.sink.mark();
+        self.sealed = Some(Sealed { mark, steps: std::mem::take(&mut self.staged), started });
+        self.staged_since = None;
+        self.time.commit += ports.clock.elapsed().saturating_sub(started);
+        Ok(())
+    }
+
+    /// Completes the sealed commit, if there is one and (at least once) its
+    /// outputs are all acknowledged, waiting for them if `wait`: writes its
+    /// states, timers and checkpoints in one batch, then records the input
+    /// offsets in the group.
+    fn complete(&mut self, ports: &mut Ports<'_>, wait: bool) -> Result<(), RunError> {
+        let Some(sealed) = &self.sealed else { return Ok(()) };
+        let started = ports.clock.elapsed();
         if self.settings.guarantee == Guarantee::AtLeastOnce {
-            let acked = ports.sink.flush(self.settings.delivery_timeout).map_err(RunError::Sink)?;
-            self.note_acked(acked);
+            let timeout = self.settings.delivery_timeout;
+            match ports.sink.delivered(sealed.mark, wait, timeout).map_err(RunError::Sink)? {
+                Some(acked) => self.note_acked(acked),
+                None => return Ok(()),
+            }
         }
+        let Some(Sealed { steps, started: sealed_at, .. }) = self.sealed.take() else { return Ok(()) };
+        let mut batch = self.pending.release();
         for (partition, offset) in std::mem::take(&mut self.acked) {
             batch.set_changelog_next_offset(partition, offset + 1);
         }
         let writing = ports.clock.elapsed();
         self.store.write(&batch)?;
-        self.staged_since = None;
         let m = &self.telemetry.metrics;
         let done = ports.clock.elapsed();
         m.store_write_duration.observe(done.saturating_sub(writing).as_secs_f64());
-        m.commit_duration.observe(done.saturating_sub(started).as_secs_f64());
+        m.commit_duration.observe(done.saturating_sub(sealed_at).as_secs_f64());
         if self.settings.guarantee == Guarantee::AtLeastOnce {
             let checkpoints = batch.ops.iter().filter_map(|op| match op {
                 Op::Checkpoint { partition, checkpoint } => Some((*partition, &checkpoint.next_offsets)),
@@ -148,7 +203,7 @@ impl Runtime<'_> {
             }
         }
         let mut verdict = None;
-        for Staged { step, sent: (now, wall) } in std::mem::take(&mut self.staged) {
+        for Staged { step, sent: (now, wall) } in steps {
             let t = self.telemetry;
             t.metrics.observe(&step.observations, step.stats.score_changes, now, wall);
             t.counters.add(step.messages, &step.stats);
@@ -168,20 +223,20 @@ impl Runtime<'_> {
     /// At least once, event time: the changelog of a commit, each changed
     /// lead's latest state (a tombstone for an erased one), then each
     /// partition's checkpoint marker, after its states.
-    fn changelog_of(&self, batch: &WriteBatch) -> Vec<OutputRecord> {
+    fn changelog_of(&self, batch: WriteBatch) -> Vec<OutputRecord> {
         let epoch = |partition: &Partition| self.owned.get(partition).and_then(|o| o.epoch);
         let mut records = Vec::with_capacity(batch.len());
-        for op in &batch.ops {
+        for op in batch.ops {
             records.push(match op {
                 Op::PutState { partition, lead, value } => {
-                    OutputRecord::changelog_state(*partition, lead.as_str(), Some(value.clone()), epoch(partition))
+                    OutputRecord::changelog_state(partition, lead.as_str(), Some(value), epoch(&partition))
                 }
                 Op::DeleteState { partition, lead } => {
-                    OutputRecord::changelog_state(*partition, lead.as_str(), None, epoch(partition))
+                    OutputRecord::changelog_state(partition, lead.as_str(), None, epoch(&partition))
                 }
                 Op::MoveTimer { .. } => continue,
                 Op::Checkpoint { partition, checkpoint } => {
-                    OutputRecord::changelog_marker(*partition, checkpoint, epoch(partition))
+                    OutputRecord::changelog_marker(partition, &checkpoint, epoch(&partition))
                 }
             });
         }

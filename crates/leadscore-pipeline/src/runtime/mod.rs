@@ -20,7 +20,9 @@
 //!    where the next steps read them;
 //! 5. once per commit interval (and before a revocation, a restore or a
 //!    stop), commits: waits until every output sent is acknowledged, then
-//!    writes everything staged to the store in one batch.
+//!    writes everything staged to the store in one batch. At least once in
+//!    event time the wait is pipelined: the commit is sealed, the loop goes
+//!    on, and a later iteration completes it once it is acknowledged.
 //!
 //! - [`settings`]: what the runtime is told.
 //! - `membership`: assignments, revocations, restores, activation.
@@ -98,6 +100,15 @@ struct Staged {
     sent: (Millis, Millis),
 }
 
+/// A commit whose outputs are in flight: what it still reports of its
+/// steps once they are acknowledged, its end among the records sent, and
+/// when it was sealed.
+struct Sealed {
+    mark: crate::ports::Mark,
+    steps: Vec<Staged>,
+    started: Duration,
+}
+
 /// Where the loop's time went, logged at shutdown for capacity planning.
 #[derive(Debug, Default)]
 struct LoopTime {
@@ -120,6 +131,9 @@ pub struct Runtime<'a> {
     /// Store writes of published steps, until the next commit.
     pending: Overlay<'a>,
     staged: Vec<Staged>,
+    /// A commit sealed, its outputs in flight (its writes are the overlay's
+    /// sealed layer).
+    sealed: Option<Sealed>,
     /// When the oldest staged step was published.
     staged_since: Option<Duration>,
     /// Changelog partition -> offset of the last checkpoint marker delivered
@@ -171,6 +185,7 @@ impl<'a> Runtime<'a> {
             processor,
             pending: Overlay::new(store),
             staged: Vec::new(),
+            sealed: None,
             staged_since: None,
             acked: BTreeMap::new(),
             aligner: Aligner::new(
@@ -231,6 +246,10 @@ impl<'a> Runtime<'a> {
         if let Some(left) = self.until_commit(ports) {
             timeout = timeout.min(left);
         }
+        if self.sealed.is_some() {
+            // Its acknowledgements come in within milliseconds.
+            timeout = timeout.min(SHORT_POLL);
+        }
         let mut events = std::mem::take(&mut self.events);
         ports.source.poll(timeout, self.settings.max_batch, &mut events).map_err(RunError::Source)?;
         let polled = ports.clock.elapsed();
@@ -277,9 +296,7 @@ impl<'a> Runtime<'a> {
             self.publish(ports, steps)?;
             self.time.publish += ports.clock.elapsed().saturating_sub(publishing);
         }
-        if self.commit_due(ports) {
-            self.commit_staged(ports)?;
-        }
+        self.commit_when_due(ports)?;
         if processed.saturating_sub(self.last_report) >= self.settings.tick_interval {
             self.last_report = processed;
             self.report(ports);

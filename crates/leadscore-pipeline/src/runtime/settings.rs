@@ -100,6 +100,17 @@ impl RuntimeSettings {
     pub fn changelog_per_commit(&self) -> bool {
         self.guarantee == Guarantee::AtLeastOnce && self.time_mode == TimeMode::EventTime
     }
+
+    /// Whether a due commit is sealed and completed once its outputs are
+    /// acknowledged, the loop going on meanwhile, instead of waiting for them.
+    /// Only where a commit's changelog is published at the commit: wall
+    /// clock publishes checkpoint markers with every step, and a pipelined
+    /// commit must not take a later step's marker for its own; exactly once
+    /// has nothing to wait for at the commit (its transactions committed
+    /// per batch).
+    pub fn pipelined_commit(&self) -> bool {
+        self.changelog_per_commit()
+    }
 }
 
 impl Default for RuntimeSettings {

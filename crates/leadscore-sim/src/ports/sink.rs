@@ -19,6 +19,10 @@ impl<'s> SimSink<'s> {
                 let now = w.wall();
                 w.broker.init_transactions(id, now);
                 w.slots[caller.slot].epoch = w.broker.epoch(id);
+                // A new producer has nothing open, even if the one before it
+                // stopped with its transaction open (its abort refused: the
+                // coordinator had already aborted it on timeout).
+                w.slots[caller.slot].in_transaction = false;
                 Ok(())
             })?;
         }
@@ -92,6 +96,16 @@ impl Sink for SimSink<'_> {
             s.unacked = 0;
             Ok(Acked { markers })
         })
+    }
+
+    /// The records before a mark are acknowledged late as often as not, so
+    /// that a pipelined commit stays in flight over several iterations (and
+    /// their crash points); once found delivered, as a flush.
+    fn delivered(&mut self, _mark: Mark, wait: bool, timeout: Duration) -> Result<Option<Acked>, PortError> {
+        if !wait && self.caller.call(|w| Ok(w.rng.chance(0.5)))? {
+            return Ok(None);
+        }
+        self.flush(timeout).map(Some)
     }
 
     fn begin(&mut self) -> Result<(), PortError> {

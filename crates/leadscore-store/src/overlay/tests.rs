@@ -115,6 +115,10 @@ enum Write {
     Checkpoint(u32, i64),
     /// Commit what is staged to the durable store.
     Take,
+    /// Set what is staged aside (if nothing is sealed yet).
+    Seal,
+    /// Write the sealed layer to the durable store.
+    Release,
 }
 
 fn write() -> impl proptest::strategy::Strategy<Value = Write> {
@@ -125,6 +129,8 @@ fn write() -> impl proptest::strategy::Strategy<Value = Write> {
         (0..2u32, 0..6u8, proptest::option::of(-3..4i8)).prop_map(|(p, l, d)| Write::Timer(p, l, d)),
         (0..2u32, 0..100i64).prop_map(|(p, o)| Write::Checkpoint(p, o)),
         Just(Write::Take),
+        Just(Write::Seal),
+        Just(Write::Release),
     ]
 }
 
@@ -159,9 +165,10 @@ fn view(s: &dyn StateStore) -> Vec<String> {
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
 
-    /// Whatever is staged and whenever it is taken, readers of the
-    /// overlay see what a store written directly shows, and after the
-    /// last take the durable store holds exactly that.
+    /// Whatever is staged and whenever it is taken (or sealed, then
+    /// released, with more staged on top meanwhile), readers of the overlay
+    /// see what a store written directly shows, and after the last take the
+    /// durable store holds exactly that.
     #[test]
     fn reads_through_an_overlay_equal_direct_writes(writes in proptest::collection::vec(write(), 0..60)) {
         let direct = MemoryStore::new();
@@ -169,6 +176,7 @@ proptest::proptest! {
         let overlay = Overlay::new(&durable);
         // Where each lead's timer is, as the writer knows it.
         let mut timers: HashMap<(u32, u8), Millis> = HashMap::new();
+        let mut sealed_copy = None;
         for w in writes {
             let mut b = WriteBatch::default();
             match w {
@@ -187,8 +195,32 @@ proptest::proptest! {
                     Checkpoint { next_offsets: [("t".to_string(), o)].into_iter().collect(), ..Checkpoint::default() },
                 ),
                 Write::Take => {
+                    sealed_copy = None;
+                    durable.write(&overlay.release()).unwrap();
                     durable.write(&overlay.take()).unwrap();
                     proptest::prop_assert!(overlay.is_empty());
+                    proptest::prop_assert_eq!(view(&overlay), view(&direct));
+                    continue;
+                }
+                Write::Seal => {
+                    if !overlay.is_sealed() {
+                        overlay.seal();
+                        let copy = overlay.sealed_batch();
+                        proptest::prop_assert!(overlay.is_empty());
+                        // The copy is what the release hands over.
+                        sealed_copy = Some(copy);
+                    }
+                    proptest::prop_assert_eq!(view(&overlay), view(&direct));
+                    continue;
+                }
+                Write::Release => {
+                    let batch = overlay.release();
+                    if let Some(copy) = sealed_copy.take() {
+                        proptest::prop_assert_eq!(&batch, &copy);
+                    }
+                    durable.write(&batch).unwrap();
+                    proptest::prop_assert!(!overlay.is_sealed());
+                    proptest::prop_assert_eq!(view(&overlay), view(&direct));
                     continue;
                 }
             }
@@ -196,6 +228,7 @@ proptest::proptest! {
             overlay.write(&b).unwrap();
             proptest::prop_assert_eq!(view(&overlay), view(&direct));
         }
+        durable.write(&overlay.release()).unwrap();
         durable.write(&overlay.take()).unwrap();
         proptest::prop_assert_eq!(view(&durable), view(&direct));
         proptest::prop_assert_eq!(overlay.bytes(), 0);
