@@ -25,6 +25,7 @@ pub use client::{client_config, group_consumer_config, KafkaSettings};
 use leadscore_core::Model;
 use leadscore_pipeline::ports::{Clock, PortError};
 use leadscore_pipeline::runtime::{Guarantee, Ports, RunError, Runtime, RuntimeSettings};
+use leadscore_store::writer::BackgroundWriter;
 use leadscore_store::StateStore;
 use leadscore_telemetry::Telemetry;
 use std::sync::atomic::AtomicBool;
@@ -85,7 +86,13 @@ pub fn run(
     let mut changelog =
         changelog::KafkaChangelog::new(&shared, &settings.topics.changelog, std::time::Duration::from_secs(30))
             .map_err(RunError::Changelog)?;
-    let mut ports = Ports { source: &mut source, sink: &mut sink, changelog: &mut changelog, clock };
     tracing::info!(group = %kafka.group_id, bootstrap = %kafka.bootstrap_servers, "joining the consumer group");
-    Runtime::new(settings, model, store, telemetry, settle).run(&mut ports, shutdown)
+    // The store writes of commits go to their own thread; the scope ends
+    // (the thread with it) once the runtime has returned.
+    std::thread::scope(|scope| {
+        let mut writer = BackgroundWriter::spawn(scope, store)?;
+        let mut ports =
+            Ports { source: &mut source, sink: &mut sink, changelog: &mut changelog, clock, writer: &mut writer };
+        Runtime::new(settings, model, store, telemetry, settle).run(&mut ports, shutdown)
+    })
 }

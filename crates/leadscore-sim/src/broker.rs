@@ -33,6 +33,8 @@ pub struct Log {
     open: BTreeMap<u64, i64>,
     /// Aborted transactions: (producer id, transaction number).
     aborted: BTreeSet<(u64, u64)>,
+    /// Offset of a tombstone -> when a cleaning pass first saw it.
+    tombstones_cleaned: BTreeMap<i64, i64>,
 }
 
 impl Log {
@@ -258,8 +260,11 @@ impl Broker {
     /// Compacts a changelog partition as Kafka's cleaner does: only records
     /// stamped before `closed_before` (the closed segments; the active one is
     /// never cleaned) are considered, and of those, below the last stable
-    /// offset, only the latest record of each key is kept, tombstones older
-    /// than `tombstone_retention` ms dropping too.
+    /// offset, only the latest record of each key is kept. A tombstone is
+    /// dropped too once `tombstone_retention` ms have passed since a pass
+    /// first cleaned it (Kafka's `delete.retention.ms` counts from the
+    /// cleaning of its segment): a reader that began before that pass, and
+    /// so read the key's older values, still finds the tombstone.
     pub fn compact(&mut self, topic: &str, partition: u32, now: i64, closed_before: i64, tombstone_retention: i64) {
         let log = self.log_mut(topic, partition);
         let stable = log.last_stable();
@@ -276,7 +281,10 @@ impl Broker {
             if r.control.is_some() || r.compacted {
                 continue;
             }
-            let dead_tombstone = r.value.is_none() && now - r.timestamp > tombstone_retention;
+            let first_cleaned =
+                if r.value.is_none() { Some(*log.tombstones_cleaned.entry(offset).or_insert(now)) } else { None };
+            let r = &log.records[offset as usize];
+            let dead_tombstone = first_cleaned.is_some_and(|c| now - c > tombstone_retention);
             let aborted = r.txn.is_some_and(|t| log.aborted.contains(&t));
             if !keep || dead_tombstone || aborted {
                 log.records[offset as usize].compacted = true;
@@ -329,7 +337,7 @@ mod tests {
     }
 
     #[test]
-    fn compaction_keeps_the_latest_record_of_each_key_and_drops_old_tombstones() {
+    fn compaction_keeps_the_latest_record_of_each_key_and_drops_tombstones_cleaned_long_ago() {
         let mut b = Broker::default();
         b.create_topic("c", 1);
         for (k, v, at) in
@@ -340,7 +348,11 @@ mod tests {
         b.compact("c", 0, 100, 95, 50);
         let log = b.log("c", 0).expect("log");
         let kept: Vec<i64> = (0..log.end()).filter(|o| log.visible(*o, true)).collect();
-        assert_eq!(kept, [2, 4], "a's latest; b's tombstone is old; c's is recent");
+        assert_eq!(kept, [2, 3, 4], "a's latest; the tombstones stay for the retention after their first cleaning");
+        b.compact("c", 0, 151, 95, 50);
+        let log = b.log("c", 0).expect("log");
+        let kept: Vec<i64> = (0..log.end()).filter(|o| log.visible(*o, true)).collect();
+        assert_eq!(kept, [2], "a's latest; both tombstones were cleaned over 50 ms ago");
         // Records of the active segment supersede nothing yet.
         let mut b = Broker::default();
         b.create_topic("c", 1);

@@ -10,7 +10,7 @@
 use crate::broker::{Broker, Record};
 use crate::check::{check, Outcome};
 use crate::group::Group;
-use crate::ports::{crash_kind, SimChangelog, SimClock, SimSink, SimSource, SimStoreHandle};
+use crate::ports::{crash_kind, SimChangelog, SimClock, SimSink, SimSource, SimStoreHandle, SimWriter};
 use crate::scenario::{Scenario, BASE, SCALE};
 use crate::sched::{Baton, ThreadId};
 use crate::world::{Caller, Faults, Sim, Slot, World};
@@ -159,7 +159,14 @@ fn instance(caller: Caller<'_>, settings: &RuntimeSettings, model: &Model) {
         let mut source = SimSource { caller, inputs: settings.topics.inputs.keys().cloned().collect() };
         let mut changelog = SimChangelog { caller, topic: settings.topics.changelog.clone() };
         let clock = SimClock { sim: caller.sim, base: BASE, scale: SCALE };
-        let mut ports = Ports { source: &mut source, sink: &mut sink, changelog: &mut changelog, clock: &clock };
+        let mut writer = SimWriter { store, pending: None };
+        let mut ports = Ports {
+            source: &mut source,
+            sink: &mut sink,
+            changelog: &mut changelog,
+            clock: &clock,
+            writer: &mut writer,
+        };
         let mut runtime = Runtime::new(settings, model, &store, &telemetry, Duration::ZERO);
         loop {
             runtime.iteration(&mut ports)?;

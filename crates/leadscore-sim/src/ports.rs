@@ -14,6 +14,7 @@ use leadscore_pipeline::ports::{
     TopicOffset,
 };
 use leadscore_pipeline::{ChangelogKind, InputMessage, OutputRecord, OutputTopic, Position, Topics};
+use leadscore_store::writer::{SealedWrite, StoreWriter};
 use leadscore_store::{Checkpoint, Op, Partition, StateStore, StoreError, WriteBatch};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,7 @@ mod sink;
 mod store;
 pub use changelog::SimChangelog;
 pub use sink::SimSink;
-pub use store::SimStoreHandle;
+pub use store::{SimStoreHandle, SimWriter};
 
 /// The simulated clock: one simulated millisecond is `scale` milliseconds of
 /// event time, from `base`.

@@ -12,12 +12,14 @@
 //! - [`keys`]: the byte layout of state and timer keys (ordered scans by due time).
 //! - [`memory`]: an in-memory store, and the contract test every store passes.
 //! - [`overlay`]: staged writes in front of a store, committed once per interval.
+//! - [`writer`]: writing a sealed commit on another thread.
 
 pub mod checkpoint;
 pub mod encoding;
 pub mod keys;
 pub mod memory;
 pub mod overlay;
+pub mod writer;
 
 pub use checkpoint::{Checkpoint, Counts, ModelLayout, Replay};
 pub use encoding::{

@@ -12,9 +12,10 @@
 //!
 //! A commit can also be pipelined: [`Overlay::seal`] sets what is staged aside
 //! as a sealed layer (still read, below the writes staged after it) while its
-//! outputs are in flight, and [`Overlay::release`] hands it over for the
-//! durable store once they are acknowledged. Reads go staged, then sealed,
-//! then durable (the `layer` module).
+//! outputs are in flight and while [`Overlay::sealed_layer`] is written to the
+//! durable store (by a [`crate::writer::StoreWriter`], on another thread);
+//! [`Overlay::forget_sealed`] drops it once it is there. Reads go staged, then
+//! sealed, then durable (the `layer` module).
 //!
 //! Dropping a partition goes straight through: the runtime only drops
 //! partitions it no longer owns, after committing what it staged.
@@ -25,7 +26,7 @@ use crate::{Checkpoint, LeadId, Op, Partition, StateStore, StoreError, WriteBatc
 use layer::Layer;
 use leadscore_core::Millis;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A timer's pending move: where the durable store has it, where it is now.
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +36,7 @@ struct Move {
 }
 
 /// Maps by partition, then by lead (looked up by `&str`, without allocating).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Staged {
     /// `None`: erased.
     states: HashMap<Partition, HashMap<LeadId, Option<Vec<u8>>>>,
@@ -53,13 +54,31 @@ struct Staged {
 pub struct Overlay<'s> {
     durable: &'s dyn StateStore,
     staged: Mutex<Staged>,
-    /// A sealed commit's writes, until released (empty if none).
-    sealed: Mutex<Staged>,
+    /// A sealed commit's writes, until forgotten (empty if none); shared
+    /// with a [`crate::writer::StoreWriter`] writing it.
+    sealed: Mutex<Arc<Staged>>,
+}
+
+/// A sealed layer, for a [`crate::writer::StoreWriter`] (it stays readable in
+/// the overlay until [`Overlay::forget_sealed`]).
+#[derive(Clone)]
+pub struct SealedLayer(Arc<Staged>);
+
+impl SealedLayer {
+    /// The layer as one batch for the durable store (see [`Overlay::take`]).
+    pub fn to_batch(&self) -> WriteBatch {
+        self.0.to_batch()
+    }
+
+    /// Its checkpoints.
+    pub fn checkpoints(&self) -> impl Iterator<Item = (Partition, &Checkpoint)> {
+        self.0.checkpoints.iter().map(|(p, c)| (*p, c))
+    }
 }
 
 impl<'s> Overlay<'s> {
     pub fn new(durable: &'s dyn StateStore) -> Overlay<'s> {
-        Overlay { durable, staged: Mutex::new(Staged::default()), sealed: Mutex::new(Staged::default()) }
+        Overlay { durable, staged: Mutex::new(Staged::default()), sealed: Mutex::new(Arc::default()) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Staged> {
@@ -67,14 +86,14 @@ impl<'s> Overlay<'s> {
         self.staged.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_sealed(&self) -> MutexGuard<'_, Staged> {
+    fn lock_sealed(&self) -> MutexGuard<'_, Arc<Staged>> {
         self.sealed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Reads through the layers: staged, then sealed, then durable.
     fn read<T>(&self, f: impl FnOnce(&Layer<'_>) -> T) -> T {
         let staged = self.lock();
-        let sealed = self.lock_sealed();
+        let sealed = self.lock_sealed().clone();
         let below = Layer { staged: &sealed, below: self.durable };
         f(&Layer { staged: &staged, below: &below })
     }
@@ -84,7 +103,7 @@ impl<'s> Overlay<'s> {
         self.lock().is_empty()
     }
 
-    /// Whether a sealed layer waits for its release.
+    /// Whether there is a sealed layer (not yet forgotten).
     pub fn is_sealed(&self) -> bool {
         !self.lock_sealed().is_empty()
     }
@@ -110,7 +129,7 @@ impl<'s> Overlay<'s> {
     /// Only with no sealed layer: staged timer moves start from where the
     /// layers below have them, so the sealed layer is written first.
     pub fn take(&self) -> WriteBatch {
-        assert!(!self.is_sealed(), "Overlay::take with a sealed layer not yet released");
+        assert!(!self.is_sealed(), "Overlay::take with a sealed layer not yet forgotten");
         std::mem::take(&mut *self.lock()).into_batch()
     }
 
@@ -118,21 +137,25 @@ impl<'s> Overlay<'s> {
     /// what is staged next. Only with no sealed layer.
     pub fn seal(&self) {
         let mut sealed = self.lock_sealed();
-        assert!(sealed.is_empty(), "Overlay::seal with a sealed layer not yet released");
-        *sealed = std::mem::take(&mut *self.lock());
+        assert!(sealed.is_empty(), "Overlay::seal with a sealed layer not yet forgotten");
+        *sealed = Arc::new(std::mem::take(&mut *self.lock()));
     }
 
-    /// A copy of the sealed layer, as [`Overlay::release`] will hand it over
-    /// (for the changelog of the commit).
+    /// The sealed layer, shared, for a writer on another thread.
+    pub fn sealed_layer(&self) -> SealedLayer {
+        SealedLayer(self.lock_sealed().clone())
+    }
+
+    /// The sealed layer is in the durable store (written from
+    /// [`Overlay::sealed_layer`]): it is no longer read.
+    pub fn forget_sealed(&self) {
+        *self.lock_sealed() = Arc::default();
+    }
+
+    /// A copy of the sealed layer as one batch (for the changelog of the
+    /// commit).
     pub fn sealed_batch(&self) -> WriteBatch {
         self.lock_sealed().to_batch()
-    }
-
-    /// The sealed layer as one batch for the durable store, which must have
-    /// it written before anything else is read or staged (the layer is no
-    /// longer read).
-    pub fn release(&self) -> WriteBatch {
-        std::mem::take(&mut *self.lock_sealed()).into_batch()
     }
 }
 
@@ -276,7 +299,7 @@ impl StateStore for Overlay<'_> {
 
     fn drop_partition(&self, partition: Partition) -> Result<(), StoreError> {
         self.lock().drop_partition(partition);
-        self.lock_sealed().drop_partition(partition);
+        Arc::make_mut(&mut self.lock_sealed()).drop_partition(partition);
         self.durable.drop_partition(partition)
     }
 

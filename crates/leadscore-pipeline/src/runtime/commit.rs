@@ -41,12 +41,15 @@
 //! before the commit replays every batch since the last one from its inputs,
 //! which event time makes publish the same records.
 //!
-//! There, the commit is also pipelined ([`RuntimeSettings::pipelined_commit`]):
-//! a due commit is *sealed* (its staged writes set aside in the overlay's
-//! sealed layer, still read; its changelog sent; the sink marked), the loop
-//! goes on, and the commit *completes* (store write, group offsets) on a later
-//! iteration once everything sent before the mark is acknowledged. At most
-//! one commit is in flight; revocations, restores and stops wait for it.
+//! In every mode the store write leaves the loop: a due commit is *sealed*
+//! (its staged writes set aside in the overlay's sealed layer, which the next
+//! batches still read), handed to the store writer ([`Ports::writer`], its own
+//! thread), and *completed* (layer dropped, group offsets, metrics) on a later
+//! iteration once written. At least once in event time the wait for the
+//! acknowledgements is pipelined too ([`RuntimeSettings::pipelined_commit`]):
+//! the seal sends the changelog and marks the sink, and the write starts once
+//! everything sent before the mark is acknowledged. At most one commit is in
+//! flight; revocations, restores and stops wait for it.
 //!
 //! [`RuntimeSettings::pipelined_commit`]: crate::runtime::settings::RuntimeSettings::pipelined_commit
 
@@ -55,6 +58,7 @@ use crate::messages::OutputRecord;
 use crate::ports::{Acked, PortError, TopicOffset};
 use crate::processor::TimeMode;
 use crate::runtime::settings::Guarantee;
+use leadscore_store::writer::SealedWrite;
 use leadscore_store::{Op, Partition, Replay, WriteBatch};
 use std::collections::BTreeMap;
 
@@ -120,32 +124,34 @@ impl Runtime<'_> {
     }
 
     /// Commits what is staged, if anything, and any sealed commit before
-    /// it, waiting for their acknowledgements: before a revocation, a
-    /// restore or a stop, nothing is left in flight. Stops with an error if
-    /// the circuit breaker trips.
+    /// it, waiting for their acknowledgements and store writes: before a
+    /// revocation, a restore or a stop, nothing is left in flight. Stops with
+    /// an error if the circuit breaker trips.
     pub(super) fn commit_staged(&mut self, ports: &mut Ports<'_>) -> Result<(), RunError> {
-        self.complete(ports, true)?;
+        self.complete(ports, Wait::All)?;
         self.seal(ports)?;
-        self.complete(ports, true)
+        self.complete(ports, Wait::All)
     }
 
-    /// Once per iteration: completes the sealed commit if its outputs are
-    /// acknowledged, and commits what is staged if it is due. Pipelined (see
-    /// [`RuntimeSettings::pipelined_commit`]), a due commit is sealed and the
-    /// loop goes on while its outputs are in flight; it waits only for the
-    /// commit before it, if that one is still in flight.
+    /// Once per iteration: takes the sealed commit as far as it goes without
+    /// waiting, and commits what is staged if it is due. The commit's store
+    /// write goes to the writer's thread (if there is one) and the loop goes
+    /// on; pipelined (see [`RuntimeSettings::pipelined_commit`]), so does the
+    /// wait for its acknowledgements. It waits only for the commit before it,
+    /// if that one is still in flight.
     ///
     /// [`RuntimeSettings::pipelined_commit`]: crate::runtime::settings::RuntimeSettings::pipelined_commit
     pub(super) fn commit_when_due(&mut self, ports: &mut Ports<'_>) -> Result<(), RunError> {
-        self.complete(ports, false)?;
+        self.complete(ports, Wait::No)?;
         if !self.commit_due(ports) {
             return Ok(());
         }
-        if !self.settings.pipelined_commit() {
-            return self.commit_staged(ports);
+        self.complete(ports, Wait::All)?;
+        self.seal(ports)?;
+        if self.settings.pipelined_commit() {
+            return Ok(());
         }
-        self.complete(ports, true)?;
-        self.seal(ports)
+        self.complete(ports, Wait::Acks)
     }
 
     /// Sets what is staged aside (still read below what is staged next) and,
@@ -162,43 +168,49 @@ impl Runtime<'_> {
             ports.sink.send(&records).map_err(RunError::Sink)?;
         }
         let mark = ports.sink.mark();
-        self.sealed = Some(Sealed { mark, steps: std::mem::take(&mut self.staged), started });
+        self.sealed = Some(Sealed { mark, steps: std::mem::take(&mut self.staged), started, writing: None });
         self.staged_since = None;
         self.time.commit += ports.clock.elapsed().saturating_sub(started);
         Ok(())
     }
 
-    /// Completes the sealed commit, if there is one and (at least once) its
-    /// outputs are all acknowledged, waiting for them if `wait`: writes its
-    /// states, timers and checkpoints in one batch, then records the input
-    /// offsets in the group.
-    fn complete(&mut self, ports: &mut Ports<'_>, wait: bool) -> Result<(), RunError> {
+    /// Takes the sealed commit, if there is one, as far as `wait` says: once
+    /// (at least once) its outputs are all acknowledged, hands its states,
+    /// timers and checkpoints to the store writer (one batch, written off the
+    /// loop's thread), and once that is written, records the input offsets in
+    /// the group.
+    fn complete(&mut self, ports: &mut Ports<'_>, wait: Wait) -> Result<(), RunError> {
         let Some(sealed) = &self.sealed else { return Ok(()) };
         let started = ports.clock.elapsed();
-        if self.settings.guarantee == Guarantee::AtLeastOnce {
-            let timeout = self.settings.delivery_timeout;
-            match ports.sink.delivered(sealed.mark, wait, timeout).map_err(RunError::Sink)? {
-                Some(acked) => self.note_acked(acked),
-                None => return Ok(()),
+        if sealed.writing.is_none() {
+            if self.settings.guarantee == Guarantee::AtLeastOnce {
+                let timeout = self.settings.delivery_timeout;
+                let acks = wait != Wait::No;
+                match ports.sink.delivered(sealed.mark, acks, timeout).map_err(RunError::Sink)? {
+                    Some(acked) => self.note_acked(acked),
+                    None => return Ok(()),
+                }
+            }
+            let changelog_next = std::mem::take(&mut self.acked).into_iter().map(|(p, o)| (p, o + 1)).collect();
+            let write = SealedWrite { layer: self.pending.sealed_layer(), changelog_next };
+            let offsets = offsets_of(write.layer.checkpoints().map(|(p, c)| (p, &c.next_offsets)));
+            ports.writer.start(write)?;
+            if let Some(s) = self.sealed.as_mut() {
+                s.writing = Some(offsets);
             }
         }
-        let Some(Sealed { steps, started: sealed_at, .. }) = self.sealed.take() else { return Ok(()) };
-        let mut batch = self.pending.release();
-        for (partition, offset) in std::mem::take(&mut self.acked) {
-            batch.set_changelog_next_offset(partition, offset + 1);
-        }
-        let writing = ports.clock.elapsed();
-        self.store.write(&batch)?;
+        let Some(written) = ports.writer.finished(wait == Wait::All)? else {
+            self.time.commit += ports.clock.elapsed().saturating_sub(started);
+            return Ok(());
+        };
+        let Some(Sealed { steps, started: sealed_at, writing, .. }) = self.sealed.take() else { return Ok(()) };
+        self.pending.forget_sealed();
         let m = &self.telemetry.metrics;
         let done = ports.clock.elapsed();
-        m.store_write_duration.observe(done.saturating_sub(writing).as_secs_f64());
+        m.store_write_duration.observe(written.as_secs_f64());
         m.commit_duration.observe(done.saturating_sub(sealed_at).as_secs_f64());
         if self.settings.guarantee == Guarantee::AtLeastOnce {
-            let checkpoints = batch.ops.iter().filter_map(|op| match op {
-                Op::Checkpoint { partition, checkpoint } => Some((*partition, &checkpoint.next_offsets)),
-                _ => None,
-            });
-            if let Err(e) = ports.source.commit(&offsets_of(checkpoints)) {
+            if let Err(e) = ports.source.commit(&writing.unwrap_or_default()) {
                 tracing::warn!(error = %e, "offset commit failed; the store checkpoint stays authoritative");
             }
         }
@@ -311,6 +323,15 @@ impl Runtime<'_> {
             RunError::Sink(e)
         })
     }
+}
+
+/// How far [`Runtime::complete`] waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    No,
+    /// For the acknowledgements, not the store write.
+    Acks,
+    All,
 }
 
 /// Input offsets of partitions, as the group records them.

@@ -20,9 +20,11 @@
 //!    where the next steps read them;
 //! 5. once per commit interval (and before a revocation, a restore or a
 //!    stop), commits: waits until every output sent is acknowledged, then
-//!    writes everything staged to the store in one batch. At least once in
-//!    event time the wait is pipelined: the commit is sealed, the loop goes
-//!    on, and a later iteration completes it once it is acknowledged.
+//!    writes everything staged to the store in one batch, on the store
+//!    writer's thread while the loop goes on. At least once in event time
+//!    the wait for acknowledgements is pipelined too: the commit is sealed,
+//!    the loop goes on, and a later iteration hands it to the writer once it
+//!    is acknowledged.
 //!
 //! - [`settings`]: what the runtime is told.
 //! - `membership`: assignments, revocations, restores, activation.
@@ -60,6 +62,8 @@ pub struct Ports<'p> {
     pub sink: &'p mut dyn Sink,
     pub changelog: &'p mut dyn Changelog,
     pub clock: &'p dyn Clock,
+    /// Writes commits to the store, off the loop's thread.
+    pub writer: &'p mut dyn leadscore_store::writer::StoreWriter,
 }
 
 /// How long a poll waits while a restore or a merge is waiting on the broker.
@@ -107,6 +111,9 @@ struct Sealed {
     mark: crate::ports::Mark,
     steps: Vec<Staged>,
     started: Duration,
+    /// Acknowledged, and being written to the store: the input offsets its
+    /// checkpoints reach, for the group once it is written.
+    writing: Option<Vec<crate::ports::TopicOffset>>,
 }
 
 /// Where the loop's time went, logged at shutdown for capacity planning.

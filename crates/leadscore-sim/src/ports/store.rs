@@ -5,6 +5,7 @@
 use super::*;
 
 /// The instance's local store.
+#[derive(Clone, Copy)]
 pub struct SimStoreHandle<'s> {
     pub caller: Caller<'s>,
 }
@@ -34,6 +35,77 @@ impl SimStoreHandle<'_> {
                 w.violations.push(what);
             }
         }
+    }
+}
+
+impl SimStoreHandle<'_> {
+    /// Writes the batch, checking first (if `check`) that the commit order
+    /// holds.
+    fn write_checked(&self, batch: &WriteBatch, check: bool) -> Result<(), StoreError> {
+        self.caller
+            .call(|w| {
+                let slot = self.caller.slot;
+                // A crash may come before or after the write.
+                if w.slots[slot].crash.is_some() && w.rng.chance(0.5) {
+                    return Ok(());
+                }
+                if check {
+                    Self::check_commit_order(w, slot, batch);
+                }
+
+                if crate::world::tracing() {
+                    for op in &batch.ops {
+                        let line = match op {
+                            Op::Checkpoint { partition, checkpoint: c } => format!(
+                                "slot {slot} store: partition {partition} checkpoint {:?} changelog {:?} replay {:?}",
+                                c.next_offsets, c.changelog_next_offset, c.replay
+                            ),
+                            Op::PutState { lead, .. } => format!("slot {slot} store: put {lead}"),
+                            Op::DeleteState { lead, .. } => format!("slot {slot} store: delete {lead}"),
+                            Op::MoveTimer { .. } => continue,
+                        };
+                        w.note(line);
+                    }
+                }
+                let sync = w.faults.sync_writes || w.rng.chance(w.faults.os_sync);
+                w.slots[slot].store.write(batch, sync);
+                Ok(())
+            })
+            .map_err(store_error)
+    }
+}
+
+/// The store writer of the simulation: a write handed over lands at a later
+/// turn the scheduler picks (as a writer thread's would, while the loop goes
+/// on), or when the loop waits for it. The commit order is checked when the
+/// write is handed over: then every record sent must be acknowledged.
+pub struct SimWriter<'s> {
+    pub store: SimStoreHandle<'s>,
+    pub pending: Option<SealedWrite>,
+}
+
+impl StoreWriter for SimWriter<'_> {
+    fn start(&mut self, write: SealedWrite) -> Result<(), StoreError> {
+        let batch = write.batch();
+        self.store
+            .caller
+            .call(|w| {
+                SimStoreHandle::check_commit_order(w, self.store.caller.slot, &batch);
+                Ok(())
+            })
+            .map_err(store_error)?;
+        self.pending = Some(write);
+        Ok(())
+    }
+
+    fn finished(&mut self, wait: bool) -> Result<Option<Duration>, StoreError> {
+        let Some(write) = &self.pending else { return Ok(Some(Duration::ZERO)) };
+        if !wait && self.store.caller.call(|w| Ok(w.rng.chance(0.5))).map_err(store_error)? {
+            return Ok(None);
+        }
+        self.store.write_checked(&write.batch(), false)?;
+        self.pending = None;
+        Ok(Some(Duration::ZERO))
     }
 }
 
@@ -67,33 +139,7 @@ impl StateStore for SimStoreHandle<'_> {
     }
 
     fn write(&self, batch: &WriteBatch) -> Result<(), StoreError> {
-        self.caller
-            .call(|w| {
-                let slot = self.caller.slot;
-                // A crash may come before or after the write.
-                if w.slots[slot].crash.is_some() && w.rng.chance(0.5) {
-                    return Ok(());
-                }
-                Self::check_commit_order(w, slot, batch);
-                if crate::world::tracing() {
-                    for op in &batch.ops {
-                        let line = match op {
-                            Op::Checkpoint { partition, checkpoint: c } => format!(
-                                "slot {slot} store: partition {partition} checkpoint {:?} changelog {:?} replay {:?}",
-                                c.next_offsets, c.changelog_next_offset, c.replay
-                            ),
-                            Op::PutState { lead, .. } => format!("slot {slot} store: put {lead}"),
-                            Op::DeleteState { lead, .. } => format!("slot {slot} store: delete {lead}"),
-                            Op::MoveTimer { .. } => continue,
-                        };
-                        w.note(line);
-                    }
-                }
-                let sync = w.faults.sync_writes || w.rng.chance(w.faults.os_sync);
-                w.slots[slot].store.write(batch, sync);
-                Ok(())
-            })
-            .map_err(store_error)
+        self.write_checked(batch, true)
     }
 
     fn drop_partition(&self, partition: Partition) -> Result<(), StoreError> {

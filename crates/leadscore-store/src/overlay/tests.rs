@@ -117,7 +117,7 @@ enum Write {
     Take,
     /// Set what is staged aside (if nothing is sealed yet).
     Seal,
-    /// Write the sealed layer to the durable store.
+    /// Write the sealed layer to the durable store, then forget it.
     Release,
 }
 
@@ -166,7 +166,7 @@ proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
 
     /// Whatever is staged and whenever it is taken (or sealed, then
-    /// released, with more staged on top meanwhile), readers of the overlay
+    /// written and forgotten, with more staged on top meanwhile), readers of the overlay
     /// see what a store written directly shows, and after the last take the
     /// durable store holds exactly that.
     #[test]
@@ -196,7 +196,8 @@ proptest::proptest! {
                 ),
                 Write::Take => {
                     sealed_copy = None;
-                    durable.write(&overlay.release()).unwrap();
+                    durable.write(&overlay.sealed_batch()).unwrap();
+                    overlay.forget_sealed();
                     durable.write(&overlay.take()).unwrap();
                     proptest::prop_assert!(overlay.is_empty());
                     proptest::prop_assert_eq!(view(&overlay), view(&direct));
@@ -207,18 +208,23 @@ proptest::proptest! {
                         overlay.seal();
                         let copy = overlay.sealed_batch();
                         proptest::prop_assert!(overlay.is_empty());
-                        // The copy is what the release hands over.
+                        // The copy is what a writer will write.
                         sealed_copy = Some(copy);
                     }
                     proptest::prop_assert_eq!(view(&overlay), view(&direct));
                     continue;
                 }
                 Write::Release => {
-                    let batch = overlay.release();
+                    // As a writer on another thread does: from the shared
+                    // layer, read meanwhile, then forgotten.
+                    let batch = overlay.sealed_layer().to_batch();
                     if let Some(copy) = sealed_copy.take() {
                         proptest::prop_assert_eq!(&batch, &copy);
                     }
+                    proptest::prop_assert_eq!(view(&overlay), view(&direct));
                     durable.write(&batch).unwrap();
+                    proptest::prop_assert_eq!(view(&overlay), view(&direct));
+                    overlay.forget_sealed();
                     proptest::prop_assert!(!overlay.is_sealed());
                     proptest::prop_assert_eq!(view(&overlay), view(&direct));
                     continue;
@@ -228,7 +234,8 @@ proptest::proptest! {
             overlay.write(&b).unwrap();
             proptest::prop_assert_eq!(view(&overlay), view(&direct));
         }
-        durable.write(&overlay.release()).unwrap();
+        durable.write(&overlay.sealed_batch()).unwrap();
+        overlay.forget_sealed();
         durable.write(&overlay.take()).unwrap();
         proptest::prop_assert_eq!(view(&durable), view(&direct));
         proptest::prop_assert_eq!(overlay.bytes(), 0);

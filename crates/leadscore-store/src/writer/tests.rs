@@ -1,0 +1,81 @@
+use super::*;
+use crate::memory::MemoryStore;
+use crate::overlay::Overlay;
+use crate::{Checkpoint, LeadId};
+
+fn staged_commit(overlay: &Overlay<'_>) {
+    let mut b = WriteBatch::default();
+    b.put_state(0, LeadId::from("L-1"), vec![1, 2, 3]);
+    b.move_timer(0, LeadId::from("L-1"), None, Some(50));
+    b.checkpoint(0, Checkpoint { next_offsets: [("t".to_string(), 7)].into_iter().collect(), ..Checkpoint::default() });
+    overlay.stage(b);
+}
+
+#[test]
+fn a_background_write_lands_whole_with_its_changelog_offsets() {
+    let durable = MemoryStore::new();
+    let overlay = Overlay::new(&durable);
+    staged_commit(&overlay);
+    overlay.seal();
+    std::thread::scope(|scope| {
+        let mut writer = BackgroundWriter::spawn(scope, &durable).expect("writer");
+        assert!(writer.finished(false).expect("idle").is_some(), "nothing started: nothing to wait for");
+        writer.start(SealedWrite { layer: overlay.sealed_layer(), changelog_next: vec![(0, 42)] }).expect("started");
+        // Until it is done, and after, readers of the overlay see the same.
+        assert_eq!(overlay.get_states(0, &["L-1"]).unwrap(), vec![Some(vec![1, 2, 3])]);
+        writer.finished(true).expect("written").expect("waited for");
+    });
+    overlay.forget_sealed();
+    assert!(!overlay.is_sealed());
+    assert_eq!(durable.get_states(0, &["L-1"]).unwrap(), vec![Some(vec![1, 2, 3])]);
+    assert_eq!(durable.due_timers(0, None, 100, 10).unwrap(), vec![(50, LeadId::from("L-1"))]);
+    let checkpoint = durable.checkpoint(0).unwrap().expect("checkpointed");
+    assert_eq!(checkpoint.next_offsets.get("t"), Some(&7));
+    assert_eq!(checkpoint.changelog_next_offset, Some(42));
+}
+
+/// A store whose writes fail.
+struct Broken;
+
+impl StateStore for Broken {
+    fn get_states(&self, _: Partition, leads: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        Ok(vec![None; leads.len()])
+    }
+    fn due_timers(
+        &self,
+        _: Partition,
+        _: Option<(leadscore_core::Millis, &str)>,
+        _: leadscore_core::Millis,
+        _: usize,
+    ) -> Result<Vec<(leadscore_core::Millis, LeadId)>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn lead_ids(&self, _: Partition, _: Option<&str>, _: usize) -> Result<Vec<LeadId>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn checkpoint(&self, _: Partition) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(None)
+    }
+    fn write(&self, _: &WriteBatch) -> Result<(), StoreError> {
+        Err(StoreError("disk full".into()))
+    }
+    fn drop_partition(&self, _: Partition) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn partitions(&self) -> Result<Vec<Partition>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+#[test]
+fn a_failed_background_write_is_reported() {
+    let overlay = Overlay::new(&Broken);
+    staged_commit(&overlay);
+    overlay.seal();
+    std::thread::scope(|scope| {
+        let mut writer = BackgroundWriter::spawn(scope, &Broken).expect("writer");
+        writer.start(SealedWrite { layer: overlay.sealed_layer(), changelog_next: Vec::new() }).expect("started");
+        let e = writer.finished(true).expect_err("the write failed");
+        assert!(e.to_string().contains("disk full"), "{e}");
+    });
+}
