@@ -169,13 +169,14 @@ impl Default for Metrics {
             commit_duration: histogram(
                 &r,
                 "leadscore_commit_duration_seconds",
-                "Publishing a step's outputs, waiting for their acknowledgement and writing its state.",
+                "A commit, from when it is sealed until its state is in RocksDB: the wait for its outputs' \
+                 acknowledgement, then its store write (on the store writer thread).",
                 fast.clone(),
             ),
             store_write_duration: histogram(
                 &r,
                 "leadscore_store_write_duration_seconds",
-                "Writing one step's states, timers and checkpoint to RocksDB.",
+                "Writing one commit's states, timers and checkpoints to RocksDB (on the store writer thread).",
                 fast,
             ),
             rebalances: counter_vec(

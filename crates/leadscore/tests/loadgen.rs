@@ -258,3 +258,29 @@ fn gen_by_kind_fills_the_default_topics_and_the_service_reads_them_in_event_time
     assert_eq!(repeats, 0);
     support::assert_same(&got, &reference);
 }
+
+#[test]
+fn a_paced_load_warms_its_producer_up_with_its_first_event_and_does_not_time_it() {
+    use leadscore::loadgen::{produce, Load};
+    use std::sync::atomic::AtomicBool;
+    let topics = Topics { inputs: [("lead-events".to_string(), None)].into_iter().collect(), ..Topics::default() };
+    let broker = EmbeddedBroker::start(&topics, 2).expect("broker");
+    let load = Load {
+        bootstrap_servers: broker.bootstrap_servers(),
+        topic: "lead-events".to_string(),
+        by_kind: false,
+        events: 40,
+        rate: 2000,
+        format: leadscore::loadgen::WireFormat::Json,
+        bad_share: 0.0,
+        synth: leadscore_synth::Settings::default(),
+        linger_ms: 1,
+        librdkafka: Vec::new(),
+    };
+    let mut timed = Vec::new();
+    let summary =
+        produce(&load, &AtomicBool::new(false), &mut |seq, _| timed.push(seq), &mut |_| {}).expect("produced");
+    assert_eq!(summary.events, 40, "the warm-up event is one of the load's");
+    assert_eq!(timed.len(), 39, "every event but the first is timed: {timed:?}");
+    assert_eq!(read_all(&broker.bootstrap_servers(), "lead-events", 40).len(), 40);
+}

@@ -104,9 +104,9 @@ struct Staged {
     sent: (Millis, Millis),
 }
 
-/// A commit whose outputs are in flight: what it still reports of its
-/// steps once they are acknowledged, its end among the records sent, and
-/// when it was sealed.
+/// A sealed commit, its outputs in flight or its store write under way:
+/// what it still reports of its steps once it is written, its end among the
+/// records sent, and when it was sealed.
 struct Sealed {
     mark: crate::ports::Mark,
     steps: Vec<Staged>,
@@ -138,7 +138,7 @@ pub struct Runtime<'a> {
     /// Store writes of published steps, until the next commit.
     pending: Overlay<'a>,
     staged: Vec<Staged>,
-    /// A commit sealed, its outputs in flight (its writes are the overlay's
+    /// A commit sealed and not yet written (its writes are the overlay's
     /// sealed layer).
     sealed: Option<Sealed>,
     /// When the oldest staged step was published.

@@ -12,7 +12,11 @@
 //!    preloaded one is the same for every run) at a fixed rate of half the at-least-once
 //!    maximum (or half its own, if lower; or `--latency-rate`), and a probe reading the score changes as a downstream consumer
 //!    would measures event-to-output latency: from the moment an event is
-//!    handed to the producer to the moment its score change is read back.
+//!    handed to the producer to the moment its score change is read back. The
+//!    load's first event is sent and acknowledged before the rate's clock
+//!    starts, and not measured: a new producer holds what it is given until it
+//!    has its connection and producer id, which showed as a 0.5-1 s stall of
+//!    the first events in some runs.
 //! 5. Peak RSS of the service process and its state on disk; then a table with
 //!    the ratios to the ceiling.
 
