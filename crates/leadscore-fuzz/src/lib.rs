@@ -78,13 +78,16 @@ fn codec() -> &'static AvroCodec {
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let file = dir.join("lead-event.avsc");
         std::fs::write(&file, leadscore_codec::avro::LEAD_EVENT_AVSC).expect("the envelope schema");
-        AvroCodec::new(AvroSettings {
+        let codec = AvroCodec::new(AvroSettings {
             schema_files: [(1, file)].into_iter().collect(),
             registry: None,
             score_change_id: 2,
             transition_id: 3,
         })
-        .expect("the codec")
+        .expect("the codec");
+        // The codec has read its file: nothing left behind in /tmp.
+        std::fs::remove_dir_all(&dir).ok();
+        codec
     })
 }
 

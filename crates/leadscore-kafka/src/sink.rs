@@ -92,7 +92,7 @@ fn opaque(epoch: u64, marker: Option<u32>) -> usize {
 impl ClientContext for DeliveryTracker {}
 
 impl ProducerContext for DeliveryTracker {
-    /// See [`opaque`].
+    /// The parity of the record's epoch and its marker's partition (see `opaque`).
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {

@@ -28,13 +28,16 @@ fn codec() -> AvroCodec {
     std::fs::write(&file, LEAD_EVENT_AVSC).expect("write");
     let other = dir.join("other.avsc");
     std::fs::write(&other, OTHER_WRITER).expect("write");
-    AvroCodec::new(AvroSettings {
+    let codec = AvroCodec::new(AvroSettings {
         schema_files: [(1, file), (7, other)].into_iter().collect(),
         registry: None,
         score_change_id: 2,
         transition_id: 3,
     })
-    .expect("codec")
+    .expect("codec");
+    // The codec has read its files: nothing left behind in /tmp.
+    std::fs::remove_dir_all(&dir).ok();
+    codec
 }
 
 #[test]
