@@ -6,8 +6,9 @@
 //! it. The runtime instead hands the commit's sealed layer
 //! ([`crate::overlay::Overlay::sealed_layer`]) to a [`StoreWriter`] and goes on
 //! processing, reading the layer through the overlay until the writer says it
-//! is done. [`BackgroundWriter`] is the one thread that does it; without a
-//! writer the runtime writes on its own thread (the simulation, tests).
+//! is done. [`BackgroundWriter`] is the service's writer, one thread; the
+//! simulation has its own (`leadscore_sim::ports::SimWriter`), which lands a
+//! write at a later turn of its scheduler. Every runtime has a writer.
 
 use crate::overlay::SealedLayer;
 use crate::{Partition, StateStore, StoreError, WriteBatch};
