@@ -35,6 +35,7 @@ pub struct Metrics {
     pub restoring_partitions: IntGauge,
     pub restore_records: IntCounter,
     pub restore_remaining: IntGauge,
+    pub restore_duration: Histogram,
     pub merge_held: IntGauge,
     pub merge_idle_expired: IntCounter,
     pub schema_waiting: IntGauge,
@@ -158,7 +159,7 @@ impl Default for Metrics {
                 &r,
                 "leadscore_event_time_lag_seconds",
                 "Wall clock minus event time of each applied event, when processed.",
-                slow,
+                slow.clone(),
             ),
             consumer_lag: gauge_vec(
                 &r,
@@ -204,6 +205,13 @@ impl Default for Metrics {
                 &r,
                 "leadscore_restore_remaining_records",
                 "Changelog records left to read by the restore under way.",
+            ),
+            restore_duration: histogram(
+                &r,
+                "leadscore_restore_duration_seconds",
+                "Restoring one partition from the changelog, from its first read to the last record applied \
+                 (partitions are restored one after another; the loop keeps polling its group in between).",
+                slow,
             ),
             merge_held: gauge(
                 &r,

@@ -174,6 +174,11 @@ pub(crate) enum Command {
         /// their leads' decay and inactivity timers fire as they are read).
         #[arg(long, default_value = "event_time", value_parser = ["event_time", "wall_clock"])]
         time: String,
+        /// Skip the restore measurement (after each guarantee's run, a new
+        /// instance with empty state joins the group and restores every
+        /// partition from the changelog).
+        #[arg(long)]
+        no_restore: bool,
     },
     /// Run the whole pipeline on this machine with nothing to install: an
     /// embedded Kafka-protocol broker, a synthetic event stream in compressed

@@ -116,6 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             fetch_wait_ms,
             commit_interval_ms,
             time,
+            no_restore,
         } => {
             check_share("--bad-share", bad_share)?;
             leadscore::bench::bench(&leadscore::bench::BenchOptions {
@@ -135,6 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 fetch_wait_ms,
                 commit_interval: commit_interval_ms.map(std::time::Duration::from_millis),
                 wall_clock: time == "wall_clock",
+                restore: !no_restore,
             })?;
         }
         Command::Demo { model, duration, rate, leads, time_scale, data_dir, partitions, admin } => {

@@ -164,7 +164,18 @@ fn bench_measures_the_ceiling_both_guarantees_and_latency_in_one_run() {
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
         assert_eq!(cells[2], "1500", "the rate asked for: {row}");
     }
-    for row in table.lines().filter(|l| l.starts_with("| leadscore") && l.contains("MiB")) {
+    let restores: Vec<&str> = table.lines().filter(|l| l.contains(": a new owner restores |")).collect();
+    assert_eq!(restores.len(), 2, "a restore after each guarantee's run: {table}");
+    for row in &restores {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        // | name | partitions | records | seconds | records/s | CPU per record | peak RSS |
+        let records: u64 = cells[3].parse().expect("changelog records");
+        assert!(records >= 500, "every lead's state at least: {row}");
+        let seconds: f64 = cells[4].parse().expect("seconds");
+        assert!(seconds > 0.0, "{row}");
+        assert!(cells[6].ends_with(" µs") && cells[7].ends_with("MiB"), "CPU and RSS: {row}");
+    }
+    for row in table.lines().filter(|l| l.starts_with("| leadscore") && l.contains("MiB") && !restores.contains(l)) {
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
         // The whole drain counts, from its first output to its last.
         let events: u64 = cells[2].parse().expect("events");
@@ -181,7 +192,7 @@ fn bench_measures_the_ceiling_both_guarantees_and_latency_in_one_run() {
 fn bench_measures_the_default_wall_clock_mode_too() {
     let out = bin()
         .args(["bench", "--events", "3000", "--leads", "300", "--guarantee", "at_least_once"])
-        .args(["--latency-seconds", "2", "--latency-rate", "1000", "--time", "wall_clock"])
+        .args(["--latency-seconds", "2", "--latency-rate", "1000", "--time", "wall_clock", "--no-restore"])
         .output()
         .expect("bench");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -195,6 +206,7 @@ fn bench_measures_the_default_wall_clock_mode_too() {
     assert_eq!(drain.split('|').map(str::trim).nth(2), Some("3000"), "{drain}");
     let latency = table.lines().find(|l| l.starts_with("| leadscore at_least_once |") && l.contains(" ms |"));
     assert!(latency.is_some_and(|l| l.split('|').map(str::trim).nth(2) == Some("1000")), "{table}");
+    assert!(!table.contains("restore"), "--no-restore: {table}");
 }
 
 /// `--by-kind` fills the default configuration's six co-partitioned topics,

@@ -97,6 +97,7 @@ fn on_tansu_the_benchmark_runs_and_says_why_exactly_once_is_skipped() {
         table.lines().filter(|l| l.starts_with("| leadscore at_least_once |") && l.contains(" ms |")).count(),
         1
     );
+    assert!(table.contains("| leadscore at_least_once: a new owner restores |"), "a restore on a real broker: {table}");
 }
 
 /// Why no test here kills `leadscore run` and restarts it (the crash tests use

@@ -10,6 +10,9 @@
 //! inputs. Compaction keeps only the latest marker, so a full restore may read
 //! millions of records before it; they are written in chunks as they come, but
 //! only up to the last marker, which a probe of the partition's end finds first.
+//! Without compaction a lead has a record per commit that changed it: what the
+//! markers commit is gathered by lead and written once per chunk (with the
+//! newest marker's checkpoint) and at the end, not at every marker.
 //!
 //! Records and markers carry the writer's ownership epoch; one older than an
 //! epoch already read was written by a former owner after a newer one took
@@ -32,7 +35,7 @@ use super::RunError;
 use crate::messages::ChangelogKind;
 use crate::ports::{Changelog, ChangelogRecord, Clock};
 use leadscore_core::{LeadId, Millis};
-use leadscore_store::{peek_next_due, Checkpoint, Partition, Replay, StateStore, WriteBatch};
+use leadscore_store::{Checkpoint, Partition, Replay, StateStore};
 use leadscore_telemetry::Telemetry;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -77,10 +80,24 @@ pub(crate) struct RestoreTask {
     at: i64,
     /// Records since the last applied marker, by lead.
     pending: HashMap<LeadId, Option<Vec<u8>>>,
+    /// Records up to the last applied marker not written yet, by lead, and
+    /// that marker's checkpoint: written once `committed` holds a chunk and at
+    /// the end, not at every marker, so that a lead the changelog has once
+    /// per commit is written once per chunk.
+    committed: HashMap<LeadId, Option<Vec<u8>>>,
+    checkpoint: Option<Checkpoint>,
     /// The replay marker read since the last applied checkpoint marker.
     replay: Option<Replay>,
-    /// Leads with state records after the last applied checkpoint marker.
+    /// Leads with state records after the last applied checkpoint marker,
+    /// once done: those in `pending` and in `rejected`.
     in_doubt: BTreeSet<LeadId>,
+    /// Leads with state records of an older epoch after the last applied
+    /// checkpoint marker (not applied, but in doubt all the same).
+    rejected: BTreeSet<LeadId>,
+    /// Whether this restore has written the partition. Unless local state was
+    /// kept, the partition was empty before, so a write need not read the
+    /// states it replaces (to move their timers) until then.
+    written: bool,
     /// The newest ownership epoch read so far (records of older ones are
     /// ignored).
     highest_epoch: Option<i64>,
@@ -99,6 +116,12 @@ enum Read {
     Continue,
     /// The restore started over from another offset.
     Restarted,
+}
+
+/// A changelog key as a lead id (without a copy when it is UTF-8, as leadscore
+/// writes it).
+fn lead_of(key: Vec<u8>) -> LeadId {
+    LeadId::from(String::from_utf8(key).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// Leads buffered before an early write (bounds memory on a full restore);
@@ -123,8 +146,12 @@ impl RestoreTask {
             last_marker: None,
             at: 0,
             pending: HashMap::new(),
+            committed: HashMap::new(),
+            checkpoint: None,
             replay: None,
             in_doubt: BTreeSet::new(),
+            rejected: BTreeSet::new(),
+            written: false,
             highest_epoch: None,
             last_progress: now,
             started: now,
@@ -257,6 +284,7 @@ impl RestoreTask {
     fn drop_local(&mut self, env: &mut RestoreEnv<'_>) -> Result<(), RunError> {
         env.store.drop_partition(self.partition)?;
         self.kept_local = false;
+        self.written = false;
         self.highest_epoch = None;
         Ok(())
     }
@@ -264,8 +292,11 @@ impl RestoreTask {
     fn start_from(&mut self, env: &mut RestoreEnv<'_>, from: i64) -> Result<(), RunError> {
         self.from = from;
         self.pending.clear();
+        self.committed.clear();
+        self.checkpoint = None;
         self.replay = None;
         self.in_doubt.clear();
+        self.rejected.clear();
         self.last_marker = None;
         if from >= self.high {
             self.phase = Phase::Done;
@@ -319,10 +350,10 @@ impl RestoreTask {
         }
         self.records += 1;
         env.telemetry.metrics.restore_records.inc();
-        if r.kind == ChangelogKind::State {
-            self.in_doubt.insert(LeadId::from(String::from_utf8_lossy(&r.key).into_owned()));
-        }
         if !self.accepts(r.epoch) {
+            if r.kind == ChangelogKind::State {
+                self.rejected.insert(lead_of(r.key));
+            }
             return Ok(Read::Continue);
         }
         match r.kind {
@@ -336,8 +367,13 @@ impl RestoreTask {
                 checkpoint.changelog_next_offset = Some(r.offset + 1);
                 // A replay still under way when it was written stays recorded.
                 self.replay = checkpoint.replay.clone();
-                self.in_doubt.clear();
-                self.write(env, Some(checkpoint))?;
+                self.rejected.clear();
+                self.committed.extend(self.pending.drain());
+                self.checkpoint = Some(checkpoint);
+                if self.committed.len() >= chunk(env.settings) {
+                    let checkpoint = self.checkpoint.take();
+                    self.write(env, checkpoint)?;
+                }
             }
             ChangelogKind::Replay => match Replay::decode(r.value.as_deref().unwrap_or_default()) {
                 Ok(replay) => self.replay = Some(replay),
@@ -347,10 +383,13 @@ impl RestoreTask {
                 tracing::warn!(offset = r.offset, "changelog record that is neither a state nor a marker; ignored")
             }
             ChangelogKind::State => {
-                let lead = LeadId::from(String::from_utf8_lossy(&r.key).into_owned());
-                self.pending.insert(lead, r.value);
-                // Early writes only before a marker known to follow.
+                self.pending.insert(lead_of(r.key), r.value);
+                // Early writes only before a marker known to follow; with
+                // what earlier markers committed (older states of the same
+                // leads), and without a checkpoint: a crash before the
+                // marker's own write restores from the last one written.
                 if self.pending.len() >= chunk(env.settings) && self.last_marker.is_some_and(|m| r.offset < m) {
+                    self.committed.extend(self.pending.drain());
                     self.write(env, None)?;
                 }
             }
@@ -394,19 +433,27 @@ impl RestoreTask {
     }
 
     fn finish(&mut self, env: &mut RestoreEnv<'_>) -> Result<(), RunError> {
-        if let Some(replay) = self.replay.take() {
-            // The unfinished step's replay record, for the runtime.
-            let checkpoint = env.store.checkpoint(self.partition)?.unwrap_or_default();
-            let mut batch = WriteBatch::default();
-            batch.checkpoint(self.partition, Checkpoint { replay: Some(replay), ..checkpoint });
-            env.store.write(&batch)?;
+        // The unfinished step's replay record, for the runtime, in the
+        // checkpoint of the last marker.
+        let checkpoint = match (self.checkpoint.take(), self.replay.take()) {
+            (checkpoint, None) => checkpoint,
+            (Some(c), Some(replay)) => Some(Checkpoint { replay: Some(replay), ..c }),
+            (None, Some(replay)) => {
+                let c = env.store.checkpoint(self.partition)?.unwrap_or_default();
+                Some(Checkpoint { replay: Some(replay), ..c })
+            }
+        };
+        if checkpoint.is_some() || !self.committed.is_empty() {
+            self.write(env, checkpoint)?;
         }
         env.changelog.stop();
         self.phase = Phase::Done;
         let ignored = self.pending.len();
-        self.pending.clear();
+        self.in_doubt = self.pending.drain().map(|(lead, _)| lead).chain(std::mem::take(&mut self.rejected)).collect();
         self.uncount(env);
         env.telemetry.counters.restores.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let seconds = env.clock.elapsed().saturating_sub(self.started).as_secs_f64();
+        env.telemetry.metrics.restore_duration.observe(seconds);
         tracing::info!(
             partition = self.partition,
             from = self.from,
@@ -414,7 +461,7 @@ impl RestoreTask {
             records = self.records,
             ignored,
             kept_local = self.kept_local,
-            seconds = env.clock.elapsed().saturating_sub(self.started).as_secs_f64(),
+            seconds,
             "restored state from the changelog"
         );
         Ok(())
@@ -435,43 +482,9 @@ impl RestoreTask {
             env.telemetry.metrics.restore_remaining.set(0);
         }
     }
-
-    /// Writes the pending states (and their timers), with `checkpoint`.
-    fn write(&mut self, env: &mut RestoreEnv<'_>, checkpoint: Option<Checkpoint>) -> Result<(), RunError> {
-        let partition = self.partition;
-        let mut leads: Vec<(LeadId, Option<Vec<u8>>)> = self.pending.drain().collect();
-        leads.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let names: Vec<&str> = leads.iter().map(|(l, _)| l.as_str()).collect();
-        let old = env.store.get_states(partition, &names)?;
-        let due = |lead: &LeadId, bytes: Option<&Vec<u8>>| -> Result<Option<Millis>, RunError> {
-            match bytes {
-                None => Ok(None),
-                Some(b) => peek_next_due(b).map_err(|source| {
-                    RunError::Step(crate::processor::StepError::CorruptState {
-                        lead: lead.to_string(),
-                        partition,
-                        source,
-                    })
-                }),
-            }
-        };
-        let mut batch = WriteBatch::default();
-        for ((lead, value), old) in leads.into_iter().zip(old) {
-            let old_due = due(&lead, old.as_ref())?;
-            let new_due = due(&lead, value.as_ref())?;
-            batch.move_timer(partition, lead.clone(), old_due, new_due);
-            match value {
-                Some(v) => batch.put_state(partition, lead, v),
-                None => batch.delete_state(partition, lead),
-            }
-        }
-        if let Some(c) = checkpoint {
-            batch.checkpoint(partition, c);
-        }
-        env.store.write(&batch)?;
-        Ok(())
-    }
 }
+
+mod write;
 
 #[cfg(test)]
 #[path = "restore_tests.rs"]

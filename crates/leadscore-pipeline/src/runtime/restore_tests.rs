@@ -6,8 +6,8 @@ use crate::messages::REPLAY_KEY;
 use crate::ports::{FixedClock, PortError};
 use leadscore_core::engine::apply;
 use leadscore_core::{Event, Kind, LeadState, Outputs};
-use leadscore_store::encode_state;
 use leadscore_store::memory::MemoryStore;
+use leadscore_store::{encode_state, peek_next_due, WriteBatch};
 
 /// A changelog partition in memory.
 #[derive(Default)]
@@ -120,6 +120,7 @@ fn what_an_older_owner_wrote_after_a_newer_one_is_ignored() {
     assert_eq!(next(&store), Some(20), "the zombie's marker does not move the checkpoint");
     assert_eq!(store.get_states(0, &["L-c"]).expect("states"), vec![None]);
     assert_eq!(task.highest_epoch(), Some(2));
+    assert_eq!(task.in_doubt().iter().map(LeadId::as_str).collect::<Vec<_>>(), ["L-c"], "not applied, still in doubt");
 }
 
 #[test]
@@ -155,4 +156,151 @@ fn a_long_tail_without_a_marker_is_never_written_early() {
     restore(&mut log, &store);
     assert_eq!(store.lead_count(), 1, "only the committed lead");
     assert_eq!(next(&store), Some(10));
+}
+
+#[test]
+fn a_finished_restore_is_timed_and_its_records_counted() {
+    let mut log = log(&[("L-a", 1, 1), ("L-b", 1, 1), ("", 10, 1)]);
+    let store = MemoryStore::new();
+    let telemetry = Telemetry::default();
+    let settings = RuntimeSettings::default();
+    let clock = FixedClock::at(0);
+    let mut env =
+        RestoreEnv { changelog: &mut log, store: &store, clock: &clock, telemetry: &telemetry, settings: &settings };
+    let mut task = RestoreTask::new(0, Duration::ZERO);
+    let metrics = &telemetry.metrics;
+    while !task.step(&mut env, 1, Duration::MAX).expect("restore") {
+        assert_eq!(metrics.restore_duration.get_sample_count(), 0, "timed once, when done");
+    }
+    assert_eq!(metrics.restore_duration.get_sample_count(), 1);
+    assert!(metrics.restore_duration.get_sample_sum() > 0.0, "the time since the task began");
+    assert_eq!(metrics.restore_records.get(), 3);
+    task.cancel(&mut env);
+    assert_eq!(metrics.restore_duration.get_sample_count(), 1, "a cancel is not a restore");
+}
+
+#[test]
+fn committed_states_are_written_once_per_chunk_not_at_every_marker() {
+    // Three commits of the same two leads, then an uncommitted tail.
+    let mut log = log(&[
+        ("L-a", 1, 1),
+        ("L-b", 1, 1),
+        ("", 10, 1),
+        ("L-a", 2, 1),
+        ("", 20, 1),
+        ("L-b", 3, 1),
+        ("L-a", 3, 1),
+        ("", 30, 1),
+        ("L-c", 4, 1),
+    ]);
+    let store = MemoryStore::new();
+    let telemetry = Telemetry::default();
+    let settings = RuntimeSettings::default();
+    let clock = FixedClock::at(0);
+    let mut env =
+        RestoreEnv { changelog: &mut log, store: &store, clock: &clock, telemetry: &telemetry, settings: &settings };
+    let mut task = RestoreTask::new(0, Duration::ZERO);
+    while !task.step(&mut env, 1, Duration::MAX).expect("restore") {
+        assert_eq!(next(&store), None, "nothing is written before the end: the commits hold less than a chunk");
+        assert_eq!(store.lead_count(), 0);
+    }
+    assert_eq!(next(&store), Some(30), "the last marker's checkpoint");
+    let states = store.get_states(0, &["L-a", "L-b", "L-c"]).expect("states");
+    assert_eq!(states, vec![Some(state("L-a", 3)), Some(state("L-b", 3)), None], "the latest committed states");
+    assert_eq!(task.in_doubt().iter().map(LeadId::as_str).collect::<Vec<_>>(), ["L-c"]);
+}
+
+#[test]
+fn a_chunk_of_committed_states_is_written_with_its_marker_before_the_end() {
+    let leads = chunk(&RuntimeSettings::default());
+    let value = state("L-x", 2);
+    let mut log = Log::default();
+    let push = |log: &mut Log, key: String, value: Option<Vec<u8>>, kind| {
+        let o = log.records.len() as i64;
+        log.records.push(record(o, key.as_bytes(), value, kind, 1));
+    };
+    // Two commits of half a chunk and a bit (neither alone fills a chunk,
+    // together they do), then a smaller one, read over several steps.
+    for (commit, n) in [(1, leads / 2 + 1), (2, leads / 2 + 1), (3, 500)] {
+        for i in 0..n {
+            push(&mut log, format!("L-{commit}-{i}"), Some(value.clone()), ChangelogKind::State);
+        }
+        let o = log.records.len() as i64;
+        log.records.push(log_marker(o, 10 * commit));
+    }
+    let store = MemoryStore::new();
+    let telemetry = Telemetry::default();
+    let settings = RuntimeSettings::default();
+    let clock = FixedClock::at(0);
+    let mut env =
+        RestoreEnv { changelog: &mut log, store: &store, clock: &clock, telemetry: &telemetry, settings: &settings };
+    let mut task = RestoreTask::new(0, Duration::ZERO);
+    let mut written_before_the_end = None;
+    while !task.step(&mut env, 100, Duration::MAX).expect("restore") {
+        written_before_the_end = written_before_the_end.or(next(&store));
+    }
+    assert_eq!(written_before_the_end, Some(20), "the chunk the second marker filled, with its checkpoint");
+    assert_eq!(next(&store), Some(30));
+    assert_eq!(store.lead_count(), 2 * (leads / 2 + 1) + 500);
+}
+
+/// The timers of the partition, earliest first (at most `n`).
+fn timers(store: &MemoryStore, n: usize) -> Vec<(Millis, String)> {
+    let due = store.due_timers(0, None, Millis::MAX, n).expect("timers");
+    due.into_iter().map(|(at, lead)| (at, lead.as_str().to_string())).collect()
+}
+
+fn due_of(bytes: &[u8]) -> Millis {
+    peek_next_due(bytes).expect("a state").expect("a page view leaves an inactivity timer")
+}
+
+#[test]
+fn a_lead_written_by_an_earlier_chunk_of_the_same_restore_keeps_one_timer() {
+    let leads = chunk(&RuntimeSettings::default());
+    let mut log = Log::default();
+    let push = |log: &mut Log, key: &str, value: Vec<u8>| {
+        let o = log.records.len() as i64;
+        log.records.push(record(o, key.as_bytes(), Some(value), ChangelogKind::State, 1));
+    };
+    // L-x is in the first chunk (written when the second marker fills it),
+    // then changes in the last commit.
+    let later = state("L-other", 100);
+    push(&mut log, "L-x", state("L-x", 1));
+    for (commit, n) in [(1, leads / 2), (2, leads / 2 + 1)] {
+        for i in 0..n {
+            push(&mut log, &format!("L-{commit}-{i}"), later.clone());
+        }
+        let o = log.records.len() as i64;
+        log.records.push(log_marker(o, 10 * commit));
+    }
+    push(&mut log, "L-x", state("L-x", 5));
+    let o = log.records.len() as i64;
+    log.records.push(log_marker(o, 30));
+    let store = MemoryStore::new();
+    restore(&mut log, &store);
+    let newest = state("L-x", 5);
+    assert_eq!(
+        timers(&store, 2),
+        vec![(due_of(&newest), "L-x".to_string()), (due_of(&later), "L-1-0".to_string())],
+        "the first chunk's timer of L-x was moved, not left behind"
+    );
+}
+
+#[test]
+fn a_kept_local_lead_keeps_one_timer() {
+    let store = MemoryStore::new();
+    let old = state("L-x", 1);
+    let mut b = WriteBatch::default();
+    b.move_timer(0, LeadId::from("L-x"), None, Some(due_of(&old)));
+    b.put_state(0, LeadId::from("L-x"), old);
+    b.checkpoint(0, Checkpoint { changelog_next_offset: Some(2), ..Checkpoint::default() });
+    store.write(&b).expect("write");
+    let mut log = log(&[("L-x", 1, 1), ("", 10, 1), ("L-x", 5, 1), ("", 20, 1)]);
+    // Written just now: recent enough for the local state to be kept.
+    let now = FixedClock::at(0).wall();
+    log.records.iter_mut().for_each(|r| r.timestamp = Some(now));
+    let task = restore(&mut log, &store);
+    assert!(task.kept_local, "only the tail was read");
+    assert_eq!(next(&store), Some(20), "the tail was read on top of the local state");
+    assert_eq!(timers(&store, 5), vec![(due_of(&state("L-x", 5)), "L-x".to_string())]);
 }

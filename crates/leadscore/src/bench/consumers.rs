@@ -107,8 +107,11 @@ pub fn probe(
 /// `topic`, over all its partitions: the service stamps each output when it
 /// sends it, so this is its drain from the first batch published to the last,
 /// whatever the sampling of its metrics. `None`: the topic is empty.
-pub fn output_span(bootstrap: &str, topic: &str) -> anyhow::Result<Option<(i64, i64)>> {
-    let c = consumer(bootstrap, "leadscore-bench-span", None)?;
+/// `fetch_wait_ms` as for the other consumers: each partition is read
+/// twice, and a fetch that finds nothing more waits that long on the mock
+/// broker (librdkafka's default, 500 ms, made this a minute at 67 partitions).
+pub fn output_span(bootstrap: &str, topic: &str, fetch_wait_ms: Option<u32>) -> anyhow::Result<Option<(i64, i64)>> {
+    let c = consumer(bootstrap, "leadscore-bench-span", fetch_wait_ms)?;
     let metadata = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
     let mut span: Option<(i64, i64)> = None;

@@ -17,12 +17,18 @@
 //!    starts, and not measured: a new producer holds what it is given until it
 //!    has its connection and producer id, which showed as a 0.5-1 s stall of
 //!    the first events in some runs.
-//! 5. Peak RSS of the service process and its state on disk; then a table with
-//!    the ratios to the ceiling.
+//! 5. Peak RSS of the service process and its state on disk.
+//! 6. Unless `--no-restore`: a new instance with an empty state directory joins
+//!    the same group and restores every partition from the changelog the run
+//!    wrote (its module, `bench::restore`, says how it is timed).
+//!
+//! Then a table with the ratios to the ceiling, and the latency and restore
+//! tables.
 
 mod broker;
 mod consumers;
 pub mod report;
+mod restore;
 mod subject;
 
 use crate::loadgen::{self, Load, WireFormat};
@@ -31,7 +37,7 @@ use anyhow::{bail, Context};
 use broker::Broker;
 use leadscore_config::service::Guarantee;
 use leadscore_synth::Settings;
-use report::{quantile, Latency, Row};
+use report::{quantile, Latency, Restore, Row};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +75,9 @@ pub struct BenchOptions {
     pub commit_interval: Option<Duration>,
     /// Timers on the wall clock (the service's default) instead of event time.
     pub wall_clock: bool,
+    /// After each guarantee's run, measure a new owner's restore from the
+    /// changelog.
+    pub restore: bool,
 }
 
 /// The synthetic stream: one event per 10 ms of event time on average.
@@ -76,6 +85,8 @@ const STEP_MS: i64 = 10;
 /// Events that fit in the mock broker's 5 MB per partition, with room for
 /// Avro's and bad messages' different sizes.
 const MOCK_EVENTS_PER_PARTITION: u64 = 15_000;
+/// The services' session timeout on the mock broker; see `session_timeout_ms`.
+const MOCK_SESSION_TIMEOUT_MS: u32 = 6000;
 const COMMIT_SECONDS: &str = "leadscore_commit_duration_seconds";
 const EVENT_TO_OUTPUT_SECONDS: &str = "leadscore_event_to_output_seconds";
 /// Seed of the latency phase's events, so the probe can tell them apart.
@@ -149,6 +160,7 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
     rows.push(row(ceiling_name, n, elapsed));
 
     let mut latencies = Vec::new();
+    let mut restores = Vec::new();
     let mut half_rate = None;
     for (index, &guarantee) in opts.guarantees.iter().enumerate() {
         let name = format!("leadscore {}", guarantee_name(guarantee));
@@ -164,9 +176,10 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
         // A run that fails is a row that says why; the others still count.
         let run = Run { opts, broker: &broker, bootstrap: &bootstrap, run: &run, input: &input, synth: &synth };
         match run.measure(guarantee, index, &mut half_rate) {
-            Ok((measured, latency)) => {
-                rows.push(measured);
-                latencies.extend(latency);
+            Ok(m) => {
+                rows.push(m.drain);
+                latencies.extend(m.latency);
+                restores.extend(m.restore);
             }
             Err(e) => {
                 eprintln!("leadscore bench: {name} failed: {e:#}");
@@ -189,7 +202,7 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
         opts.fetch_wait_ms.map_or_else(|| "default".to_string(), |ms| ms.to_string()),
         if opts.wall_clock { "wall-clock time" } else { "event time" }
     );
-    let table = report::render(&heading, &rows, ceiling_name, &latencies);
+    let table = report::render(&heading, &rows, ceiling_name, &latencies, &restores);
     println!("{table}");
     if let Some(path) = &opts.report {
         std::fs::write(path, &table).with_context(|| format!("writing --report {}", path.display()))?;
@@ -210,6 +223,13 @@ struct Run<'a> {
     synth: &'a Settings,
 }
 
+/// What one guarantee's run measured.
+struct Measured {
+    drain: Row,
+    latency: Option<Latency>,
+    restore: Option<Restore>,
+}
+
 fn guarantee_name(g: Guarantee) -> &'static str {
     match g {
         Guarantee::AtLeastOnce => "at_least_once",
@@ -219,12 +239,7 @@ fn guarantee_name(g: Guarantee) -> &'static str {
 
 impl Run<'_> {
     /// One guarantee's drain and latency measurement.
-    fn measure(
-        &self,
-        guarantee: Guarantee,
-        index: usize,
-        half_rate: &mut Option<u64>,
-    ) -> anyhow::Result<(Row, Option<Latency>)> {
+    fn measure(&self, guarantee: Guarantee, index: usize, half_rate: &mut Option<u64>) -> anyhow::Result<Measured> {
         let (opts, bootstrap) = (self.opts, self.bootstrap);
         let name = format!("leadscore {}", guarantee_name(guarantee));
         let short = if guarantee == Guarantee::ExactlyOnce { "eos" } else { "alo" };
@@ -232,21 +247,22 @@ impl Run<'_> {
         self.broker.create_topics(&topics.outputs(), opts.partitions, &[topics.changelog.as_str()])?;
         let dir = tempfile::tempdir().context("creating a temporary directory for the service")?;
         let group = format!("{}-{short}", self.run);
-        let mut subject = Subject::start(
-            dir.path(),
-            &SubjectSettings {
-                bootstrap,
-                group: &group,
-                guarantee,
-                topics: &topics,
-                format: opts.format,
-                block_cache_mb: opts.block_cache_mb,
-                write_buffer_mb: opts.write_buffer_mb,
-                fetch_wait_ms: opts.fetch_wait_ms,
-                commit_interval: opts.commit_interval,
-                wall_clock: opts.wall_clock,
-            },
-        )?;
+        let settings = SubjectSettings {
+            bootstrap,
+            group: &group,
+            guarantee,
+            topics: &topics,
+            format: opts.format,
+            block_cache_mb: opts.block_cache_mb,
+            write_buffer_mb: opts.write_buffer_mb,
+            fetch_wait_ms: opts.fetch_wait_ms,
+            commit_interval: opts.commit_interval,
+            wall_clock: opts.wall_clock,
+            // The mock broker keeps a group its last member left waiting for
+            // the session timeout (45 s by default) before a new member is in.
+            session_timeout_ms: opts.bootstrap.is_none().then_some(MOCK_SESSION_TIMEOUT_MS),
+        };
+        let mut subject = Subject::start(dir.path(), &settings)?;
         let mut bar = Progress::new(format!("{short} drain"), opts.events);
         let commits_before = subject.histogram(COMMIT_SECONDS);
         let cpu_before = subject.cpu_seconds();
@@ -256,7 +272,7 @@ impl Run<'_> {
         // The drain's time from its own outputs, first to last (read before
         // the latency phase adds to the topic); the metrics' sampling only
         // when the topic has no usable timestamps.
-        let span = consumers::output_span(bootstrap, &topics.score_changes)?;
+        let span = consumers::output_span(bootstrap, &topics.score_changes, opts.fetch_wait_ms)?;
         let elapsed = match span {
             Some((first, last)) if last > first => Duration::from_millis((last - first) as u64),
             _ => sampled,
@@ -288,7 +304,21 @@ impl Run<'_> {
         }
         measured.peak_rss_bytes = subject.peak_rss();
         measured.state_bytes = Some(subject.stop()?);
-        Ok((measured, latency))
+        let restored = if opts.restore {
+            let dir = tempfile::tempdir().context("creating a temporary directory for the restoring instance")?;
+            let restore_name = format!("{name}: a new owner restores");
+            // A failed restore is a line that says why; the drain still counts.
+            match restore::measure(&restore_name, dir.path(), &settings, opts.partitions, Duration::from_secs(300)) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    eprintln!("leadscore bench: {restore_name} failed: {e:#}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Ok(Measured { drain: measured, latency, restore: restored })
     }
 }
 

@@ -44,6 +44,27 @@ pub struct Latency {
     pub own_p99: Option<f64>,
 }
 
+/// One restore of every partition by a new owner.
+#[derive(Debug, Clone)]
+pub struct Restore {
+    pub name: String,
+    pub partitions: i32,
+    /// Changelog records read.
+    pub records: u64,
+    /// The service's own restore time, all partitions.
+    pub elapsed: Duration,
+    /// The service's CPU time (all threads) from before its first record to
+    /// the end of the restore, per record.
+    pub cpu_per_record: Option<Duration>,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl Restore {
+    pub fn rate(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
 /// The `q` quantile (0 to 1) of sorted values, nearest rank.
 pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
@@ -63,7 +84,7 @@ fn ms(d: Duration) -> String {
 
 /// The results as a Markdown table, the ratio taken to the row named
 /// `ceiling`.
-pub fn render(heading: &str, rows: &[Row], ceiling: &str, latencies: &[Latency]) -> String {
+pub fn render(heading: &str, rows: &[Row], ceiling: &str, latencies: &[Latency], restores: &[Restore]) -> String {
     let base = rows.iter().find(|r| r.name == ceiling && r.skipped.is_none()).map(Row::rate);
     let mut out = String::new();
     let _ = writeln!(out, "{heading}\n");
@@ -119,6 +140,26 @@ pub fn render(heading: &str, rows: &[Row], ceiling: &str, latencies: &[Latency])
             );
         }
     }
+    if !restores.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n| restore from the changelog | partitions | changelog records | seconds | records/s | CPU per record | peak RSS |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+        for r in restores {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.2} | {:.0} | {} | {} |",
+                r.name,
+                r.partitions,
+                r.records,
+                r.elapsed.as_secs_f64(),
+                r.rate(),
+                r.cpu_per_record.map_or_else(String::new, |c| format!("{:.2} µs", c.as_secs_f64() * 1e6)),
+                mib(r.peak_rss_bytes)
+            );
+        }
+    }
     out
 }
 
@@ -150,9 +191,21 @@ mod tests {
         };
         let mut skipped = row("eos", 1);
         skipped.skipped = Some("no transactions".into());
-        let table = render("# t", &[row("ceiling", 1), row("alo", 2), skipped], "ceiling", &[]);
+        let restore = Restore {
+            name: "alo: a new owner restores".into(),
+            partitions: 7,
+            records: 300_000,
+            elapsed: Duration::from_millis(1500),
+            cpu_per_record: Some(Duration::from_nanos(3_250)),
+            peak_rss_bytes: Some(100 << 20),
+        };
+        let table = render("# t", &[row("ceiling", 1), row("alo", 2), skipped], "ceiling", &[], &[restore]);
         assert!(table.contains("| ceiling | 1000 | 1.00 | 1000 | 100% | 2.50 µs | 300 MiB |  |"), "{table}");
         assert!(table.contains("| alo | 1000 | 2.00 | 500 | 50% |"), "{table}");
         assert!(table.contains("| eos | skipped: no transactions |"), "{table}");
+        assert!(
+            table.contains("| alo: a new owner restores | 7 | 300000 | 1.50 | 200000 | 3.25 µs | 100 MiB |"),
+            "{table}"
+        );
     }
 }

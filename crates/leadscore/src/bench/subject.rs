@@ -74,6 +74,9 @@ pub struct SubjectSettings<'a> {
     pub commit_interval: Option<std::time::Duration>,
     /// processing.time = "wall_clock" instead of "event_time".
     pub wall_clock: bool,
+    /// librdkafka's session.timeout.ms, when set (the mock broker holds a
+    /// group whose last member left for this long less a second).
+    pub session_timeout_ms: Option<u32>,
 }
 
 impl SubjectSettings<'_> {
@@ -89,6 +92,10 @@ impl SubjectSettings<'_> {
         c.kafka.transactional_id = Some(format!("{}-tx", self.group));
         if let Some(ms) = self.fetch_wait_ms {
             c.kafka.librdkafka.insert("fetch.wait.max.ms".into(), ms.to_string());
+        }
+        if let Some(ms) = self.session_timeout_ms {
+            c.kafka.librdkafka.insert("session.timeout.ms".into(), ms.to_string());
+            c.kafka.librdkafka.insert("heartbeat.interval.ms".into(), (ms / 10).to_string());
         }
         c.topics.score_changes = t.score_changes.clone();
         c.topics.transitions = t.transitions.clone();
@@ -384,6 +391,7 @@ mod tests {
                 fetch_wait_ms: None,
                 commit_interval: None,
                 wall_clock,
+                session_timeout_ms: None,
             };
             s.config(Path::new("state"), "127.0.0.1:1", Path::new("schema.avsc")).expect("config").processing.time
         };
