@@ -76,14 +76,27 @@ fn log(entries: &[(&str, i64, i64)]) -> Log {
 
 /// Restores partition 0 of `log` into `store`; the finished task.
 fn restore(log: &mut Log, store: &MemoryStore) -> RestoreTask {
-    let telemetry = Telemetry::default();
+    // Tiny budgets for short logs: a restore resumes across many steps.
+    let budget = if log.records.len() < 100 { 2 } else { 5000 };
+    restore_by(log, store, &Telemetry::default(), budget, || {})
+}
+
+/// Restores partition 0 of `log` into `store`, `budget` records a step,
+/// calling `between` after every step that did not finish; the finished task.
+fn restore_by(
+    log: &mut Log,
+    store: &MemoryStore,
+    telemetry: &Telemetry,
+    budget: usize,
+    mut between: impl FnMut(),
+) -> RestoreTask {
     let settings = RuntimeSettings::default();
     let clock = FixedClock::at(0);
-    let mut env = RestoreEnv { changelog: log, store, clock: &clock, telemetry: &telemetry, settings: &settings };
+    let mut env = RestoreEnv { changelog: log, store, clock: &clock, telemetry, settings: &settings };
     let mut task = RestoreTask::new(0, Duration::ZERO);
-    // Tiny budgets for short logs: a restore resumes across many steps.
-    let budget = if env.changelog.watermarks(0).expect("offsets").1 < 100 { 2 } else { 5000 };
-    while !task.step(&mut env, budget, Duration::MAX).expect("restore") {}
+    while !task.step(&mut env, budget, Duration::MAX).expect("restore") {
+        between();
+    }
     task
 }
 
@@ -163,18 +176,16 @@ fn a_finished_restore_is_timed_and_its_records_counted() {
     let mut log = log(&[("L-a", 1, 1), ("L-b", 1, 1), ("", 10, 1)]);
     let store = MemoryStore::new();
     let telemetry = Telemetry::default();
-    let settings = RuntimeSettings::default();
-    let clock = FixedClock::at(0);
-    let mut env =
-        RestoreEnv { changelog: &mut log, store: &store, clock: &clock, telemetry: &telemetry, settings: &settings };
-    let mut task = RestoreTask::new(0, Duration::ZERO);
     let metrics = &telemetry.metrics;
-    while !task.step(&mut env, 1, Duration::MAX).expect("restore") {
+    let mut task = restore_by(&mut log, &store, &telemetry, 1, || {
         assert_eq!(metrics.restore_duration.get_sample_count(), 0, "timed once, when done");
-    }
+    });
     assert_eq!(metrics.restore_duration.get_sample_count(), 1);
     assert!(metrics.restore_duration.get_sample_sum() > 0.0, "the time since the task began");
     assert_eq!(metrics.restore_records.get(), 3);
+    let (settings, clock) = (RuntimeSettings::default(), FixedClock::at(0));
+    let mut env =
+        RestoreEnv { changelog: &mut log, store: &store, clock: &clock, telemetry: &telemetry, settings: &settings };
     task.cancel(&mut env);
     assert_eq!(metrics.restore_duration.get_sample_count(), 1, "a cancel is not a restore");
 }
@@ -194,16 +205,10 @@ fn committed_states_are_written_once_per_chunk_not_at_every_marker() {
         ("L-c", 4, 1),
     ]);
     let store = MemoryStore::new();
-    let telemetry = Telemetry::default();
-    let settings = RuntimeSettings::default();
-    let clock = FixedClock::at(0);
-    let mut env =
-        RestoreEnv { changelog: &mut log, store: &store, clock: &clock, telemetry: &telemetry, settings: &settings };
-    let mut task = RestoreTask::new(0, Duration::ZERO);
-    while !task.step(&mut env, 1, Duration::MAX).expect("restore") {
+    let task = restore_by(&mut log, &store, &Telemetry::default(), 1, || {
         assert_eq!(next(&store), None, "nothing is written before the end: the commits hold less than a chunk");
         assert_eq!(store.lead_count(), 0);
-    }
+    });
     assert_eq!(next(&store), Some(30), "the last marker's checkpoint");
     let states = store.get_states(0, &["L-a", "L-b", "L-c"]).expect("states");
     assert_eq!(states, vec![Some(state("L-a", 3)), Some(state("L-b", 3)), None], "the latest committed states");
@@ -229,16 +234,10 @@ fn a_chunk_of_committed_states_is_written_with_its_marker_before_the_end() {
         log.records.push(log_marker(o, 10 * commit));
     }
     let store = MemoryStore::new();
-    let telemetry = Telemetry::default();
-    let settings = RuntimeSettings::default();
-    let clock = FixedClock::at(0);
-    let mut env =
-        RestoreEnv { changelog: &mut log, store: &store, clock: &clock, telemetry: &telemetry, settings: &settings };
-    let mut task = RestoreTask::new(0, Duration::ZERO);
     let mut written_before_the_end = None;
-    while !task.step(&mut env, 100, Duration::MAX).expect("restore") {
+    restore_by(&mut log, &store, &Telemetry::default(), 100, || {
         written_before_the_end = written_before_the_end.or(next(&store));
-    }
+    });
     assert_eq!(written_before_the_end, Some(20), "the chunk the second marker filled, with its checkpoint");
     assert_eq!(next(&store), Some(30));
     assert_eq!(store.lead_count(), 2 * (leads / 2 + 1) + 500);
