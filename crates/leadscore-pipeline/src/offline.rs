@@ -8,14 +8,22 @@
 //! due order, ties by lead id). At the end, `until` fires the timers due up to
 //! and including that instant. Bad lines are reported with their line number
 //! and error class, as the service would dead-letter them.
+//!
+//! Three threads share the work, a few batches apart: one decodes lines, one
+//! runs the steps (the only one that touches state), one encodes their
+//! records; what is printed is in the steps' order.
 
 use crate::admission::Admission;
+use crate::aligner::Arrival;
 use crate::messages::{headers, InputMessage, OutputTopic, Topics};
 use crate::processor::{Processor, StateCache, Step, StepContext, StepError, TimeMode};
+use leadscore_codec::{encode_json, RecordContext};
 use leadscore_core::{Millis, Model};
 use leadscore_store::memory::MemoryStore;
 use leadscore_store::StateStore;
+use leadscore_telemetry::PublishedRecord;
 use std::io::{self, BufRead, Write};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The topic name offline lines are read as (any kind, `type` required).
@@ -25,6 +33,9 @@ const BATCH: usize = 8192;
 /// Leads whose decoded states are kept between steps; beyond, all are
 /// written back to the store (memory: roughly 1 to 2 KB per lead).
 const CACHED_LEADS: usize = 200_000;
+/// Batches between the reader and the decoder, and steps between the scorer
+/// and the encoder, at most.
+const IN_FLIGHT: usize = 3;
 
 /// What a run did, for the summary line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,6 +105,9 @@ pub fn score(
 /// [`score`] into a given store, which then holds every lead's final state
 /// (partition 0): the reference the simulation compares the service's state
 /// with.
+///
+/// Records are encoded and handed back on a thread of their own while the
+/// next steps run, and written in order.
 pub fn score_into(
     store: &MemoryStore,
     model: &Model,
@@ -102,30 +116,61 @@ pub fn score_into(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<Summary, OfflineError> {
-    let summary = score_steps(store, model, input, options, |step| write_records(step, out), err)?;
-    out.flush()?;
-    Ok(summary)
+    std::thread::scope(|s| {
+        // Bounded towards the encoder (the steps wait when it falls behind);
+        // unbounded back, drained after every step, so that neither side can
+        // wait for the other.
+        let (records, to_encode) = mpsc::sync_channel::<Vec<PublishedRecord>>(IN_FLIGHT);
+        let (encoded_tx, encoded) = mpsc::channel::<Vec<u8>>();
+        s.spawn(move || {
+            for batch in to_encode {
+                if encoded_tx.send(encode_lines(model, &batch)).is_err() {
+                    return;
+                }
+            }
+        });
+        let on_step = |step: &mut Step| -> io::Result<()> {
+            // A send fails only if the encoder is gone, which it is not
+            // while this sender lives.
+            let _ = records.send(std::mem::take(&mut step.observations.published));
+            encoded.try_iter().try_for_each(|lines| out.write_all(&lines))
+        };
+        let summary = score_steps(store, model, input, options, on_step, err)?;
+        drop(records);
+        encoded.iter().try_for_each(|lines| out.write_all(&lines))?;
+        out.flush()?;
+        Ok(summary)
+    })
 }
 
-/// Each score change and transition of `step`, as a JSON line.
-fn write_records(step: &Step, out: &mut impl Write) -> io::Result<()> {
-    for o in step.outputs.iter().filter(|o| matches!(o.topic, OutputTopic::ScoreChanges | OutputTopic::Transitions)) {
-        out.write_all(o.value.as_deref().unwrap_or_default())?;
-        out.write_all(b"\n")?;
+/// Each score change and transition of a step, as a JSON line.
+fn encode_lines(model: &Model, records: &[PublishedRecord]) -> Vec<u8> {
+    let mut lines = Vec::with_capacity(records.len() * 320);
+    for r in records {
+        let ctx = RecordContext {
+            model,
+            lead_id: r.lead.as_str(),
+            event: r.event.as_ref().map(|(id, kind)| (id.as_str(), *kind)),
+        };
+        encode_json(&mut lines, &ctx, &r.record, &r.reasons);
+        lines.push(b'\n');
     }
-    Ok(())
+    lines
 }
 
 /// [`score_into`], handing each step (its typed records are in
-/// `step.observations.published`) to `on_step` instead of writing JSON: for
-/// tools that analyse what a model does with a history (`leadscore replay`,
-/// `leadscore review`).
+/// `step.observations.published`; none is encoded into `step.outputs`) to
+/// `on_step` instead of writing JSON: for tools that analyse what a model
+/// does with a history (`leadscore replay`, `leadscore review`).
+///
+/// Lines are decoded on a thread of their own, a few batches ahead of the
+/// steps.
 pub fn score_steps(
     store: &MemoryStore,
     model: &Model,
     input: impl BufRead,
     options: &Options,
-    mut on_step: impl FnMut(&Step) -> io::Result<()>,
+    mut on_step: impl FnMut(&mut Step) -> io::Result<()>,
     err: &mut impl Write,
 ) -> Result<Summary, OfflineError> {
     let topics = Topics { inputs: [(TOPIC.to_string(), None)].into_iter().collect(), ..Topics::default() };
@@ -137,47 +182,74 @@ pub fn score_steps(
         admission: options.admission,
         changelog_per_step: false,
         cache: Some(&cache),
+        encode_records: false,
         ..Processor::new(model, store, &topics, TimeMode::EventTime)
     };
     let Options { until, progress, .. } = *options;
     let mut summary = Summary::default();
     let started = Instant::now();
     let mut last_report = started;
-    let mut batch = Vec::with_capacity(BATCH);
-    for (n, line) in input.split(b'\n').enumerate() {
-        let mut line = line?;
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        summary.events_read += 1;
-        batch.push(InputMessage {
-            topic: TOPIC.to_string(),
-            partition: 0,
-            offset: n as i64 + 1,
-            key: None,
-            payload: Some(line),
-            timestamp: None,
+    std::thread::scope(|s| {
+        // At most IN_FLIGHT batches are between the two threads, and each
+        // channel holds that many: neither send can wait for ever.
+        let (lines, to_decode) = mpsc::sync_channel::<Vec<InputMessage>>(IN_FLIGHT);
+        let (decoded_tx, decoded) = mpsc::sync_channel::<Vec<Arrival>>(IN_FLIGHT);
+        let decoder = &processor;
+        s.spawn(move || {
+            for batch in to_decode {
+                if decoded_tx.send(batch.into_iter().map(|m| decoder.decode(m)).collect()).is_err() {
+                    return;
+                }
+            }
         });
-        if batch.len() == BATCH {
-            let arrivals = batch.drain(..).map(|m| processor.decode(m)).collect();
+        let mut in_flight = 0;
+        let mut step = |arrivals: Vec<Arrival>, summary: &mut Summary, err: &mut _| -> Result<(), OfflineError> {
             let step = processor.process_arrivals(0, arrivals, StepContext::default())?;
-            commit(store, step, &mut summary, &mut on_step, err)?;
+            commit(store, step, summary, &mut on_step, err)?;
             if cache.full() {
                 write_back(store, model, &cache)?;
             }
-            if progress && last_report.elapsed() > Duration::from_secs(2) {
-                last_report = Instant::now();
-                let rate = summary.events_read as f64 / started.elapsed().as_secs_f64();
-                writeln!(err, "leadscore: {} events read ({rate:.0}/s)", summary.events_read)?;
+            Ok(())
+        };
+        let mut batch = Vec::with_capacity(BATCH);
+        for (n, line) in input.split(b'\n').enumerate() {
+            let mut line = line?;
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            summary.events_read += 1;
+            batch.push(InputMessage {
+                topic: TOPIC.to_string(),
+                partition: 0,
+                offset: n as i64 + 1,
+                key: None,
+                payload: Some(line),
+                timestamp: None,
+            });
+            if batch.len() == BATCH {
+                send(&lines, std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                in_flight += 1;
+                if in_flight == IN_FLIGHT {
+                    step(receive(&decoded), &mut summary, err)?;
+                    in_flight -= 1;
+                }
+                if progress && last_report.elapsed() > Duration::from_secs(2) {
+                    last_report = Instant::now();
+                    let rate = summary.events_read as f64 / started.elapsed().as_secs_f64();
+                    writeln!(err, "leadscore: {} events read ({rate:.0}/s)", summary.events_read)?;
+                }
             }
         }
-    }
-    let arrivals = batch.drain(..).map(|m| processor.decode(m)).collect();
-    let step = processor.process_arrivals(0, arrivals, StepContext::default())?;
-    commit(store, step, &mut summary, &mut on_step, err)?;
+        send(&lines, batch);
+        drop(lines);
+        for arrivals in decoded.iter() {
+            step(arrivals, &mut summary, err)?;
+        }
+        Ok::<_, OfflineError>(())
+    })?;
     if let Some(until) = until {
         commit(store, processor.tick(0, until)?, &mut summary, &mut on_step, err)?;
     }
@@ -185,6 +257,16 @@ pub fn score_steps(
     summary.leads = store.lead_count() as u64;
     writeln!(err, "leadscore: {summary}")?;
     Ok(summary)
+}
+
+/// Hands a batch to the decoder, which lives as long as its channel.
+fn send(lines: &mpsc::SyncSender<Vec<InputMessage>>, batch: Vec<InputMessage>) {
+    lines.send(batch).expect("the decoder runs until its channel closes");
+}
+
+/// The next decoded batch; the decoder sends one for every batch sent.
+fn receive(decoded: &mpsc::Receiver<Vec<Arrival>>) -> Vec<Arrival> {
+    decoded.recv().expect("the decoder answers every batch")
 }
 
 /// Writes the cached states the store lags behind on into it.
@@ -198,12 +280,12 @@ fn write_back(store: &MemoryStore, model: &Model, cache: &StateCache) -> Result<
 /// Hands a step to `on_step`, reports its rejected lines, and commits it.
 fn commit(
     store: &MemoryStore,
-    step: Step,
+    mut step: Step,
     summary: &mut Summary,
-    on_step: &mut impl FnMut(&Step) -> io::Result<()>,
+    on_step: &mut impl FnMut(&mut Step) -> io::Result<()>,
     err: &mut impl Write,
 ) -> Result<(), OfflineError> {
-    on_step(&step)?;
+    on_step(&mut step)?;
     for o in &step.outputs {
         match o.topic {
             OutputTopic::ScoreChanges | OutputTopic::Transitions => {}

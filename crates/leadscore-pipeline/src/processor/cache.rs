@@ -11,8 +11,14 @@
 
 use leadscore_core::{LeadId, LeadState, Model};
 use leadscore_store::{encode_state, Partition, WriteBatch};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Mutex;
+
+/// One partition's cached states, by lead: looked up by `&str` (no key to
+/// build per lookup), with a hash that is cheap on short ids. The map is not
+/// exposed to input it could be attacked with: the offline scorer reads a
+/// file its user chose.
+type Leads = FxHashMap<LeadId, Entry>;
 
 /// One cached state, and whether the store lags behind it.
 struct Entry {
@@ -22,39 +28,56 @@ struct Entry {
 
 /// See the module documentation.
 pub struct StateCache {
-    entries: Mutex<HashMap<(Partition, LeadId), Entry>>,
+    entries: Mutex<Cached>,
     capacity: usize,
+}
+
+#[derive(Default)]
+struct Cached {
+    partitions: FxHashMap<Partition, Leads>,
+    len: usize,
 }
 
 impl StateCache {
     /// A cache that asks to be written back beyond `capacity` states.
     pub fn new(capacity: usize) -> StateCache {
-        StateCache { entries: Mutex::new(HashMap::new()), capacity }
+        StateCache { entries: Mutex::new(Cached::default()), capacity }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Partition, LeadId), Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Takes a lead's state out, if cached; with whether the store lags.
     pub(super) fn take(&self, partition: Partition, lead: &str) -> Option<(LeadState, bool)> {
-        self.lock().remove(&(partition, LeadId::from(lead))).map(|e| (e.state, e.dirty))
+        let mut cached = self.lock();
+        let entry = cached.partitions.get_mut(&partition)?.remove(lead)?;
+        cached.len -= 1;
+        Some((entry.state, entry.dirty))
     }
 
     pub(super) fn put(&self, partition: Partition, lead: LeadId, state: LeadState, dirty: bool) {
-        self.lock().insert((partition, lead), Entry { state, dirty });
+        let mut cached = self.lock();
+        let added = cached.partitions.entry(partition).or_default().insert(lead, Entry { state, dirty }).is_none();
+        cached.len += usize::from(added);
     }
 
     /// Whether it holds more than its capacity.
     pub fn full(&self) -> bool {
-        self.lock().len() > self.capacity
+        self.lock().len > self.capacity
     }
 
     /// Empties the cache into `batch`: the states the store lags behind on,
     /// encoded (in lead order, for reproducible batches).
     pub fn write_back(&self, model: &Model, batch: &mut WriteBatch) {
-        let mut dirty: Vec<((Partition, LeadId), LeadState)> =
-            self.lock().drain().filter(|(_, e)| e.dirty).map(|(k, e)| (k, e.state)).collect();
+        let mut cached = self.lock();
+        cached.len = 0;
+        let mut dirty: Vec<((Partition, LeadId), LeadState)> = cached
+            .partitions
+            .drain()
+            .flat_map(|(p, leads)| leads.into_iter().filter(|(_, e)| e.dirty).map(move |(l, e)| ((p, l), e.state)))
+            .collect();
+        drop(cached);
         dirty.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for ((partition, lead), state) in dirty {
             let mut value = Vec::with_capacity(256);

@@ -116,6 +116,10 @@ pub struct Processor<'a> {
     /// Decoded states kept between steps instead of encoded into the store
     /// at each (only without a per-step changelog, which needs the bytes).
     pub cache: Option<&'a StateCache>,
+    /// Whether score changes and transitions become encoded `outputs`. Off
+    /// for tools that take them typed from `observations.published` (the
+    /// offline scorer encodes them on a thread of its own).
+    pub encode_records: bool,
 }
 
 impl<'a> Processor<'a> {
@@ -131,6 +135,7 @@ impl<'a> Processor<'a> {
             admission: Admission::default(),
             changelog_per_step: true,
             cache: None,
+            encode_records: true,
         }
     }
 

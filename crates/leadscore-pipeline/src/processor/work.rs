@@ -270,11 +270,14 @@ impl<'p, 'a> Work<'p, 'a> {
                     (OutputTopic::Transitions, Vec::new())
                 }
             };
-            let mut value = Vec::with_capacity(320);
-            match &self.p.formats.avro_output {
-                Some(avro) => avro.encode_record(&mut value, &ctx, r, &self.out.reasons),
-                None => encode_json(&mut value, &ctx, r, &self.out.reasons),
-            }
+            let value = self.p.encode_records.then(|| {
+                let mut value = Vec::with_capacity(320);
+                match &self.p.formats.avro_output {
+                    Some(avro) => avro.encode_record(&mut value, &ctx, r, &self.out.reasons),
+                    None => encode_json(&mut value, &ctx, r, &self.out.reasons),
+                }
+                value
+            });
             let mut record = r.clone();
             if let Record::ScoreChange(c) = &mut record {
                 c.reasons = 0..reasons.len() as u32;
@@ -285,13 +288,15 @@ impl<'p, 'a> Work<'p, 'a> {
                 record,
                 reasons,
             });
-            self.step.outputs.push(OutputRecord {
-                topic,
-                key: Some(lead.as_str().as_bytes().to_vec()),
-                value: Some(value),
-                headers: Vec::new(),
-                partition: None,
-            });
+            if let Some(value) = value {
+                self.step.outputs.push(OutputRecord {
+                    topic,
+                    key: Some(lead.as_str().as_bytes().to_vec()),
+                    value: Some(value),
+                    headers: Vec::new(),
+                    partition: None,
+                });
+            }
         }
         self.out.clear();
         Ok(())

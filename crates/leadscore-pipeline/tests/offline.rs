@@ -1,0 +1,70 @@
+//! The offline scorer decodes, scores and encodes on three threads, a few
+//! batches apart: what it prints must still be, byte for byte and in order,
+//! what the processing step publishes when it is fed the same lines directly.
+
+mod common;
+
+use common::messages;
+use leadscore_config::seed_model;
+use leadscore_pipeline::offline::{score, Options};
+use leadscore_pipeline::{OutputTopic, Processor, TimeMode, Topics};
+use leadscore_store::memory::MemoryStore;
+use leadscore_store::StateStore;
+
+/// Enough lines for many batches of the scorer (8192 lines each), so that
+/// batches are decoded and encoded while others are scored.
+const EVENTS: usize = 60_000;
+
+#[test]
+fn the_offline_scorer_prints_what_the_step_publishes_in_the_same_order() {
+    let model = seed_model();
+    let mut g = leadscore_synth::Generator::new(leadscore_synth::Settings {
+        seed: 4,
+        leads: 2_000,
+        step: 600_000,
+        erase_share: 0.001,
+        ..Default::default()
+    });
+    let mut lines: Vec<String> = Vec::new();
+    for i in 0..EVENTS {
+        let mut b = Vec::new();
+        leadscore_codec::encode_event_json(&mut b, &g.next_event());
+        lines.push(String::from_utf8(b).expect("utf-8"));
+        // Bad lines are reported, not printed, and change nothing around them.
+        if i % 9_999 == 17 {
+            lines.push("{\"not\": \"an event\"}".to_string());
+        }
+    }
+    let until = 4_000_000_000_000;
+
+    let input = lines.join("\n");
+    let options = Options { until: Some(until), ..Options::default() };
+    let (mut printed, mut reported) = (Vec::new(), Vec::new());
+    let summary = score(&model, input.as_bytes(), &options, &mut printed, &mut reported).expect("scored");
+    let printed = String::from_utf8(printed).expect("UTF-8");
+    let reported = String::from_utf8(reported).expect("UTF-8");
+
+    let topics = Topics { inputs: [("events".to_string(), None)].into_iter().collect(), ..Topics::default() };
+    let store = MemoryStore::new();
+    let p = Processor::new(&model, &store, &topics, TimeMode::EventTime);
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let mut expected = String::new();
+    let mut publish = |step: leadscore_pipeline::Step| {
+        for o in step.outputs.iter().filter(|o| matches!(o.topic, OutputTopic::ScoreChanges | OutputTopic::Transitions))
+        {
+            expected.push_str(std::str::from_utf8(o.value.as_deref().expect("a value")).expect("UTF-8"));
+            expected.push('\n');
+        }
+        store.write(&step.write).expect("commit");
+    };
+    for chunk in messages("events", &refs).chunks(1_000) {
+        publish(p.process(0, chunk, 0).expect("a step"));
+    }
+    publish(p.tick(0, until).expect("the last timers"));
+
+    assert_eq!(summary.rejected, 6, "{reported}");
+    assert_eq!(reported.lines().filter(|l| l.starts_with("line ")).count(), 6, "{reported}");
+    assert!(summary.timer_transitions > 1_000, "timers fire on the way: {summary}");
+    assert_eq!(printed.lines().count() as u64, summary.score_changes + summary.transitions);
+    assert!(printed == expected, "the printed records differ from the published ones");
+}
