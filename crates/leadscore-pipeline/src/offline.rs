@@ -10,8 +10,8 @@
 //! and error class, as the service would dead-letter them.
 //!
 //! Three threads share the work, a few batches apart: one decodes lines, one
-//! runs the steps (the only one that touches state), one encodes their
-//! records; what is printed is in the steps' order.
+//! runs the steps (the only one that touches state), one encodes and writes
+//! their records, in the steps' order.
 
 use crate::admission::Admission;
 use crate::aligner::Arrival;
@@ -96,7 +96,7 @@ pub fn score(
     model: &Model,
     input: impl BufRead,
     options: &Options,
-    out: &mut impl Write,
+    out: &mut (impl Write + Send),
     err: &mut impl Write,
 ) -> Result<Summary, OfflineError> {
     score_into(&MemoryStore::new(), model, input, options, out, err)
@@ -106,40 +106,37 @@ pub fn score(
 /// (partition 0): the reference the simulation compares the service's state
 /// with.
 ///
-/// Records are encoded and handed back on a thread of their own while the
-/// next steps run, and written in order.
+/// Records are encoded and written on a thread of their own while the next
+/// steps run, in the steps' order.
 pub fn score_into(
     store: &MemoryStore,
     model: &Model,
     input: impl BufRead,
     options: &Options,
-    out: &mut impl Write,
+    out: &mut (impl Write + Send),
     err: &mut impl Write,
 ) -> Result<Summary, OfflineError> {
     std::thread::scope(|s| {
-        // Bounded towards the encoder (the steps wait when it falls behind);
-        // unbounded back, drained after every step, so that neither side can
-        // wait for the other.
-        let (records, to_encode) = mpsc::sync_channel::<Vec<PublishedRecord>>(IN_FLIGHT);
-        let (encoded_tx, encoded) = mpsc::channel::<Vec<u8>>();
-        s.spawn(move || {
-            for batch in to_encode {
-                if encoded_tx.send(encode_lines(model, &batch)).is_err() {
-                    return;
-                }
+        // Bounded: the steps wait when the writer falls behind.
+        let (records, to_write) = mpsc::sync_channel::<Vec<PublishedRecord>>(IN_FLIGHT);
+        let writer = s.spawn(move || -> io::Result<()> {
+            for batch in to_write {
+                out.write_all(&encode_lines(model, &batch))?;
             }
+            out.flush()
         });
         let on_step = |step: &mut Step| -> io::Result<()> {
-            // A send fails only if the encoder is gone, which it is not
-            // while this sender lives.
-            let _ = records.send(std::mem::take(&mut step.observations.published));
-            encoded.try_iter().try_for_each(|lines| out.write_all(&lines))
+            let batch = std::mem::take(&mut step.observations.published);
+            // It fails only once the writer has stopped on an error, which
+            // is what the run then reports.
+            records.send(batch).map_err(|_| io::Error::other("the output writer stopped"))
         };
-        let summary = score_steps(store, model, input, options, on_step, err)?;
+        let scored = score_steps(store, model, input, options, on_step, err);
         drop(records);
-        encoded.iter().try_for_each(|lines| out.write_all(&lines))?;
-        out.flush()?;
-        Ok(summary)
+        let written = writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // The writer's error first: when both failed, it is the cause.
+        written?;
+        scored
     })
 }
 

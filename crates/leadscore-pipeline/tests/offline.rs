@@ -68,3 +68,38 @@ fn the_offline_scorer_prints_what_the_step_publishes_in_the_same_order() {
     assert_eq!(printed.lines().count() as u64, summary.score_changes + summary.transitions);
     assert!(printed == expected, "the printed records differ from the published ones");
 }
+
+/// Output that fails once `room` bytes are written, as a closed pipe does.
+struct Closing {
+    room: usize,
+}
+
+impl std::io::Write for Closing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the reader went away"));
+        }
+        let n = buf.len().min(self.room);
+        self.room -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn an_output_that_fails_stops_the_run_with_its_own_error() {
+    let model = seed_model();
+    let mut g =
+        leadscore_synth::Generator::new(leadscore_synth::Settings { seed: 5, leads: 500, ..Default::default() });
+    let mut input = Vec::new();
+    for _ in 0..EVENTS {
+        leadscore_codec::encode_event_json(&mut input, &g.next_event());
+        input.push(b'\n');
+    }
+    let mut out = Closing { room: 100_000 };
+    let failed = score(&model, &input[..], &Options::default(), &mut out, &mut Vec::new()).expect_err("a failed write");
+    let leadscore_pipeline::offline::OfflineError::Io(e) = failed else { panic!("not an I/O error: {failed}") };
+    assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+}

@@ -27,8 +27,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Score { model, input, until, allow_rejected } => {
             let model = load_model(model.as_ref())?;
-            let stdout = io::stdout();
-            let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            // Not locked: the scorer writes from a thread of its own.
+            let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout());
             let mut err = io::stderr().lock();
             let options = offline::Options { until, progress: io::stderr().is_terminal(), ..Default::default() };
             let summary = if input == "-" {
