@@ -1,18 +1,28 @@
 //! An in-memory [`StateStore`], for tests and for processing that needs no
-//! durability. Same key layout and semantics as the RocksDB store.
+//! durability. Same key order and semantics as the RocksDB store (timers are
+//! typed keys here, ordered as its byte keys are).
 
-use crate::keys::{
-    parse_timer_key, partition_prefix, partition_upper_bound, state_key, timer_key, timer_scan_start, timer_upper_bound,
-};
+use crate::keys::{partition_prefix, partition_upper_bound, state_key};
 use crate::{Checkpoint, Op, Partition, StateStore, StoreError, WriteBatch};
 use leadscore_core::{LeadId, Millis};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::sync::Mutex;
+
+/// A timer as a typed key: the tuple orders exactly as the RocksDB store's
+/// timer keys do (partition, due, lead bytes), and compares without
+/// building or comparing byte keys.
+type Timer = (Partition, Millis, LeadId);
+
+/// The first timer key of `partition`.
+fn first_timer(partition: Partition) -> Timer {
+    (partition, Millis::MIN, LeadId::from(""))
+}
 
 #[derive(Debug, Default)]
 struct Inner {
     states: BTreeMap<Vec<u8>, Vec<u8>>,
-    timers: BTreeMap<Vec<u8>, ()>,
+    timers: BTreeSet<Timer>,
     checkpoints: BTreeMap<Partition, Checkpoint>,
 }
 
@@ -58,7 +68,6 @@ impl StateStore for MemoryStore {
     }
 
     fn lead_ids(&self, partition: Partition, after: Option<&str>, limit: usize) -> Result<Vec<LeadId>, StoreError> {
-        use std::ops::Bound;
         let inner = self.lock();
         let prefix = partition_prefix(partition);
         let start = match after {
@@ -81,15 +90,16 @@ impl StateStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<(Millis, LeadId)>, StoreError> {
         let inner = self.lock();
-        let (start, end) = (timer_scan_start(partition, after), timer_upper_bound(partition, up_to));
-        if start >= end {
-            return Ok(Vec::new());
-        }
+        let start = match after {
+            Some((due, lead)) => Bound::Excluded((partition, due, LeadId::from(lead))),
+            None => Bound::Included(first_timer(partition)),
+        };
         Ok(inner
             .timers
-            .range(start..end)
+            .range((start, Bound::Unbounded))
+            .take_while(|(p, due, _)| *p == partition && *due <= up_to)
             .take(limit)
-            .filter_map(|(k, _)| parse_timer_key(k).map(|(_, due, lead)| (due, LeadId::from(lead))))
+            .map(|(_, due, lead)| (*due, lead.clone()))
             .collect())
     }
 
@@ -109,10 +119,10 @@ impl StateStore for MemoryStore {
                 }
                 Op::MoveTimer { partition, lead, old, new } => {
                     if let Some(old) = old {
-                        inner.timers.remove(&timer_key(*partition, *old, lead.as_str()));
+                        inner.timers.remove(&(*partition, *old, lead.clone()));
                     }
                     if let Some(new) = new {
-                        inner.timers.insert(timer_key(*partition, *new, lead.as_str()), ());
+                        inner.timers.insert((*partition, *new, lead.clone()));
                     }
                 }
                 Op::Checkpoint { partition, checkpoint } => {
@@ -126,11 +136,12 @@ impl StateStore for MemoryStore {
     fn drop_partition(&self, partition: Partition) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let range = partition_prefix(partition)..partition_upper_bound(partition);
-        let states: Vec<_> = inner.states.range(range.clone()).map(|(k, _)| k.clone()).collect();
+        let states: Vec<_> = inner.states.range(range).map(|(k, _)| k.clone()).collect();
         states.iter().for_each(|k| {
             inner.states.remove(k);
         });
-        let timers: Vec<_> = inner.timers.range(range).map(|(k, _)| k.clone()).collect();
+        let timers: Vec<Timer> =
+            inner.timers.range(first_timer(partition)..).take_while(|(p, ..)| *p == partition).cloned().collect();
         timers.iter().for_each(|k| {
             inner.timers.remove(k);
         });
