@@ -21,6 +21,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 echo "== deployment files against their schemas"
 bash scripts/validate-deploy.sh
 echo "== cargo test"
+# Every locked package, for every platform: the deployment test reads
+# `cargo metadata --offline`, which needs the manifests of packages a build on
+# this platform never downloads (Windows-only ones, say).
+cargo fetch --locked
 cargo test --workspace --locked
 echo "== end to end on tansu (an out-of-process Kafka-protocol broker)"
 bash scripts/test-tansu.sh
