@@ -28,52 +28,41 @@ struct Entry {
 
 /// See the module documentation.
 pub struct StateCache {
-    entries: Mutex<Cached>,
+    entries: Mutex<FxHashMap<Partition, Leads>>,
     capacity: usize,
-}
-
-#[derive(Default)]
-struct Cached {
-    partitions: FxHashMap<Partition, Leads>,
-    len: usize,
 }
 
 impl StateCache {
     /// A cache that asks to be written back beyond `capacity` states.
     pub fn new(capacity: usize) -> StateCache {
-        StateCache { entries: Mutex::new(Cached::default()), capacity }
+        StateCache { entries: Mutex::new(FxHashMap::default()), capacity }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FxHashMap<Partition, Leads>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Takes a lead's state out, if cached; with whether the store lags.
     pub(super) fn take(&self, partition: Partition, lead: &str) -> Option<(LeadState, bool)> {
-        let mut cached = self.lock();
-        let entry = cached.partitions.get_mut(&partition)?.remove(lead)?;
-        cached.len -= 1;
+        let entry = self.lock().get_mut(&partition)?.remove(lead)?;
         Some((entry.state, entry.dirty))
     }
 
     pub(super) fn put(&self, partition: Partition, lead: LeadId, state: LeadState, dirty: bool) {
-        let mut cached = self.lock();
-        let added = cached.partitions.entry(partition).or_default().insert(lead, Entry { state, dirty }).is_none();
-        cached.len += usize::from(added);
+        self.lock().entry(partition).or_default().insert(lead, Entry { state, dirty });
     }
 
     /// Whether it holds more than its capacity.
     pub fn full(&self) -> bool {
-        self.lock().len > self.capacity
+        // A few partitions at most (the offline scorer has one).
+        self.lock().values().map(|leads| leads.len()).sum::<usize>() > self.capacity
     }
 
     /// Empties the cache into `batch`: the states the store lags behind on,
     /// encoded (in lead order, for reproducible batches).
     pub fn write_back(&self, model: &Model, batch: &mut WriteBatch) {
         let mut cached = self.lock();
-        cached.len = 0;
         let mut dirty: Vec<((Partition, LeadId), LeadState)> = cached
-            .partitions
             .drain()
             .flat_map(|(p, leads)| leads.into_iter().filter(|(_, e)| e.dirty).map(move |(l, e)| ((p, l), e.state)))
             .collect();
