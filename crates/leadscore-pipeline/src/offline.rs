@@ -88,6 +88,9 @@ pub struct Options {
     pub progress: bool,
     /// The admission rules, as the service in event-time mode has them.
     pub admission: Admission,
+    /// Leads whose decoded states stay in memory between steps; beyond,
+    /// all are written back to the store. `None`: 200,000.
+    pub cached_leads: Option<usize>,
 }
 
 /// Scores every line of `input`, writing records to `out` and problems,
@@ -174,7 +177,7 @@ pub fn score_steps(
     // Decoded states stay in memory between steps (up to CACHED_LEADS): a
     // lead's state is decoded and encoded once, not at every step; the
     // changelog, which would need the bytes, is not wanted here.
-    let cache = StateCache::new(CACHED_LEADS);
+    let cache = StateCache::new(options.cached_leads.unwrap_or(CACHED_LEADS));
     let processor = Processor {
         admission: options.admission,
         changelog_per_step: false,

@@ -1,12 +1,14 @@
 //! The offline scorer decodes, scores and encodes on three threads, a few
 //! batches apart: what it prints must still be, byte for byte and in order,
-//! what the processing step publishes when it is fed the same lines directly.
+//! what the processing step publishes when it is fed the same lines directly,
+//! and the states it leaves in its store must be the step's, whether every
+//! lead stays cached or the cache is written back again and again.
 
 mod common;
 
 use common::messages;
 use leadscore_config::seed_model;
-use leadscore_pipeline::offline::{score, Options};
+use leadscore_pipeline::offline::{score, score_into, Options};
 use leadscore_pipeline::{OutputTopic, Processor, TimeMode, Topics};
 use leadscore_store::memory::MemoryStore;
 use leadscore_store::StateStore;
@@ -38,11 +40,19 @@ fn the_offline_scorer_prints_what_the_step_publishes_in_the_same_order() {
     let until = 4_000_000_000_000;
 
     let input = lines.join("\n");
-    let options = Options { until: Some(until), ..Options::default() };
-    let (mut printed, mut reported) = (Vec::new(), Vec::new());
-    let summary = score(&model, input.as_bytes(), &options, &mut printed, &mut reported).expect("scored");
-    let printed = String::from_utf8(printed).expect("UTF-8");
-    let reported = String::from_utf8(reported).expect("UTF-8");
+    let scored = |cached_leads| {
+        let options = Options { until: Some(until), cached_leads, ..Options::default() };
+        let (store, mut printed, mut reported) = (MemoryStore::new(), Vec::new(), Vec::new());
+        let summary =
+            score_into(&store, &model, input.as_bytes(), &options, &mut printed, &mut reported).expect("scored");
+        let printed = String::from_utf8(printed).expect("UTF-8");
+        let reported = String::from_utf8(reported).expect("UTF-8");
+        (summary, printed, reported, store)
+    };
+    let (summary, printed, reported, cached) = scored(None);
+    // 300 of the 2,000 leads: the cache is written back after most steps, and
+    // leads come back from the store.
+    let (small_summary, small_printed, _, small) = scored(Some(300));
 
     let topics = Topics { inputs: [("events".to_string(), None)].into_iter().collect(), ..Topics::default() };
     let store = MemoryStore::new();
@@ -67,6 +77,39 @@ fn the_offline_scorer_prints_what_the_step_publishes_in_the_same_order() {
     assert!(summary.timer_transitions > 1_000, "timers fire on the way: {summary}");
     assert_eq!(printed.lines().count() as u64, summary.score_changes + summary.transitions);
     assert!(printed == expected, "the printed records differ from the published ones");
+    assert!(small_printed == expected, "with a small cache, the printed records differ from the published ones");
+    assert_eq!(small_summary, summary);
+    for (name, scorer) in [("cached", &cached), ("written back", &small)] {
+        let (got, want) = (contents(scorer), contents(&store));
+        // Compared whole, reported briefly (the states are megabytes).
+        let differ = got.0.iter().zip(&want.0).position(|(a, b)| a != b);
+        assert!(
+            got == want,
+            "the offline scorer's store ({name}) differs from the step's: {} and {} leads (first different: {differ:?}), \
+             {} and {} timers, counts {:?} and {:?}",
+            got.0.len(),
+            want.0.len(),
+            got.1.len(),
+            want.1.len(),
+            got.2,
+            want.2
+        );
+    }
+}
+
+/// Every lead's state and every timer of partition 0, and its counts.
+type Contents = (Vec<(String, Option<Vec<u8>>)>, Vec<(i64, String)>, leadscore_store::Counts);
+
+fn contents(store: &MemoryStore) -> Contents {
+    let ids = store.lead_ids(0, None, usize::MAX).expect("lead ids");
+    let names: Vec<&str> = ids.iter().map(|l| l.as_str()).collect();
+    let states = store.get_states(0, &names).expect("states");
+    let timers = store.due_timers(0, None, i64::MAX, usize::MAX).expect("timers");
+    (
+        names.iter().map(|n| n.to_string()).zip(states).collect(),
+        timers.into_iter().map(|(due, lead)| (due, lead.to_string())).collect(),
+        store.checkpoint(0).expect("a checkpoint").expect("written").counts,
+    )
 }
 
 /// Output that fails once `room` bytes are written, as a closed pipe does.

@@ -51,7 +51,7 @@ impl Work<'_, '_> {
             for (due, lead) in page {
                 self.scanned = Some((due, lead.clone()));
                 // A lead already in the working set has its current timer queued.
-                if !self.leads.contains_key(&lead) {
+                if !self.has(lead.as_str()) {
                     self.queue.insert((due, lead));
                 }
             }

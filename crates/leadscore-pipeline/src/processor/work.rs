@@ -42,16 +42,25 @@ pub(super) struct Slot {
     existed: bool,
     member: u128,
     pub(super) dirty: bool,
-    /// Taken from the cache with changes the store does not have yet.
-    lagging: bool,
+    /// The store lags behind `state` (a cached state changed since written).
+    pub(super) lagging: bool,
+    /// Loaded by the current step (a cached lead that is not is only kept).
+    pub(super) in_step: bool,
 }
+
+/// The leads of a working set, by id. The hash is seeded per map: ids come
+/// from the network.
+pub(super) type Leads = HashMap<LeadId, Slot, foldhash::fast::RandomState>;
 
 /// The working set of one step.
 pub(super) struct Work<'p, 'a> {
     pub(super) p: &'p Processor<'a>,
     pub(super) partition: Partition,
     ctx: StepContext<'p>,
-    pub(super) leads: HashMap<LeadId, Slot>,
+    /// With a cache, also the cached leads this step does not touch.
+    pub(super) leads: Leads,
+    /// The leads this step loaded, in the order it did.
+    touched: Vec<LeadId>,
     /// Timers known to be due soon: `(due, lead)`; stale entries are skipped.
     pub(super) queue: BTreeSet<(Millis, LeadId)>,
     /// Store timers up to and including this instant are in `queue`.
@@ -73,7 +82,8 @@ impl<'p, 'a> Work<'p, 'a> {
             p,
             partition,
             ctx,
-            leads: HashMap::new(),
+            leads: p.cache().map(|c| c.take(partition)).unwrap_or_default(),
+            touched: Vec::new(),
             queue: BTreeSet::new(),
             loaded_up_to: None,
             scanned: None,
@@ -94,37 +104,39 @@ impl<'p, 'a> Work<'p, 'a> {
         m.offset >= self.checkpoint.next_offsets.get(&m.topic).copied().unwrap_or(0)
     }
 
-    /// Loads the states of `leads` not yet in the working set, in one read.
+    /// Whether `lead` is in the working set of this step.
+    pub(super) fn has(&self, lead: &str) -> bool {
+        self.leads.get(lead).is_some_and(|s| s.in_step)
+    }
+
+    /// Loads the states of `leads` not yet in the working set: from the
+    /// cache, else in one read of the store.
     pub(super) fn load(&mut self, leads: &[&str]) -> Result<(), StepError> {
-        // The common call: one lead of an event, already loaded with the step.
-        if let [one] = leads {
-            if self.leads.contains_key(*one) {
-                return Ok(());
+        let mut missing: Vec<&str> = Vec::new();
+        for lead in leads {
+            let Some(slot) = self.leads.get_mut(*lead) else {
+                missing.push(lead);
+                continue;
+            };
+            if slot.in_step {
+                continue;
             }
+            // Cached: it joins the step as the store has it, but for the
+            // state (which the store's timer index follows every step).
+            let state = slot.state.as_ref().expect("cached leads have a state");
+            slot.stored_due = state.next_due;
+            slot.member = state.member;
+            slot.existed = true;
+            slot.in_step = true;
+            if let Some(due) = slot.stored_due {
+                self.queue.insert((due, LeadId::from(*lead)));
+            }
+            self.touched.push(LeadId::from(*lead));
         }
-        let mut missing: Vec<&str> = leads.iter().copied().filter(|l| !self.leads.contains_key(*l)).collect();
         missing.sort_unstable();
         missing.dedup();
         if missing.is_empty() {
             return Ok(());
-        }
-        if let Some(cache) = self.p.cache() {
-            self.leads.reserve(missing.len());
-            missing.retain(|lead| {
-                let Some((state, lagging)) = cache.take(self.partition, lead) else { return true };
-                // The store's timer index follows every step, cached or not.
-                let stored_due = state.next_due;
-                if let Some(due) = stored_due {
-                    self.queue.insert((due, LeadId::from(*lead)));
-                }
-                let member = state.member;
-                let slot = Slot { state: Some(state), stored_due, existed: true, member, dirty: false, lagging };
-                self.leads.insert(LeadId::from(*lead), slot);
-                false
-            });
-            if missing.is_empty() {
-                return Ok(());
-            }
         }
         self.leads.reserve(missing.len());
         let values = self.p.store.get_states(self.partition, &missing)?;
@@ -152,7 +164,9 @@ impl<'p, 'a> Work<'p, 'a> {
             if let Some(due) = state.as_ref().and_then(|s| s.next_due) {
                 self.queue.insert((due, lead.clone()));
             }
-            self.leads.insert(lead, Slot { state, stored_due, existed, member, dirty: migrated, lagging: false });
+            self.touched.push(lead.clone());
+            let slot = Slot { state, stored_due, existed, member, dirty: migrated, lagging: false, in_step: true };
+            self.leads.insert(lead, slot);
         }
         Ok(())
     }
@@ -333,24 +347,22 @@ impl<'p, 'a> Work<'p, 'a> {
     /// checkpoint (in the store, and as the changelog's closing marker).
     pub(super) fn finish(mut self) -> Step {
         let p = self.partition;
-        // With a cache (and no changelog to write), states go back to it
+        // With a cache (and no changelog to write), states stay in it
         // decoded; the store gets only their timer moves and deletions.
         let cache = self.p.cache();
-        let mut dirty: Vec<Option<(LeadId, Slot)>> = Vec::new();
-        for (lead, slot) in std::mem::take(&mut self.leads) {
-            match (slot.dirty, cache, slot.state) {
-                (true, _, state) => dirty.push(Some((lead, Slot { state, ..slot }))),
-                (false, Some(cache), Some(state)) => cache.put(p, lead, state, slot.lagging),
-                (false, _, _) => {}
+        // A stable order keeps batches and changelogs reproducible.
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        for lead in touched {
+            let Some(slot) = self.leads.get_mut(&lead) else { continue };
+            slot.in_step = false;
+            if !slot.dirty {
+                if slot.state.is_none() {
+                    self.leads.remove(&lead);
+                }
+                continue;
             }
-        }
-        // A stable order keeps batches and changelogs reproducible. The
-        // slots are large: their indices are sorted, and each is moved once.
-        let mut order: Vec<u32> = (0..dirty.len() as u32).collect();
-        let key = |i: &u32| dirty[*i as usize].as_ref().map(|(lead, _)| lead);
-        order.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
-        for i in order {
-            let Some((lead, slot)) = dirty[i as usize].take() else { continue };
+            slot.dirty = false;
             let next_due = slot.state.as_ref().and_then(|s| s.next_due);
             let member = slot.state.as_ref().map_or(0, |s| s.member);
             let counts = &mut self.checkpoint.counts;
@@ -366,13 +378,12 @@ impl<'p, 'a> Work<'p, 'a> {
                 counts.members[i] += if member >> i & 1 == 1 { 1 } else { -1 };
             }
             self.step.write.move_timer(p, lead.clone(), slot.stored_due, next_due);
-            let state = match (cache, slot.state) {
-                (Some(cache), Some(state)) => {
-                    cache.put(p, lead, state, true);
-                    continue;
-                }
-                (_, state) => state,
-            };
+            if cache.is_some() && slot.state.is_some() {
+                slot.lagging = true;
+                continue;
+            }
+            let state = slot.state.take();
+            self.leads.remove(&lead);
             let mut value = state.as_ref().map(|s| {
                 let mut buf = Vec::with_capacity(256);
                 encode_state(s, self.p.model, &mut buf);
@@ -388,6 +399,9 @@ impl<'p, 'a> Work<'p, 'a> {
             if self.p.changelog_per_step {
                 self.step.outputs.push(OutputRecord::changelog_state(p, lead.as_str(), value, self.ctx.epoch));
             }
+        }
+        if let Some(cache) = cache {
+            cache.put(p, std::mem::take(&mut self.leads));
         }
         self.checkpoint.epoch = self.ctx.epoch.or(self.checkpoint.epoch);
         // A replay under way that this step does not finish stays recorded, so
