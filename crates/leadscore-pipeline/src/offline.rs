@@ -102,7 +102,8 @@ pub fn score(
     out: &mut (impl Write + Send),
     err: &mut impl Write,
 ) -> Result<Summary, OfflineError> {
-    score_into(&MemoryStore::new(), model, input, options, out, err)
+    // The states are not wanted afterwards: the cache is not written back.
+    score_to(&MemoryStore::new(), false, model, input, options, out, err)
 }
 
 /// [`score`] into a given store, which then holds every lead's final state
@@ -113,6 +114,19 @@ pub fn score(
 /// steps run, in the steps' order.
 pub fn score_into(
     store: &MemoryStore,
+    model: &Model,
+    input: impl BufRead,
+    options: &Options,
+    out: &mut (impl Write + Send),
+    err: &mut impl Write,
+) -> Result<Summary, OfflineError> {
+    score_to(store, true, model, input, options, out, err)
+}
+
+/// [`score_into`]; `keep_states`: every final state ends in `store`.
+fn score_to(
+    store: &MemoryStore,
+    keep_states: bool,
     model: &Model,
     input: impl BufRead,
     options: &Options,
@@ -134,7 +148,7 @@ pub fn score_into(
             // is what the run then reports.
             records.send(batch).map_err(|_| io::Error::other("the output writer stopped"))
         };
-        let scored = score_steps(store, model, input, options, on_step, err);
+        let scored = steps(store, keep_states, model, input, options, on_step, err);
         drop(records);
         let written = writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         // The writer's error first: when both failed, it is the cause.
@@ -167,6 +181,20 @@ fn encode_lines(model: &Model, records: &[PublishedRecord]) -> Vec<u8> {
 /// steps.
 pub fn score_steps(
     store: &MemoryStore,
+    model: &Model,
+    input: impl BufRead,
+    options: &Options,
+    on_step: impl FnMut(&mut Step) -> io::Result<()>,
+    err: &mut impl Write,
+) -> Result<Summary, OfflineError> {
+    steps(store, true, model, input, options, on_step, err)
+}
+
+/// [`score_steps`]; without `keep_states`, states still cached at the end
+/// are not written to `store`.
+fn steps(
+    store: &MemoryStore,
+    keep_states: bool,
     model: &Model,
     input: impl BufRead,
     options: &Options,
@@ -253,8 +281,12 @@ pub fn score_steps(
     if let Some(until) = until {
         commit(store, processor.tick(0, until)?, &mut summary, &mut on_step, err)?;
     }
-    write_back(store, model, &cache)?;
-    summary.leads = store.lead_count() as u64;
+    if keep_states {
+        write_back(store, model, &cache)?;
+    }
+    // The checkpoint counts every lead in state, cached or stored.
+    let counts = store.checkpoint(0).map_err(StepError::from)?.map(|c| c.counts);
+    summary.leads = counts.map_or(0, |c| c.leads.max(0) as u64);
     writeln!(err, "leadscore: {summary}")?;
     Ok(summary)
 }

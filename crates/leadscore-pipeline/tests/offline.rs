@@ -79,6 +79,13 @@ fn the_offline_scorer_prints_what_the_step_publishes_in_the_same_order() {
     assert!(printed == expected, "the printed records differ from the published ones");
     assert!(small_printed == expected, "with a small cache, the printed records differ from the published ones");
     assert_eq!(small_summary, summary);
+    assert_eq!(summary.leads, cached.lead_count() as u64, "the summary counts the leads in state");
+    // `score` keeps no store: its last states are never written back.
+    let (mut alone, mut reported) = (Vec::new(), Vec::new());
+    let options = Options { until: Some(until), ..Options::default() };
+    let alone_summary = score(&model, input.as_bytes(), &options, &mut alone, &mut reported).expect("scored");
+    assert_eq!(alone_summary, summary);
+    assert!(alone == printed.as_bytes(), "score and score_into print the same");
     for (name, scorer) in [("cached", &cached), ("written back", &small)] {
         let (got, want) = (contents(scorer), contents(&store));
         // Compared whole, reported briefly (the states are megabytes).
