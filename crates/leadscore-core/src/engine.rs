@@ -79,6 +79,9 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
 
     let previous = state.score_at_time(model, t);
     let previous_grade = state.grade;
+    // Before the floor, no window has an entry to expire: their oldest
+    // entries (a cache miss each) are left unread.
+    let expiring = t >= state.expiry_floor;
 
     // Rules.
     let reasons_start = out.reasons.len() as u32;
@@ -97,13 +100,16 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
             }
             if let Some(cap) = rule.cap {
                 let w = usize::from(model.rule_windows[i].expect("a capped rule has a window"));
-                state.cells.expire(w, t, cap.window);
+                if expiring {
+                    state.cells.expire(w, t, cap.window);
+                }
                 let used = state.cells.window(w).sum();
                 points = if used < cap.points { points.min(cap.points - used) } else { 0.0 };
                 if points != 0.0 {
                     // Caps are exact to the millisecond (a cap is what a marketer
                     // checks by hand); the model bounds their entries by cap / points.
                     state.cells.add(w, t, points, 1);
+                    state.expiry_floor = state.expiry_floor.min(t.saturating_add(cap.window));
                 }
             }
         }
@@ -158,11 +164,14 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
                 state.cells.clear(w);
             }
         }
-        if let (Some(w), Some(width)) = (window, tally.window) {
+        if let (Some(w), Some(width), true) = (window, tally.window, expiring) {
             state.cells.expire(w, t, width);
         }
         if !tally.matches(event) {
             continue;
+        }
+        if let Some(width) = tally.window {
+            state.expiry_floor = state.expiry_floor.min(t.saturating_add(width));
         }
         ts.last = Some(t);
         let value = match tally.measure {
@@ -179,6 +188,9 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
             (None, _) => ts.total = Some(ts.total.unwrap_or(0.0) + value),
         }
         state.cells.set_tally(i, ts);
+    }
+    if expiring {
+        state.expiry_floor = expiry_floor(model, state);
     }
 
     if scored || state.grade != previous_grade {
@@ -260,11 +272,26 @@ fn fire(model: &Model, state: &mut LeadState, due: Millis, out: &mut Outputs) {
 }
 
 fn expire_windows(model: &Model, state: &mut LeadState, now: Millis) {
+    if now < state.expiry_floor {
+        return;
+    }
     for (tally, w) in model.tallies.iter().zip(&model.tally_windows) {
         if let (Some(width), Some(w)) = (tally.window, w) {
             state.cells.expire(usize::from(*w), now, width);
         }
     }
+    // Capped rules' windows expire only when their rule applies: their
+    // oldest entries may be behind `now`, which keeps the floor a lower bound.
+    state.expiry_floor = expiry_floor(model, state);
+}
+
+/// The instant the oldest entry of some window leaves it (`Millis::MAX`:
+/// every window is empty).
+fn expiry_floor(model: &Model, state: &LeadState) -> Millis {
+    (0..model.window_count)
+        .filter_map(|w| state.cells.window(w).next_expiry(model.window_widths[w]))
+        .min()
+        .unwrap_or(Millis::MAX)
 }
 
 /// What segment conditions read, at one instant.

@@ -137,6 +137,7 @@ pub fn migrate(state: &mut LeadState, from: &StateLayout, model: &Model) -> Vec<
     state.segments = segments;
     state.member = member;
     state.threshold_due = Default::default();
+    state.expiry_floor = crate::Millis::MIN;
     retired
 }
 

@@ -239,6 +239,8 @@ pub struct Model {
     /// The lead's window of each tally that has one.
     pub(crate) tally_windows: Vec<Option<u16>>,
     pub(crate) window_count: usize,
+    /// How long an entry stays in each window (a tally's width, a cap's period).
+    pub(crate) window_widths: Vec<Millis>,
     /// What the slots of a lead's state mean under this model.
     pub(crate) layout: StateLayout,
     fingerprint: u64,
@@ -342,9 +344,21 @@ impl Model {
             rule_windows,
             tally_windows,
             window_count: usize::from(windows),
+            window_widths: Vec::new(),
             layout: StateLayout::default(),
             fingerprint: 0,
         };
+        model.window_widths = vec![0; model.window_count];
+        for (t, w) in model.spec.tallies.iter().zip(&model.tally_windows) {
+            if let (Some(w), Some(width)) = (w, t.window) {
+                model.window_widths[usize::from(*w)] = width;
+            }
+        }
+        for (r, w) in model.spec.rules.iter().zip(&model.rule_windows) {
+            if let (Some(w), Some(cap)) = (w, r.cap) {
+                model.window_widths[usize::from(*w)] = cap.window;
+            }
+        }
         model.layout = StateLayout::of(&model);
         // Everything the model computes with, descriptions included (a change
         // of those alone re-evaluates leads once and publishes nothing).

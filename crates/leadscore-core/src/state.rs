@@ -64,6 +64,10 @@ pub struct LeadState {
     /// When decay next takes the score across a segment threshold (derived; kept
     /// so that events that award no points do not solve it again).
     pub threshold_due: ThresholdDue,
+    /// No rolling-window entry leaves its window before this instant
+    /// (derived, a lower bound; `Millis::MIN`: not known). Until then an
+    /// event need not look at any window's oldest entry to expire it.
+    pub expiry_floor: Millis,
 }
 
 /// The cached instant at which the score `value` held since `anchor` (the key)
@@ -96,6 +100,7 @@ impl LeadState {
             member: 0,
             next_due: None,
             threshold_due: ThresholdDue::default(),
+            expiry_floor: Millis::MIN,
         };
         s.regrade(model);
         s

@@ -488,6 +488,7 @@ fn body(mut r: Reader<'_>, slots: &Slots) -> Result<LeadState, DecodeStateError>
         member,
         next_due,
         threshold_due: ThresholdDue::default(),
+        expiry_floor: leadscore_core::Millis::MIN,
     };
     state.restage();
     Ok(state)
