@@ -1,0 +1,201 @@
+//! Segment evaluation for the engine: which segments a lead is in at an
+//! instant (and the transitions that publishes), and the next instant at
+//! which time alone could change one, solved in closed form per condition.
+
+use crate::decay::{cents, cents_at, crossing, round2};
+use crate::model::{Cond, Measure, Model};
+use crate::output::{Cause, Direction, Outputs, Record, Transition};
+use crate::state::{LeadState, Membership};
+use crate::time::Millis;
+
+/// What segment conditions read, at one instant.
+struct View<'a> {
+    model: &'a Model,
+    state: &'a LeadState,
+    now: Millis,
+    score_cents: i64,
+}
+
+impl View<'_> {
+    fn tally_value(&self, tally: usize) -> Option<f64> {
+        let spec = &self.model.tallies[tally];
+        match (self.model.tally_windows[tally], spec.measure) {
+            (Some(w), Measure::PeakScore) => self.state.cells.window(usize::from(w)).max(),
+            (Some(w), _) => Some(self.state.cells.window(usize::from(w)).sum()),
+            (None, Measure::PeakScore) => self.state.cells.tally(tally).total,
+            (None, _) => Some(self.state.cells.tally(tally).total.unwrap_or(0.0)),
+        }
+    }
+
+    fn holds(&self, cond: &Cond) -> bool {
+        match cond {
+            Cond::All(c) => c.iter().all(|c| self.holds(c)),
+            Cond::Any(c) => c.iter().any(|c| self.holds(c)),
+            Cond::Not(c) => !self.holds(c),
+            Cond::Score { at_least, below } => {
+                at_least.is_none_or(|c| self.score_cents >= c) && below.is_none_or(|c| self.score_cents < c)
+            }
+            Cond::Grade(mask) => mask & (1 << self.state.grade as u8) != 0,
+            Cond::Tally { tally, range } => self.tally_value(*tally).is_some_and(|v| range.contains(v)),
+            Cond::Since { tally, at_least, less_than } => self.state.cells.tally(*tally).last.is_some_and(|last| {
+                let elapsed = self.now - last;
+                at_least.is_none_or(|a| elapsed >= a) && less_than.is_none_or(|b| elapsed < b)
+            }),
+            Cond::BelowPeak { tally, by } => {
+                self.tally_value(*tally).is_some_and(|peak| cents(peak) - self.score_cents >= *by)
+            }
+            Cond::Profile(i) => self.state.profile_tests & (1 << i) != 0,
+            Cond::Criterion(i) => self.state.criteria & (1 << i) != 0,
+            Cond::OpportunityIn(stage) => self.state.stages_now & (1 << (*stage as u8)) != 0,
+            Cond::OpportunityReached(stage) => self.state.stages_reached & (1 << (*stage as u8)) != 0,
+        }
+    }
+
+    /// The earliest instant after `now` at which this condition could change with
+    /// no new event, ignoring score thresholds (handled once for all segments).
+    fn due(&self, cond: &Cond) -> Option<Millis> {
+        match cond {
+            Cond::All(c) | Cond::Any(c) => c.iter().filter_map(|c| self.due(c)).min(),
+            Cond::Not(c) => self.due(c),
+            Cond::Tally { tally, range } => {
+                let spec = &self.model.tallies[*tally];
+                let width = spec.window?;
+                let window = self.state.cells.window(usize::from(self.model.tally_windows[*tally]?));
+                if spec.measure == Measure::PeakScore {
+                    window.max_flip(width, |v| v.is_some_and(|v| range.contains(v)))
+                } else {
+                    window.sum_flip(width, range)
+                }
+            }
+            Cond::Since { tally, at_least, less_than } => {
+                let last = self.state.cells.tally(*tally).last?;
+                [*at_least, *less_than]
+                    .into_iter()
+                    .flatten()
+                    .map(|d| last.saturating_add(d))
+                    .filter(|&d| d > self.now)
+                    .min()
+            }
+            Cond::BelowPeak { tally, by } => self.below_peak_due(*tally, *by),
+            _ => None,
+        }
+    }
+}
+
+impl View<'_> {
+    /// When "score at least `by` cents below the peak" next changes: the score
+    /// decays continuously while the peak steps down as its entries leave the
+    /// window, so walk the peak's steps and solve the crossing within each.
+    fn below_peak_due(&self, tally: usize, by: i64) -> Option<Millis> {
+        let width = self.model.tallies[tally].window?;
+        let window = self.state.cells.window(usize::from(self.model.tally_windows[tally]?));
+        let (value, anchor, half_life) = (self.state.score, self.state.score_at, self.model.score.half_life);
+        let holds =
+            |peak: Option<f64>, t: Millis| peak.is_some_and(|p| cents(p) - cents_at(value, anchor, t, half_life) >= by);
+        let entries = window.entries;
+        let current = holds(entries.first().map(|e| e.value), self.now);
+        let mut from = self.now;
+        for (i, e) in entries.iter().enumerate() {
+            let leaves = e.at.saturating_add(width);
+            // While this entry is the peak, the test flips when the score crosses
+            // peak - by (in cents: "score >= peak - by + 1" stops or starts holding).
+            if let Some(t) = crossing(value, anchor, from, half_life, cents(e.value) - by + 1) {
+                if t < leaves {
+                    return Some(t);
+                }
+            }
+            if holds(entries.get(i + 1).map(|n| n.value), leaves) != current {
+                return Some(leaves);
+            }
+            from = leaves;
+        }
+        None
+    }
+}
+
+pub(super) fn update_segments(
+    model: &Model,
+    state: &mut LeadState,
+    now: Millis,
+    cause: Cause,
+    stamp: Millis,
+    out: &mut Outputs,
+) {
+    let score = state.score_at_time(model, now);
+    let view = View { model, state, now, score_cents: cents(score) };
+    let mut member: u128 = 0;
+    for (i, seg) in model.segments.iter().enumerate() {
+        if view.holds(&seg.when) {
+            member |= 1 << i;
+        }
+    }
+    let was = state.member;
+    if member == was {
+        return;
+    }
+    let (score, grade) = (round2(score), state.grade);
+    let mut emit = |state: &mut LeadState, segment: usize, direction| {
+        state.version += 1;
+        out.records.push(Record::Transition(Transition {
+            version: state.version,
+            segment: segment as u16,
+            direction,
+            timestamp: stamp,
+            cause,
+            score,
+            grade,
+            retired_segment: None,
+        }));
+    };
+    for i in (0..model.segments.len()).filter(|i| was & !member & (1 << i) != 0) {
+        emit(state, i, Direction::Exited);
+    }
+    for i in (0..model.segments.len()).filter(|i| member & !was & (1 << i) != 0) {
+        emit(state, i, Direction::Entered);
+    }
+    state.segments.retain(|m| member & (1 << m.segment) != 0);
+    for i in (0..model.segments.len()).filter(|i| member & !was & (1 << i) != 0) {
+        state.segments.push(Membership { segment: i as u16, since: now });
+    }
+    state.segments.sort_unstable_by_key(|m| m.segment);
+    state.member = member;
+}
+
+/// The next instant after `now` at which a segment could change by time alone.
+pub(super) fn next_due(model: &Model, state: &mut LeadState, now: Millis) -> Option<Millis> {
+    let half_life = model.score.half_life;
+    let (value, anchor) = (state.score, state.score_at);
+    let score_cents = cents_at(value, anchor, now, half_life);
+
+    // Decay moves the score towards zero, so the only static thresholds it can
+    // cross next are the nearest at or below the score (falling) and the nearest
+    // above it (rising, for negative scores). That instant depends only on the
+    // score's value and anchor, so it is kept until either changes or it passes.
+    let cache = &mut state.threshold_due;
+    let fresh = cache.key.is_some_and(|(v, a)| v.to_bits() == value.to_bits() && a == anchor);
+    if !fresh || cache.due.is_some_and(|d| d <= now) {
+        let th = &model.score_thresholds;
+        let split = th.partition_point(|&c| c <= score_cents);
+        cache.due = [split.checked_sub(1).map(|i| th[i]), th.get(split).copied()]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| crossing(value, anchor, now, half_life, c))
+            .min();
+        cache.key = Some((value, anchor));
+    }
+    let mut due = cache.due;
+    let view = View { model, state, now, score_cents };
+    for seg in &model.segments {
+        due = min_opt(due, view.due(&seg.when));
+    }
+    debug_assert!(due.is_none_or(|d| d > now));
+    due
+}
+
+fn min_opt(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
