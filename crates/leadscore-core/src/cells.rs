@@ -52,6 +52,10 @@ pub struct Cells {
     ids: u32,
     /// Where the next id goes once the ring is full.
     next: u32,
+    /// Bit `w` (63: any window from 63 on): window `w` changed since the
+    /// last [`Cells::take_changed`]. Derived, not stored, not compared: it
+    /// tells the engine which cached deadlines to solve again.
+    changed: u64,
 }
 
 impl PartialEq for Cells {
@@ -70,6 +74,12 @@ fn tally_cell(t: TallyState) -> Entry {
 fn meta_cell(m: WindowMeta) -> Entry {
     let flags = if m.keeps_max { KEEPS_MAX } else { 0 } | if m.has_negative { HAS_NEGATIVE } else { 0 };
     Entry { at: i64::from(m.len) | flags, value: m.total }
+}
+
+/// The bit that stands for window `w` in [`Cells::take_changed`]'s answer.
+#[inline]
+pub(crate) fn window_bit(w: usize) -> u64 {
+    1 << w.min(63)
 }
 
 impl Cells {
@@ -224,10 +234,20 @@ impl Cells {
         }
     }
 
+    /// Every change to a window goes through here (its header changes with
+    /// any entry), so this is where a window is noted as changed.
     #[inline]
     pub(crate) fn set_meta(&mut self, w: usize, m: WindowMeta) {
         let at = self.metas_at() + w;
         self.cells[at] = meta_cell(m);
+        self.changed |= window_bit(w);
+    }
+
+    /// The windows changed since the last call (bit [`window_bit`]), and
+    /// forgets them.
+    #[inline]
+    pub(crate) fn take_changed(&mut self) -> u64 {
+        std::mem::take(&mut self.changed)
     }
 
     pub fn window_metas(&self) -> impl ExactSizeIterator<Item = WindowMeta> + '_ {

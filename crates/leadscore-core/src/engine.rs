@@ -204,8 +204,8 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
         push_score_change(state, out, ts, shown, previous_grade, reasons_start);
     }
 
-    update_segments(model, state, t, Cause::Event, ts, out);
-    state.next_due = next_due(model, state, t);
+    update_segments(model, state, (t, score), Cause::Event, ts, out);
+    state.next_due = next_due(model, state, (t, score));
     Outcome::Applied
 }
 
@@ -246,8 +246,9 @@ pub fn remodel(model: &Model, state: &mut LeadState, at: Millis, retired: Vec<Re
             retired_segment: Some(r.segment.into()),
         }));
     }
-    update_segments(model, state, t, Cause::ModelChange, t, out);
-    state.next_due = next_due(model, state, t);
+    let score = state.score_at_time(model, t);
+    update_segments(model, state, (t, score), Cause::ModelChange, t, out);
+    state.next_due = next_due(model, state, (t, score));
 }
 
 /// Fires every timer of the lead due at or before `now`, in order, each at its
@@ -272,8 +273,9 @@ fn fire(model: &Model, state: &mut LeadState, due: Millis, out: &mut Outputs) {
     let due = due.max(state.clock);
     state.clock = due;
     expire_windows(model, state, due);
-    update_segments(model, state, due, Cause::Timer, due, out);
-    state.next_due = next_due(model, state, due);
+    let score = state.score_at_time(model, due);
+    update_segments(model, state, (due, score), Cause::Timer, due, out);
+    state.next_due = next_due(model, state, (due, score));
     debug_assert!(state.next_due.is_none_or(|d| d > due), "timers always move forward");
 }
 

@@ -136,7 +136,7 @@ pub fn migrate(state: &mut LeadState, from: &StateLayout, model: &Model) -> Vec<
     segments.sort_unstable_by_key(|m| m.segment);
     state.segments = segments;
     state.member = member;
-    state.threshold_due = Default::default();
+    state.deadlines = Default::default();
     state.expiry_floor = crate::Millis::MIN;
     retired
 }

@@ -41,7 +41,10 @@ impl fmt::Display for Grade {
 }
 
 mod matching;
+mod timed;
 pub use matching::{Bound, EventMatcher, FieldTest, Range, Test};
+pub use timed::CACHED_DEADLINES;
+pub(crate) use timed::{timed_conds, TimedCond};
 
 /// After `after` matches, each further match earns `points` instead.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -241,6 +244,8 @@ pub struct Model {
     pub(crate) window_count: usize,
     /// How long an entry stays in each window (a tally's width, a cap's period).
     pub(crate) window_widths: Vec<Millis>,
+    /// The segments' conditions that time alone can change, each once.
+    pub(crate) timed: Vec<TimedCond>,
     /// What the slots of a lead's state mean under this model.
     pub(crate) layout: StateLayout,
     fingerprint: u64,
@@ -345,6 +350,7 @@ impl Model {
             tally_windows,
             window_count: usize::from(windows),
             window_widths: Vec::new(),
+            timed: Vec::new(),
             layout: StateLayout::default(),
             fingerprint: 0,
         };
@@ -359,6 +365,7 @@ impl Model {
                 model.window_widths[usize::from(*w)] = cap.window;
             }
         }
+        model.timed = timed_conds(&model.spec.segments, &model.spec.tallies, &model.tally_windows);
         model.layout = StateLayout::of(&model);
         // Everything the model computes with, descriptions included (a change
         // of those alone re-evaluates leads once and publishes nothing).

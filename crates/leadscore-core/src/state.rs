@@ -10,7 +10,7 @@ use crate::bounds::MAX_OPPORTUNITIES;
 use crate::cells::Cells;
 use crate::decay;
 use crate::event::{Field, OwnedValue, Stage, Value};
-use crate::model::{Grade, Model};
+use crate::model::{Grade, Model, CACHED_DEADLINES};
 use crate::text::same_email;
 use crate::time::Millis;
 
@@ -61,22 +61,35 @@ pub struct LeadState {
     pub member: u128,
     /// When time alone could next change a segment.
     pub next_due: Option<Millis>,
-    /// When decay next takes the score across a segment threshold (derived; kept
-    /// so that events that award no points do not solve it again).
-    pub threshold_due: ThresholdDue,
+    /// The deadlines solved for the instants above, kept until what they were
+    /// solved from changes (derived, not stored; the default: none kept).
+    pub deadlines: Deadlines,
     /// No rolling-window entry leaves its window before this instant
     /// (derived, a lower bound; `Millis::MIN`: not known). Until then an
     /// event need not look at any window's oldest entry to expire it.
     pub expiry_floor: Millis,
 }
 
-/// The cached instant at which the score `value` held since `anchor` (the key)
-/// next crosses a static score threshold of the model. No key: not computed.
+/// Solved deadlines, kept so that an event solves again only those whose
+/// inputs it changed: when decay next takes the score across a static
+/// threshold of the model (kept while the score's value and anchor stay),
+/// and when each kept timed condition of the model next changes (kept while
+/// the window it reads, and the score if it reads it, stay). A deadline that
+/// has passed is solved again. Not stored: a decoded lead solves them all.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ThresholdDue {
-    pub key: Option<(f64, Millis)>,
-    pub due: Option<Millis>,
+pub struct Deadlines {
+    /// The score (`value`'s bits, `anchor`) the score's deadlines were solved
+    /// for; `None`: none was.
+    pub(crate) score: Option<(u64, Millis)>,
+    pub(crate) threshold: Option<Millis>,
+    /// By the model's slot; [`NEVER`]: the condition never changes.
+    pub(crate) conds: [Millis; CACHED_DEADLINES],
+    /// Bit `i`: `conds[i]` is current.
+    pub(crate) kept: u8,
 }
+
+/// A kept deadline of a condition that never changes by time alone.
+pub(crate) const NEVER: Millis = Millis::MAX;
 
 impl LeadState {
     /// A lead that has just come into existence at `now`: score 0, the grade of an
@@ -99,7 +112,7 @@ impl LeadState {
             segments: Vec::new(),
             member: 0,
             next_due: None,
-            threshold_due: ThresholdDue::default(),
+            deadlines: Deadlines::default(),
             expiry_floor: Millis::MIN,
         };
         s.regrade(model);

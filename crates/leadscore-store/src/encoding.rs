@@ -19,7 +19,7 @@ use leadscore_core::cells::{Cells, TallyState};
 use leadscore_core::event::{Field, OwnedValue, Stage};
 use leadscore_core::layout::{migrate, Retired, StateLayout};
 use leadscore_core::model::Grade;
-use leadscore_core::state::{LeadState, Membership, Opportunity, ThresholdDue};
+use leadscore_core::state::{Deadlines, LeadState, Membership, Opportunity};
 use leadscore_core::window::{Entry, WindowMeta};
 use leadscore_core::{Kind, Model};
 
@@ -487,7 +487,7 @@ fn body(mut r: Reader<'_>, slots: &Slots) -> Result<LeadState, DecodeStateError>
         segments,
         member,
         next_due,
-        threshold_due: ThresholdDue::default(),
+        deadlines: Deadlines::default(),
         expiry_floor: leadscore_core::Millis::MIN,
     };
     state.restage();

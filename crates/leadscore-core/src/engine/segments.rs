@@ -5,7 +5,7 @@
 use crate::decay::{cents, cents_at, crossing, round2};
 use crate::model::{Cond, Measure, Model};
 use crate::output::{Cause, Direction, Outputs, Record, Transition};
-use crate::state::{LeadState, Membership};
+use crate::state::{LeadState, Membership, NEVER};
 use crate::time::Millis;
 
 /// What segment conditions read, at one instant.
@@ -113,15 +113,18 @@ impl View<'_> {
     }
 }
 
+/// Re-evaluates every segment at `now`, when the lead's score is `score`
+/// (unrounded: callers have it at hand, and decaying it again costs an
+/// `exp2`), and publishes the transitions stamped `stamp`.
 pub(super) fn update_segments(
     model: &Model,
     state: &mut LeadState,
-    now: Millis,
+    (now, score): (Millis, f64),
     cause: Cause,
     stamp: Millis,
     out: &mut Outputs,
 ) {
-    let score = state.score_at_time(model, now);
+    debug_assert_eq!(score.to_bits(), state.score_at_time(model, now).to_bits());
     let view = View { model, state, now, score_cents: cents(score) };
     let mut member: u128 = 0;
     for (i, seg) in model.segments.iter().enumerate() {
@@ -161,33 +164,65 @@ pub(super) fn update_segments(
     state.member = member;
 }
 
-/// The next instant after `now` at which a segment could change by time alone.
-pub(super) fn next_due(model: &Model, state: &mut LeadState, now: Millis) -> Option<Millis> {
+/// The next instant after `now` at which a segment could change by time alone:
+/// the earliest of the score's next threshold crossing and of every timed
+/// condition's next change. Each is the first instant after `now` at which
+/// its truth differs from its truth at `now`, so while its inputs stay the
+/// same, the instant solved at an earlier `now` is still the answer until it
+/// passes: those are kept in [`LeadState::deadlines`] and solved again only
+/// when the score, or the window they read, changed.
+/// `score` is the lead's score at `now`, as for [`update_segments`].
+pub(super) fn next_due(model: &Model, state: &mut LeadState, (now, score): (Millis, f64)) -> Option<Millis> {
+    debug_assert_eq!(score.to_bits(), state.score_at_time(model, now).to_bits());
+    let changed = state.cells.take_changed();
     let half_life = model.score.half_life;
     let (value, anchor) = (state.score, state.score_at);
-    let score_cents = cents_at(value, anchor, now, half_life);
+    let score_cents = cents(score);
+    let mut kept = state.deadlines;
 
+    if kept.score != Some((value.to_bits(), anchor)) {
+        kept.score = None;
+        for t in model.timed.iter().filter(|t| t.reads_score) {
+            if let Some(slot) = t.slot {
+                kept.kept &= !(1 << slot);
+            }
+        }
+    }
     // Decay moves the score towards zero, so the only static thresholds it can
     // cross next are the nearest at or below the score (falling) and the nearest
-    // above it (rising, for negative scores). That instant depends only on the
-    // score's value and anchor, so it is kept until either changes or it passes.
-    let cache = &mut state.threshold_due;
-    let fresh = cache.key.is_some_and(|(v, a)| v.to_bits() == value.to_bits() && a == anchor);
-    if !fresh || cache.due.is_some_and(|d| d <= now) {
+    // above it (rising, for negative scores).
+    if kept.score.is_none() || kept.threshold.is_some_and(|d| d <= now) {
         let th = &model.score_thresholds;
         let split = th.partition_point(|&c| c <= score_cents);
-        cache.due = [split.checked_sub(1).map(|i| th[i]), th.get(split).copied()]
+        kept.threshold = [split.checked_sub(1).map(|i| th[i]), th.get(split).copied()]
             .into_iter()
             .flatten()
             .filter_map(|c| crossing(value, anchor, now, half_life, c))
             .min();
-        cache.key = Some((value, anchor));
+        kept.score = Some((value.to_bits(), anchor));
     }
-    let mut due = cache.due;
+
     let view = View { model, state, now, score_cents };
-    for seg in &model.segments {
-        due = min_opt(due, view.due(&seg.when));
+    let mut due = kept.threshold;
+    for t in &model.timed {
+        let next = match t.slot {
+            None => view.due(&t.cond),
+            Some(slot) => {
+                let bit = 1u8 << slot;
+                let at = kept.conds[usize::from(slot)];
+                if kept.kept & bit != 0 && changed & t.window == 0 && at > now {
+                    (at != NEVER).then_some(at)
+                } else {
+                    let next = view.due(&t.cond);
+                    kept.conds[usize::from(slot)] = next.unwrap_or(NEVER);
+                    kept.kept |= bit;
+                    next
+                }
+            }
+        };
+        due = min_opt(due, next);
     }
+    state.deadlines = kept;
     debug_assert!(due.is_none_or(|d| d > now));
     due
 }

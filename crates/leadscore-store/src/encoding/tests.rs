@@ -70,7 +70,7 @@ fn the_largest_state_a_model_allows_fits_its_bound() {
 }
 
 fn without_cache(mut s: LeadState) -> LeadState {
-    s.threshold_due = ThresholdDue::default();
+    s.deadlines = Deadlines::default();
     s.expiry_floor = leadscore_core::Millis::MIN;
     s
 }
