@@ -3,7 +3,7 @@
 //! bounds where a falling value changes a range test.
 
 use crate::event::{Event, Field, KindSet, Value};
-use crate::text::{email_domain, words, Needle, Phrase};
+use crate::text::{email_domain, phrase_in, Needle, Phrase};
 use std::fmt;
 
 /// A numeric range; every bound that is set must hold.
@@ -119,11 +119,7 @@ fn text_test(test: &Test, s: &str) -> bool {
         Test::OneOf(n) => n.iter().any(|n| n.equals(s)),
         Test::Contains(n) => n.iter().any(|n| n.found_in(s)),
         Test::Prefix(n) => n.iter().any(|n| n.prefix_of(s)),
-        Test::Words(p) => {
-            let case_sensitive = false;
-            let w = words(s, case_sensitive);
-            p.iter().any(|p| p.found_in(&w))
-        }
+        Test::Words(p) => phrase_in(p, s),
         Test::DomainIn(n) => email_domain(s).is_some_and(|d| n.iter().any(|n| n.equals(d))),
         Test::Range(_) | Test::Is(_) | Test::Present(_) => false,
     }
