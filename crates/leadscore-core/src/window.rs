@@ -44,8 +44,16 @@ pub struct WindowMeta {
     pub has_negative: bool,
 }
 
+/// `a` and `b` fall in the same bucket (`a.div_euclid(bucket) ==
+/// b.div_euclid(bucket)`) with at most one division: instants a bucket or
+/// more apart never do, and otherwise `b` is in `a`'s bucket when `a`'s
+/// offset into it plus the gap stays inside it. Instants are bounded (|t| <
+/// 2^48), so nothing overflows.
+#[inline]
 fn same_bucket(a: Millis, b: Millis, bucket: Millis) -> bool {
-    a.div_euclid(bucket) == b.div_euclid(bucket)
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let gap = hi - lo;
+    gap < bucket && lo.rem_euclid(bucket) + gap < bucket
 }
 
 /// A value in millionths, as a whole number.
@@ -231,6 +239,18 @@ mod tests {
     use super::*;
     use crate::time::HOUR;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn same_bucket_is_the_same_quotient(
+            a in -(1i64 << 48)..(1i64 << 48),
+            gap in prop_oneof![0i64..3 * HOUR, -3 * HOUR..0, any::<i32>().prop_map(i64::from)],
+            bucket in prop_oneof![Just(HOUR), 1i64..5_000, Just(1)],
+        ) {
+            let b = a + gap;
+            prop_assert_eq!(same_bucket(a, b, bucket), a.div_euclid(bucket) == b.div_euclid(bucket));
+        }
+    }
 
     #[test]
     fn entries_leave_exactly_width_after() {
