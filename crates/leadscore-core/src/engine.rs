@@ -109,7 +109,7 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
                 if expiring {
                     state.cells.expire(w, t, cap.window);
                 }
-                let used = state.cells.window(w).sum();
+                let used = state.cells.window_sum(w);
                 points = if used < cap.points { points.min(cap.points - used) } else { 0.0 };
                 if points != 0.0 {
                     // Caps are exact to the millisecond (a cap is what a marketer

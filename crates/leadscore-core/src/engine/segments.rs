@@ -21,7 +21,7 @@ impl View<'_> {
         let spec = &self.model.tallies[tally];
         match (self.model.tally_windows[tally], spec.measure) {
             (Some(w), Measure::PeakScore) => self.state.cells.window(usize::from(w)).max(),
-            (Some(w), _) => Some(self.state.cells.window(usize::from(w)).sum()),
+            (Some(w), _) => Some(self.state.cells.window_sum(usize::from(w))),
             (None, Measure::PeakScore) => self.state.cells.tally(tally).total,
             (None, _) => Some(self.state.cells.tally(tally).total.unwrap_or(0.0)),
         }
