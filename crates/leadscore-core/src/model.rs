@@ -44,7 +44,7 @@ mod matching;
 mod timed;
 pub use matching::{Bound, EventMatcher, FieldTest, Range, Test};
 pub use timed::CACHED_DEADLINES;
-pub(crate) use timed::{timed_conds, TimedCond};
+pub(crate) use timed::{score_slots, timed_conds, TimedCond};
 
 /// After `after` matches, each further match earns `points` instead.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -246,6 +246,8 @@ pub struct Model {
     pub(crate) window_widths: Vec<Millis>,
     /// The segments' conditions that time alone can change, each once.
     pub(crate) timed: Vec<TimedCond>,
+    /// The slots of those whose kept deadline a score change makes stale.
+    pub(crate) timed_score_slots: u8,
     /// What the slots of a lead's state mean under this model.
     pub(crate) layout: StateLayout,
     fingerprint: u64,
@@ -351,6 +353,7 @@ impl Model {
             window_count: usize::from(windows),
             window_widths: Vec::new(),
             timed: Vec::new(),
+            timed_score_slots: 0,
             layout: StateLayout::default(),
             fingerprint: 0,
         };
@@ -366,6 +369,7 @@ impl Model {
             }
         }
         model.timed = timed_conds(&model.spec.segments, &model.spec.tallies, &model.tally_windows);
+        model.timed_score_slots = score_slots(&model.timed);
         model.layout = StateLayout::of(&model);
         // Everything the model computes with, descriptions included (a change
         // of those alone re-evaluates leads once and publishes nothing).

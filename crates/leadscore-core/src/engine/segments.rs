@@ -171,6 +171,7 @@ pub(super) fn update_segments(
 /// same, the instant solved at an earlier `now` is still the answer until it
 /// passes: those are kept in [`LeadState::deadlines`] and solved again only
 /// when the score, or the window they read, changed.
+///
 /// `score` is the lead's score at `now`, as for [`update_segments`].
 pub(super) fn next_due(model: &Model, state: &mut LeadState, (now, score): (Millis, f64)) -> Option<Millis> {
     debug_assert_eq!(score.to_bits(), state.score_at_time(model, now).to_bits());
@@ -182,11 +183,7 @@ pub(super) fn next_due(model: &Model, state: &mut LeadState, (now, score): (Mill
 
     if kept.score != Some((value.to_bits(), anchor)) {
         kept.score = None;
-        for t in model.timed.iter().filter(|t| t.reads_score) {
-            if let Some(slot) = t.slot {
-                kept.kept &= !(1 << slot);
-            }
-        }
+        kept.kept &= !model.timed_score_slots;
     }
     // Decay moves the score towards zero, so the only static thresholds it can
     // cross next are the nearest at or below the score (falling) and the nearest

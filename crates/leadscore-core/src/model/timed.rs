@@ -25,6 +25,12 @@ pub(crate) struct TimedCond {
     pub reads_score: bool,
 }
 
+/// The slots (bit per slot) of the kept deadlines that read the score: what
+/// a change of the score makes stale.
+pub(crate) fn score_slots(timed: &[TimedCond]) -> u8 {
+    timed.iter().filter(|t| t.reads_score).filter_map(|t| t.slot).fold(0, |m, s| m | 1 << s)
+}
+
 /// Every timed condition of the segments, each once.
 pub(crate) fn timed_conds(segments: &[Segment], tallies: &[Tally], tally_windows: &[Option<u16>]) -> Vec<TimedCond> {
     let mut found: Vec<TimedCond> = Vec::new();
