@@ -79,10 +79,13 @@ impl<'b, 'a: 'b> Wire<'a> for &'b AvroValue<'a> {
             _ => None,
         }
     }
-    fn members(self) -> Option<Vec<(Cow<'a, str>, Self)>> {
+    fn for_each_member(self, mut each: impl FnMut(&str, Self)) -> bool {
         match self {
-            AvroValue::Map(m) => Some(m.iter().map(|(k, v)| (Cow::Borrowed(*k), v)).collect()),
-            _ => None,
+            AvroValue::Map(m) => {
+                m.iter().for_each(|(k, v)| each(k, v));
+                true
+            }
+            _ => false,
         }
     }
 }

@@ -29,8 +29,9 @@ pub(crate) trait Wire<'a>: Copy {
     fn boolean(self) -> Option<bool>;
     /// An array of strings only.
     fn text_list(self) -> Option<Vec<String>>;
-    /// The members of an object (a map), in order; `None` if not one.
-    fn members(self) -> Option<Vec<(Cow<'a, str>, Self)>>;
+    /// Calls `each` with every member of an object (a map), in order;
+    /// `false` (without a call) if the value is not one.
+    fn for_each_member(self, each: impl FnMut(&str, Self)) -> bool;
 }
 
 /// The top-level fields of an event, as found (absent fields `None`).
@@ -138,6 +139,9 @@ fn country(name: PropertyName, v: OwnedValue) -> Result<OwnedValue, DecodeError>
     }
 }
 
+/// No kind has more properties than there are fields.
+const MAX_PROPERTIES_OF_A_KIND: usize = Field::ALL.len();
+
 /// `properties.<field>`, as error messages name a property.
 #[derive(Clone, Copy)]
 struct PropertyName(Field);
@@ -162,17 +166,24 @@ fn one_of<'a, T, V: Wire<'a>>(
 }
 
 fn properties<'a, V: Wire<'a>>(kind: Kind, v: Option<V>) -> Result<Properties, DecodeError> {
-    let members = match v.filter(|v| !v.is_null()) {
-        None => Vec::new(),
-        Some(v) => v.members().ok_or_else(|| invalid("properties", "an object", v))?,
-    };
-    // Repeated keys: the last one wins, as in a JSON object.
-    let get = |key: &str| members.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v);
+    let wanted = kind.properties();
+    // The value of each property of the kind, by its place in `wanted`.
+    let mut found = [None; MAX_PROPERTIES_OF_A_KIND];
+    if let Some(v) = v.filter(|v| !v.is_null()) {
+        // Repeated keys: the last one wins, as in a JSON object.
+        let object = v.for_each_member(|key, value| {
+            if let Some(at) = wanted.iter().position(|(f, _)| f.as_str() == key) {
+                found[at] = Some(value);
+            }
+        });
+        if !object {
+            return Err(invalid("properties", "an object", v));
+        }
+    }
     let mut p = Properties::default();
-    for &(field, required) in kind.properties() {
+    for (&(field, required), &value) in wanted.iter().zip(&found) {
         // Formatted only into an error message, never per event.
         let name = PropertyName(field);
-        let value = get(field.as_str());
         if kind == Kind::ProfileUpdate {
             if let Some(v) = value {
                 let v = if v.is_null() { None } else { Some(owned(field, name, v)?) };

@@ -4,6 +4,10 @@
 //! and checked on its own by the contract's rules (`contract`), so
 //! that an error can name the exact field and what it should have been.
 //! Unknown fields are kept out of the core event and ignored.
+//!
+//! Two readers find those values: a one-pass scanner (`scan`) for the plain
+//! events nearly every producer writes, and serde_json for everything else,
+//! including every message that is not valid JSON.
 
 use crate::contract::{validate, Fields, Wire};
 use crate::error::{DecodeError, ErrorClass};
@@ -121,8 +125,14 @@ impl<'a> Wire<'a> for &'a RawValue {
     fn text_list(self) -> Option<Vec<String>> {
         serde_json::from_str(self.get()).ok()
     }
-    fn members(self) -> Option<Vec<(Cow<'a, str>, Self)>> {
-        serde_json::from_str::<RawObject>(self.get()).ok().map(|o| o.0)
+    fn for_each_member(self, mut each: impl FnMut(&str, Self)) -> bool {
+        match serde_json::from_str::<RawObject>(self.get()) {
+            Ok(o) => {
+                o.0.into_iter().for_each(|(k, v)| each(&k, v));
+                true
+            }
+            Err(_) => false,
+        }
     }
 }
 
@@ -141,6 +151,25 @@ pub fn decode_json(
             format!("message of {} bytes exceeds the limit of {} bytes", bytes.len(), limits.max_message_bytes),
         ));
     }
+    let mut members = scan::Members::new();
+    match scan::event(bytes, &mut members) {
+        Some(mut fields) => {
+            members.attach(&mut fields);
+            validate(fields, key, topic_kind, limits)
+        }
+        None => decode_with_serde(bytes, key, topic_kind, limits),
+    }
+}
+
+/// [`decode_json`] of what the one-pass reader (`scan`) leaves: escapes,
+/// unusual nesting, and every message that is not valid JSON, which serde_json's
+/// error then describes.
+fn decode_with_serde(
+    bytes: &[u8],
+    key: Option<&[u8]>,
+    topic_kind: Option<Kind>,
+    limits: &Limits,
+) -> Result<Event, DecodeError> {
     // serde would also accept a struct written as an array; an event is an object.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|&b| b != b'{') {
         let what = match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
@@ -166,5 +195,8 @@ pub fn decode_json(
     validate(fields, key, topic_kind, limits)
 }
 
+mod scan;
+#[cfg(test)]
+mod scan_tests;
 #[cfg(test)]
 mod tests;

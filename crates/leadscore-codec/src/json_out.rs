@@ -1,11 +1,15 @@
 //! Encodes output records as the JSON of docs/events.md, fields in contract order.
+//!
+//! Written directly, field by field, rather than through serde: every event
+//! produces one or two records, and the generic path cost more than scoring
+//! the event did. Numbers and escapes are serde_json's own, so the bytes are
+//! exactly what serde_json would write (the tests hold both side by side).
 
 use leadscore_core::event::Kind;
 use leadscore_core::model::Model;
 use leadscore_core::output::{Reason, Record};
-use leadscore_core::time::format_rfc3339;
-use serde::ser::{SerializeSeq, Serializer};
-use serde::Serialize;
+use leadscore_core::time::push_rfc3339;
+use serde_json::ser::{CompactFormatter, Formatter};
 
 /// What a record needs besides itself: the model (for names and version), the
 /// lead, and the event that produced it (absent for timers).
@@ -16,98 +20,107 @@ pub struct RecordContext<'a> {
     pub event: Option<(&'a str, Kind)>,
 }
 
-#[derive(Serialize)]
-struct ScoreChangeJson<'a> {
-    kind: &'static str,
-    lead_id: &'a str,
-    version: u64,
-    timestamp: String,
-    event_id: Option<&'a str>,
-    event_type: Option<&'static str>,
-    score: f64,
-    previous_score: f64,
-    delta: f64,
-    grade: &'static str,
-    previous_grade: &'static str,
-    reasons: ReasonsJson<'a>,
-    model_version: &'a str,
-}
-
-struct ReasonsJson<'a>(&'a Model, &'a [Reason]);
-
-impl Serialize for ReasonsJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct R<'a> {
-            rule: &'a str,
-            points: f64,
-        }
-        let mut seq = s.serialize_seq(Some(self.1.len()))?;
-        for r in self.1 {
-            seq.serialize_element(&R { rule: &self.0.rules[r.rule as usize].name, points: r.points })?;
-        }
-        seq.end()
-    }
-}
-
-#[derive(Serialize)]
-struct TransitionJson<'a> {
-    kind: &'static str,
-    lead_id: &'a str,
-    version: u64,
-    segment: &'a str,
-    transition: &'static str,
-    timestamp: String,
-    cause: &'static str,
-    event_id: Option<&'a str>,
-    score: f64,
-    grade: &'static str,
-    model_version: &'a str,
-}
-
 /// Appends one record as a JSON object (no newline) to `buf`. `reasons` are the
 /// reasons of the [`leadscore_core::Outputs`] the record came from.
 pub fn encode_json(buf: &mut Vec<u8>, ctx: &RecordContext, record: &Record, reasons: &[Reason]) {
     let model = ctx.model;
-    let result = match record {
-        Record::ScoreChange(c) => serde_json::to_writer(
-            &mut *buf,
-            &ScoreChangeJson {
-                kind: "score_change",
-                lead_id: ctx.lead_id,
-                version: c.version,
-                timestamp: format_rfc3339(c.timestamp),
-                event_id: ctx.event.map(|(id, _)| id),
-                event_type: ctx.event.map(|(_, k)| k.as_str()),
-                score: c.score,
-                previous_score: c.previous_score,
-                delta: c.delta,
-                grade: c.grade.as_str(),
-                previous_grade: c.previous_grade.as_str(),
-                reasons: ReasonsJson(model, &reasons[c.reasons.start as usize..c.reasons.end as usize]),
-                model_version: &model.version,
-            },
-        ),
-        Record::Transition(t) => serde_json::to_writer(
-            &mut *buf,
-            &TransitionJson {
-                kind: "segment_transition",
-                lead_id: ctx.lead_id,
-                version: t.version,
-                segment: match &t.retired_segment {
+    match record {
+        Record::ScoreChange(c) => {
+            buf.extend_from_slice(br#"{"kind":"score_change","lead_id":"#);
+            string(buf, ctx.lead_id);
+            buf.extend_from_slice(br#","version":"#);
+            integer(buf, c.version);
+            buf.extend_from_slice(br#","timestamp":""#);
+            push_rfc3339(buf, c.timestamp);
+            buf.extend_from_slice(br#"","event_id":"#);
+            optional(buf, ctx.event.map(|(id, _)| id));
+            buf.extend_from_slice(br#","event_type":"#);
+            optional(buf, ctx.event.map(|(_, k)| k.as_str()));
+            buf.extend_from_slice(br#","score":"#);
+            number(buf, c.score);
+            buf.extend_from_slice(br#","previous_score":"#);
+            number(buf, c.previous_score);
+            buf.extend_from_slice(br#","delta":"#);
+            number(buf, c.delta);
+            buf.extend_from_slice(br#","grade":""#);
+            buf.extend_from_slice(c.grade.as_str().as_bytes());
+            buf.extend_from_slice(br#"","previous_grade":""#);
+            buf.extend_from_slice(c.previous_grade.as_str().as_bytes());
+            buf.extend_from_slice(br#"","reasons":["#);
+            for (i, r) in reasons[c.reasons.start as usize..c.reasons.end as usize].iter().enumerate() {
+                buf.extend_from_slice(if i == 0 { br#"{"rule":"# } else { br#",{"rule":"# });
+                string(buf, &model.rules[r.rule as usize].name);
+                buf.extend_from_slice(br#","points":"#);
+                number(buf, r.points);
+                buf.push(b'}');
+            }
+            buf.extend_from_slice(br#"],"model_version":"#);
+        }
+        Record::Transition(t) => {
+            buf.extend_from_slice(br#"{"kind":"segment_transition","lead_id":"#);
+            string(buf, ctx.lead_id);
+            buf.extend_from_slice(br#","version":"#);
+            integer(buf, t.version);
+            buf.extend_from_slice(br#","segment":"#);
+            string(
+                buf,
+                match &t.retired_segment {
                     Some(name) => name,
                     None => &model.segments[t.segment as usize].name,
                 },
-                transition: t.direction.as_str(),
-                timestamp: format_rfc3339(t.timestamp),
-                cause: t.cause.as_str(),
-                event_id: if t.cause.has_event() { ctx.event.map(|(id, _)| id) } else { None },
-                score: t.score,
-                grade: t.grade.as_str(),
-                model_version: &model.version,
-            },
-        ),
-    };
-    // Writing to a Vec cannot fail, and every value here is serialisable.
-    result.expect("encoding a record to memory never fails");
+            );
+            buf.extend_from_slice(br#","transition":""#);
+            buf.extend_from_slice(t.direction.as_str().as_bytes());
+            buf.extend_from_slice(br#"","timestamp":""#);
+            push_rfc3339(buf, t.timestamp);
+            buf.extend_from_slice(br#"","cause":""#);
+            buf.extend_from_slice(t.cause.as_str().as_bytes());
+            buf.extend_from_slice(br#"","event_id":"#);
+            optional(buf, if t.cause.has_event() { ctx.event.map(|(id, _)| id) } else { None });
+            buf.extend_from_slice(br#","score":"#);
+            number(buf, t.score);
+            buf.extend_from_slice(br#","grade":""#);
+            buf.extend_from_slice(t.grade.as_str().as_bytes());
+            buf.extend_from_slice(br#"","model_version":"#);
+        }
+    }
+    string(buf, &model.version);
+    buf.push(b'}');
 }
+
+/// A JSON string. Names and ids rarely need escapes: those that do are
+/// escaped by serde_json, so that the two can never disagree.
+fn string(buf: &mut Vec<u8>, s: &str) {
+    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        serde_json::to_writer(&mut *buf, s).expect("encoding a string to memory never fails");
+        return;
+    }
+    buf.reserve(s.len() + 2);
+    buf.push(b'"');
+    buf.extend_from_slice(s.as_bytes());
+    buf.push(b'"');
+}
+
+fn optional(buf: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => string(buf, s),
+        None => buf.extend_from_slice(b"null"),
+    }
+}
+
+/// As serde_json writes an `f64`: the shortest form that reads back the
+/// same, `null` for NaN and the infinities.
+fn number(buf: &mut Vec<u8>, v: f64) {
+    if v.is_finite() {
+        CompactFormatter.write_f64(buf, v).expect("writing to memory never fails");
+    } else {
+        buf.extend_from_slice(b"null");
+    }
+}
+
+fn integer(buf: &mut Vec<u8>, v: u64) {
+    CompactFormatter.write_u64(buf, v).expect("writing to memory never fails");
+}
+
+#[cfg(test)]
+mod tests;

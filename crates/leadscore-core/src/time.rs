@@ -188,28 +188,56 @@ pub fn format_rfc3339(t: Millis) -> String {
 
 /// Appends the `YYYY-MM-DDTHH:MM:SS.mmmZ` form of `t` to `out`.
 pub fn write_rfc3339(out: &mut String, t: Millis) {
+    match rfc3339_four_digit_year(t) {
+        Some(b) => out.push_str(std::str::from_utf8(&b).expect("ASCII digits and separators")),
+        None => rfc3339_any_year(out, t),
+    }
+}
+
+/// [`write_rfc3339`] into bytes, for encoders writing JSON directly.
+pub fn push_rfc3339(out: &mut Vec<u8>, t: Millis) {
+    match rfc3339_four_digit_year(t) {
+        Some(b) => out.extend_from_slice(&b),
+        None => {
+            let mut s = String::new();
+            rfc3339_any_year(&mut s, t);
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+}
+
+fn rfc3339_parts(t: Millis) -> [i64; 7] {
     let days = t.div_euclid(DAY);
     let ms_of_day = t.rem_euclid(DAY);
     let (y, m, d) = civil_from_days(days);
     let (h, rest) = (ms_of_day / HOUR, ms_of_day % HOUR);
     let (mi, rest) = (rest / MINUTE, rest % MINUTE);
     let (sec, ms) = (rest / SECOND, rest % SECOND);
-    if !(0..=9999).contains(&y) {
-        use std::fmt::Write;
-        let _ = write!(out, "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{ms:03}Z");
-        return;
+    [y, m, d, h, mi, sec, ms]
+}
+
+/// Every output record carries a timestamp: digits by hand, not through
+/// the formatting machinery, for the years of four digits.
+fn rfc3339_four_digit_year(t: Millis) -> Option<[u8; 24]> {
+    let parts = rfc3339_parts(t);
+    if !(0..=9999).contains(&parts[0]) {
+        return None;
     }
-    // Every output record carries a timestamp: digits by hand, not through
-    // the formatting machinery.
     let mut b = *b"0000-00-00T00:00:00.000Z";
-    for (at, width, v) in [(0, 4, y), (5, 2, m), (8, 2, d), (11, 2, h), (14, 2, mi), (17, 2, sec), (20, 3, ms)] {
+    for ((at, width), v) in [(0, 4), (5, 2), (8, 2), (11, 2), (14, 2), (17, 2), (20, 3)].into_iter().zip(parts) {
         let mut v = v;
         for slot in b[at..at + width].iter_mut().rev() {
             *slot = b'0' + (v % 10) as u8;
             v /= 10;
         }
     }
-    out.push_str(std::str::from_utf8(&b).expect("ASCII digits and separators"));
+    Some(b)
+}
+
+fn rfc3339_any_year(out: &mut String, t: Millis) {
+    use std::fmt::Write;
+    let [y, m, d, h, mi, sec, ms] = rfc3339_parts(t);
+    let _ = write!(out, "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{ms:03}Z");
 }
 
 /// Parses durations such as `30d`, `24h`, `90m`, `1h30m`, `500ms`, `2w`.
