@@ -5,6 +5,7 @@
 //! the event did. Numbers and escapes are serde_json's own, so the bytes are
 //! exactly what serde_json would write (the tests hold both side by side).
 
+use crate::json_bytes::first_special;
 use leadscore_core::event::Kind;
 use leadscore_core::model::Model;
 use leadscore_core::output::{Reason, Record};
@@ -91,7 +92,7 @@ pub fn encode_json(buf: &mut Vec<u8>, ctx: &RecordContext, record: &Record, reas
 /// A JSON string. Names and ids rarely need escapes: those that do are
 /// escaped by serde_json, so that the two can never disagree.
 fn string(buf: &mut Vec<u8>, s: &str) {
-    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    if first_special(s.as_bytes(), 0) < s.len() {
         serde_json::to_writer(&mut *buf, s).expect("encoding a string to memory never fails");
         return;
     }

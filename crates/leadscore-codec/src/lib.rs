@@ -25,6 +25,7 @@ mod avro_in;
 pub mod avro_out;
 mod contract;
 pub mod error;
+mod json_bytes;
 pub mod json_event;
 pub mod json_in;
 pub mod json_out;

@@ -12,6 +12,7 @@
 //! [`validate`]: crate::contract::validate
 
 use crate::contract::{Fields, Wire};
+use crate::json_bytes::first_special;
 use std::borrow::Cow;
 
 /// Containers nested deeper than this are left to serde_json.
@@ -133,42 +134,15 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let start = self.i;
-        self.skip_plain_bytes();
-        loop {
-            match *self.s.get(self.i)? {
-                b'"' => break,
-                b'\\' | 0..=0x1f => return None,
-                _ => self.i += 1,
-            }
+        self.i = first_special(self.s, self.i);
+        if self.peek()? != b'"' {
+            return None;
         }
         // A quote is never inside a multi-byte character: both ends are
         // character boundaries of the validated text.
         let contents = &self.text[start..self.i];
         self.i += 1;
         Some(contents)
-    }
-
-    /// Moves to the first byte that is a quote, a backslash or a control
-    /// character, or near the end, eight bytes at a time: strings are most of
-    /// an event.
-    fn skip_plain_bytes(&mut self) {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const HIGH: u64 = 0x8080_8080_8080_8080;
-        while let Some(chunk) = self.s.get(self.i..self.i + 8) {
-            let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-            let (quote, backslash) = (x ^ (ONES * u64::from(b'"')), x ^ (ONES * u64::from(b'\\')));
-            // A byte below 0x20, or equal to either, sets its high bit here;
-            // borrows can flag bytes above a real one, never below it.
-            let found = (quote.wrapping_sub(ONES) & !quote
-                | backslash.wrapping_sub(ONES) & !backslash
-                | x.wrapping_sub(ONES * 0x20) & !x)
-                & HIGH;
-            if found != 0 {
-                self.i += found.trailing_zeros() as usize / 8;
-                return;
-            }
-            self.i += 8;
-        }
     }
 
     /// An object member's key and the colon after it (and whitespace).
@@ -419,12 +393,4 @@ impl<'a> Wire<'a> for Tok<'a> {
         }
         true
     }
-}
-
-/// Where [`Scanner::skip_plain_bytes`] stops in `bytes`, for tests.
-#[cfg(test)]
-pub(super) fn plain_prefix(bytes: &[u8]) -> usize {
-    let mut s = Scanner { text: "", s: bytes, i: 0 };
-    s.skip_plain_bytes();
-    s.i
 }

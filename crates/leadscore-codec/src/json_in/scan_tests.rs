@@ -213,17 +213,3 @@ proptest! {
         prop_assert_eq!(fast, serde, "{}", String::from_utf8_lossy(&bytes));
     }
 }
-
-proptest! {
-    #[test]
-    fn skips_exactly_the_plain_bytes(
-        bytes in prop::collection::vec(prop_oneof![any::<u8>(), Just(b'"'), Just(b'\\'), Just(0x1f), Just(0x20), Just(b'a')], 0..40),
-    ) {
-        let special = |b: &u8| *b == b'"' || *b == b'\\' || *b < 0x20;
-        let at = scan::plain_prefix(&bytes);
-        let first = bytes.iter().position(special).unwrap_or(bytes.len());
-        prop_assert!(at <= first);
-        // It stops at the first special byte, or leaves fewer than eight to the byte loop.
-        prop_assert!(at == first || bytes.len() - at < 8, "stopped at {} of {:?}", at, bytes);
-    }
-}
