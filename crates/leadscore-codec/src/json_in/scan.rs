@@ -67,43 +67,25 @@ pub(crate) fn event<'a>(bytes: &'a [u8], members: &mut Members<'a>) -> Option<Fi
     let mut s = Scanner { text, s: bytes, i: 0 };
     let mut f = Fields { event_id: None, lead_id: None, kind: None, timestamp: None, properties: None };
     s.ws();
-    s.expect(b'{')?;
-    s.ws();
-    if s.peek()? == b'}' {
-        s.i += 1;
-    } else {
-        loop {
-            let key = s.key()?;
-            let value = match (key, s.peek()?) {
-                ("properties", b'{') => s.object(members)?,
-                _ => s.value()?,
-            };
-            let slot = match key {
-                "event_id" => Some(&mut f.event_id),
-                "lead_id" => Some(&mut f.lead_id),
-                "type" => Some(&mut f.kind),
-                "timestamp" => Some(&mut f.timestamp),
-                "properties" => Some(&mut f.properties),
-                _ => None,
-            };
-            // serde refuses a repeated field of a struct: its message is wanted.
-            if slot.is_some_and(|slot| slot.replace(value).is_some()) {
-                return None;
-            }
-            s.ws();
-            match s.peek()? {
-                b',' => {
-                    s.i += 1;
-                    s.ws();
-                }
-                b'}' => {
-                    s.i += 1;
-                    break;
-                }
-                _ => return None,
-            }
+    s.members(|s, key| {
+        let value = match (key, s.peek()?) {
+            ("properties", b'{') => s.object(members)?,
+            _ => s.value()?,
+        };
+        let slot = match key {
+            "event_id" => Some(&mut f.event_id),
+            "lead_id" => Some(&mut f.lead_id),
+            "type" => Some(&mut f.kind),
+            "timestamp" => Some(&mut f.timestamp),
+            "properties" => Some(&mut f.properties),
+            _ => None,
+        };
+        // serde refuses a repeated field of a struct: its message is wanted.
+        match slot.map(|slot| slot.replace(value)) {
+            Some(Some(_)) => None,
+            _ => Some(()),
         }
-    }
+    })?;
     s.ws();
     (s.i == bytes.len()).then_some(f)
 }
@@ -213,23 +195,18 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// An object, its members kept in `members` (up to [`KEPT_MEMBERS`]).
-    fn object(&mut self, members: &mut Members<'a>) -> Option<Tok<'a>> {
-        let start = self.i;
-        members.len = 0;
+    /// Walks an object, the cursor on its `{`: `each` gets each member's
+    /// key with the cursor on its value, and moves past the value.
+    fn members(&mut self, mut each: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
         self.expect(b'{')?;
         self.ws();
         if self.peek()? == b'}' {
             self.i += 1;
-            return Some(Tok::Object(&self.text[start..self.i]));
+            return Some(());
         }
         loop {
-            let k = self.key()?;
-            let v = self.value()?;
-            if let Some(slot) = members.kept.get_mut(members.len) {
-                *slot = (k, v);
-            }
-            members.len += 1;
+            let key = self.key()?;
+            each(self, key)?;
             self.ws();
             match self.peek()? {
                 b',' => {
@@ -238,11 +215,26 @@ impl<'a> Scanner<'a> {
                 }
                 b'}' => {
                     self.i += 1;
-                    return Some(Tok::Object(&self.text[start..self.i]));
+                    return Some(());
                 }
                 _ => return None,
             }
         }
+    }
+
+    /// An object, its members kept in `members` (up to [`KEPT_MEMBERS`]).
+    fn object(&mut self, members: &mut Members<'a>) -> Option<Tok<'a>> {
+        let start = self.i;
+        members.len = 0;
+        self.members(|s, key| {
+            let value = s.value()?;
+            if let Some(slot) = members.kept.get_mut(members.len) {
+                *slot = (key, value);
+            }
+            members.len += 1;
+            Some(())
+        })?;
+        Some(Tok::Object(&self.text[start..self.i]))
     }
 
     /// Checks an array or an object and everything in it, without recursion.
@@ -300,28 +292,16 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Calls `each` with the members of an object [`event`] has checked: valid,
-/// without escaped keys.
-fn for_each_member<'a>(object: &'a str, mut each: impl FnMut(&str, Tok<'a>)) {
+/// Calls `each` with the members of an object [`event`] has checked
+/// (so never `false` in practice: a value that is not an object is refused
+/// before anyone asks for its members).
+fn for_each_member<'a>(object: &'a str, mut each: impl FnMut(&str, Tok<'a>)) -> bool {
     let mut s = Scanner { text: object, s: object.as_bytes(), i: 0 };
-    let checked = "an object event() has checked";
-    s.expect(b'{').expect(checked);
-    s.ws();
-    if s.peek() == Some(b'}') {
-        return;
-    }
-    loop {
-        let k = s.key().expect(checked);
-        each(k, s.value().expect(checked));
-        s.ws();
-        match s.peek() {
-            Some(b',') => {
-                s.i += 1;
-                s.ws();
-            }
-            _ => return,
-        }
-    }
+    s.members(|s, key| {
+        each(key, s.value()?);
+        Some(())
+    })
+    .is_some()
 }
 
 /// Small integers without serde_json; anything else as serde_json reads it.
@@ -388,9 +368,11 @@ impl<'a> Wire<'a> for Tok<'a> {
     fn for_each_member(self, mut each: impl FnMut(&str, Self)) -> bool {
         match self {
             Tok::Object(raw) => for_each_member(raw, each),
-            Tok::Members(kept) => kept.iter().for_each(|&(k, v)| each(k, v)),
-            _ => return false,
+            Tok::Members(kept) => {
+                kept.iter().for_each(|&(k, v)| each(k, v));
+                true
+            }
+            _ => false,
         }
-        true
     }
 }

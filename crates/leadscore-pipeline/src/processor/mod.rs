@@ -90,10 +90,7 @@ pub enum StepError {
 /// How many store timers are read at a time.
 const TIMER_PAGE: usize = 1024;
 /// How far beyond the instant asked for a timer scan reads (milliseconds).
-/// A replay of history moves event time by minutes per event, so a minute
-/// meant a store scan per event; a page ([`TIMER_PAGE`]) still bounds what
-/// one scan queues, however many timers the hour holds.
-const TIMER_LOOKAHEAD: Millis = 3_600_000;
+const TIMER_LOOKAHEAD: Millis = 60_000;
 
 /// Wire formats: JSON unless an Avro codec is given for inputs or outputs.
 #[derive(Debug, Clone, Default)]
