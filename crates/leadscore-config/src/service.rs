@@ -180,6 +180,9 @@ pub struct ProcessingConfig {
     pub guarantee: Guarantee,
     pub time: TimeMode,
     pub max_batch: usize,
+    /// Threads a poll batch's partition steps run on; 0: one per core, at
+    /// most [`ProcessingConfig::AUTO_STEP_THREADS_MAX`].
+    pub step_threads: usize,
     #[serde(rename = "poll_timeout_ms", with = "millis")]
     pub poll_timeout: Duration,
     #[serde(rename = "max_idle_ms", with = "millis")]
@@ -207,6 +210,21 @@ pub struct ProcessingConfig {
 }
 
 impl ProcessingConfig {
+    /// The most threads `step_threads = 0` chooses: a batch of a few thousand
+    /// messages split further gives each thread too little to be worth it.
+    pub const AUTO_STEP_THREADS_MAX: usize = 8;
+    /// The most threads `step_threads` may ask for.
+    pub const STEP_THREADS_MAX: usize = 64;
+
+    /// `step_threads`, with 0 resolved to the machine's cores (at most
+    /// [`ProcessingConfig::AUTO_STEP_THREADS_MAX`]).
+    pub fn step_threads(&self) -> usize {
+        match self.step_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(Self::AUTO_STEP_THREADS_MAX),
+            n => n,
+        }
+    }
+
     /// `commit_interval_ms`, or the guarantee's default: at least once
     /// commits RocksDB once a second (its outputs are sent at once all the
     /// same; a crash loses nothing, the changelog has every delivered batch);

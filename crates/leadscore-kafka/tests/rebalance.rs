@@ -96,6 +96,10 @@ fn settings(bootstrap: &str) -> (KafkaSettings, RuntimeSettings) {
         time_mode: TimeMode::EventTime,
         topics: Topics { inputs: [(TOPIC.to_string(), None)].into_iter().collect(), ..Topics::default() },
         max_batch: 200, // many steps, so a handover lands mid-stream
+        // Each batch's partition steps side by side, however small the batch,
+        // as the service runs them on a machine with cores to spare.
+        step_threads: 2,
+        parallel_min_messages: 0,
         ..RuntimeSettings::default()
     };
     (kafka, runtime)

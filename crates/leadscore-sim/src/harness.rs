@@ -64,6 +64,9 @@ pub struct Plan {
     pub stalls: u32,
     pub compaction: bool,
     pub faults: Faults,
+    /// Threads a batch's partition steps run on (every batch is spread,
+    /// however small, so that the simulation checks steps run side by side).
+    pub step_threads: usize,
 }
 
 impl Plan {
@@ -95,6 +98,8 @@ impl Plan {
                 os_sync: *r.pick(&[0.05, 0.3, 0.9]),
                 sync_writes: r.chance(0.2),
             },
+            // Drawn last, so that older seeds keep the rest of their plans.
+            step_threads: *r.pick(&[1, 2, 3]),
         }
     }
 }
@@ -137,6 +142,8 @@ fn settings(plan: &Plan, topics: Topics) -> RuntimeSettings {
         time_mode: plan.time_mode,
         guarantee: plan.guarantee,
         max_batch: plan.max_batch,
+        step_threads: plan.step_threads,
+        parallel_min_messages: 0,
         commit_interval: Duration::from_millis(plan.commit_interval_ms),
         staged_max_bytes: plan.staged_max_bytes,
         poll_timeout: Duration::from_millis(100),

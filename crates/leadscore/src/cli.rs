@@ -167,6 +167,11 @@ pub(crate) enum Command {
         /// guarantee's default.
         #[arg(long)]
         commit_interval_ms: Option<u64>,
+        /// The service's processing.step_threads (threads a poll batch's
+        /// partition steps run on). Default: the service's (one per core, at
+        /// most 8).
+        #[arg(long)]
+        step_threads: Option<usize>,
         /// The service's processing.time: event_time (deterministic timers,
         /// as for a replay) or wall_clock (the service's default: each poll
         /// batch first publishes and awaits its replay marker, and timers

@@ -115,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             report,
             fetch_wait_ms,
             commit_interval_ms,
+            step_threads,
             time,
             no_restore,
         } => {
@@ -135,6 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 report,
                 fetch_wait_ms,
                 commit_interval: commit_interval_ms.map(std::time::Duration::from_millis),
+                step_threads,
                 wall_clock: time == "wall_clock",
                 restore: !no_restore,
             })?;

@@ -35,6 +35,7 @@ pub fn runtime_settings(config: &ServiceConfig) -> anyhow::Result<RuntimeSetting
         guarantee: p.guarantee,
         formats: formats(config)?,
         max_batch: p.max_batch,
+        step_threads: p.step_threads(),
         poll_timeout: p.poll_timeout,
         tick_interval: p.tick_interval,
         max_idle: p.max_idle,

@@ -76,6 +76,16 @@ impl ServiceConfig {
             ));
         }
         let p = &self.processing;
+        if p.step_threads > ProcessingConfig::STEP_THREADS_MAX {
+            return Err(ConfigError::at(
+                "processing.step_threads",
+                format!(
+                    "{}: expected 0 (one per core) up to {} threads",
+                    p.step_threads,
+                    ProcessingConfig::STEP_THREADS_MAX
+                ),
+            ));
+        }
         for (key, v) in [
             ("processing.max_batch", p.max_batch as u64),
             ("processing.poll_timeout_ms", p.poll_timeout.as_millis() as u64),

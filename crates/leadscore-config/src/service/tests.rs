@@ -108,6 +108,12 @@ fn mistakes_name_the_key_the_value_and_what_was_expected() {
     assert!(e.contains("topics.inputs.web") && e.contains("\"pageview\" is not an event kind"), "{e}");
     let e = load_text("[state]\nblock_cache_mb = 0\n").unwrap_err().to_string();
     assert!(e.contains("state.block_cache_mb") && e.contains("above zero"), "{e}");
+    let e = load_text("[processing]\nstep_threads = 65\n").unwrap_err().to_string();
+    assert!(e.contains("processing.step_threads") && e.contains("65") && e.contains("up to 64"), "{e}");
+    let c = load_text("[processing]\nstep_threads = 3\n").unwrap();
+    assert_eq!(c.processing.step_threads(), 3);
+    let auto = load_text("").unwrap().processing.step_threads();
+    assert!((1..=ProcessingConfig::AUTO_STEP_THREADS_MAX).contains(&auto), "{auto}");
     let e = load_text("[processing]\nmax_batch = \"lots\"\n").unwrap_err().to_string();
     assert!(e.contains("processing.max_batch") && e.contains("lots"), "{e}");
     let e = load_text("[formats]\ninput = \"avro\"\n").unwrap_err().to_string();

@@ -14,7 +14,8 @@
 //!    resumes them;
 //! 3. releases each partition group's messages in event-time order across
 //!    its input topics ([`crate::aligner`]) and processes them, one step per
-//!    partition, with the wall-clock timers due;
+//!    partition, with the wall-clock timers due (the steps of a large batch
+//!    on up to `step_threads` threads, their results in partition order);
 //! 4. publishes the steps (`commit`): sends the outputs (or commits them in a
 //!    transaction) and stages the states, timers and checkpoints in memory,
 //!    where the next steps read them;
@@ -30,6 +31,7 @@
 //! - `membership`: assignments, revocations, restores, activation.
 //! - `restore`: one partition's changelog restore.
 //! - `commit`: the commit protocol of each guarantee.
+//! - `parallel`: a batch's partition steps on a few threads.
 //! - `breaker`: the circuit breaker against floods of bad input.
 //! - `error`: why it stopped.
 
@@ -37,6 +39,7 @@ mod breaker;
 mod commit;
 mod error;
 mod membership;
+mod parallel;
 mod restore;
 pub mod settings;
 
@@ -311,13 +314,14 @@ impl<'a> Runtime<'a> {
         Ok(())
     }
 
-    /// Releases and processes each active partition group's messages.
+    /// Releases each active partition group's messages, then processes them,
+    /// one step per partition, the steps of a large batch side by side
+    /// ([`parallel`]); the steps come back in partition order either way.
     fn process(&mut self, ports: &mut Ports<'_>) -> Result<Vec<Planned>, RunError> {
         let now = ports.clock.now();
         let monotonic = ports.clock.elapsed().as_millis() as Millis;
-        let mut steps = Vec::new();
+        let mut jobs = Vec::new();
         let mut merging = false;
-        let mut ready = Vec::new();
         let pending: BTreeSet<Partition> = self.aligner.pending().into_iter().collect();
         let candidates: Vec<Partition> = self
             .owned
@@ -326,7 +330,7 @@ impl<'a> Runtime<'a> {
             .map(|(p, _)| *p)
             .collect();
         for partition in candidates {
-            ready.clear();
+            let mut ready = Vec::new();
             let processor = &self.processor;
             self.aligner.retry_waiting(partition, &mut |m| processor.decode(m));
             let source = &mut *ports.source;
@@ -357,17 +361,29 @@ impl<'a> Runtime<'a> {
                 (TimeMode::WallClock, None) if owned.replay.is_some() => None,
                 (TimeMode::WallClock, None) => Some(now),
             };
-            let ctx = StepContext { tick, epoch: owned.epoch, replay_until: owned.replay.as_ref().map(|r| &r.until) };
-            // Steps read through what earlier batches staged.
-            let processor = Processor { store: &self.pending, ..self.processor.clone() };
-            let step = processor.process_arrivals(partition, std::mem::take(&mut ready), ctx)?;
+            jobs.push((partition, ready, tick));
+        }
+        self.merging = merging;
+        self.telemetry.metrics.merge_held.set(self.aligner.buffered() as i64);
+
+        let messages: usize = jobs.iter().map(|(_, ready, _)| ready.len()).sum();
+        let threads = if messages >= self.settings.parallel_min_messages { self.settings.step_threads } else { 1 };
+        // Steps read through what earlier batches staged.
+        let processor = Processor { store: &self.pending, ..self.processor.clone() };
+        let owned = &self.owned;
+        let results = parallel::map_ordered(jobs, threads, |(partition, ready, tick)| {
+            let o = &owned[&partition];
+            let ctx = StepContext { tick, epoch: o.epoch, replay_until: o.replay.as_ref().map(|r| &r.until) };
+            (partition, tick, processor.process_arrivals(partition, ready, ctx))
+        });
+        let mut steps = Vec::with_capacity(results.len());
+        for (partition, tick, step) in results {
+            let step = step?;
             if step.messages == 0 && step.stats.timers_fired == 0 && !step.swept {
                 continue;
             }
             steps.push(Planned { partition, step, tick });
         }
-        self.merging = merging;
-        self.telemetry.metrics.merge_held.set(self.aligner.buffered() as i64);
         Ok(steps)
     }
 

@@ -57,6 +57,14 @@ pub struct RuntimeSettings {
     pub admission: Admission,
     /// Most messages per poll batch.
     pub max_batch: usize,
+    /// Threads a poll batch's partition steps run on, the loop's own
+    /// included (1: the loop alone). Steps of different partitions are
+    /// independent, and their results are published in partition order
+    /// whatever the number.
+    pub step_threads: usize,
+    /// The fewest messages in a batch for its steps to be spread over
+    /// `step_threads` (below, starting threads costs more than it saves).
+    pub parallel_min_messages: usize,
     /// How long a poll waits for the first message.
     pub poll_timeout: Duration,
     /// How often wall-clock timers are checked with no input.
@@ -123,6 +131,8 @@ impl Default for RuntimeSettings {
             limits: Limits::default(),
             admission: Admission::default(),
             max_batch: 5000,
+            step_threads: 1,
+            parallel_min_messages: 256,
             poll_timeout: Duration::from_millis(100),
             tick_interval: Duration::from_millis(100),
             max_idle: Duration::ZERO,

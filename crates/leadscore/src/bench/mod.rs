@@ -73,6 +73,8 @@ pub struct BenchOptions {
     pub fetch_wait_ms: Option<u32>,
     /// The service's commit interval; `None`: the guarantee's default.
     pub commit_interval: Option<Duration>,
+    /// The service's step threads; `None`: its default.
+    pub step_threads: Option<usize>,
     /// Timers on the wall clock (the service's default) instead of event time.
     pub wall_clock: bool,
     /// After each guarantee's run, measure a new owner's restore from the
@@ -190,7 +192,7 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
 
     let heading = format!(
         "leadscore bench: {} events ({format}, {:.1}% bad) over {} leads{}, {} partitions, on {}; \
-         RocksDB block cache {} MiB, memtables {} MiB; fetch.wait.max.ms {}; timers in {}",
+         RocksDB block cache {} MiB, memtables {} MiB; fetch.wait.max.ms {}; timers in {}; step threads {}",
         opts.events,
         opts.bad_share * 100.0,
         opts.leads,
@@ -200,7 +202,8 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<()> {
         opts.block_cache_mb,
         opts.write_buffer_mb,
         opts.fetch_wait_ms.map_or_else(|| "default".to_string(), |ms| ms.to_string()),
-        if opts.wall_clock { "wall-clock time" } else { "event time" }
+        if opts.wall_clock { "wall-clock time" } else { "event time" },
+        opts.step_threads.map_or_else(|| "default (one per core, at most 8)".to_string(), |n| n.to_string())
     );
     let table = report::render(&heading, &rows, ceiling_name, &latencies, &restores);
     println!("{table}");
@@ -257,6 +260,7 @@ impl Run<'_> {
             write_buffer_mb: opts.write_buffer_mb,
             fetch_wait_ms: opts.fetch_wait_ms,
             commit_interval: opts.commit_interval,
+            step_threads: opts.step_threads,
             wall_clock: opts.wall_clock,
             // The mock broker keeps a group its last member left waiting for
             // the session timeout (45 s by default) before a new member is in.

@@ -72,6 +72,8 @@ pub struct SubjectSettings<'a> {
     pub fetch_wait_ms: Option<u32>,
     /// processing.commit_interval_ms, when set.
     pub commit_interval: Option<std::time::Duration>,
+    /// processing.step_threads, when set.
+    pub step_threads: Option<usize>,
     /// processing.time = "wall_clock" instead of "event_time".
     pub wall_clock: bool,
     /// librdkafka's session.timeout.ms, when set (the mock broker holds a
@@ -106,6 +108,9 @@ impl SubjectSettings<'_> {
         c.processing.time = if self.wall_clock { TimeMode::WallClock } else { TimeMode::EventTime };
         if self.commit_interval.is_some() {
             c.processing.commit_interval = self.commit_interval;
+        }
+        if let Some(n) = self.step_threads {
+            c.processing.step_threads = n;
         }
         c.state.dir = state_dir.to_path_buf();
         c.state.block_cache_mb = self.block_cache_mb as usize;
@@ -390,6 +395,7 @@ mod tests {
                 write_buffer_mb: 8,
                 fetch_wait_ms: None,
                 commit_interval: None,
+                step_threads: None,
                 wall_clock,
                 session_timeout_ms: None,
             };
