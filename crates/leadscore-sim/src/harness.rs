@@ -67,6 +67,9 @@ pub struct Plan {
     /// Threads a batch's partition steps run on (every batch is spread,
     /// however small, so that the simulation checks steps run side by side).
     pub step_threads: usize,
+    /// The fewest changelog records a commit sends per iteration (small, so
+    /// that commits send their changelogs over several iterations).
+    pub changelog_slice_min: usize,
 }
 
 impl Plan {
@@ -100,6 +103,7 @@ impl Plan {
             },
             // Drawn last, so that older seeds keep the rest of their plans.
             step_threads: *r.pick(&[1, 2, 3]),
+            changelog_slice_min: *r.pick(&[1, 2, 256]),
         }
     }
 }
@@ -144,6 +148,7 @@ fn settings(plan: &Plan, topics: Topics) -> RuntimeSettings {
         max_batch: plan.max_batch,
         step_threads: plan.step_threads,
         parallel_min_messages: 0,
+        changelog_slice_min: plan.changelog_slice_min,
         commit_interval: Duration::from_millis(plan.commit_interval_ms),
         staged_max_bytes: plan.staged_max_bytes,
         poll_timeout: Duration::from_millis(100),

@@ -111,12 +111,26 @@ struct Staged {
 /// what it still reports of its steps once it is written, its end among the
 /// records sent, and when it was sealed.
 struct Sealed {
-    mark: crate::ports::Mark,
+    /// Set once the whole changelog is sent.
+    mark: Option<crate::ports::Mark>,
+    /// At least once in event time: the changelog records still to send,
+    /// a slice per iteration (see `commit::CHANGELOG_SLICES`).
+    changelog: ChangelogLeft,
     steps: Vec<Staged>,
     started: Duration,
     /// Acknowledged, and being written to the store: the input offsets its
     /// checkpoints reach, for the group once it is written.
     writing: Option<Vec<crate::ports::TopicOffset>>,
+}
+
+/// The changelog of a sealed commit still to send: its state and marker
+/// records in order, each partition's ownership epoch as of the seal, and
+/// how many go per iteration.
+#[derive(Default)]
+struct ChangelogLeft {
+    ops: std::vec::IntoIter<leadscore_store::Op>,
+    epochs: BTreeMap<Partition, Option<i64>>,
+    slice: usize,
 }
 
 /// Where the loop's time went, logged at shutdown for capacity planning.

@@ -65,6 +65,11 @@ pub struct RuntimeSettings {
     /// The fewest messages in a batch for its steps to be spread over
     /// `step_threads` (below, starting threads costs more than it saves).
     pub parallel_min_messages: usize,
+    /// At least once in event time: the fewest changelog records a commit
+    /// sends per iteration of the loop (it sends its changelog in up to eight
+    /// slices, one per iteration, so as not to stall the loop; a commit with
+    /// fewer records sends them all at once).
+    pub changelog_slice_min: usize,
     /// How long a poll waits for the first message.
     pub poll_timeout: Duration,
     /// How often wall-clock timers are checked with no input.
@@ -133,6 +138,7 @@ impl Default for RuntimeSettings {
             max_batch: 5000,
             step_threads: 1,
             parallel_min_messages: 256,
+            changelog_slice_min: 256,
             poll_timeout: Duration::from_millis(100),
             tick_interval: Duration::from_millis(100),
             max_idle: Duration::ZERO,
