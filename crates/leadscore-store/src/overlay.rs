@@ -152,12 +152,61 @@ impl<'s> Overlay<'s> {
         *self.lock_sealed() = Arc::default();
     }
 
-    /// A copy of the sealed layer as one batch (for the changelog of the
-    /// commit).
+    /// A copy of the sealed layer as one batch.
     pub fn sealed_batch(&self) -> WriteBatch {
         self.lock_sealed().to_batch()
     }
+
+    /// The sealed layer's changelog, read as it is sent: only the order of
+    /// the leads is settled now, and each state is copied when its turn
+    /// comes (a copy of the whole layer took 7-15 ms at the seal).
+    pub fn sealed_changelog(&self) -> SealedChangelog {
+        let layer = self.lock_sealed().clone();
+        let states = layer.states.iter().flat_map(|(p, leads)| leads.keys().map(move |l| (*p, l.clone(), ())));
+        let leads = sorted(states).into_iter().map(|(p, l, ())| (p, l)).collect();
+        let checkpoints = layer.checkpoints.keys().copied().collect();
+        SealedChangelog { layer, leads, checkpoints, next: 0 }
+    }
 }
+
+/// What a sealed layer puts in the changelog, as store operations: each
+/// changed lead's state (a deletion for an erased one) in partition and lead
+/// order, then each partition's checkpoint; the same as the layer's batch
+/// without its timer moves. An iterator, so that it can be sent in slices.
+#[derive(Default)]
+pub struct SealedChangelog {
+    layer: Arc<Staged>,
+    leads: Vec<(Partition, LeadId)>,
+    checkpoints: Vec<Partition>,
+    next: usize,
+}
+
+impl Iterator for SealedChangelog {
+    type Item = Op;
+
+    fn next(&mut self) -> Option<Op> {
+        let i = self.next;
+        self.next += 1;
+        if let Some((partition, lead)) = self.leads.get(i) {
+            let value = self.layer.states.get(partition).and_then(|leads| leads.get(lead)).cloned().flatten();
+            let (partition, lead) = (*partition, lead.clone());
+            return Some(match value {
+                Some(value) => Op::PutState { partition, lead, value },
+                None => Op::DeleteState { partition, lead },
+            });
+        }
+        let partition = *self.checkpoints.get(i - self.leads.len())?;
+        let checkpoint = self.layer.checkpoints.get(&partition)?.clone();
+        Some(Op::Checkpoint { partition, checkpoint })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.leads.len() + self.checkpoints.len()).saturating_sub(self.next);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for SealedChangelog {}
 
 /// The entries of per-partition maps, in partition and lead order: the
 /// batch (and the changelog made of it) is the same on every run, whatever

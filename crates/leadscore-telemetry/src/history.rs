@@ -156,6 +156,13 @@ impl History {
     /// Remembers a committed step's published records (folded on the
     /// history's own thread; see [`History`]).
     pub fn note(&self, published: Vec<PublishedRecord>) {
+        self.note_all(vec![published]);
+    }
+
+    /// Remembers the published records of many committed steps, in order
+    /// (one hand-over to the history's thread for all of them).
+    pub fn note_all(&self, mut published: Vec<Vec<PublishedRecord>>) {
+        published.retain(|p| !p.is_empty());
         if published.is_empty() {
             return;
         }
@@ -175,7 +182,7 @@ impl History {
         }
         let inline = matches!(*folder, Folder::Inline);
         drop(folder);
-        lock(&self.shared.queue).batches.push(published);
+        lock(&self.shared.queue).batches.append(&mut published);
         if inline {
             drop(self.shared.fold());
         } else {
@@ -348,5 +355,13 @@ mod tests {
                 assert_eq!(versions, want);
             }
         }
+    }
+
+    #[test]
+    fn many_steps_noted_at_once_keep_their_order() {
+        let h = History::default();
+        h.note_all(vec![vec![change("L-1", 1), change("L-1", 2)], vec![], vec![change("L-1", 3)]]);
+        let versions: Vec<u64> = h.score_changes_of("L-1").iter().map(|p| p.record.version()).collect();
+        assert_eq!(versions, [1, 2, 3]);
     }
 }

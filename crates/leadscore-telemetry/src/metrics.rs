@@ -250,6 +250,16 @@ impl Default for Metrics {
     }
 }
 
+/// Adds `from`'s counts to `to`'s.
+fn add_counts<K: Copy + Eq + std::hash::Hash>(
+    to: &mut std::collections::HashMap<K, u64>,
+    from: &std::collections::HashMap<K, u64>,
+) {
+    for (k, n) in from {
+        *to.entry(*k).or_default() += n;
+    }
+}
+
 impl Metrics {
     /// Labels every segment of the model (so that empty ones show as 0).
     pub fn describe_model(&self, model: &Model) {
@@ -270,36 +280,60 @@ impl Metrics {
     /// time lag is measured on it); `wall` the real time, which broker
     /// timestamps are in. They differ in the demo, whose clock is compressed.
     pub fn observe(&self, o: &Observations, score_changes: u64, clock: i64, wall: i64) {
+        self.observe_all([(o, score_changes, clock, wall)]);
+    }
+
+    /// Counts the observations of many steps (a commit's) as
+    /// [`Metrics::observe`] would one by one, but each labelled counter is
+    /// looked up once and the histograms are updated locally and flushed
+    /// once: a commit has about a thousand steps at 30k events/s, and their
+    /// metrics one by one took 3-9 ms of the runtime's loop.
+    pub fn observe_all<'a>(&self, steps: impl IntoIterator<Item = (&'a Observations, u64, i64, i64)>) {
+        let mut sum = Observations::default();
+        let mut score_changes = 0;
+        let (latency, lag, delay) =
+            (self.event_to_output.local(), self.event_time_lag.local(), self.timer_delay.local());
+        let seconds = |ms: i64| ms.max(0) as f64 / 1000.0;
+        for (o, changes, clock, wall) in steps {
+            score_changes += changes;
+            sum.migrated += o.migrated;
+            add_counts(&mut sum.events, &o.events);
+            add_counts(&mut sum.dead_letters, &o.dead_letters);
+            add_counts(&mut sum.skipped, &o.skipped);
+            add_counts(&mut sum.transitions, &o.transitions);
+            for &t in &o.broker_times {
+                latency.observe(seconds(wall - t));
+            }
+            for &t in &o.event_times {
+                lag.observe(seconds(clock - t));
+            }
+            for &d in &o.timer_delays {
+                delay.observe(seconds(d));
+            }
+        }
         let inputs = self.inputs.read().unwrap_or_else(|p| p.into_inner());
-        for (&(topic, kind, outcome), &n) in &o.events {
+        for (&(topic, kind, outcome), &n) in &sum.events {
             let topic = inputs.get(topic as usize).map_or("unknown", String::as_str);
             let kind = kind.map_or("unknown", |k| k.as_str());
             self.events.with_label_values(&[topic, kind, outcome.as_str()]).inc_by(n);
         }
-        for (class, &n) in &o.dead_letters {
+        for (class, &n) in &sum.dead_letters {
             self.dead_letters.with_label_values(&[class]).inc_by(n);
         }
-        for (&(topic, reason), &n) in &o.skipped {
+        for (&(topic, reason), &n) in &sum.skipped {
             let topic = inputs.get(topic as usize).map_or("unknown", String::as_str);
             self.skipped.with_label_values(&[topic, reason.as_str()]).inc_by(n);
         }
         self.score_changes.inc_by(score_changes);
-        self.migrated.inc_by(o.migrated);
+        self.migrated.inc_by(sum.migrated);
         let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
-        for (&(segment, direction, cause), &n) in &o.transitions {
+        for (&(segment, direction, cause), &n) in &sum.transitions {
             let name = segments.get(segment as usize).map_or("unknown", String::as_str);
             self.transitions.with_label_values(&[name, direction.as_str(), cause.as_str()]).inc_by(n);
         }
-        let seconds = |ms: i64| ms.max(0) as f64 / 1000.0;
-        for &t in &o.broker_times {
-            self.event_to_output.observe(seconds(wall - t));
-        }
-        for &t in &o.event_times {
-            self.event_time_lag.observe(seconds(clock - t));
-        }
-        for &d in &o.timer_delays {
-            self.timer_delay.observe(seconds(d));
-        }
+        latency.flush();
+        lag.flush();
+        delay.flush();
     }
 
     /// The name of the model's segment `index` ("unknown" before the model is
@@ -345,5 +379,32 @@ mod tests {
         m.observe(&o, 0, 100, 3_000);
         assert_eq!(m.event_to_output.get_sample_sum(), 2.0);
         assert_eq!(m.event_time_lag.get_sample_sum(), 0.05);
+    }
+
+    #[test]
+    fn many_steps_count_as_each_would_alone() {
+        let step = |topic: u16, broker: i64| Observations {
+            events: [((topic, Some(leadscore_core::Kind::PageView), crate::EventOutcome::Applied), 2)].into(),
+            dead_letters: [("bad_json", 1)].into(),
+            broker_times: vec![broker],
+            event_times: vec![0],
+            timer_delays: vec![5],
+            ..Observations::default()
+        };
+        let (a, b) = (step(0, 1_000), step(1, 2_000));
+        let one_by_one = Metrics::default();
+        one_by_one.describe_inputs(["clicks", "crm"]);
+        one_by_one.observe(&a, 1, 10, 3_000);
+        one_by_one.observe(&b, 2, 20, 4_000);
+        let together = Metrics::default();
+        together.describe_inputs(["clicks", "crm"]);
+        together.observe_all([(&a, 1, 10, 3_000), (&b, 2, 20, 4_000)]);
+        // The process collector's lines (memory, threads) differ between any two renders.
+        let ours =
+            |m: &Metrics| m.render().lines().filter(|l| l.starts_with("leadscore_")).collect::<Vec<_>>().join("\n");
+        assert_eq!(ours(&together), ours(&one_by_one));
+        assert_eq!(together.event_to_output.get_sample_sum(), 4.0, "each step against its own wall clock");
+        assert_eq!(together.event_to_output.get_sample_count(), 2);
+        assert_eq!(together.score_changes.get(), 3);
     }
 }

@@ -165,11 +165,10 @@ impl Runtime<'_> {
         let started = ports.clock.elapsed();
         self.pending.seal();
         let changelog = if self.settings.changelog_per_commit() {
-            let ops: Vec<Op> =
-                self.pending.sealed_batch().ops.into_iter().filter(|op| !matches!(op, Op::MoveTimer { .. })).collect();
+            let ops = self.pending.sealed_changelog();
             let slice = self.settings.changelog_slice_min.max(1).max(ops.len().div_ceil(CHANGELOG_SLICES));
             let epochs = self.owned.iter().map(|(p, o)| (*p, o.epoch)).collect();
-            ChangelogLeft { ops: ops.into_iter(), epochs, slice }
+            ChangelogLeft { ops, epochs, slice }
         } else {
             ChangelogLeft::default()
         };
@@ -250,15 +249,18 @@ impl Runtime<'_> {
                 tracing::warn!(error = %e, "offset commit failed; the store checkpoint stays authoritative");
             }
         }
+        let t = self.telemetry;
+        t.metrics
+            .observe_all(steps.iter().map(|s| (&s.step.observations, s.step.stats.score_changes, s.sent.0, s.sent.1)));
         let mut verdict = None;
-        for Staged { step, sent: (now, wall) } in steps {
-            let t = self.telemetry;
-            t.metrics.observe(&step.observations, step.stats.score_changes, now, wall);
+        let mut published = Vec::with_capacity(steps.len());
+        for Staged { step, .. } in steps {
             t.counters.add(step.messages, &step.stats);
             self.dead_letters.add(&step.observations.dead_letters, done);
-            t.history.note(step.observations.published);
+            published.push(step.observations.published);
             verdict = verdict.or(self.breaker.add(step.messages, step.stats.dead_lettered));
         }
+        t.history.note_all(published);
         self.time.commit += ports.clock.elapsed().saturating_sub(started);
         if let Some(why) = verdict {
             // After the commit: the bad messages are in the dead-letter topic.

@@ -128,7 +128,7 @@ struct Sealed {
 /// how many go per iteration.
 #[derive(Default)]
 struct ChangelogLeft {
-    ops: std::vec::IntoIter<leadscore_store::Op>,
+    ops: leadscore_store::overlay::SealedChangelog,
     epochs: BTreeMap<Partition, Option<i64>>,
     slice: usize,
 }

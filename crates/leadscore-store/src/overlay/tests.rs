@@ -208,6 +208,12 @@ proptest::proptest! {
                         overlay.seal();
                         let copy = overlay.sealed_batch();
                         proptest::prop_assert!(overlay.is_empty());
+                        // The changelog is the batch without its timer moves.
+                        let mut changelog = copy.clone();
+                        changelog.ops.retain(|op| !matches!(op, Op::MoveTimer { .. }));
+                        let sliced: Vec<Op> = overlay.sealed_changelog().collect();
+                        proptest::prop_assert_eq!(overlay.sealed_changelog().len(), sliced.len());
+                        proptest::prop_assert_eq!(&sliced, &changelog.ops);
                         // The copy is what a writer will write.
                         sealed_copy = Some(copy);
                     }
