@@ -181,7 +181,7 @@ fn instance(caller: Caller<'_>, settings: &RuntimeSettings, model: &Model) {
     let telemetry = Telemetry::default();
     let store = SimStoreHandle { caller };
     let transactional = (settings.guarantee == Guarantee::ExactlyOnce).then(|| format!("instance-{}", caller.slot));
-    let result = (|| -> Result<(), RunError> {
+    let run = || -> Result<(), RunError> {
         let mut sink = SimSink::new(caller, settings.topics.clone(), transactional).map_err(RunError::Sink)?;
         let mut source = SimSource { caller, inputs: settings.topics.inputs.keys().cloned().collect() };
         let mut changelog = SimChangelog { caller, topic: settings.topics.changelog.clone() };
@@ -198,8 +198,21 @@ fn instance(caller: Caller<'_>, settings: &RuntimeSettings, model: &Model) {
         loop {
             runtime.iteration(&mut ports)?;
         }
-    })();
+    };
+    // A panic is a bug whatever the instance's state; caught, so that the
+    // thread still leaves the scheduler (which would otherwise wait for its
+    // turn request forever) and the seed fails with the panic's message.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
     let mut w = caller.sim.lock();
+    let result = result.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        w.violations.push(format!("slot {} panicked: {what}", caller.slot));
+        Err(RunError::Source(leadscore_pipeline::ports::PortError::Fatal(format!("panicked: {what}"))))
+    });
     let error = result.err().map(|e| e.to_string()).unwrap_or_default();
     if w.live(caller.slot, caller.incarnation) {
         let stopping = w.slots[caller.slot].stop;

@@ -152,7 +152,9 @@ impl<'s> Overlay<'s> {
         *self.lock_sealed() = Arc::default();
     }
 
-    /// A copy of the sealed layer as one batch.
+    /// A copy of the sealed layer as one batch (the reference the tests
+    /// hold the writer's batch and the changelog to).
+    #[cfg(test)]
     pub fn sealed_batch(&self) -> WriteBatch {
         self.lock_sealed().to_batch()
     }

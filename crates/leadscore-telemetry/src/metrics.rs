@@ -250,16 +250,6 @@ impl Default for Metrics {
     }
 }
 
-/// Adds `from`'s counts to `to`'s.
-fn add_counts<K: Copy + Eq + std::hash::Hash>(
-    to: &mut std::collections::HashMap<K, u64>,
-    from: &std::collections::HashMap<K, u64>,
-) {
-    for (k, n) in from {
-        *to.entry(*k).or_default() += n;
-    }
-}
-
 impl Metrics {
     /// Labels every segment of the model (so that empty ones show as 0).
     pub fn describe_model(&self, model: &Model) {
@@ -296,11 +286,7 @@ impl Metrics {
         let seconds = |ms: i64| ms.max(0) as f64 / 1000.0;
         for (o, changes, clock, wall) in steps {
             score_changes += changes;
-            sum.migrated += o.migrated;
-            add_counts(&mut sum.events, &o.events);
-            add_counts(&mut sum.dead_letters, &o.dead_letters);
-            add_counts(&mut sum.skipped, &o.skipped);
-            add_counts(&mut sum.transitions, &o.transitions);
+            sum.add_counts(o);
             for &t in &o.broker_times {
                 latency.observe(seconds(wall - t));
             }

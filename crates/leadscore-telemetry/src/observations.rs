@@ -114,24 +114,28 @@ pub struct Observations {
 }
 
 impl Observations {
+    /// Adds another step's counts (events, dead letters, skips,
+    /// transitions, migrations) to these, leaving the instants and records.
+    pub fn add_counts(&mut self, o: &Observations) {
+        self.migrated += o.migrated;
+        add(&mut self.events, &o.events);
+        add(&mut self.dead_letters, &o.dead_letters);
+        add(&mut self.skipped, &o.skipped);
+        add(&mut self.transitions, &o.transitions);
+    }
+
     /// Adds another step's observations to these.
     pub fn merge(&mut self, mut o: Observations) {
-        self.migrated += o.migrated;
-        for (k, n) in o.events {
-            *self.events.entry(k).or_default() += n;
-        }
-        for (k, n) in o.dead_letters {
-            *self.dead_letters.entry(k).or_default() += n;
-        }
-        for (k, n) in o.skipped {
-            *self.skipped.entry(k).or_default() += n;
-        }
-        for (k, n) in o.transitions {
-            *self.transitions.entry(k).or_default() += n;
-        }
+        self.add_counts(&o);
         self.event_times.append(&mut o.event_times);
         self.broker_times.append(&mut o.broker_times);
         self.timer_delays.append(&mut o.timer_delays);
         self.published.append(&mut o.published);
+    }
+}
+
+fn add<K: Copy + Eq + std::hash::Hash>(to: &mut HashMap<K, u64>, from: &HashMap<K, u64>) {
+    for (k, n) in from {
+        *to.entry(*k).or_default() += n;
     }
 }
