@@ -90,6 +90,9 @@ pub struct Release {
     /// The group holds messages back: the topic (index in the aligner's
     /// order) it waits for, and where that topic stands.
     pub waiting: Option<(usize, Position)>,
+    /// When that wait ends by itself (a settle or a `max_idle` runs out), on
+    /// the clock of `now`; `None`: only once something is fetched.
+    pub until: Option<Millis>,
     /// A wait for a caught-up topic ran out (`max_idle`) and the group went
     /// ahead without it.
     pub idle_expired: bool,
@@ -252,6 +255,7 @@ impl Aligner {
             if idle && now.saturating_sub(fetched_at) < self.settle {
                 let i = answers.iter().position(|a| *a == Some(Position::CaughtUp)).unwrap_or(0);
                 release.waiting = Some((i, Position::CaughtUp));
+                release.until = Some(fetched_at + self.settle);
                 break;
             }
             if idle && self.max_idle > 0 {
@@ -259,6 +263,7 @@ impl Aligner {
                 if now.saturating_sub(since) < self.max_idle {
                     let i = answers.iter().position(|a| *a == Some(Position::CaughtUp)).unwrap_or(0);
                     release.waiting = Some((i, Position::CaughtUp));
+                    release.until = Some(since + self.max_idle);
                     break;
                 }
                 release.idle_expired = true;

@@ -256,7 +256,7 @@ impl RecentChanges {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use leadscore_core::output::{Cause, ScoreChange, Transition};
     use leadscore_core::Grade;
@@ -279,7 +279,7 @@ mod tests {
         }
     }
 
-    fn change(lead: &str, version: u64) -> PublishedRecord {
+    pub(crate) fn change(lead: &str, version: u64) -> PublishedRecord {
         PublishedRecord {
             lead: LeadId::from(lead),
             event: Some((EventId::from("e"), Kind::PageView)),

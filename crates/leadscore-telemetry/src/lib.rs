@@ -10,16 +10,19 @@
 //! - [`history`]: recent published records, typed, rendered on demand.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`status`]: readiness and owned partitions.
+//! - [`tally`]: a commit's steps, summed as they are published.
 
 pub mod history;
 pub mod metrics;
 pub mod observations;
 pub mod status;
+pub mod tally;
 
 pub use history::{History, PublishedRecord};
 pub use metrics::Metrics;
 pub use observations::{EventOutcome, Observations, SkipReason, StepStats};
 pub use status::Status;
+pub use tally::Tally;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -54,6 +57,11 @@ pub struct Counters {
 impl Counters {
     /// Adds one committed step's counts.
     pub fn add(&self, messages: u64, s: &StepStats) {
+        self.add_steps(1, messages, s);
+    }
+
+    /// Adds the summed counts of `steps` committed steps.
+    pub fn add_steps(&self, steps: u64, messages: u64, s: &StepStats) {
         self.messages.fetch_add(messages, Relaxed);
         self.applied.fetch_add(s.applied, Relaxed);
         self.duplicates.fetch_add(s.duplicates, Relaxed);
@@ -63,7 +71,7 @@ impl Counters {
         self.transitions.fetch_add(s.transitions, Relaxed);
         self.timer_transitions.fetch_add(s.timer_transitions, Relaxed);
         self.timers_fired.fetch_add(s.timers_fired, Relaxed);
-        self.batches.fetch_add(1, Relaxed);
+        self.batches.fetch_add(steps, Relaxed);
     }
 
     pub fn get(c: &AtomicU64) -> u64 {

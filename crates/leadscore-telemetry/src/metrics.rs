@@ -1,10 +1,11 @@
-//! leadscore's Prometheus metrics: one registry per service, updated after each
-//! committed step from the step's observations: counters once per label set
-//! per step (aggregated), latency and lag histograms once per message. Never
+//! leadscore's Prometheus metrics: one registry per service, updated once per
+//! commit from its steps' [`Tally`]: counters once per label set (summed),
+//! latency and lag histograms once per message. Never
 //! labelled by lead id (labels are topics, kinds, outcomes, error classes,
 //! segments, partitions: all bounded).
 
 use crate::observations::Observations;
+use crate::tally::Tally;
 use leadscore_core::Model;
 use leadscore_store::Counts;
 use prometheus::{
@@ -276,27 +277,19 @@ impl Metrics {
     /// Counts the observations of many steps (a commit's) as
     /// [`Metrics::observe`] would one by one, but each labelled counter is
     /// looked up once and the histograms are updated locally and flushed
-    /// once: a commit has about a thousand steps at 30k events/s, and their
-    /// metrics one by one took 3-9 ms of the runtime's loop.
+    /// once (see [`Tally`]).
     pub fn observe_all<'a>(&self, steps: impl IntoIterator<Item = (&'a Observations, u64, i64, i64)>) {
-        let mut sum = Observations::default();
-        let mut score_changes = 0;
-        let (latency, lag, delay) =
-            (self.event_to_output.local(), self.event_time_lag.local(), self.timer_delay.local());
-        let seconds = |ms: i64| ms.max(0) as f64 / 1000.0;
+        let mut tally = Tally::new(self);
         for (o, changes, clock, wall) in steps {
-            score_changes += changes;
-            sum.add_counts(o);
-            for &t in &o.broker_times {
-                latency.observe(seconds(wall - t));
-            }
-            for &t in &o.event_times {
-                lag.observe(seconds(clock - t));
-            }
-            for &d in &o.timer_delays {
-                delay.observe(seconds(d));
-            }
+            tally.stats.score_changes += changes;
+            tally.observe(o, clock, wall);
         }
+        self.record(&tally);
+    }
+
+    /// Records a committed tally's counts and instants.
+    pub(crate) fn record(&self, tally: &Tally) {
+        let sum = &tally.counts;
         let inputs = self.inputs.read().unwrap_or_else(|p| p.into_inner());
         for (&(topic, kind, outcome), &n) in &sum.events {
             let topic = inputs.get(topic as usize).map_or("unknown", String::as_str);
@@ -310,16 +303,16 @@ impl Metrics {
             let topic = inputs.get(topic as usize).map_or("unknown", String::as_str);
             self.skipped.with_label_values(&[topic, reason.as_str()]).inc_by(n);
         }
-        self.score_changes.inc_by(score_changes);
+        self.score_changes.inc_by(tally.stats.score_changes);
         self.migrated.inc_by(sum.migrated);
         let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
         for (&(segment, direction, cause), &n) in &sum.transitions {
             let name = segments.get(segment as usize).map_or("unknown", String::as_str);
             self.transitions.with_label_values(&[name, direction.as_str(), cause.as_str()]).inc_by(n);
         }
-        latency.flush();
-        lag.flush();
-        delay.flush();
+        tally.latency.flush();
+        tally.lag.flush();
+        tally.delay.flush();
     }
 
     /// The name of the model's segment `index` ("unknown" before the model is

@@ -118,11 +118,12 @@ fn a_caught_up_topic_is_waited_for_at_most_max_idle() {
     let mut out = Vec::new();
     let caught_up = &mut |_: &str, _: Option<i64>| Position::CaughtUp;
     assert_eq!(al.release(0, 1_000, caught_up, &mut out).waiting, Some((1, Position::CaughtUp)));
-    assert!(al.release(0, 1_499, caught_up, &mut out).waiting.is_some(), "499 ms: still waiting");
+    let r = al.release(0, 1_499, caught_up, &mut out);
+    assert_eq!((r.waiting.is_some(), r.until), (true, Some(1_500)), "499 ms: still waiting, until 1,500");
     assert!(out.is_empty());
     let r = al.release(0, 1_500, caught_up, &mut out);
     assert_eq!(ids(&out), ["a@0"]);
-    assert_eq!(r, Release { waiting: None, idle_expired: true, schema_wait: None });
+    assert_eq!(r, Release { waiting: None, until: None, idle_expired: true, schema_wait: None });
     // The wait starts afresh for what comes next.
     al.push(arrival("a", 1, Some(20)));
     assert!(al.release(0, 1_600, caught_up, &mut out).waiting.is_some());
@@ -136,10 +137,12 @@ fn a_caught_up_verdict_releases_only_messages_fetched_at_least_settle_ago() {
     al.push(Arrival { fetched_at: 105, ..arrival("a", 1, Some(20)) });
     let mut out = Vec::new();
     let caught_up = &mut |_: &str, _: Option<i64>| Position::CaughtUp;
-    assert_eq!(al.release(0, 109, caught_up, &mut out).waiting, Some((1, Position::CaughtUp)));
+    let r = al.release(0, 109, caught_up, &mut out);
+    assert_eq!((r.waiting, r.until), (Some((1, Position::CaughtUp)), Some(110)), "a@0 settles at 110");
     assert!(out.is_empty());
-    al.release(0, 112, caught_up, &mut out);
+    let r = al.release(0, 112, caught_up, &mut out);
     assert_eq!(ids(&out), ["a@0"], "the second was fetched 7 ms ago");
+    assert_eq!(r.until, Some(115), "a@1 settles at 115");
     al.release(0, 115, caught_up, &mut out);
     assert_eq!(ids(&out), ["a@0", "a@1"]);
     // Both topics with data: nothing depends on a verdict, nothing waits.

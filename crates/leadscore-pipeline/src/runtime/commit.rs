@@ -54,7 +54,7 @@
 //!
 //! [`RuntimeSettings::pipelined_commit`]: crate::runtime::settings::RuntimeSettings::pipelined_commit
 
-use super::{ChangelogLeft, Planned, Ports, RunError, Runtime, Sealed, Staged};
+use super::{ChangelogLeft, Planned, Ports, RunError, Runtime, Sealed, Staged, Tally};
 use crate::messages::OutputRecord;
 use crate::ports::{Acked, PortError, TopicOffset};
 use crate::processor::TimeMode;
@@ -87,16 +87,20 @@ impl Runtime<'_> {
             self.note_acked(acked);
         }
         let sent = (ports.clock.now(), ports.clock.wall());
-        if self.staged.is_empty() {
+        if self.staged.is_none() {
             self.staged_since = Some(ports.clock.elapsed());
         }
+        let metrics = &self.telemetry.metrics;
+        let staged = self.staged.get_or_insert_with(|| Staged { tally: Tally::new(metrics), verdict: None });
         for s in steps {
             let Planned { partition, mut step, .. } = s;
             self.pending.stage(std::mem::take(&mut step.write));
-            step.outputs = Vec::new();
+            // Counted now, in publishing order, and reported once committed.
+            let verdict = self.breaker.add(step.messages, step.stats.dead_lettered);
+            staged.verdict = staged.verdict.take().or(verdict);
+            let observations = std::mem::take(&mut step.observations);
+            staged.tally.add(step.messages, &step.stats, observations, sent.0, sent.1);
             if let Some(owned) = self.owned.get_mut(&partition) {
-                owned.counts = step.checkpoint.counts.clone();
-                owned.next_offsets = step.checkpoint.next_offsets.clone();
                 let caught_up = |r: &Replay| {
                     r.until.iter().all(|(t, u)| step.checkpoint.next_offsets.get(t).copied().unwrap_or(0) >= *u)
                 };
@@ -104,8 +108,9 @@ impl Runtime<'_> {
                     tracing::info!(partition, "replayed the step in flight at the last stop; timers run again");
                     owned.replay = None;
                 }
+                owned.counts = std::mem::take(&mut step.checkpoint.counts);
+                owned.next_offsets = std::mem::take(&mut step.checkpoint.next_offsets);
             }
-            self.staged.push(Staged { step, sent });
         }
         self.export_counts();
         Ok(())
@@ -119,9 +124,9 @@ impl Runtime<'_> {
     }
 
     /// How long the next poll may wait without delaying a due commit.
-    pub(super) fn until_commit(&self, ports: &Ports<'_>) -> Option<std::time::Duration> {
+    pub(super) fn until_commit(&self, elapsed: std::time::Duration) -> Option<std::time::Duration> {
         let since = self.staged_since?;
-        Some((since + self.settings.commit_interval).saturating_sub(ports.clock.elapsed()))
+        Some((since + self.settings.commit_interval).saturating_sub(elapsed))
     }
 
     /// Commits what is staged, if anything, and any sealed commit before
@@ -172,7 +177,8 @@ impl Runtime<'_> {
         } else {
             ChangelogLeft::default()
         };
-        let steps = std::mem::take(&mut self.staged);
+        let metrics = &self.telemetry.metrics;
+        let steps = self.staged.take().unwrap_or_else(|| Staged { tally: Tally::new(metrics), verdict: None });
         self.sealed = Some(Sealed { mark: None, changelog, steps, started, writing: None });
         self.staged_since = None;
         self.send_changelog(ports, false)?;
@@ -249,18 +255,9 @@ impl Runtime<'_> {
                 tracing::warn!(error = %e, "offset commit failed; the store checkpoint stays authoritative");
             }
         }
-        let t = self.telemetry;
-        t.metrics
-            .observe_all(steps.iter().map(|s| (&s.step.observations, s.step.stats.score_changes, s.sent.0, s.sent.1)));
-        let mut verdict = None;
-        let mut published = Vec::with_capacity(steps.len());
-        for Staged { step, .. } in steps {
-            t.counters.add(step.messages, &step.stats);
-            self.dead_letters.add(&step.observations.dead_letters, done);
-            published.push(step.observations.published);
-            verdict = verdict.or(self.breaker.add(step.messages, step.stats.dead_lettered));
-        }
-        t.history.note_all(published);
+        let Staged { tally, verdict } = steps;
+        self.dead_letters.add(tally.dead_letters(), done);
+        self.telemetry.report(tally);
         self.time.commit += ports.clock.elapsed().saturating_sub(started);
         if let Some(why) = verdict {
             // After the commit: the bad messages are in the dead-letter topic.

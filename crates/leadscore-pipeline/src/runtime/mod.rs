@@ -32,6 +32,7 @@
 //! - `restore`: one partition's changelog restore.
 //! - `commit`: the commit protocol of each guarantee.
 //! - `parallel`: a batch's partition steps on a few threads.
+//! - `poll`: how long each poll may wait.
 //! - `breaker`: the circuit breaker against floods of bad input.
 //! - `error`: why it stopped.
 
@@ -40,6 +41,7 @@ mod commit;
 mod error;
 mod membership;
 mod parallel;
+mod poll;
 mod restore;
 pub mod settings;
 
@@ -53,7 +55,7 @@ use breaker::{Breaker, DeadLetterLog};
 use leadscore_core::{Millis, Model};
 use leadscore_store::overlay::Overlay;
 use leadscore_store::{Counts, Partition, Replay, StateStore};
-use leadscore_telemetry::Telemetry;
+use leadscore_telemetry::{Tally, Telemetry};
 use restore::RestoreTask;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,9 +70,6 @@ pub struct Ports<'p> {
     /// Writes commits to the store, off the loop's thread.
     pub writer: &'p mut dyn leadscore_store::writer::StoreWriter,
 }
-
-/// How long a poll waits while a restore or a merge is waiting on the broker.
-const SHORT_POLL: Duration = Duration::from_millis(5);
 
 /// An owned partition group.
 #[derive(Debug, Default)]
@@ -100,11 +99,14 @@ struct Planned {
     tick: Option<Millis>,
 }
 
-/// A published step whose store writes are staged: what the commit still
-/// reports of it, and when it was sent (clock, wall clock).
+/// The published steps of the next commit, their store writes staged: what
+/// the commit reports of them once written, summed as they are published
+/// (keeping the steps until then stalled the loop at the commit).
 struct Staged {
-    step: Step,
-    sent: (Millis, Millis),
+    tally: Tally,
+    /// The circuit breaker's first verdict on these steps: raised once they
+    /// are committed, so that their dead letters are published.
+    verdict: Option<String>,
 }
 
 /// A sealed commit, its outputs in flight or its store write under way:
@@ -116,7 +118,7 @@ struct Sealed {
     /// At least once in event time: the changelog records still to send,
     /// a slice per iteration (see `commit::CHANGELOG_SLICES`).
     changelog: ChangelogLeft,
-    steps: Vec<Staged>,
+    steps: Staged,
     started: Duration,
     /// Acknowledged, and being written to the store: the input offsets its
     /// checkpoints reach, for the group once it is written.
@@ -154,7 +156,7 @@ pub struct Runtime<'a> {
     processor: Processor<'a>,
     /// Store writes of published steps, until the next commit.
     pending: Overlay<'a>,
-    staged: Vec<Staged>,
+    staged: Option<Staged>,
     /// A commit sealed and not yet written (its writes are the overlay's
     /// sealed layer).
     sealed: Option<Sealed>,
@@ -173,6 +175,10 @@ pub struct Runtime<'a> {
     restoring: Option<RestoreTask>,
     /// Some partition group is holding messages back.
     merging: bool,
+    /// When the first of those waits ends by itself (a settle or `max_idle`
+    /// runs out), on the loop's monotonic clock in milliseconds: the poll
+    /// returns then, rather than up to `SHORT_POLL` later.
+    merge_wakes_at: Option<Millis>,
     /// Partition groups paused because their next message waits for its
     /// writer schema.
     schema_paused: BTreeSet<Partition>,
@@ -208,7 +214,7 @@ impl<'a> Runtime<'a> {
             telemetry,
             processor,
             pending: Overlay::new(store),
-            staged: Vec::new(),
+            staged: None,
             sealed: None,
             staged_since: None,
             acked: BTreeMap::new(),
@@ -222,6 +228,7 @@ impl<'a> Runtime<'a> {
             joined: false,
             restoring: None,
             merging: false,
+            merge_wakes_at: None,
             schema_paused: BTreeSet::new(),
             breaker: Breaker::new(settings.dead_letter_window, settings.dead_letter_max_share),
             dead_letters: DeadLetterLog::default(),
@@ -262,18 +269,7 @@ impl<'a> Runtime<'a> {
     /// One pass of the loop; see the module documentation.
     pub fn iteration(&mut self, ports: &mut Ports<'_>) -> Result<(), RunError> {
         let started = ports.clock.elapsed();
-        let mut timeout = if self.restoring.is_some() || self.merging || self.has_restores_queued() {
-            SHORT_POLL.min(self.settings.poll_timeout)
-        } else {
-            self.settings.poll_timeout
-        };
-        if let Some(left) = self.until_commit(ports) {
-            timeout = timeout.min(left);
-        }
-        if self.sealed.is_some() {
-            // Its acknowledgements come in within milliseconds.
-            timeout = timeout.min(SHORT_POLL);
-        }
+        let timeout = self.poll_timeout(started);
         let mut events = std::mem::take(&mut self.events);
         ports.source.poll(timeout, self.settings.max_batch, &mut events).map_err(RunError::Source)?;
         let polled = ports.clock.elapsed();
@@ -336,6 +332,7 @@ impl<'a> Runtime<'a> {
         let monotonic = ports.clock.elapsed().as_millis() as Millis;
         let mut jobs = Vec::new();
         let mut merging = false;
+        let mut wakes_at: Option<Millis> = None;
         let pending: BTreeSet<Partition> = self.aligner.pending().into_iter().collect();
         let candidates: Vec<Partition> = self
             .owned
@@ -358,6 +355,9 @@ impl<'a> Runtime<'a> {
                 self.telemetry.metrics.merge_idle_expired.inc();
             }
             self.schema_wait(ports.source, partition, release.schema_wait.clone())?;
+            if let Some(until) = release.until {
+                wakes_at = Some(wakes_at.map_or(until, |w| w.min(until)));
+            }
             if let Some((topic, position)) = release.waiting {
                 merging = true;
                 if position != Position::CaughtUp {
@@ -378,6 +378,7 @@ impl<'a> Runtime<'a> {
             jobs.push((partition, ready, tick));
         }
         self.merging = merging;
+        self.merge_wakes_at = wakes_at;
         self.telemetry.metrics.merge_held.set(self.aligner.buffered() as i64);
 
         let messages: usize = jobs.iter().map(|(_, ready, _)| ready.len()).sum();
