@@ -82,11 +82,6 @@ impl Tally {
         self.messages
     }
 
-    /// The steps' stats, summed.
-    pub fn stats(&self) -> &StepStats {
-        &self.stats
-    }
-
     /// Dead letters by error class, summed.
     pub fn dead_letters(&self) -> &std::collections::HashMap<&'static str, u64> {
         &self.counts.dead_letters

@@ -87,11 +87,8 @@ impl Runtime<'_> {
             self.note_acked(acked);
         }
         let sent = (ports.clock.now(), ports.clock.wall());
-        if self.staged.is_none() {
-            self.staged_since = Some(ports.clock.elapsed());
-        }
-        let metrics = &self.telemetry.metrics;
-        let staged = self.staged.get_or_insert_with(|| Staged { tally: Tally::new(metrics), verdict: None });
+        let (metrics, since) = (&self.telemetry.metrics, ports.clock.elapsed());
+        let staged = self.staged.get_or_insert_with(|| Staged { tally: Tally::new(metrics), verdict: None, since });
         for s in steps {
             let Planned { partition, mut step, .. } = s;
             self.pending.stage(std::mem::take(&mut step.write));
@@ -118,14 +115,14 @@ impl Runtime<'_> {
 
     /// Whether the staged work is due for its commit.
     pub(super) fn commit_due(&self, ports: &Ports<'_>) -> bool {
-        let Some(since) = self.staged_since else { return false };
+        let Some(since) = self.staged.as_ref().map(|s| s.since) else { return false };
         ports.clock.elapsed().saturating_sub(since) >= self.settings.commit_interval
             || self.pending.bytes() >= self.settings.staged_max_bytes
     }
 
     /// How long the next poll may wait without delaying a due commit.
     pub(super) fn until_commit(&self, elapsed: std::time::Duration) -> Option<std::time::Duration> {
-        let since = self.staged_since?;
+        let since = self.staged.as_ref()?.since;
         Some((since + self.settings.commit_interval).saturating_sub(elapsed))
     }
 
@@ -164,9 +161,7 @@ impl Runtime<'_> {
     /// at least once in event time, sends its changelog, then marks the end
     /// of everything sent for it.
     fn seal(&mut self, ports: &mut Ports<'_>) -> Result<(), RunError> {
-        if self.staged_since.is_none() {
-            return Ok(());
-        }
+        let Some(staged) = self.staged.take() else { return Ok(()) };
         let started = ports.clock.elapsed();
         self.pending.seal();
         let changelog = if self.settings.changelog_per_commit() {
@@ -177,10 +172,7 @@ impl Runtime<'_> {
         } else {
             ChangelogLeft::default()
         };
-        let metrics = &self.telemetry.metrics;
-        let steps = self.staged.take().unwrap_or_else(|| Staged { tally: Tally::new(metrics), verdict: None });
-        self.sealed = Some(Sealed { mark: None, changelog, steps, started, writing: None });
-        self.staged_since = None;
+        self.sealed = Some(Sealed { mark: None, changelog, staged, started, writing: None });
         self.send_changelog(ports, false)?;
         self.time.commit += ports.clock.elapsed().saturating_sub(started);
         Ok(())
@@ -244,7 +236,7 @@ impl Runtime<'_> {
             self.time.commit += ports.clock.elapsed().saturating_sub(started);
             return Ok(());
         };
-        let Some(Sealed { steps, started: sealed_at, writing, .. }) = self.sealed.take() else { return Ok(()) };
+        let Some(Sealed { staged, started: sealed_at, writing, .. }) = self.sealed.take() else { return Ok(()) };
         self.pending.forget_sealed();
         let m = &self.telemetry.metrics;
         let done = ports.clock.elapsed();
@@ -255,7 +247,7 @@ impl Runtime<'_> {
                 tracing::warn!(error = %e, "offset commit failed; the store checkpoint stays authoritative");
             }
         }
-        let Staged { tally, verdict } = steps;
+        let Staged { tally, verdict, .. } = staged;
         self.dead_letters.add(tally.dead_letters(), done);
         self.telemetry.report(tally);
         self.time.commit += ports.clock.elapsed().saturating_sub(started);

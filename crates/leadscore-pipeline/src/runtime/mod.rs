@@ -107,6 +107,9 @@ struct Staged {
     /// The circuit breaker's first verdict on these steps: raised once they
     /// are committed, so that their dead letters are published.
     verdict: Option<String>,
+    /// When the first of them was published (the commit interval runs
+    /// from then).
+    since: Duration,
 }
 
 /// A sealed commit, its outputs in flight or its store write under way:
@@ -118,7 +121,7 @@ struct Sealed {
     /// At least once in event time: the changelog records still to send,
     /// a slice per iteration (see `commit::CHANGELOG_SLICES`).
     changelog: ChangelogLeft,
-    steps: Staged,
+    staged: Staged,
     started: Duration,
     /// Acknowledged, and being written to the store: the input offsets its
     /// checkpoints reach, for the group once it is written.
@@ -160,8 +163,6 @@ pub struct Runtime<'a> {
     /// A commit sealed and not yet written (its writes are the overlay's
     /// sealed layer).
     sealed: Option<Sealed>,
-    /// When the oldest staged step was published.
-    staged_since: Option<Duration>,
     /// Changelog partition -> offset of the last checkpoint marker delivered
     /// since the last commit.
     acked: BTreeMap<Partition, i64>,
@@ -216,7 +217,6 @@ impl<'a> Runtime<'a> {
             pending: Overlay::new(store),
             staged: None,
             sealed: None,
-            staged_since: None,
             acked: BTreeMap::new(),
             aligner: Aligner::new(
                 settings.topics.inputs.keys().cloned(),
