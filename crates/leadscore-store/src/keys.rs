@@ -21,17 +21,29 @@ pub fn due_from_bits(bits: u64) -> Millis {
 
 pub fn state_key(partition: Partition, lead: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(4 + lead.len());
-    k.extend_from_slice(&partition.to_be_bytes());
-    k.extend_from_slice(lead.as_bytes());
+    put_state_key(&mut k, partition, lead);
     k
+}
+
+/// [`state_key`] into `buf` (cleared first), which a writer of many keys reuses.
+pub fn put_state_key(buf: &mut Vec<u8>, partition: Partition, lead: &str) {
+    buf.clear();
+    buf.extend_from_slice(&partition.to_be_bytes());
+    buf.extend_from_slice(lead.as_bytes());
 }
 
 pub fn timer_key(partition: Partition, due: Millis, lead: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(12 + lead.len());
-    k.extend_from_slice(&partition.to_be_bytes());
-    k.extend_from_slice(&due_bits(due).to_be_bytes());
-    k.extend_from_slice(lead.as_bytes());
+    put_timer_key(&mut k, partition, due, lead);
     k
+}
+
+/// [`timer_key`] into `buf` (cleared first).
+pub fn put_timer_key(buf: &mut Vec<u8>, partition: Partition, due: Millis, lead: &str) {
+    buf.clear();
+    buf.extend_from_slice(&partition.to_be_bytes());
+    buf.extend_from_slice(&due_bits(due).to_be_bytes());
+    buf.extend_from_slice(lead.as_bytes());
 }
 
 /// The first key after every timer of `partition` due at or before `up_to`.

@@ -50,6 +50,49 @@ pub enum Op {
     Checkpoint { partition: Partition, checkpoint: Checkpoint },
 }
 
+impl Op {
+    /// The op, borrowed.
+    pub fn as_ref(&self) -> OpRef<'_> {
+        match self {
+            Op::PutState { partition, lead, value } => {
+                OpRef::PutState { partition: *partition, lead: lead.as_str(), value }
+            }
+            Op::DeleteState { partition, lead } => OpRef::DeleteState { partition: *partition, lead: lead.as_str() },
+            Op::MoveTimer { partition, lead, old, new } => {
+                OpRef::MoveTimer { partition: *partition, lead: lead.as_str(), old: *old, new: *new }
+            }
+            Op::Checkpoint { partition, checkpoint } => OpRef::Checkpoint { partition: *partition, checkpoint },
+        }
+    }
+}
+
+/// An [`Op`] whose data stays where it is (in a sealed overlay layer), so
+/// that a store copies each state once, into its own batch, instead of into
+/// an owned [`WriteBatch`] first ([`StateStore::write_refs`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OpRef<'a> {
+    PutState { partition: Partition, lead: &'a str, value: &'a [u8] },
+    DeleteState { partition: Partition, lead: &'a str },
+    MoveTimer { partition: Partition, lead: &'a str, old: Option<Millis>, new: Option<Millis> },
+    Checkpoint { partition: Partition, checkpoint: &'a Checkpoint },
+}
+
+impl OpRef<'_> {
+    /// The op, copied.
+    pub fn to_op(self) -> Op {
+        match self {
+            OpRef::PutState { partition, lead, value } => {
+                Op::PutState { partition, lead: LeadId::from(lead), value: value.to_vec() }
+            }
+            OpRef::DeleteState { partition, lead } => Op::DeleteState { partition, lead: LeadId::from(lead) },
+            OpRef::MoveTimer { partition, lead, old, new } => {
+                Op::MoveTimer { partition, lead: LeadId::from(lead), old, new }
+            }
+            OpRef::Checkpoint { partition, checkpoint } => Op::Checkpoint { partition, checkpoint: checkpoint.clone() },
+        }
+    }
+}
+
 /// Writes that become visible together or not at all: the states, timers and
 /// input offsets produced by one poll batch. This atomicity is what makes an
 /// event applied exactly once to the state, whatever the crash.
@@ -84,18 +127,6 @@ impl WriteBatch {
     pub fn checkpoint(&mut self, partition: Partition, checkpoint: Checkpoint) {
         self.ops.push(Op::Checkpoint { partition, checkpoint });
     }
-
-    /// Records, in the batch's checkpoints of `partition`, the changelog offset
-    /// its states reach (known only once the changelog records are delivered).
-    pub fn set_changelog_next_offset(&mut self, partition: Partition, next: i64) {
-        for op in &mut self.ops {
-            if let Op::Checkpoint { partition: p, checkpoint } = op {
-                if *p == partition {
-                    checkpoint.changelog_next_offset = Some(next);
-                }
-            }
-        }
-    }
 }
 
 /// The state of the partitions an instance owns: encoded lead states, the timer
@@ -125,6 +156,14 @@ pub trait StateStore: Send + Sync {
 
     /// Applies every op of the batch atomically and durably (all or none).
     fn write(&self, batch: &WriteBatch) -> Result<(), StoreError>;
+
+    /// [`StateStore::write`] of borrowed ops, in the order given; `bytes` is
+    /// roughly how many bytes of keys and values they hold, for sizing the
+    /// store's own batch. The default copies them into a [`WriteBatch`].
+    fn write_refs(&self, ops: &mut dyn Iterator<Item = OpRef<'_>>, bytes: usize) -> Result<(), StoreError> {
+        let _ = bytes;
+        self.write(&WriteBatch { ops: ops.map(OpRef::to_op).collect() })
+    }
 
     /// Forgets everything of a partition, atomically.
     fn drop_partition(&self, partition: Partition) -> Result<(), StoreError>;

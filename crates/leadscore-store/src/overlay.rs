@@ -22,7 +22,7 @@
 
 mod layer;
 
-use crate::{Checkpoint, LeadId, Op, Partition, StateStore, StoreError, WriteBatch};
+use crate::{Checkpoint, LeadId, Op, OpRef, Partition, StateStore, StoreError, WriteBatch};
 use layer::Layer;
 use leadscore_core::Millis;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -73,6 +73,20 @@ impl SealedLayer {
     /// Its checkpoints.
     pub fn checkpoints(&self) -> impl Iterator<Item = (Partition, &Checkpoint)> {
         self.0.checkpoints.iter().map(|(p, c)| (*p, c))
+    }
+
+    /// Its batch borrowed ([`SealedLayer::to_batch`]), with `checkpoints` in
+    /// place of its own.
+    pub fn refs<'a>(
+        &'a self,
+        checkpoints: impl Iterator<Item = (Partition, &'a Checkpoint)> + 'a,
+    ) -> impl Iterator<Item = OpRef<'a>> + 'a {
+        self.0.refs(checkpoints)
+    }
+
+    /// Roughly the bytes of its states' keys and values.
+    pub fn bytes(&self) -> usize {
+        self.0.bytes
     }
 }
 
@@ -147,9 +161,11 @@ impl<'s> Overlay<'s> {
     }
 
     /// The sealed layer is in the durable store (written from
-    /// [`Overlay::sealed_layer`]): it is no longer read.
-    pub fn forget_sealed(&self) {
-        *self.lock_sealed() = Arc::default();
+    /// [`Overlay::sealed_layer`]): it is no longer read. Returns it, for the
+    /// caller to free where it costs least
+    /// ([`crate::writer::StoreWriter::dispose`]).
+    pub fn forget_sealed(&self) -> SealedLayer {
+        SealedLayer(std::mem::take(&mut *self.lock_sealed()))
     }
 
     /// A copy of the sealed layer as one batch (the reference the tests
@@ -246,24 +262,28 @@ impl Staged {
         batch
     }
 
+    /// The same ops as [`Staged::into_batch`], borrowed, with `checkpoints`
+    /// in place of the layer's own.
+    fn refs<'a>(
+        &'a self,
+        checkpoints: impl Iterator<Item = (Partition, &'a Checkpoint)> + 'a,
+    ) -> impl Iterator<Item = OpRef<'a>> + 'a {
+        let states = self.states.iter().flat_map(|(p, leads)| leads.iter().map(move |(l, v)| (*p, l, v)));
+        let states = sorted(states).into_iter().map(|(partition, lead, value)| match value {
+            Some(value) => OpRef::PutState { partition, lead: lead.as_str(), value },
+            None => OpRef::DeleteState { partition, lead: lead.as_str() },
+        });
+        let moves = self.moves.iter().flat_map(|(p, leads)| leads.iter().map(move |(l, m)| (*p, l, m)));
+        let moves = sorted(moves).into_iter().filter(|(_, _, m)| m.durable != m.now).map(|(partition, lead, m)| {
+            OpRef::MoveTimer { partition, lead: lead.as_str(), old: m.durable, new: m.now }
+        });
+        let checkpoints = checkpoints.map(|(partition, checkpoint)| OpRef::Checkpoint { partition, checkpoint });
+        states.chain(moves).chain(checkpoints)
+    }
+
     /// The same batch as [`Staged::into_batch`], copied.
     fn to_batch(&self) -> WriteBatch {
-        let mut batch = WriteBatch::default();
-        let states = self.states.iter().flat_map(|(p, leads)| leads.iter().map(move |(l, v)| (*p, l, v)));
-        for (partition, lead, value) in sorted(states) {
-            match value {
-                Some(value) => batch.put_state(partition, lead.clone(), value.clone()),
-                None => batch.delete_state(partition, lead.clone()),
-            }
-        }
-        let moves = self.moves.iter().flat_map(|(p, leads)| leads.iter().map(move |(l, m)| (*p, l, m)));
-        for (partition, lead, m) in sorted(moves) {
-            batch.move_timer(partition, lead.clone(), m.durable, m.now);
-        }
-        for (partition, checkpoint) in &self.checkpoints {
-            batch.checkpoint(*partition, checkpoint.clone());
-        }
-        batch
+        WriteBatch { ops: self.refs(self.checkpoints.iter().map(|(p, c)| (*p, c))).map(OpRef::to_op).collect() }
     }
 
     fn stage(&mut self, op: Op) {

@@ -11,7 +11,7 @@
 //! write at a later turn of its scheduler. Every runtime has a writer.
 
 use crate::overlay::SealedLayer;
-use crate::{Partition, StateStore, StoreError, WriteBatch};
+use crate::{Checkpoint, OpRef, Partition, StateStore, StoreError, WriteBatch};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -23,13 +23,34 @@ pub struct SealedWrite {
 }
 
 impl SealedWrite {
-    /// The store batch it writes.
-    pub fn batch(&self) -> WriteBatch {
-        let mut batch = self.layer.to_batch();
+    /// The layer's checkpoints, each with the changelog offset it reaches.
+    fn checkpoints(&self) -> Vec<(Partition, Checkpoint)> {
+        let mut checkpoints: Vec<(Partition, Checkpoint)> =
+            self.layer.checkpoints().map(|(p, c)| (p, c.clone())).collect();
         for (partition, next) in &self.changelog_next {
-            batch.set_changelog_next_offset(*partition, *next);
+            for (p, checkpoint) in &mut checkpoints {
+                if p == partition {
+                    checkpoint.changelog_next_offset = Some(*next);
+                }
+            }
         }
-        batch
+        checkpoints
+    }
+
+    /// Writes it to `store` straight from the layer: each state is copied
+    /// once, into the store's own batch. Copying the layer into a
+    /// [`WriteBatch`] first held a second copy of every state of the commit
+    /// (peak RSS 10-30 MiB lower without it on `leadscore bench`).
+    pub fn write_to(&self, store: &dyn StateStore) -> Result<(), StoreError> {
+        let checkpoints = self.checkpoints();
+        let mut ops = self.layer.refs(checkpoints.iter().map(|(p, c)| (*p, c)));
+        store.write_refs(&mut ops, self.layer.bytes())
+    }
+
+    /// The store batch it writes, copied.
+    pub fn batch(&self) -> WriteBatch {
+        let checkpoints = self.checkpoints();
+        WriteBatch { ops: self.layer.refs(checkpoints.iter().map(|(p, c)| (*p, c))).map(OpRef::to_op).collect() }
     }
 }
 
@@ -41,13 +62,26 @@ pub trait StoreWriter {
     /// Whether the write started last has finished (`Ok(None)`: not yet;
     /// with `wait`, waits for it), and how long the write itself took.
     fn finished(&mut self, wait: bool) -> Result<Option<Duration>, StoreError>;
+
+    /// Frees a written layer the overlay forgot. A commit's layer is tens of
+    /// thousands of allocations, a few milliseconds to free: a writer with a
+    /// thread of its own frees it there, off the caller's.
+    fn dispose(&mut self, layer: SealedLayer) {
+        drop(layer);
+    }
+}
+
+/// What the writer's thread is given.
+enum Job {
+    Write(SealedWrite),
+    Dispose(SealedLayer),
 }
 
 /// A [`StoreWriter`] with its own thread, in a [`std::thread::scope`] that
 /// outlives it (the store is borrowed). The thread ends when the writer is
 /// dropped.
 pub struct BackgroundWriter {
-    to_thread: mpsc::Sender<SealedWrite>,
+    to_thread: mpsc::Sender<Job>,
     done: mpsc::Receiver<Result<Duration, StoreError>>,
     /// A write was started and its result not yet taken.
     busy: bool,
@@ -59,18 +93,23 @@ impl BackgroundWriter {
         scope: &'scope std::thread::Scope<'scope, 'env>,
         store: &'env dyn StateStore,
     ) -> Result<BackgroundWriter, StoreError> {
-        let (to_thread, jobs) = mpsc::channel::<SealedWrite>();
+        let (to_thread, jobs) = mpsc::channel::<Job>();
         let (report, done) = mpsc::channel();
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn_scoped(scope, move || {
-                for write in jobs {
+                for job in jobs {
+                    let write = match job {
+                        Job::Write(write) => write,
+                        Job::Dispose(layer) => {
+                            drop(layer);
+                            continue;
+                        }
+                    };
                     let started = Instant::now();
-                    let result = store.write(&write.batch()).map(|()| started.elapsed());
-                    // Before the report: the loop, told the write is done,
-                    // then holds the only reference and frees the layer when
-                    // it forgets it (on its own thread: a few milliseconds
-                    // for a large commit).
+                    let result = write.write_to(store).map(|()| started.elapsed());
+                    // Before the report: the overlay's reference is then the
+                    // last, and comes back here to be freed (`dispose`).
                     drop(write);
                     if report.send(result).is_err() {
                         return;
@@ -85,7 +124,7 @@ impl BackgroundWriter {
 impl StoreWriter for BackgroundWriter {
     fn start(&mut self, write: SealedWrite) -> Result<(), StoreError> {
         assert!(!self.busy, "BackgroundWriter::start before the previous write finished");
-        self.to_thread.send(write).map_err(|_| StoreError("the store writer thread has stopped".into()))?;
+        self.to_thread.send(Job::Write(write)).map_err(|_| StoreError("the store writer thread has stopped".into()))?;
         self.busy = true;
         Ok(())
     }
@@ -107,6 +146,11 @@ impl StoreWriter for BackgroundWriter {
         };
         self.busy = false;
         result.map(Some)
+    }
+
+    fn dispose(&mut self, layer: SealedLayer) {
+        // A stopped thread hands the layer back, and it is freed here.
+        let _ = self.to_thread.send(Job::Dispose(layer));
     }
 }
 

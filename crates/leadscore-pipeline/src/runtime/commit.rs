@@ -237,7 +237,7 @@ impl Runtime<'_> {
             return Ok(());
         };
         let Some(Sealed { staged, started: sealed_at, writing, .. }) = self.sealed.take() else { return Ok(()) };
-        self.pending.forget_sealed();
+        ports.writer.dispose(self.pending.forget_sealed());
         let m = &self.telemetry.metrics;
         let done = ports.clock.elapsed();
         m.store_write_duration.observe(written.as_secs_f64());

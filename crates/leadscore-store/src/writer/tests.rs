@@ -79,3 +79,25 @@ fn a_failed_background_write_is_reported() {
         assert!(e.to_string().contains("disk full"), "{e}");
     });
 }
+
+#[test]
+fn a_disposed_layer_does_not_count_as_a_finished_write() {
+    let durable = MemoryStore::new();
+    let overlay = Overlay::new(&durable);
+    std::thread::scope(|scope| {
+        let mut writer = BackgroundWriter::spawn(scope, &durable).expect("writer");
+        for value in [1u8, 2] {
+            let mut b = WriteBatch::default();
+            b.put_state(0, LeadId::from("L-1"), vec![value]);
+            overlay.stage(b);
+            overlay.seal();
+            writer.start(SealedWrite { layer: overlay.sealed_layer(), changelog_next: Vec::new() }).expect("started");
+            writer.finished(true).expect("written").expect("waited for");
+            assert_eq!(durable.get_states(0, &["L-1"]).unwrap(), vec![Some(vec![value])]);
+            writer.dispose(overlay.forget_sealed());
+            assert!(!overlay.is_sealed());
+        }
+        // Each wait took its own write's result: none is left over.
+        assert!(writer.done.recv_timeout(Duration::from_millis(200)).is_err(), "a disposal reported a write");
+    });
+}
