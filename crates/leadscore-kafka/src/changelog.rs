@@ -72,6 +72,11 @@ fn reader_config(shared: &ClientConfig) -> ClientConfig {
     if config.get("fetch.wait.max.ms").is_none() {
         config.set("fetch.wait.max.ms", READER_FETCH_WAIT_MS.to_string());
     }
+    // The restore polls as fast as the input loop does: see FETCH_QUEUE_BACKOFF.
+    let (key, backoff) = crate::client::FETCH_QUEUE_BACKOFF;
+    if config.get(key).is_none() {
+        config.set(key, backoff);
+    }
     // A group id is required by the client, never used: this reader assigns.
     if config.get("group.id").is_none() {
         config.set("group.id", "leadscore-restore");
@@ -187,6 +192,7 @@ mod tests {
         let shared = ClientConfig::new();
         let reader = reader_config(&shared);
         assert_eq!(reader.get("fetch.wait.max.ms"), Some("10"));
+        assert_eq!(reader.get("fetch.queue.backoff.ms"), Some("10"));
         assert_eq!(reader.get("isolation.level"), Some("read_committed"));
         assert_eq!(reader.get("enable.auto.commit"), Some("false"));
         let mut told = ClientConfig::new();
