@@ -1,5 +1,6 @@
 //! The RocksDB [`StateStore`]: one database per instance with three column
-//! families, written in one `WriteBatch` per poll batch.
+//! families, written in one `WriteBatch` per commit (built straight from the
+//! commit's sealed overlay layer, [`StateStore::write_refs`]).
 //!
 //! | column family | key | value |
 //! |---|---|---|
@@ -53,10 +54,12 @@ pub struct RocksStore {
     write_options: WriteOptions,
 }
 
-/// Bytes a RocksDB batch of `ops` ops holding `bytes` of keys and values
-/// takes: its header, and per op a tag, a column family id, two length
-/// varints and the partition (and due time) of the key, for a state put and
-/// a timer's delete and put each.
+/// An upper estimate of the bytes a RocksDB batch of `ops` ops holding
+/// `bytes` of lead ids and values takes: its header, and per op a tag, a
+/// column family id, two length varints and the partition (and due time) of
+/// the key, for a state put and a timer's delete and put each. Overshooting
+/// costs little: pages of the reservation that are never written are never
+/// touched.
 fn batch_capacity(bytes: usize, ops: usize) -> usize {
     12 + bytes * 3 / 2 + ops * 96
 }
@@ -179,7 +182,11 @@ impl StateStore for RocksStore {
     }
 
     fn write(&self, batch: &WriteBatch) -> Result<(), StoreError> {
-        let bytes = batch.ops.iter().map(|op| if let Op::PutState { value, .. } = op { value.len() } else { 0 }).sum();
+        let bytes = batch
+            .ops
+            .iter()
+            .map(|op| if let Op::PutState { lead, value, .. } = op { lead.as_str().len() + value.len() } else { 0 })
+            .sum();
         self.write_refs(&mut batch.ops.iter().map(Op::as_ref), bytes)
     }
 
