@@ -83,6 +83,11 @@ pub(crate) fn window_bit(w: usize) -> u64 {
 }
 
 impl Cells {
+    /// The bytes its buffer holds on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.cells.capacity() * std::mem::size_of::<Entry>()
+    }
+
     /// Zeroed counters: `rules` stateful rules, `tallies`, `windows` empty windows.
     pub fn new(rules: usize, tallies: usize, windows: usize) -> Cells {
         let mut c = Cells::with_capacity(rules + tallies + windows);

@@ -92,6 +92,24 @@ pub struct Deadlines {
 pub(crate) const NEVER: Millis = Millis::MAX;
 
 impl LeadState {
+    /// About what the state takes in memory, itself and what it owns on the
+    /// heap (allocator overhead aside): what a cache of decoded states counts
+    /// against its budget.
+    pub fn memory_bytes(&self) -> usize {
+        let text = |v: &OwnedValue| match v {
+            OwnedValue::Text(t) => t.len(),
+            OwnedValue::TextList(l) => l.iter().map(|t| t.len() + std::mem::size_of::<Box<str>>()).sum(),
+            OwnedValue::Integer(_) | OwnedValue::Number(_) => 0,
+        };
+        std::mem::size_of::<LeadState>()
+            + self.profile.capacity() * std::mem::size_of::<(Field, OwnedValue)>()
+            + self.profile.iter().map(|(_, v)| text(v)).sum::<usize>()
+            + self.cells.heap_bytes()
+            + self.opportunities.capacity() * std::mem::size_of::<Opportunity>()
+            + self.opportunities.iter().map(|o| o.id.len()).sum::<usize>()
+            + self.segments.capacity() * std::mem::size_of::<Membership>()
+    }
+
     /// A lead that has just come into existence at `now`: score 0, the grade of an
     /// empty profile, in no segment yet.
     pub fn new(model: &Model, now: Millis) -> LeadState {
@@ -248,5 +266,17 @@ mod tests {
         assert_eq!(s.stages_now, 1 << Stage::Open as u8, "no opportunity is won now");
         s.update_opportunity("newer", Some(Stage::Open));
         assert_eq!(&*s.opportunities[0].id, "open-2", "then the oldest");
+    }
+
+    #[test]
+    fn memory_counts_what_the_state_owns() {
+        let mut s = lead();
+        let empty = s.memory_bytes();
+        assert!(empty >= std::mem::size_of::<LeadState>());
+        s.update_opportunity("an-opportunity-with-a-long-id", Some(Stage::Open));
+        let with_opportunity = s.memory_bytes();
+        assert!(with_opportunity >= empty + "an-opportunity-with-a-long-id".len(), "{empty} -> {with_opportunity}");
+        s.set_profile(Field::Company, Some(OwnedValue::Text("x".repeat(300).into())));
+        assert!(s.memory_bytes() >= with_opportunity + 300);
     }
 }

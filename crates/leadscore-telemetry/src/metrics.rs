@@ -38,6 +38,8 @@ pub struct Metrics {
     pub restore_remaining: IntGauge,
     pub restore_duration: Histogram,
     pub merge_held: IntGauge,
+    pub cached_states: IntGauge,
+    pub cached_state_bytes: IntGauge,
     pub merge_idle_expired: IntCounter,
     pub schema_waiting: IntGauge,
     pub block_cache_bytes: IntGauge,
@@ -219,6 +221,17 @@ impl Default for Metrics {
                 "leadscore_merge_held_messages",
                 "Fetched messages held back to keep event-time order across co-partitioned input topics \
                  (waiting for a topic that has more on the broker, or whose position is not known yet).",
+            ),
+            cached_states: gauge(
+                &r,
+                "leadscore_state_cache_leads",
+                "Decoded lead states kept in memory between poll batches, as of the last commit.",
+            ),
+            cached_state_bytes: gauge(
+                &r,
+                "leadscore_state_cache_bytes",
+                "What the decoded lead states kept in memory take, as of the last commit (bounded by \
+                 state.cache_mb).",
             ),
             merge_idle_expired: counter(
                 &r,

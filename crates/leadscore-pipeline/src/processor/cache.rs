@@ -1,6 +1,8 @@
 //! Decoded lead states kept between steps, so that a lead touched by many
 //! steps is decoded once and encoded once instead of at every step: a
-//! write-back cache in front of the store, used by the offline scorer.
+//! write-back cache in front of the store, used by the offline scorer and by
+//! the runtime when the changelog goes out per commit (the runtime flushes it
+//! into the commit's staged writes at every commit, [`StateCache::flush`]).
 //!
 //! The cache holds each partition's working set as a step leaves it: a step
 //! takes the partition's whole map at its start and hands it back at its end,
@@ -24,6 +26,10 @@ use std::sync::Mutex;
 pub struct StateCache {
     partitions: Mutex<HashMap<Partition, Leads>>,
     capacity: usize,
+}
+
+fn memory_bytes(slot: &super::work::Slot) -> usize {
+    slot.state.as_ref().map_or(0, LeadState::memory_bytes)
 }
 
 impl StateCache {
@@ -52,6 +58,75 @@ impl StateCache {
     pub fn full(&self) -> bool {
         // A few partitions at most (the offline scorer has one).
         self.lock().values().map(|leads| leads.len()).sum::<usize>() > self.capacity
+    }
+
+    /// How many states it holds.
+    pub fn len(&self) -> usize {
+        self.lock().values().map(|leads| leads.len()).sum()
+    }
+
+    /// Whether it holds no state.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Encodes into `batch` the states the store lags behind on (in
+    /// partition and lead order, for reproducible batches) and keeps them,
+    /// now even with the store. Then, if the states kept take more than
+    /// `budget` bytes, drops those no step has loaded since the last flush
+    /// and, if that is not enough, whole partitions' states (the highest
+    /// partitions first) until they fit. Returns the states kept and the
+    /// bytes they take.
+    pub fn flush(&self, model: &Model, batch: &mut WriteBatch, budget: usize) -> (usize, usize) {
+        let mut cached = self.lock();
+        let mut partitions: Vec<Partition> = cached.keys().copied().collect();
+        partitions.sort_unstable();
+        let mut total = 0;
+        for &partition in &partitions {
+            let leads = cached.get_mut(&partition).expect("a listed partition");
+            let mut lagging: Vec<(&LeadId, &mut super::work::Slot)> =
+                leads.iter_mut().filter(|(_, s)| s.lagging).collect();
+            lagging.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (lead, slot) in lagging {
+                let state = slot.state.as_ref().expect("cached leads have a state");
+                let mut value = Vec::with_capacity(256);
+                encode_state(state, model, &mut value);
+                batch.put_state(partition, lead.clone(), value);
+                slot.lagging = false;
+            }
+            total += leads.values().map(memory_bytes).sum::<usize>();
+        }
+        if total > budget {
+            total = 0;
+            for leads in cached.values_mut() {
+                leads.retain(|_, s| s.used);
+                total += leads.values().map(memory_bytes).sum::<usize>();
+            }
+        }
+        while total > budget {
+            let Some(partition) = partitions.pop() else { break };
+            if let Some(leads) = cached.remove(&partition) {
+                total -= leads.values().map(memory_bytes).sum::<usize>();
+            }
+        }
+        let mut kept = 0;
+        for leads in cached.values_mut() {
+            leads.values_mut().for_each(|s| s.used = false);
+            kept += leads.len();
+        }
+        (kept, total)
+    }
+
+    /// Drops the states of `partitions`, which must be even with the store
+    /// (flushed since they last changed): they are no longer this owner's,
+    /// or the store has just been restored under them.
+    pub fn forget(&self, partitions: &[Partition]) {
+        let mut cached = self.lock();
+        for p in partitions {
+            if let Some(leads) = cached.remove(p) {
+                debug_assert!(leads.values().all(|s| !s.lagging), "forgetting states not flushed");
+            }
+        }
     }
 
     /// Empties the cache into `batch`: the states the store lags behind on,

@@ -46,6 +46,9 @@ pub(super) struct Slot {
     pub(super) lagging: bool,
     /// Loaded by the current step (a cached lead that is not is only kept).
     pub(super) in_step: bool,
+    /// Loaded by some step since the cache's last flush: a cache over its
+    /// budget drops the others first.
+    pub(super) used: bool,
 }
 
 /// The leads of a working set, by id. The hash is seeded per map: ids come
@@ -128,6 +131,7 @@ impl<'p, 'a> Work<'p, 'a> {
             slot.member = state.member;
             slot.existed = true;
             slot.in_step = true;
+            slot.used = true;
             if let Some(due) = slot.stored_due {
                 self.queue.insert((due, LeadId::from(*lead)));
             }
@@ -165,7 +169,8 @@ impl<'p, 'a> Work<'p, 'a> {
                 self.queue.insert((due, lead.clone()));
             }
             self.touched.push(lead.clone());
-            let slot = Slot { state, stored_due, existed, member, dirty: migrated, lagging: false, in_step: true };
+            let slot =
+                Slot { state, stored_due, existed, member, dirty: migrated, lagging: false, in_step: true, used: true };
             self.leads.insert(lead, slot);
         }
         Ok(())

@@ -60,7 +60,7 @@ use crate::ports::{Acked, PortError, TopicOffset};
 use crate::processor::TimeMode;
 use crate::runtime::settings::Guarantee;
 use leadscore_store::writer::SealedWrite;
-use leadscore_store::{Op, Partition, Replay};
+use leadscore_store::{Op, Partition, Replay, WriteBatch};
 use std::collections::BTreeMap;
 
 impl Runtime<'_> {
@@ -118,6 +118,9 @@ impl Runtime<'_> {
         let Some(since) = self.staged.as_ref().map(|s| s.since) else { return false };
         ports.clock.elapsed().saturating_sub(since) >= self.settings.commit_interval
             || self.pending.bytes() >= self.settings.staged_max_bytes
+            // Between commits the cache may grow to twice its budget; each
+            // commit trims it back.
+            || (self.settings.changelog_per_commit() && self.cache.len() > 2 * self.cache_limit)
     }
 
     /// How long the next poll may wait without delaying a due commit.
@@ -163,6 +166,9 @@ impl Runtime<'_> {
     fn seal(&mut self, ports: &mut Ports<'_>) -> Result<(), RunError> {
         let Some(staged) = self.staged.take() else { return Ok(()) };
         let started = ports.clock.elapsed();
+        if self.settings.changelog_per_commit() {
+            self.flush_cache();
+        }
         self.pending.seal();
         let changelog = if self.settings.changelog_per_commit() {
             let ops = self.pending.sealed_changelog();
@@ -176,6 +182,23 @@ impl Runtime<'_> {
         self.send_changelog(ports, false)?;
         self.time.commit += ports.clock.elapsed().saturating_sub(started);
         Ok(())
+    }
+
+    /// Stages the cached states changed since the last commit, after the
+    /// steps' own writes (their timers and checkpoints), and trims the cache
+    /// to its budget.
+    fn flush_cache(&mut self) {
+        let mut batch = WriteBatch::default();
+        let budget = self.settings.staged_max_bytes;
+        let (kept, bytes) = self.cache.flush(self.processor.model, &mut batch, budget);
+        if !batch.is_empty() {
+            self.pending.stage(batch);
+        }
+        let mean = if kept > 0 { bytes.div_ceil(kept).max(1) } else { super::ASSUMED_STATE_BYTES };
+        self.cache_limit = budget / mean;
+        let m = &self.telemetry.metrics;
+        m.cached_states.set(kept as i64);
+        m.cached_state_bytes.set(bytes as i64);
     }
 
     /// Sends the sealed commit's next slice of changelog records (all that

@@ -52,6 +52,8 @@ impl Runtime<'_> {
     pub(super) fn revoked(&mut self, ports: &mut Ports<'_>, partitions: Vec<Partition>) {
         self.telemetry.metrics.rebalances.with_label_values(&["revoked"]).inc();
         tracing::info!(partitions = ?partitions, "partitions revoked");
+        // Flushed by the commit before the revocation.
+        self.cache.forget(&partitions);
         for p in partitions {
             if self.owned.remove(&p).is_none() {
                 continue;
@@ -132,6 +134,8 @@ impl Runtime<'_> {
     /// A restored partition starts consuming where its checkpoint says.
     fn activate(&mut self, ports: &mut Ports<'_>, task: &RestoreTask) -> Result<(), RunError> {
         let p = task.partition;
+        // Nothing cached may shadow what was just restored.
+        self.cache.forget(&[p]);
         let generation = ports.source.group().map_or(0, |g| g.generation);
         // The next owner's epoch: above every epoch it restored, and above a
         // concurrent owner that restored the same (a later group generation).

@@ -50,7 +50,7 @@ pub use settings::{Guarantee, RuntimeSettings};
 
 use crate::aligner::{Aligner, Arrival, Position};
 use crate::ports::{Changelog, Clock, Sink, Source, SourceEvent};
-use crate::processor::{Processor, Step, StepContext, TimeMode};
+use crate::processor::{Processor, StateCache, Step, StepContext, TimeMode};
 use breaker::{Breaker, DeadLetterLog};
 use leadscore_core::{Millis, Model};
 use leadscore_store::overlay::Overlay;
@@ -60,6 +60,10 @@ use restore::RestoreTask;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// What a decoded state is assumed to take until the cache has measured
+/// its states.
+const ASSUMED_STATE_BYTES: usize = 1024;
 
 /// The ports one runtime works with.
 pub struct Ports<'p> {
@@ -159,6 +163,13 @@ pub struct Runtime<'a> {
     processor: Processor<'a>,
     /// Store writes of published steps, until the next commit.
     pending: Overlay<'a>,
+    /// Decoded states between steps, their changes staged at each commit
+    /// (only while the changelog goes out per commit: see
+    /// [`crate::processor::StateCache`]).
+    cache: StateCache,
+    /// How many states the cache may hold before a commit comes early (its
+    /// byte budget over the states' mean size at the last commit).
+    cache_limit: usize,
     staged: Option<Staged>,
     /// A commit sealed and not yet written (its writes are the overlay's
     /// sealed layer).
@@ -215,6 +226,8 @@ impl<'a> Runtime<'a> {
             telemetry,
             processor,
             pending: Overlay::new(store),
+            cache: StateCache::new(usize::MAX),
+            cache_limit: settings.staged_max_bytes / ASSUMED_STATE_BYTES,
             staged: None,
             sealed: None,
             acked: BTreeMap::new(),
@@ -384,7 +397,7 @@ impl<'a> Runtime<'a> {
         let messages: usize = jobs.iter().map(|(_, ready, _)| ready.len()).sum();
         let threads = if messages >= self.settings.parallel_min_messages { self.settings.step_threads } else { 1 };
         // Steps read through what earlier batches staged.
-        let processor = Processor { store: &self.pending, ..self.processor.clone() };
+        let processor = Processor { store: &self.pending, cache: Some(&self.cache), ..self.processor.clone() };
         let owned = &self.owned;
         let results = parallel::map_ordered(jobs, threads, |(partition, ready, tick)| {
             let o = &owned[&partition];
@@ -441,7 +454,7 @@ impl<'a> Runtime<'a> {
                 continue;
             }
             let ctx = StepContext { tick: Some(now), epoch: owned.epoch, replay_until: None };
-            let processor = Processor { store: &self.pending, ..self.processor.clone() };
+            let processor = Processor { store: &self.pending, cache: Some(&self.cache), ..self.processor.clone() };
             let step = processor.tick_with(partition, ctx)?;
             if step.stats.timers_fired > 0 || step.swept {
                 steps.push(Planned { partition, step, tick: Some(now) });

@@ -1,0 +1,77 @@
+//! The runtime's state cache: steps that keep their leads decoded between
+//! them publish what steps without it publish, the store gets each cached
+//! state at the cache's flush (and only then), and a cache trimmed to its
+//! budget reads the store again without a difference.
+
+use leadscore_config::seed_model;
+use leadscore_pipeline::processor::StateCache;
+use leadscore_pipeline::{OutputTopic, Processor, Step, TimeMode, Topics};
+use leadscore_store::memory::MemoryStore;
+use leadscore_store::{StateStore, WriteBatch};
+use std::path::Path;
+
+mod common;
+use common::messages;
+
+fn published(step: &Step) -> Vec<Vec<u8>> {
+    step.outputs
+        .iter()
+        .filter(|o| matches!(o.topic, OutputTopic::ScoreChanges | OutputTopic::Transitions))
+        .map(|o| o.value.clone().expect("a value"))
+        .collect()
+}
+
+#[test]
+fn cached_steps_publish_and_store_what_uncached_steps_do() {
+    let model = seed_model();
+    let topics = Topics::default();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden");
+    let mut events = Vec::new();
+    for entry in std::fs::read_dir(&root).expect("golden scenarios") {
+        let path = entry.expect("entry").path().join("events.jsonl");
+        if let Ok(text) = std::fs::read_to_string(path) {
+            events.extend(text.lines().map(str::to_string));
+        }
+    }
+    let lines: Vec<&str> = events.iter().map(String::as_str).collect();
+    let all = messages("lead-events", &lines);
+    assert!(all.len() > 50, "enough events to cache across steps");
+
+    let plain_store = MemoryStore::new();
+    let plain =
+        Processor { changelog_per_step: false, ..Processor::new(&model, &plain_store, &topics, TimeMode::EventTime) };
+    let (store, cache) = (MemoryStore::new(), StateCache::new(usize::MAX));
+    let cached = Processor {
+        changelog_per_step: false,
+        cache: Some(&cache),
+        ..Processor::new(&model, &store, &topics, TimeMode::EventTime)
+    };
+    let (mut flushed, mut trimmed) = (0, 0);
+    for (i, chunk) in all.chunks(5).enumerate() {
+        let a = plain.process(0, chunk, 0).expect("uncached step");
+        plain_store.write(&a.write).expect("uncached write");
+        let b = cached.process(0, chunk, 0).expect("cached step");
+        store.write(&b.write).expect("cached write");
+        assert_eq!(published(&a), published(&b), "step {i}");
+        if i % 3 == 2 {
+            assert_ne!(store.leads(0), plain_store.leads(0), "step {i}: the store lags behind until the flush");
+            let trim = i % 9 == 8;
+            let mut batch = WriteBatch::default();
+            let (kept, bytes) = cache.flush(&model, &mut batch, if trim { 0 } else { usize::MAX });
+            store.write(&batch).expect("flush");
+            assert_eq!(store.leads(0), plain_store.leads(0), "step {i}: the flush writes every cached change");
+            if trim {
+                assert_eq!((kept, bytes, cache.len()), (0, 0, 0), "over its budget, the cache empties");
+                trimmed += 1;
+            } else {
+                assert_eq!(kept, cache.len(), "flushed states stay cached");
+                assert!(kept > 0 && bytes >= kept * std::mem::size_of::<leadscore_core::LeadState>());
+                let mut again = WriteBatch::default();
+                cache.flush(&model, &mut again, usize::MAX);
+                assert!(again.is_empty(), "a flushed state is not written again until it changes");
+                flushed += 1;
+            }
+        }
+    }
+    assert!(flushed > 2 && trimmed > 0, "flushed {flushed}, trimmed {trimmed}");
+}
