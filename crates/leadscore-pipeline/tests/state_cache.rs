@@ -75,3 +75,41 @@ fn cached_steps_publish_and_store_what_uncached_steps_do() {
     }
     assert!(flushed > 2 && trimmed > 0, "flushed {flushed}, trimmed {trimmed}");
 }
+
+#[test]
+fn over_its_budget_the_cache_drops_first_the_leads_no_step_loaded_since_the_last_flush() {
+    let model = seed_model();
+    let topics = Topics::default();
+    let mut g = leadscore_synth::Generator::new(leadscore_synth::Settings { seed: 4, leads: 40, ..Default::default() });
+    let events: Vec<leadscore_core::Event> = (0..400).map(|_| g.next_event()).collect();
+    let lines: Vec<String> = events
+        .iter()
+        .map(|e| {
+            let mut b = Vec::new();
+            leadscore_codec::encode_event_json(&mut b, e);
+            String::from_utf8(b).expect("UTF-8")
+        })
+        .collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let all = messages("lead-events", &lines);
+    let later: std::collections::BTreeSet<&str> = events[390..].iter().map(|e| e.lead_id.as_str()).collect();
+    // Two steps with a flush between them, then a flush with `budget`.
+    let run = |budget: usize| {
+        let (store, cache) = (MemoryStore::new(), StateCache::new(usize::MAX));
+        let p = Processor {
+            changelog_per_step: false,
+            cache: Some(&cache),
+            ..Processor::new(&model, &store, &topics, TimeMode::EventTime)
+        };
+        let first = p.process(0, &all[..390], 0).expect("first step");
+        store.write(&first.write).expect("write");
+        cache.flush(&model, &mut WriteBatch::default(), usize::MAX);
+        p.process(0, &all[390..], 0).expect("second step");
+        cache.flush(&model, &mut WriteBatch::default(), budget)
+    };
+    let (every, bytes) = run(usize::MAX);
+    assert!(every > later.len(), "{every} leads cached, {} in the second step", later.len());
+    let (kept, trimmed) = run(bytes - 1);
+    assert!(kept >= later.len() && kept < every, "kept {kept} of {every}: the second step's {} stay", later.len());
+    assert!(trimmed < bytes);
+}
