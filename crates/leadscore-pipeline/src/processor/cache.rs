@@ -97,10 +97,13 @@ impl StateCache {
             total += leads.values().map(memory_bytes).sum::<usize>();
         }
         if total > budget {
-            total = 0;
             for leads in cached.values_mut() {
-                leads.retain(|_, s| s.used);
-                total += leads.values().map(memory_bytes).sum::<usize>();
+                leads.retain(|_, s| {
+                    if !s.used {
+                        total -= memory_bytes(s);
+                    }
+                    s.used
+                });
             }
         }
         while total > budget {

@@ -226,6 +226,8 @@ impl<'a> Runtime<'a> {
             telemetry,
             processor,
             pending: Overlay::new(store),
+            // Bounded in bytes at each commit (`commit::flush_cache`), not
+            // by the offline scorer's count of states.
             cache: StateCache::new(usize::MAX),
             cache_limit: settings.staged_max_bytes / ASSUMED_STATE_BYTES,
             staged: None,
