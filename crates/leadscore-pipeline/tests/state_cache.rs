@@ -1,7 +1,9 @@
 //! The runtime's state cache: steps that keep their leads decoded between
 //! them publish what steps without it publish, the store gets each cached
 //! state at the cache's flush (and only then), and a cache trimmed to its
-//! budget reads the store again without a difference.
+//! budget reads the store again without a difference. With a changelog per
+//! step (wall clock, exactly once) the cache only saves reads: each step
+//! still writes and publishes what it would without it.
 
 use leadscore_config::seed_model;
 use leadscore_pipeline::processor::StateCache;
@@ -19,6 +21,24 @@ fn published(step: &Step) -> Vec<Vec<u8>> {
         .filter(|o| matches!(o.topic, OutputTopic::ScoreChanges | OutputTopic::Transitions))
         .map(|o| o.value.clone().expect("a value"))
         .collect()
+}
+
+/// `n` events of the synthetic generator over `leads` leads, and the same as
+/// JSON messages of partition 0.
+fn generated(seed: u64, leads: u64, n: usize) -> (Vec<leadscore_core::Event>, Vec<leadscore_pipeline::InputMessage>) {
+    let mut g = leadscore_synth::Generator::new(leadscore_synth::Settings { seed, leads, ..Default::default() });
+    let events: Vec<leadscore_core::Event> = (0..n).map(|_| g.next_event()).collect();
+    let lines: Vec<String> = events
+        .iter()
+        .map(|e| {
+            let mut b = Vec::new();
+            leadscore_codec::encode_event_json(&mut b, e);
+            String::from_utf8(b).expect("UTF-8")
+        })
+        .collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let all = messages("lead-events", &lines);
+    (events, all)
 }
 
 #[test]
@@ -80,18 +100,7 @@ fn cached_steps_publish_and_store_what_uncached_steps_do() {
 fn over_its_budget_the_cache_drops_first_the_leads_no_step_loaded_since_the_last_flush() {
     let model = seed_model();
     let topics = Topics::default();
-    let mut g = leadscore_synth::Generator::new(leadscore_synth::Settings { seed: 4, leads: 40, ..Default::default() });
-    let events: Vec<leadscore_core::Event> = (0..400).map(|_| g.next_event()).collect();
-    let lines: Vec<String> = events
-        .iter()
-        .map(|e| {
-            let mut b = Vec::new();
-            leadscore_codec::encode_event_json(&mut b, e);
-            String::from_utf8(b).expect("UTF-8")
-        })
-        .collect();
-    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let all = messages("lead-events", &lines);
+    let (events, all) = generated(4, 40, 400);
     let later: std::collections::BTreeSet<&str> = events[390..].iter().map(|e| e.lead_id.as_str()).collect();
     // Two steps with a flush between them, then a flush with `budget`.
     let run = |budget: usize| {
@@ -112,4 +121,48 @@ fn over_its_budget_the_cache_drops_first_the_leads_no_step_loaded_since_the_last
     let (kept, trimmed) = run(bytes - 1);
     assert!(kept >= later.len() && kept < every, "kept {kept} of {every}: the second step's {} stay", later.len());
     assert!(trimmed < bytes);
+}
+
+#[test]
+fn with_a_changelog_per_step_cached_steps_write_and_publish_what_uncached_steps_do() {
+    let model = seed_model();
+    let topics = Topics::default();
+    let (events, all) = generated(9, 60, 1500);
+    for mode in [TimeMode::WallClock, TimeMode::EventTime] {
+        let plain_store = MemoryStore::new();
+        let plain = Processor::new(&model, &plain_store, &topics, mode);
+        let (store, cache) = (MemoryStore::new(), StateCache::new(usize::MAX));
+        let cached = Processor { cache: Some(&cache), ..Processor::new(&model, &store, &topics, mode) };
+        let (mut changelog, mut timers, mut trimmed) = (0, 0, 0);
+        for (i, (chunk, typed)) in all.chunks(25).zip(events.chunks(25)).enumerate() {
+            // Wall clock ticks at the chunk's latest event, so timers fire.
+            let now = typed.iter().map(|e| e.timestamp).max().expect("a chunk");
+            let a = plain.process(0, chunk, now).expect("uncached step");
+            plain_store.write(&a.write).expect("uncached write");
+            let b = cached.process(0, chunk, now).expect("cached step");
+            store.write(&b.write).expect("cached write");
+            assert_eq!(a.outputs, b.outputs, "{mode:?} step {i}: records, dead letters and changelog");
+            assert_eq!(a.write, b.write, "{mode:?} step {i}: states, timers and checkpoint");
+            assert!(!cache.is_empty(), "{mode:?} step {i}: the changed leads stay cached");
+            changelog += b.outputs.iter().filter(|o| o.topic == OutputTopic::Changelog).count();
+            timers += b.stats.timers_fired;
+            let mut batch = WriteBatch::default();
+            let trim = i % 7 == 6;
+            cache.flush(&model, &mut batch, if trim { 0 } else { usize::MAX });
+            assert!(batch.is_empty(), "{mode:?} step {i}: each step staged its states; a flush has none left");
+            if trim {
+                assert_eq!(cache.len(), 0);
+                trimmed += 1;
+            }
+        }
+        // Then 90 days of silence: decay and inactivity timers fire.
+        let later = events.iter().map(|e| e.timestamp).max().expect("events") + 90 * 86_400_000;
+        let (a, b) = (plain.tick(0, later).expect("uncached tick"), cached.tick(0, later).expect("cached tick"));
+        assert_eq!((&a.outputs, &a.write), (&b.outputs, &b.write), "{mode:?}: the timers' step");
+        plain_store.write(&a.write).expect("uncached write");
+        store.write(&b.write).expect("cached write");
+        timers += b.stats.timers_fired;
+        assert_eq!(store.leads(0), plain_store.leads(0), "{mode:?}");
+        assert!(changelog > 100 && timers > 0 && trimmed > 2, "{mode:?}: {changelog} {timers} {trimmed}");
+    }
 }

@@ -1,8 +1,11 @@
 //! Decoded lead states kept between steps, so that a lead touched by many
-//! steps is decoded once and encoded once instead of at every step: a
-//! write-back cache in front of the store, used by the offline scorer and by
-//! the runtime when the changelog goes out per commit (the runtime flushes it
-//! into the commit's staged writes at every commit, [`StateCache::flush`]).
+//! steps is read and decoded once instead of at every step. Without a
+//! changelog per step it is a write-back cache, a state encoded once when
+//! flushed: the offline scorer's, and the runtime's at least once in event
+//! time (flushed into the commit's staged writes at every commit,
+//! [`StateCache::flush`]). With a changelog per step (wall clock, exactly
+//! once) each step still encodes and stages the states it changed, and the
+//! cache holds them even with those writes: it saves only the reads.
 //!
 //! The cache holds each partition's working set as a step leaves it: a step
 //! takes the partition's whole map at its start and hands it back at its end,

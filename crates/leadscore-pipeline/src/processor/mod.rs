@@ -15,7 +15,7 @@
 //! - `timers`: firing due timers from the store's timer index.
 //! - `remodel`: switching a partition to a changed model, and migrating its
 //!   leads as they are loaded.
-//! - `cache`: decoded states kept between steps (the offline scorer's).
+//! - `cache`: decoded states kept between steps.
 
 mod cache;
 mod remodel;
@@ -113,8 +113,10 @@ pub struct Processor<'a> {
     /// marker. Off when the runtime publishes the changelog once per commit
     /// (at least once, event time: see `runtime::commit`).
     pub changelog_per_step: bool,
-    /// Decoded states kept between steps instead of encoded into the store
-    /// at each (only without a per-step changelog, which needs the bytes).
+    /// Decoded states kept between steps, so that a lead's next step need
+    /// not read and decode it. Without a per-step changelog they are also
+    /// encoded only when the cache is flushed; with one, every step still
+    /// encodes the states it changed (the changelog needs the bytes).
     pub cache: Option<&'a StateCache>,
     /// Whether score changes and transitions become encoded `outputs`. Off
     /// for tools that take them typed from `observations.published` (the
@@ -139,9 +141,9 @@ impl<'a> Processor<'a> {
         }
     }
 
-    /// The state cache, if there is one and steps may use it.
+    /// The state cache, if there is one.
     fn cache(&self) -> Option<&'a StateCache> {
-        self.cache.filter(|_| !self.changelog_per_step)
+        self.cache
     }
 
     /// Processes a batch of one partition (messages in offset order per

@@ -352,8 +352,8 @@ impl<'p, 'a> Work<'p, 'a> {
     /// checkpoint (in the store, and as the changelog's closing marker).
     pub(super) fn finish(mut self) -> Step {
         let p = self.partition;
-        // With a cache (and no changelog to write), states stay in it
-        // decoded; the store gets only their timer moves and deletions.
+        // With a cache, states stay in it decoded; without a changelog per
+        // step the store gets only their timer moves and deletions.
         let cache = self.p.cache();
         // A stable order keeps batches and changelogs reproducible.
         let mut touched = std::mem::take(&mut self.touched);
@@ -383,8 +383,24 @@ impl<'p, 'a> Work<'p, 'a> {
                 counts.members[i] += if member >> i & 1 == 1 { 1 } else { -1 };
             }
             self.step.write.move_timer(p, lead.clone(), slot.stored_due, next_due);
-            if cache.is_some() && slot.state.is_some() {
-                slot.lagging = true;
+            if let (Some(_), Some(state)) = (cache, slot.state.as_ref()) {
+                // Kept decoded for the next step. With a changelog per step
+                // its bytes go out (and into the store) now, so the cache
+                // only saves the next read and decode; otherwise the cache's
+                // flush encodes it once per commit.
+                if self.p.changelog_per_step {
+                    let mut value = Vec::with_capacity(256);
+                    encode_state(state, self.p.model, &mut value);
+                    self.step.write.put_state(p, lead.clone(), value.clone());
+                    self.step.outputs.push(OutputRecord::changelog_state(
+                        p,
+                        lead.as_str(),
+                        Some(value),
+                        self.ctx.epoch,
+                    ));
+                } else {
+                    slot.lagging = true;
+                }
                 continue;
             }
             let state = slot.state.take();

@@ -120,7 +120,7 @@ impl Runtime<'_> {
             || self.pending.bytes() >= self.settings.staged_max_bytes
             // Between commits the cache may grow to twice its budget; each
             // commit trims it back.
-            || (self.settings.changelog_per_commit() && self.cache.len() > 2 * self.cache_limit)
+            || self.cache.len() > 2 * self.cache_limit
     }
 
     /// How long the next poll may wait without delaying a due commit.
@@ -166,9 +166,7 @@ impl Runtime<'_> {
     fn seal(&mut self, ports: &mut Ports<'_>) -> Result<(), RunError> {
         let Some(staged) = self.staged.take() else { return Ok(()) };
         let started = ports.clock.elapsed();
-        if self.settings.changelog_per_commit() {
-            self.flush_cache();
-        }
+        self.flush_cache();
         self.pending.seal();
         let changelog = if self.settings.changelog_per_commit() {
             let ops = self.pending.sealed_changelog();
@@ -186,7 +184,8 @@ impl Runtime<'_> {
 
     /// Stages the cached states changed since the last commit, after the
     /// steps' own writes (their timers and checkpoints), and trims the cache
-    /// to its budget.
+    /// to its budget. With a changelog per step the steps staged their
+    /// states themselves, and this only trims.
     fn flush_cache(&mut self) {
         let mut batch = WriteBatch::default();
         let budget = self.settings.staged_max_bytes;

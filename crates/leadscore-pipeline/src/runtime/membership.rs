@@ -52,7 +52,10 @@ impl Runtime<'_> {
     pub(super) fn revoked(&mut self, ports: &mut Ports<'_>, partitions: Vec<Partition>) {
         self.telemetry.metrics.rebalances.with_label_values(&["revoked"]).inc();
         tracing::info!(partitions = ?partitions, "partitions revoked");
-        // Flushed by the commit before the revocation.
+        // Flushed by the commit before the revocation. Dropped now so that
+        // no memory holds a partition owned elsewhere; should it come back,
+        // `activate` drops whatever is cached again (the simulation catches
+        // the loss of both, defects/9-cache-outlives-ownership.patch).
         self.cache.forget(&partitions);
         for p in partitions {
             if self.owned.remove(&p).is_none() {

@@ -163,9 +163,9 @@ pub struct Runtime<'a> {
     processor: Processor<'a>,
     /// Store writes of published steps, until the next commit.
     pending: Overlay<'a>,
-    /// Decoded states between steps, their changes staged at each commit
-    /// (only while the changelog goes out per commit: see
-    /// [`crate::processor::StateCache`]).
+    /// Decoded states between steps (see [`crate::processor::StateCache`]):
+    /// with a changelog per commit, their changes are staged at each commit;
+    /// with one per step, each step staged them, and the cache saves reads.
     cache: StateCache,
     /// How many states the cache may hold before a commit comes early (its
     /// byte budget over the states' mean size at the last commit).
