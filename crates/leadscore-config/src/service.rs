@@ -228,8 +228,9 @@ impl ProcessingConfig {
     /// `commit_interval_ms`, or the guarantee's default: at least once
     /// commits RocksDB once a second (its outputs are sent at once all the
     /// same; a crash loses nothing, the changelog has every delivered batch);
-    /// exactly once commits its transactions every poll batch and RocksDB
-    /// every 100 ms.
+    /// exactly once commits a transaction and RocksDB every 100 ms (its
+    /// outputs visible to read_committed consumers only then, so the
+    /// interval bounds how late they are seen).
     pub fn commit_interval(&self) -> Duration {
         self.commit_interval.unwrap_or(match self.guarantee {
             Guarantee::AtLeastOnce => Duration::from_millis(1000),

@@ -106,6 +106,8 @@ pub struct Broker {
     pub topics: BTreeMap<String, Vec<Log>>,
     transactional: BTreeMap<String, Transactional>,
     next_producer_id: u64,
+    /// Transactions committed so far.
+    pub committed: u64,
 }
 
 impl Broker {
@@ -230,6 +232,7 @@ impl Broker {
         self.check(id, epoch)?;
         let t = self.current(id, epoch)?.clone();
         self.end_transaction(id, &t, commit, now);
+        self.committed += u64::from(commit);
         Ok(if commit { t.offsets } else { Vec::new() })
     }
 

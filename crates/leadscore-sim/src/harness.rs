@@ -112,6 +112,8 @@ pub struct Report {
     pub restarts: u32,
     pub records: usize,
     pub generations: i64,
+    /// Transactions committed (exactly once).
+    pub transactions: u64,
 }
 
 /// A failed run: what broke, and the end of the trace.
@@ -377,6 +379,7 @@ pub fn run(plan: &Plan) -> Result<Report, Failure> {
     });
     let w = sim.lock();
     report.generations = w.group.generation;
+    report.transactions = w.broker.committed;
     let plan_text = format!("{plan:?}");
     let fail = |message: String, w: &World| Failure {
         seed: plan.seed,

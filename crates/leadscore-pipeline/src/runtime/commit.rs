@@ -13,18 +13,19 @@
 //! 5. commit the input offsets to the group (best effort: the store's
 //!    checkpoint is what a restart trusts).
 //!
-//! Exactly once: outputs, changelog records and the input offsets of every
-//! owned partition (also in timer-only transactions, so that the group
-//! coordinator fences an owner that lost its partitions) go in one Kafka
-//! transaction; the records are delivered before the offsets are added; the
-//! store is written after it commits. A crash in between is repaired by the
-//! changelog restore, which reads committed records only, and waits for
-//! transactions still open on the changelog to end.
+//! Exactly once: the records of every batch since the last commit go in one
+//! Kafka transaction, opened by the first of them; at the commit, once they
+//! are delivered, the input offsets of every owned partition are added (also
+//! when only timers fired, so that the group coordinator fences an owner
+//! that lost its partitions) and the transaction commits; the store is
+//! written after that. A crash before the commit aborts the whole interval;
+//! one after it is repaired by the changelog restore, which reads committed
+//! records only, and waits for transactions still open on the changelog to end.
 //!
 //! With a commit interval (`processing.commit_interval_ms`) the store write
 //! of step 4 (and the group offsets of step 5) happen once per interval: each
-//! poll batch is *published* (at least once: its outputs sent, not awaited;
-//! exactly once: its transaction committed) and *staged* in the
+//! poll batch is *published* (its outputs sent, not awaited; exactly once,
+//! in the commit's open transaction) and *staged* in the
 //! [`leadscore_store::overlay::Overlay`] that later batches read through; the
 //! *commit* awaits every output sent since the last one, then writes all
 //! staged states, timers and checkpoints in one batch. A crash in between
@@ -65,8 +66,8 @@ use std::collections::BTreeMap;
 
 impl Runtime<'_> {
     /// Publishes the steps (at least once: markers awaited in wall-clock
-    /// mode, outputs sent; exactly once: one transaction) and stages their
-    /// store writes.
+    /// mode, outputs sent; exactly once: sent in the commit's transaction)
+    /// and stages their store writes.
     pub(super) fn publish(&mut self, ports: &mut Ports<'_>, steps: Vec<Planned>) -> Result<(), RunError> {
         let acked = match self.settings.guarantee {
             Guarantee::AtLeastOnce => {
@@ -81,7 +82,12 @@ impl Runtime<'_> {
                 }
                 None
             }
-            Guarantee::ExactlyOnce => Some(self.transaction(ports, &steps)?),
+            Guarantee::ExactlyOnce => {
+                // The commit's first batch opens its transaction.
+                let begin = self.staged.is_none();
+                self.send_in_transaction(ports, &steps, begin)?;
+                None
+            }
         };
         if let Some(acked) = acked {
             self.note_acked(acked);
@@ -160,12 +166,20 @@ impl Runtime<'_> {
         self.complete(ports, Wait::Acks)
     }
 
-    /// Sets what is staged aside (still read below what is staged next) and,
-    /// at least once in event time, sends its changelog, then marks the end
-    /// of everything sent for it.
+    /// Exactly once, commits the transaction of what is staged; then sets
+    /// that aside (still read below what is staged next) and, at least once
+    /// in event time, sends its changelog, then marks the end of everything
+    /// sent for it.
     fn seal(&mut self, ports: &mut Ports<'_>) -> Result<(), RunError> {
-        let Some(staged) = self.staged.take() else { return Ok(()) };
+        if self.staged.is_none() {
+            return Ok(());
+        }
         let started = ports.clock.elapsed();
+        if self.settings.guarantee == Guarantee::ExactlyOnce {
+            let acked = self.commit_transaction(ports)?;
+            self.note_acked(acked);
+        }
+        let Some(staged) = self.staged.take() else { return Ok(()) };
         self.flush_cache();
         self.pending.seal();
         let changelog = if self.settings.changelog_per_commit() {
@@ -309,26 +323,33 @@ impl Runtime<'_> {
             .collect()
     }
 
-    /// Exactly once: the steps' records and every owned partition's input
-    /// offsets in one transaction, aborted if anything fails.
-    fn transaction(&self, ports: &mut Ports<'_>, steps: &[Planned]) -> Result<Acked, RunError> {
-        let timeout = self.settings.delivery_timeout;
-        let Some(group) = ports.source.group() else {
-            return Err(RunError::Source(PortError::Retriable("not a member of the consumer group".into())));
-        };
-        let stepped: BTreeMap<_, _> = steps.iter().map(|s| (s.partition, &s.step.checkpoint.next_offsets)).collect();
-        let offsets = offsets_of(
-            self.owned
-                .iter()
-                .filter(|(_, o)| o.active)
-                .map(|(p, o)| (*p, stepped.get(p).copied().unwrap_or(&o.next_offsets))),
-        );
+    /// Exactly once: sends the steps' records in the open transaction, which
+    /// `begin` opens first.
+    fn send_in_transaction(&self, ports: &mut Ports<'_>, steps: &[Planned], begin: bool) -> Result<(), RunError> {
         let sink = &mut *ports.sink;
         let result = (|| {
-            sink.begin()?;
-            for s in steps {
-                sink.send(&s.step.outputs)?;
+            if begin {
+                sink.begin()?;
             }
+            steps.iter().try_for_each(|s| sink.send(&s.step.outputs))
+        })();
+        result.map_err(|e| self.abort(sink, e))
+    }
+
+    /// Exactly once, at the commit: adds every active partition's input
+    /// offsets to the transaction that the commit's batches sent their
+    /// records in (also when only timers fired, so that the group
+    /// coordinator fences an owner that lost its partitions), and commits
+    /// it; aborted if anything fails.
+    fn commit_transaction(&self, ports: &mut Ports<'_>) -> Result<Acked, RunError> {
+        let timeout = self.settings.delivery_timeout;
+        let offsets = offsets_of(self.owned.iter().filter(|(_, o)| o.active).map(|(p, o)| (*p, &o.next_offsets)));
+        let group = ports.source.group();
+        let sink = &mut *ports.sink;
+        let result = (|| {
+            let Some(group) = group else {
+                return Err(PortError::Retriable("not a member of the consumer group".into()));
+            };
             // The records are on the brokers (their partitions part of the
             // open transaction) before the group coordinator accepts the
             // offsets: a new owner restoring the changelog then always sees
@@ -342,12 +363,15 @@ impl Runtime<'_> {
             acked.markers.extend(committed.markers);
             Ok(acked)
         })();
-        result.map_err(|e| {
-            if let Err(abort) = sink.abort(timeout) {
-                tracing::warn!(error = %abort, "aborting the failed transaction failed too");
-            }
-            RunError::Sink(e)
-        })
+        result.map_err(|e| self.abort(sink, e))
+    }
+
+    /// Aborts the open transaction after `e`, which stops the run.
+    fn abort(&self, sink: &mut dyn crate::ports::Sink, e: PortError) -> RunError {
+        if let Err(abort) = sink.abort(self.settings.delivery_timeout) {
+            tracing::warn!(error = %abort, "aborting the failed transaction failed too");
+        }
+        RunError::Sink(e)
     }
 }
 

@@ -16,11 +16,12 @@
 //!    its input topics ([`crate::aligner`]) and processes them, one step per
 //!    partition, with the wall-clock timers due (the steps of a large batch
 //!    on up to `step_threads` threads, their results in partition order);
-//! 4. publishes the steps (`commit`): sends the outputs (or commits them in a
-//!    transaction) and stages the states, timers and checkpoints in memory,
-//!    where the next steps read them;
+//! 4. publishes the steps (`commit`): sends the outputs (exactly once, in the
+//!    commit's open transaction) and stages the states, timers and
+//!    checkpoints in memory, where the next steps read them;
 //! 5. once per commit interval (and before a revocation, a restore or a
-//!    stop), commits: waits until every output sent is acknowledged, then
+//!    stop), commits: waits until every output sent is acknowledged (exactly
+//!    once: commits the transaction), then
 //!    writes everything staged to the store in one batch, on the store
 //!    writer's thread while the loop goes on. At least once in event time
 //!    the wait for acknowledgements is pipelined too: the commit is sealed,

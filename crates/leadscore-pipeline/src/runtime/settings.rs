@@ -119,8 +119,7 @@ impl RuntimeSettings {
     /// Only where a commit's changelog is published at the commit: wall
     /// clock publishes checkpoint markers with every step, and a pipelined
     /// commit must not take a later step's marker for its own; exactly once
-    /// has nothing to wait for at the commit (its transactions committed
-    /// per batch).
+    /// waits for its transaction's records as it commits it.
     pub fn pipelined_commit(&self) -> bool {
         self.changelog_per_commit()
     }
