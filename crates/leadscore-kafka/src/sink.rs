@@ -76,6 +76,10 @@ struct Epoch {
 #[derive(Default)]
 pub struct DeliveryTracker {
     epochs: [Epoch; 2],
+    /// Records of [`Sink::send_awaited`] not yet reported, and how many of
+    /// them failed.
+    awaited: AtomicU64,
+    awaited_failed: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -83,24 +87,31 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A record's delivery opaque: the parity of its epoch, and 1 + the
-/// partition of a checkpoint marker (0 for any other record).
-fn opaque(epoch: u64, marker: Option<u32>) -> usize {
-    (epoch & 1) as usize | marker.map_or(0, |p| p as usize + 1) << 1
+/// A record's delivery opaque: the parity of its epoch (bit 0), whether
+/// [`Sink::send_awaited`] waits for it (bit 1), and 1 + the partition of a
+/// checkpoint marker (0 for any other record) above those.
+fn opaque(epoch: u64, awaited: bool, marker: Option<u32>) -> usize {
+    (epoch & 1) as usize | (awaited as usize) << 1 | marker.map_or(0, |p| p as usize + 1) << 2
 }
+
+const AWAITED: usize = 2;
 
 impl ClientContext for DeliveryTracker {}
 
 impl ProducerContext for DeliveryTracker {
-    /// The parity of the record's epoch and its marker's partition (see `opaque`).
+    /// The parity of the record's epoch, whether it is awaited, and its
+    /// marker's partition (see `opaque`).
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         let epoch = &self.epochs[opaque & 1];
-        let marker = opaque >> 1;
+        let marker = opaque >> 2;
         match result {
             Err((e, _)) => {
                 epoch.failed.fetch_add(1, Ordering::Relaxed);
+                if opaque & AWAITED != 0 {
+                    self.awaited_failed.fetch_add(1, Ordering::Relaxed);
+                }
                 *lock(&self.last_error) = Some(e.to_string());
             }
             Ok(m) if marker > 0 => {
@@ -113,6 +124,9 @@ impl ProducerContext for DeliveryTracker {
         // Last, so that whoever sees the epoch drained sees its failures
         // and markers too.
         epoch.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if opaque & AWAITED != 0 {
+            self.awaited.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -194,6 +208,43 @@ impl KafkaSink {
     fn failures(&self) -> Result<Acked, PortError> {
         failed_or(self.producer.context().take_all(), self.producer.context())
     }
+
+    /// Queues records in order, counted in the current epoch (and as awaited).
+    fn queue(&mut self, records: &[OutputRecord], awaited: bool) -> Result<(), PortError> {
+        let tracker = self.producer.context();
+        for r in records {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header { key: k, value: Some(v) });
+            }
+            let marker = if r.is_checkpoint_marker() { r.partition } else { None };
+            let opaque = opaque(self.epoch, awaited, marker);
+            let mut record: BaseRecord<'_, [u8], [u8], usize> =
+                BaseRecord::with_opaque_to(self.topics.name(r.topic), opaque).headers(headers);
+            if let Some(k) = &r.key {
+                record = record.key(k.as_slice());
+            }
+            if let Some(v) = &r.value {
+                record = record.payload(v.as_slice());
+            }
+            if let Some(p) = r.partition {
+                record = record.partition(p as i32);
+            }
+            let in_flight = &tracker.epochs[(self.epoch & 1) as usize].in_flight;
+            in_flight.fetch_add(1, Ordering::AcqRel);
+            if awaited {
+                tracker.awaited.fetch_add(1, Ordering::AcqRel);
+            }
+            if let Err(e) = send_waiting(&self.producer, record) {
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                if awaited {
+                    tracker.awaited.fetch_sub(1, Ordering::AcqRel);
+                }
+                return Err(port_error(&format!("queueing a record for {}", self.topics.name(r.topic)), e));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The acknowledged markers, or an error if any delivery failed.
@@ -207,38 +258,36 @@ fn failed_or((failed, acked): (u64, Acked), tracker: &DeliveryTracker) -> Result
 
 impl Sink for KafkaSink {
     fn send(&mut self, records: &[OutputRecord]) -> Result<(), PortError> {
-        for r in records {
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-            for (k, v) in &r.headers {
-                headers = headers.insert(Header { key: k, value: Some(v) });
-            }
-            let marker = if r.is_checkpoint_marker() { r.partition } else { None };
-            let opaque = opaque(self.epoch, marker);
-            let mut record: BaseRecord<'_, [u8], [u8], usize> =
-                BaseRecord::with_opaque_to(self.topics.name(r.topic), opaque).headers(headers);
-            if let Some(k) = &r.key {
-                record = record.key(k.as_slice());
-            }
-            if let Some(v) = &r.value {
-                record = record.payload(v.as_slice());
-            }
-            if let Some(p) = r.partition {
-                record = record.partition(p as i32);
-            }
-            let in_flight = &self.producer.context().epochs[(self.epoch & 1) as usize].in_flight;
-            in_flight.fetch_add(1, Ordering::AcqRel);
-            if let Err(e) = send_waiting(&self.producer, record) {
-                in_flight.fetch_sub(1, Ordering::AcqRel);
-                return Err(port_error(&format!("queueing a record for {}", self.topics.name(r.topic)), e));
-            }
-        }
-        Ok(())
+        self.queue(records, false)
     }
 
     fn flush(&mut self, timeout: Duration) -> Result<Acked, PortError> {
         wait_delivered(&self.producer, timeout)
             .map_err(|e| PortError::Retriable(format!("outputs not delivered within {timeout:?}: {e}")))?;
         self.failures()
+    }
+
+    /// Waits in slices of librdkafka's flush: while one runs, `linger.ms` is
+    /// immediate, so the awaited records leave at once; between slices the
+    /// awaited count says whether they are through.
+    fn send_awaited(&mut self, records: &[OutputRecord], timeout: Duration) -> Result<Acked, PortError> {
+        self.queue(records, true)?;
+        let tracker = self.producer.context();
+        let deadline = std::time::Instant::now() + timeout;
+        while tracker.awaited.load(Ordering::Acquire) > 0 {
+            if std::time::Instant::now() >= deadline {
+                return Err(PortError::Retriable(format!("awaited records not delivered within {timeout:?}")));
+            }
+            // Times out as a rule (other records are in flight too): only
+            // the awaited count matters.
+            let _ = wait_delivered(&self.producer, Duration::from_millis(1));
+        }
+        let failed = tracker.awaited_failed.swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            let last = lock(&tracker.last_error).clone().unwrap_or_default();
+            return Err(PortError::Retriable(format!("{failed} awaited record(s) were not delivered: {last}")));
+        }
+        Ok(Acked::default())
     }
 
     fn mark(&mut self) -> Mark {

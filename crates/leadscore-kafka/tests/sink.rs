@@ -3,7 +3,8 @@
 //! the flush began (the loop must never checkpoint past it), and the
 //! checkpoint markers' offsets are reported per changelog partition; a mark
 //! (the pipelined commit) tells when the records sent before it are
-//! delivered, and reports only their markers.
+//! delivered, and reports only their markers; an await (wall clock's replay
+//! markers) waits for its own records, not for others still in flight.
 
 use leadscore_kafka::sink::KafkaSink;
 use leadscore_pipeline::ports::Sink;
@@ -112,5 +113,43 @@ fn a_mark_whose_records_failed_says_so() {
     sink.send(&[record(OutputTopic::ScoreChanges, "L-1")]).expect("queued");
     let mark = sink.mark();
     let e = poll_delivered(&mut sink, mark).expect_err("the record was not delivered");
+    assert!(e.to_string().contains("not delivered"), "{e}");
+}
+
+#[test]
+fn an_await_waits_for_its_own_records_not_for_others_still_in_flight() {
+    let c = MockCluster::new(2).expect("mock cluster");
+    let t = Topics::default();
+    for topic in [&t.score_changes, &t.changelog] {
+        c.create_topic(topic, 1, 1).expect("topic");
+    }
+    // Broker ids start at 1: the outputs on one broker, the changelog on the other.
+    c.partition_leader(&t.score_changes, 0, Some(2)).expect("leader");
+    c.partition_leader(&t.changelog, 0, Some(1)).expect("leader");
+    let config = ClientConfig::new().set("bootstrap.servers", c.bootstrap_servers()).clone();
+    let mut sink = KafkaSink::new(&config, Topics::default(), None).expect("sink");
+    let marker = |p| OutputRecord::checkpoint_marker(p, &Checkpoint::default());
+    // Both brokers known and connected before one of them slows down.
+    sink.send(&[record(OutputTopic::ScoreChanges, "L-0"), marker(0)]).expect("queued");
+    sink.flush(Duration::from_secs(10)).expect("delivered");
+    c.broker_round_trip_time(2, Duration::from_secs(10)).expect("slow broker");
+    sink.send(&[record(OutputTopic::ScoreChanges, "L-1")]).expect("queued");
+    sink.send_awaited(&[marker(0)], Duration::from_secs(30)).expect("the marker is delivered");
+    let e = sink.flush(Duration::from_millis(500)).expect_err("the output is still on its way");
+    assert!(e.to_string().contains("not delivered within"), "{e}");
+    // It arrives; the marker's offset is reported by the next flush.
+    let acked = sink.flush(Duration::from_secs(30)).expect("delivered");
+    assert_eq!(acked.markers, [(0, 1)].into_iter().collect());
+}
+
+#[test]
+fn an_awaited_record_that_fails_fails_the_await() {
+    let c = cluster();
+    let config = ClientConfig::new().set("bootstrap.servers", c.bootstrap_servers()).clone();
+    let mut sink = KafkaSink::new(&config, Topics::default(), None).expect("sink");
+    c.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 10]);
+    let e = sink
+        .send_awaited(&[OutputRecord::checkpoint_marker(0, &Checkpoint::default())], Duration::from_secs(10))
+        .expect_err("the marker was not delivered");
     assert!(e.to_string().contains("not delivered"), "{e}");
 }

@@ -141,6 +141,17 @@ pub trait Sink {
     /// fails if any of them was not delivered.
     fn flush(&mut self, timeout: Duration) -> Result<Acked, PortError>;
 
+    /// Sends `records` and waits up to `timeout` until *they* are
+    /// acknowledged (records sent before them to other partitions may still
+    /// be in flight); fails if any of them was not delivered. Returns the
+    /// checkpoint markers it found acknowledged, possibly none (those not
+    /// reported here are reported by the next flush). By default a send and a
+    /// [`Sink::flush`], which waits for everything sent before too.
+    fn send_awaited(&mut self, records: &[OutputRecord], timeout: Duration) -> Result<Acked, PortError> {
+        self.send(records)?;
+        self.flush(timeout)
+    }
+
     /// Marks the end of the records sent so far (and since the previous
     /// mark), so that a later [`Sink::delivered`] can tell whether they are
     /// acknowledged while more are sent meanwhile. At most one mark is

@@ -210,6 +210,7 @@ fn instance(caller: Caller<'_>, settings: &RuntimeSettings, model: &Model) {
         if !expected {
             w.violations.push(format!("slot {} stopped with an unexpected error: {error}", caller.slot));
         }
+        w.land_some(caller.slot);
         w.slots[caller.slot].alive = false;
         if let Some(m) = w.slots[caller.slot].member.take() {
             w.group.leave(m);
@@ -312,6 +313,7 @@ pub fn run(plan: &Plan) -> Result<Report, Failure> {
                     slot.unacked = 0;
                     slot.failed = false;
                     slot.markers.clear();
+                    slot.in_flight.clear();
                     slot.reader = None;
                     slot.stalled_until = 0;
                     slot.thread = Some(next_thread);

@@ -3,7 +3,7 @@
 //! faults the scheduler has decided. One lock, taken only by the thread that
 //! holds the turn (see [`crate::sched`]).
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Record};
 use crate::group::{Group, MemberId};
 use crate::sched::{Baton, ThreadId};
 use crate::store::SimStore;
@@ -43,6 +43,11 @@ pub struct Slot {
     pub positions: BTreeMap<(String, u32), i64>,
     /// Records sent since the last successful flush or commit.
     pub unacked: u64,
+    /// Records sent without a transaction and not yet on the broker (an
+    /// idempotent producer's queue): they land by partition, in order, at a
+    /// flush, at an await of a later record of their partition, or, when the
+    /// instance dies, each partition's first few of them.
+    pub in_flight: Vec<InFlight>,
     /// A record failed to be delivered since the last flush.
     pub failed: bool,
     /// Marker offsets delivered since the last flush or commit.
@@ -60,6 +65,16 @@ pub struct Slot {
     pub stalled_until: i64,
     /// The thread of the running incarnation.
     pub thread: Option<ThreadId>,
+}
+
+/// A record sent and not yet acknowledged.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    pub topic: String,
+    pub partition: u32,
+    pub record: Record,
+    /// A changelog checkpoint marker (its offset is reported once it lands).
+    pub marker: bool,
 }
 
 /// Knobs that vary per seed.
@@ -114,8 +129,55 @@ impl World {
         s.alive && s.incarnation == incarnation
     }
 
+    /// Puts on the broker, in the order sent, the records of `slot` in
+    /// flight that `lands` picks; the others stay in flight. `lands` sees a
+    /// record's index among those in flight and must pick, per partition, a
+    /// prefix (a producer keeps each partition in order).
+    pub fn land(&mut self, slot: usize, mut lands: impl FnMut(usize, &InFlight) -> bool) {
+        let in_flight = std::mem::take(&mut self.slots[slot].in_flight);
+        let mut kept = Vec::new();
+        for (i, f) in in_flight.into_iter().enumerate() {
+            if !lands(i, &f) {
+                kept.push(f);
+                continue;
+            }
+            let key = tracing().then(|| String::from_utf8_lossy(&f.record.key).into_owned());
+            let value = tracing().then(|| f.record.value.as_deref().map(|v| String::from_utf8_lossy(v).into_owned()));
+            let offset = self.broker.append(&f.topic, f.partition, f.record, None);
+            if let (Some(key), Some(value)) = (key, value) {
+                let what = if f.marker { format!("marker {value:?}") } else { format!("{key:?}") };
+                self.note(format!("slot {slot} lands {}/{} @{offset}: {what}", f.topic, f.partition));
+            }
+            if f.marker {
+                self.slots[slot].markers.insert(f.partition, offset);
+            }
+        }
+        self.slots[slot].in_flight = kept;
+    }
+
+    /// An instance that ends (killed, or its loop stopped) leaves on the
+    /// broker, per partition, a random number of the first records it had in
+    /// flight; the rest are lost.
+    pub fn land_some(&mut self, slot: usize) {
+        let mut prefix: BTreeMap<(String, u32), usize> = BTreeMap::new();
+        for f in &self.slots[slot].in_flight {
+            *prefix.entry((f.topic.clone(), f.partition)).or_default() += 1;
+        }
+        for n in prefix.values_mut() {
+            *n = self.rng.below(*n as u64 + 1) as usize;
+        }
+        self.land(slot, |_, f| {
+            let n = prefix.get_mut(&(f.topic.clone(), f.partition)).expect("counted");
+            let lands = *n > 0;
+            *n = n.saturating_sub(1);
+            lands
+        });
+        self.slots[slot].in_flight.clear();
+    }
+
     /// Kills `slot` now.
     pub fn kill(&mut self, slot: usize, crash: Crash) {
+        self.land_some(slot);
         self.slots[slot].alive = false;
         self.slots[slot].in_transaction = false;
         if crash == Crash::Machine {

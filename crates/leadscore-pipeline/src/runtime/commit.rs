@@ -3,15 +3,22 @@
 //!
 //! At least once:
 //! 1. wall clock only: publish each step's replay marker (its tick and the
-//!    inputs it covers) to the changelog and wait for it, so that whichever
+//!    inputs it covers) to the changelog and wait for it (for it alone, not
+//!    for earlier steps' outputs still in flight), so that whichever
 //!    instance replays the step after a crash replays it identically;
-//! 2. publish every output and changelog record;
+//! 2. publish every output and changelog state record;
 //! 3. wait until all are acknowledged; any failure stops here, nothing
 //!    committed (a restart replays the steps);
-//! 4. write states, timers and checkpoints (input offsets, the changelog
+//! 4. only then publish the checkpoint markers, and wait for them: records of
+//!    different partitions land independently, and a restore trusts a marker
+//!    it finds, so a marker must never be on the changelog before the outputs
+//!    it covers (wall clock holds each step's marker until the next batch or
+//!    the commit; event time, until the commit's states are acknowledged);
+//! 5. write states, timers and checkpoints (input offsets, the changelog
 //!    offset each step's marker got) to the store in one atomic batch;
-//! 5. commit the input offsets to the group (best effort: the store's
-//!    checkpoint is what a restart trusts).
+//! 6. commit the input offsets to the group (best effort: the store's
+//!    checkpoint is what a restart trusts; never for partitions being
+//!    revoked, whose new owner may have restored from an earlier marker).
 //!
 //! Exactly once: the records of every batch since the last commit go in one
 //! Kafka transaction, opened by the first of them; at the commit, once they
@@ -23,7 +30,7 @@
 //! records only, and waits for transactions still open on the changelog to end.
 //!
 //! With a commit interval (`processing.commit_interval_ms`) the store write
-//! of step 4 (and the group offsets of step 5) happen once per interval: each
+//! of step 5 (and the group offsets of step 6) happen once per interval: each
 //! poll batch is *published* (its outputs sent, not awaited; exactly once,
 //! in the commit's open transaction) and *staged* in the
 //! [`leadscore_store::overlay::Overlay`] that later batches read through; the
@@ -72,13 +79,18 @@ impl Runtime<'_> {
         let acked = match self.settings.guarantee {
             Guarantee::AtLeastOnce => {
                 if self.settings.time_mode == TimeMode::WallClock {
-                    let markers = self.replay_markers(&steps);
-                    ports.sink.send(&markers).map_err(RunError::Sink)?;
-                    let acked = ports.sink.flush(self.settings.delivery_timeout).map_err(RunError::Sink)?;
-                    self.note_acked(acked);
-                }
-                for s in &steps {
-                    ports.sink.send(&s.step.outputs).map_err(RunError::Sink)?;
+                    self.send_replay_markers(ports, &steps)?;
+                    for s in &steps {
+                        // The step's checkpoint marker, last, is held.
+                        let outputs = &s.step.outputs;
+                        let n = outputs.len() - outputs.last().is_some_and(OutputRecord::is_checkpoint_marker) as usize;
+                        ports.sink.send(&outputs[..n]).map_err(RunError::Sink)?;
+                        self.held_markers.extend_from_slice(&outputs[n..]);
+                    }
+                } else {
+                    for s in &steps {
+                        ports.sink.send(&s.step.outputs).map_err(RunError::Sink)?;
+                    }
                 }
                 None
             }
@@ -180,13 +192,20 @@ impl Runtime<'_> {
             self.note_acked(acked);
         }
         let Some(staged) = self.staged.take() else { return Ok(()) };
+        if !self.held_markers.is_empty() {
+            // Wall clock: the last batch's outputs first, then its markers,
+            // which the commit awaits below.
+            let acked = ports.sink.flush(self.settings.delivery_timeout).map_err(RunError::Sink)?;
+            self.note_acked(acked);
+            ports.sink.send(&std::mem::take(&mut self.held_markers)).map_err(RunError::Sink)?;
+        }
         self.flush_cache();
         self.pending.seal();
         let changelog = if self.settings.changelog_per_commit() {
             let ops = self.pending.sealed_changelog();
             let slice = self.settings.changelog_slice_min.max(1).max(ops.len().div_ceil(CHANGELOG_SLICES));
             let epochs = self.owned.iter().map(|(p, o)| (*p, o.epoch)).collect();
-            ChangelogLeft { ops, epochs, slice }
+            ChangelogLeft { ops, epochs, slice, markers: Vec::new() }
         } else {
             ChangelogLeft::default()
         };
@@ -229,7 +248,9 @@ impl Runtime<'_> {
         if n > 0 {
             let epochs = &c.epochs;
             let records = changelog_records(c.ops.by_ref().take(n), |p| epochs.get(&p).copied().flatten());
-            ports.sink.send(&records).map_err(RunError::Sink)?;
+            let (markers, states): (Vec<_>, Vec<_>) = records.into_iter().partition(OutputRecord::is_checkpoint_marker);
+            ports.sink.send(&states).map_err(RunError::Sink)?;
+            c.markers.extend(markers);
         }
         if c.ops.len() > 0 {
             return Ok(false);
@@ -259,10 +280,18 @@ impl Runtime<'_> {
                     Some(acked) => self.note_acked(acked),
                     None => return Ok(()),
                 }
+                // Everything before the checkpoint markers is delivered:
+                // now they go, and the commit waits for them in turn.
+                if let Some(s) = self.sealed.as_mut().filter(|s| !s.changelog.markers.is_empty()) {
+                    ports.sink.send(&std::mem::take(&mut s.changelog.markers)).map_err(RunError::Sink)?;
+                    s.mark = Some(ports.sink.mark());
+                    return self.complete(ports, wait);
+                }
             }
             let changelog_next = std::mem::take(&mut self.acked).into_iter().map(|(p, o)| (p, o + 1)).collect();
             let write = SealedWrite { layer: self.pending.sealed_layer(), changelog_next };
-            let offsets = offsets_of(write.layer.checkpoints().map(|(p, c)| (p, &c.next_offsets)));
+            let checkpoints = write.layer.checkpoints().filter(|(p, _)| !self.revoking.contains(p));
+            let offsets = offsets_of(checkpoints.map(|(p, c)| (p, &c.next_offsets)));
             ports.writer.start(write)?;
             if let Some(s) = self.sealed.as_mut() {
                 s.writing = Some(offsets);
@@ -302,6 +331,25 @@ impl Runtime<'_> {
             let at = self.acked.entry(partition).or_insert(offset);
             *at = (*at).max(offset);
         }
+    }
+
+    /// At least once, wall clock: sends the checkpoint markers held since
+    /// the last batch once everything sent before them is acknowledged, then
+    /// this batch's replay markers, and waits for those (and only those:
+    /// its outputs may go out only once they are durable). In a changelog
+    /// partition each step's replay marker comes after the checkpoint marker
+    /// of the step before, so that a restore replays one step at most.
+    fn send_replay_markers(&mut self, ports: &mut Ports<'_>, steps: &[Planned]) -> Result<(), RunError> {
+        let timeout = self.settings.delivery_timeout;
+        let mut markers = std::mem::take(&mut self.held_markers);
+        if !markers.is_empty() {
+            let acked = ports.sink.flush(timeout).map_err(RunError::Sink)?;
+            self.note_acked(acked);
+        }
+        markers.extend(self.replay_markers(steps));
+        let acked = ports.sink.send_awaited(&markers, timeout).map_err(RunError::Sink)?;
+        self.note_acked(acked);
+        Ok(())
     }
 
     /// At least once, wall clock: how each step must be replayed (its tick,

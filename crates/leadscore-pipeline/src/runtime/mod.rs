@@ -50,6 +50,7 @@ pub use error::RunError;
 pub use settings::{Guarantee, RuntimeSettings};
 
 use crate::aligner::{Aligner, Arrival, Position};
+use crate::messages::OutputRecord;
 use crate::ports::{Changelog, Clock, Sink, Source, SourceEvent};
 use crate::processor::{Processor, StateCache, Step, StepContext, TimeMode};
 use breaker::{Breaker, DeadLetterLog};
@@ -133,14 +134,17 @@ struct Sealed {
     writing: Option<Vec<crate::ports::TopicOffset>>,
 }
 
-/// The changelog of a sealed commit still to send: its state and marker
-/// records in order, each partition's ownership epoch as of the seal, and
-/// how many go per iteration.
+/// The changelog of a sealed commit still to send: its state records in
+/// order, each partition's ownership epoch as of the seal, how many go per
+/// iteration, and the checkpoint markers, held back until everything sent
+/// before them is acknowledged (a marker on the changelog must never be
+/// durable before the outputs it covers: a restore trusts it).
 #[derive(Default)]
 struct ChangelogLeft {
     ops: leadscore_store::overlay::SealedChangelog,
     epochs: BTreeMap<Partition, Option<i64>>,
     slice: usize,
+    markers: Vec<OutputRecord>,
 }
 
 /// Where the loop's time went, logged at shutdown for capacity planning.
@@ -178,6 +182,18 @@ pub struct Runtime<'a> {
     /// Changelog partition -> offset of the last checkpoint marker delivered
     /// since the last commit.
     acked: BTreeMap<Partition, i64>,
+    /// At least once in wall clock: the checkpoint markers of the steps
+    /// published since the last batch, held until their outputs are
+    /// acknowledged (see [`Runtime::publish`]).
+    held_markers: Vec<OutputRecord>,
+    /// Partitions being revoked: the commit before the revocation writes
+    /// their store and changelog but records no offsets of theirs in the
+    /// group. The group may already have given them to a new owner, which
+    /// restored from an earlier changelog marker; should that owner fail
+    /// before its first commit, the next one would start from these offsets,
+    /// past its restored checkpoint, and skip what lies between (found by
+    /// the simulation once records landed out of order).
+    revoking: BTreeSet<Partition>,
     aligner: Aligner,
     owned: BTreeMap<Partition, Owned>,
     /// Revoked partitions whose local state is kept until the next assignment
@@ -234,6 +250,8 @@ impl<'a> Runtime<'a> {
             staged: None,
             sealed: None,
             acked: BTreeMap::new(),
+            held_markers: Vec::new(),
+            revoking: BTreeSet::new(),
             aligner: Aligner::new(
                 settings.topics.inputs.keys().cloned(),
                 settings.max_idle.as_millis() as Millis,
@@ -304,8 +322,12 @@ impl<'a> Runtime<'a> {
                 SourceEvent::Assigned(partitions) => self.assigned(partitions)?,
                 SourceEvent::Revoked(partitions) => {
                     // What is staged may include the revoked partitions':
-                    // committed while they are still this instance's.
-                    self.commit_staged(ports)?;
+                    // committed while they are still this instance's, but
+                    // not in the group (see `revoking`).
+                    self.revoking.extend(partitions.iter().copied());
+                    let committed = self.commit_staged(ports);
+                    self.revoking.clear();
+                    committed?;
                     self.revoked(ports, partitions)
                 }
             }

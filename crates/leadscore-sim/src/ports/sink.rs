@@ -1,8 +1,12 @@
 //! The simulated producer: idempotent sends, or transactions with an epoch
 //! that the broker fences; deliveries fail or are acknowledged late as the
-//! scheduler decides.
+//! scheduler decides. Records sent without a transaction stay in flight until
+//! a flush or an await lands them, and an instance that dies leaves only
+//! some of them, a prefix of each partition's.
 
 use super::*;
+use crate::world::InFlight;
+use std::collections::BTreeMap;
 
 /// A producer: idempotent, or transactional with `transactional_id`.
 pub struct SimSink<'s> {
@@ -42,59 +46,95 @@ fn fenced(e: crate::broker::TxnError) -> PortError {
     }
 }
 
+impl SimSink<'_> {
+    /// Sends records: with a transaction, onto the broker at once (its
+    /// transaction hides them); without one, in flight (see
+    /// [`crate::world::Slot::in_flight`]).
+    fn queue(&self, w: &mut World, records: &[OutputRecord]) -> Result<(), PortError> {
+        let slot = self.caller.slot;
+        let txn = self.txn(w);
+        if let Some((id, epoch)) = &txn {
+            w.broker.check(id, *epoch).map_err(fenced)?;
+        }
+        // A crash now delivers a random prefix of a transaction's records
+        // (those in flight land as the crash decides).
+        let delivered = if txn.is_some() && w.slots[slot].crash.is_some() {
+            w.rng.below(records.len() as u64 + 1) as usize
+        } else {
+            records.len()
+        };
+        for r in &records[..delivered] {
+            // The producer keeps each partition gapless: after a record
+            // fails, nothing it sends later lands (it stops with a fatal
+            // error until it is created again).
+            if txn.is_none() && (w.slots[slot].failed || w.rng.chance(w.faults.delivery_failure)) {
+                w.slots[slot].failed = true;
+                continue;
+            }
+            let topic = self.topics.name(r.topic).to_string();
+            let key = r.key.clone().unwrap_or_default();
+            let partition = r.partition.unwrap_or_else(|| partition_of(&key, w.partitions));
+            let record = Record {
+                key,
+                value: r.value.clone(),
+                headers: r.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+                timestamp: w.wall(),
+                txn: None,
+                control: None,
+                compacted: false,
+            };
+            let marker = r.topic == OutputTopic::Changelog && r.is_checkpoint_marker();
+            match &txn {
+                Some((id, _)) => {
+                    let offset = w.broker.append(&topic, partition, record, Some(id.as_str()));
+                    if marker {
+                        w.slots[slot].markers.insert(partition, offset);
+                    }
+                }
+                None => w.slots[slot].in_flight.push(InFlight { topic, partition, record, marker }),
+            }
+            w.slots[slot].unacked += 1;
+        }
+        Ok(())
+    }
+}
+
 impl Sink for SimSink<'_> {
     fn send(&mut self, records: &[OutputRecord]) -> Result<(), PortError> {
-        self.caller.call(|w| {
-            let slot = self.caller.slot;
-            let txn = self.txn(w);
-            if let Some((id, epoch)) = &txn {
-                w.broker.check(id, *epoch).map_err(fenced)?;
-            }
-            // A crash now delivers a random prefix of the records.
-            let delivered = if w.slots[slot].crash.is_some() {
-                w.rng.below(records.len() as u64 + 1) as usize
-            } else {
-                records.len()
-            };
-            for r in &records[..delivered] {
-                // The producer keeps each partition gapless: after a record
-                // fails, nothing it sends later lands (it stops with a fatal
-                // error until it is created again).
-                if txn.is_none() && (w.slots[slot].failed || w.rng.chance(w.faults.delivery_failure)) {
-                    w.slots[slot].failed = true;
-                    continue;
-                }
-                let topic = self.topics.name(r.topic).to_string();
-                let key = r.key.clone().unwrap_or_default();
-                let partition = r.partition.unwrap_or_else(|| partition_of(&key, w.partitions));
-                let record = Record {
-                    key,
-                    value: r.value.clone(),
-                    headers: r.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
-                    timestamp: w.wall(),
-                    txn: None,
-                    control: None,
-                    compacted: false,
-                };
-                let offset = w.broker.append(&topic, partition, record, txn.as_ref().map(|(id, _)| id.as_str()));
-                if r.topic == OutputTopic::Changelog && r.is_checkpoint_marker() {
-                    w.slots[slot].markers.insert(partition, offset);
-                }
-                w.slots[slot].unacked += 1;
-            }
-            Ok(())
-        })
+        self.caller.call(|w| self.queue(w, records))
     }
 
     fn flush(&mut self, _timeout: Duration) -> Result<Acked, PortError> {
         self.caller.call(|w| {
-            let s = &mut w.slots[self.caller.slot];
+            let slot = self.caller.slot;
+            w.land(slot, |_, _| true);
+            let s = &mut w.slots[slot];
             let markers = std::mem::take(&mut s.markers);
             if std::mem::take(&mut s.failed) {
                 return Err(PortError::Retriable("some output records were not delivered".into()));
             }
             s.unacked = 0;
             Ok(Acked { markers })
+        })
+    }
+
+    /// Lands the awaited records and, in their partitions, what was sent
+    /// before them; records of other partitions stay in flight, so that a
+    /// crash may lose them while the awaited ones are on the broker.
+    fn send_awaited(&mut self, records: &[OutputRecord], _timeout: Duration) -> Result<Acked, PortError> {
+        self.caller.call(|w| {
+            let slot = self.caller.slot;
+            let before = w.slots[slot].in_flight.len();
+            self.queue(w, records)?;
+            if w.slots[slot].failed {
+                return Err(PortError::Retriable("awaited records were not delivered".into()));
+            }
+            let mut last: BTreeMap<(String, u32), usize> = BTreeMap::new();
+            for (i, f) in w.slots[slot].in_flight.iter().enumerate().skip(before) {
+                last.insert((f.topic.clone(), f.partition), i);
+            }
+            w.land(slot, |i, f| last.get(&(f.topic.clone(), f.partition)).is_some_and(|l| i <= *l));
+            Ok(Acked::default())
         })
     }
 
