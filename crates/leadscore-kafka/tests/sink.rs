@@ -34,11 +34,16 @@ fn cluster() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> 
     c
 }
 
+/// An idempotent sink producing to `c`.
+fn sink_on(c: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>) -> KafkaSink {
+    let config = ClientConfig::new().set("bootstrap.servers", c.bootstrap_servers()).clone();
+    KafkaSink::new(&config, Topics::default(), None).expect("sink")
+}
+
 #[test]
 fn a_failure_reported_before_the_flush_still_fails_it() {
     let c = cluster();
-    let config = ClientConfig::new().set("bootstrap.servers", c.bootstrap_servers()).clone();
-    let mut sink = KafkaSink::new(&config, Topics::default(), None).expect("sink");
+    let mut sink = sink_on(&c);
     // The broker refuses the next produce requests for good.
     c.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 10]);
     sink.send(&[record(OutputTopic::ScoreChanges, "L-1")]).expect("queued");
@@ -51,8 +56,7 @@ fn a_failure_reported_before_the_flush_still_fails_it() {
 #[test]
 fn a_clean_flush_reports_each_partitions_last_marker_offset() {
     let c = cluster();
-    let config = ClientConfig::new().set("bootstrap.servers", c.bootstrap_servers()).clone();
-    let mut sink = KafkaSink::new(&config, Topics::default(), None).expect("sink");
+    let mut sink = sink_on(&c);
     let marker = |p| OutputRecord::checkpoint_marker(p, &Checkpoint::default());
     let state = |p, lead: &str| OutputRecord { partition: Some(p), ..record(OutputTopic::Changelog, lead) };
     sink.send(&[state(1, "L-1"), marker(1), record(OutputTopic::Transitions, "L-1"), state(1, "L-2"), marker(1)])
@@ -83,8 +87,7 @@ fn poll_delivered(
 #[test]
 fn a_mark_reports_only_the_markers_sent_before_it_while_more_are_sent() {
     let c = cluster();
-    let config = ClientConfig::new().set("bootstrap.servers", c.bootstrap_servers()).clone();
-    let mut sink = KafkaSink::new(&config, Topics::default(), None).expect("sink");
+    let mut sink = sink_on(&c);
     let marker = |p| OutputRecord::checkpoint_marker(p, &Checkpoint::default());
     let state = |p, lead: &str| OutputRecord { partition: Some(p), ..record(OutputTopic::Changelog, lead) };
     sink.send(&[state(0, "L-1"), marker(0)]).expect("queued");
@@ -107,8 +110,7 @@ fn a_mark_reports_only_the_markers_sent_before_it_while_more_are_sent() {
 #[test]
 fn a_mark_whose_records_failed_says_so() {
     let c = cluster();
-    let config = ClientConfig::new().set("bootstrap.servers", c.bootstrap_servers()).clone();
-    let mut sink = KafkaSink::new(&config, Topics::default(), None).expect("sink");
+    let mut sink = sink_on(&c);
     c.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 10]);
     sink.send(&[record(OutputTopic::ScoreChanges, "L-1")]).expect("queued");
     let mark = sink.mark();
@@ -126,8 +128,7 @@ fn an_await_waits_for_its_own_records_not_for_others_still_in_flight() {
     // Broker ids start at 1: the outputs on one broker, the changelog on the other.
     c.partition_leader(&t.score_changes, 0, Some(2)).expect("leader");
     c.partition_leader(&t.changelog, 0, Some(1)).expect("leader");
-    let config = ClientConfig::new().set("bootstrap.servers", c.bootstrap_servers()).clone();
-    let mut sink = KafkaSink::new(&config, Topics::default(), None).expect("sink");
+    let mut sink = sink_on(&c);
     let marker = |p| OutputRecord::checkpoint_marker(p, &Checkpoint::default());
     // Both brokers known and connected before one of them slows down.
     sink.send(&[record(OutputTopic::ScoreChanges, "L-0"), marker(0)]).expect("queued");
@@ -145,8 +146,7 @@ fn an_await_waits_for_its_own_records_not_for_others_still_in_flight() {
 #[test]
 fn an_awaited_record_that_fails_fails_the_await() {
     let c = cluster();
-    let config = ClientConfig::new().set("bootstrap.servers", c.bootstrap_servers()).clone();
-    let mut sink = KafkaSink::new(&config, Topics::default(), None).expect("sink");
+    let mut sink = sink_on(&c);
     c.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 10]);
     let e = sink
         .send_awaited(&[OutputRecord::checkpoint_marker(0, &Checkpoint::default())], Duration::from_secs(10))

@@ -39,6 +39,7 @@
 
 mod breaker;
 mod commit;
+mod commit_state;
 mod error;
 mod membership;
 mod parallel;
@@ -54,6 +55,7 @@ use crate::messages::OutputRecord;
 use crate::ports::{Changelog, Clock, Sink, Source, SourceEvent};
 use crate::processor::{Processor, StateCache, Step, StepContext, TimeMode};
 use breaker::{Breaker, DeadLetterLog};
+use commit_state::{ChangelogLeft, Sealed, Staged};
 use leadscore_core::{Millis, Model};
 use leadscore_store::overlay::Overlay;
 use leadscore_store::{Counts, Partition, Replay, StateStore};
@@ -103,48 +105,6 @@ struct Planned {
     partition: Partition,
     step: Step,
     tick: Option<Millis>,
-}
-
-/// The published steps of the next commit, their store writes staged: what
-/// the commit reports of them once written, summed as they are published
-/// (keeping the steps until then stalled the loop at the commit).
-struct Staged {
-    tally: Tally,
-    /// The circuit breaker's first verdict on these steps: raised once they
-    /// are committed, so that their dead letters are published.
-    verdict: Option<String>,
-    /// When the first of them was published (the commit interval runs
-    /// from then).
-    since: Duration,
-}
-
-/// A sealed commit, its outputs in flight or its store write under way:
-/// what it still reports of its steps once it is written, its end among the
-/// records sent, and when it was sealed.
-struct Sealed {
-    /// Set once the whole changelog is sent.
-    mark: Option<crate::ports::Mark>,
-    /// At least once in event time: the changelog records still to send,
-    /// a slice per iteration (see `commit::CHANGELOG_SLICES`).
-    changelog: ChangelogLeft,
-    staged: Staged,
-    started: Duration,
-    /// Acknowledged, and being written to the store: the input offsets its
-    /// checkpoints reach, for the group once it is written.
-    writing: Option<Vec<crate::ports::TopicOffset>>,
-}
-
-/// The changelog of a sealed commit still to send: its state records in
-/// order, each partition's ownership epoch as of the seal, how many go per
-/// iteration, and the checkpoint markers, held back until everything sent
-/// before them is acknowledged (a marker on the changelog must never be
-/// durable before the outputs it covers: a restore trusts it).
-#[derive(Default)]
-struct ChangelogLeft {
-    ops: leadscore_store::overlay::SealedChangelog,
-    epochs: BTreeMap<Partition, Option<i64>>,
-    slice: usize,
-    markers: Vec<OutputRecord>,
 }
 
 /// Where the loop's time went, logged at shutdown for capacity planning.
