@@ -182,6 +182,12 @@ impl Aligner {
         self.buffered
     }
 
+    /// Messages held back in `partition`'s group: at most what one
+    /// release gives.
+    pub fn buffered_in(&self, partition: Partition) -> usize {
+        self.groups.get(&partition).map_or(0, |g| g.queues.iter().map(VecDeque::len).sum())
+    }
+
     /// Partitions with buffered messages.
     pub fn pending(&self) -> Vec<Partition> {
         self.groups.iter().filter(|(_, g)| g.queues.iter().any(|q| !q.is_empty())).map(|(p, _)| *p).collect()

@@ -77,7 +77,15 @@ pub(super) struct Work<'p, 'a> {
 }
 
 impl<'p, 'a> Work<'p, 'a> {
-    pub(super) fn new(p: &'p Processor<'a>, partition: Partition, ctx: StepContext<'p>) -> Result<Self, StepError> {
+    /// A step over `messages` input messages: its buffers are sized for
+    /// them up front (grown by doubling, a large step's buffers were copied
+    /// several times over, each copy into pages the kernel had to fault in).
+    pub(super) fn new(
+        p: &'p Processor<'a>,
+        partition: Partition,
+        ctx: StepContext<'p>,
+        messages: usize,
+    ) -> Result<Self, StepError> {
         let base = p.checkpoint(partition)?;
         let mut checkpoint = base.clone();
         switch_model(&mut checkpoint, p.model, ctx.tick.or(base.watermark));
@@ -86,14 +94,14 @@ impl<'p, 'a> Work<'p, 'a> {
             partition,
             ctx,
             leads: p.cache().map(|c| c.take(partition)).unwrap_or_default(),
-            touched: Vec::new(),
+            touched: Vec::with_capacity(messages),
             queue: BTreeSet::new(),
             loaded_up_to: None,
             scanned: None,
             checkpoint,
             base,
             out: Outputs::default(),
-            step: Step::default(),
+            step: Step::sized_for(messages),
         })
     }
 
@@ -115,7 +123,7 @@ impl<'p, 'a> Work<'p, 'a> {
     /// Loads the states of `leads` not yet in the working set: from the
     /// cache, else in one read of the store.
     pub(super) fn load(&mut self, leads: &[&str]) -> Result<(), StepError> {
-        let mut missing: Vec<&str> = Vec::new();
+        let mut missing: Vec<&str> = Vec::with_capacity(leads.len());
         for lead in leads {
             let Some(slot) = self.leads.get_mut(*lead) else {
                 missing.push(lead);
@@ -358,6 +366,8 @@ impl<'p, 'a> Work<'p, 'a> {
         // A stable order keeps batches and changelogs reproducible.
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_unstable();
+        // A timer move and a state per lead at most, then the checkpoint.
+        self.step.write.ops.reserve(2 * touched.len() + 1);
         for lead in touched {
             let Some(slot) = self.leads.get_mut(&lead) else { continue };
             slot.in_step = false;
@@ -437,6 +447,10 @@ impl<'p, 'a> Work<'p, 'a> {
             self.step.outputs.push(OutputRecord::changelog_marker(p, &self.checkpoint, self.ctx.epoch));
         }
         self.step.write.checkpoint(p, self.checkpoint.clone());
+        // The published records wait for the commit, unlike the other
+        // buffers: what was reserved and not used is given back (a large
+        // allocation shrinks in place).
+        self.step.observations.published.shrink_to_fit();
         self.step.base = self.base;
         self.step.checkpoint = self.checkpoint;
         self.step

@@ -339,9 +339,9 @@ impl<'a> Runtime<'a> {
             .map(|(p, _)| *p)
             .collect();
         for partition in candidates {
-            let mut ready = Vec::new();
             let processor = &self.processor;
             self.aligner.retry_waiting(partition, &mut |m| processor.decode(m));
+            let mut ready = Vec::with_capacity(self.aligner.buffered_in(partition));
             let source = &mut *ports.source;
             let release = self.aligner.release(
                 partition,
