@@ -182,8 +182,8 @@ impl Aligner {
         self.buffered
     }
 
-    /// Messages held back in `partition`'s group: at most what one
-    /// release gives.
+    /// Messages held back in `partition`'s group: the most that one
+    /// release can give (what sizes its output).
     pub fn buffered_in(&self, partition: Partition) -> usize {
         self.groups.get(&partition).map_or(0, |g| g.queues.iter().map(VecDeque::len).sum())
     }
