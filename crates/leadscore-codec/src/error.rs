@@ -76,30 +76,6 @@ impl DecodeError {
     }
 }
 
-/// A value from the input quoted in an error message: at most 64 bytes of it
-/// (error messages travel in dead-letter headers and logs, and a hostile value
-/// may be most of a megabyte).
-pub fn excerpt(s: &str) -> String {
-    const MAX: usize = 64;
-    if s.len() <= MAX {
-        return format!("{s:?}");
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{:?}... ({} bytes)", &s[..end], s.len())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn excerpts_are_short_and_cut_on_a_character() {
-        assert_eq!(excerpt("fax"), "\"fax\"");
-        let long = "é".repeat(100);
-        let e = excerpt(&long);
-        assert!(e.len() < 100 && e.ends_with("... (200 bytes)"), "{e}");
-    }
-}
+/// A value from the input quoted in an error message (defined in the core,
+/// whose timestamp parser quotes its input too).
+pub use leadscore_core::text::excerpt;

@@ -108,6 +108,21 @@ fn ascii_icase_find(hay: &[u8], needle: &[u8]) -> bool {
     (i..=last_start).any(found_at)
 }
 
+/// A value from the input quoted in an error message: at most 64 bytes of it
+/// (error messages travel in dead-letter headers and logs, and a hostile value
+/// may be most of a megabyte).
+pub fn excerpt(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return format!("{s:?}");
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}... ({} bytes)", &s[..end], s.len())
+}
+
 /// Splits text into words: runs of letters and digits, lowercased unless
 /// `case_sensitive`.
 pub fn words(text: &str, case_sensitive: bool) -> Vec<String> {
@@ -226,6 +241,14 @@ mod tests {
         assert!(!hit("MVP"));
         assert!(!hit("Head Chef of"));
         assert!(!hit("Internal Auditor"));
+    }
+
+    #[test]
+    fn excerpts_are_short_and_cut_on_a_character() {
+        assert_eq!(excerpt("fax"), "\"fax\"");
+        let long = "é".repeat(100);
+        let e = excerpt(&long);
+        assert!(e.len() < 100 && e.ends_with("... (200 bytes)"), "{e}");
     }
 
     #[test]

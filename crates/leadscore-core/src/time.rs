@@ -47,7 +47,7 @@ impl fmt::Display for TimeError {
 impl std::error::Error for TimeError {}
 
 fn err(input: &str, why: &str) -> TimeError {
-    TimeError(format!("{input:?} is not an RFC 3339 timestamp: {why}"))
+    TimeError(format!("{} is not an RFC 3339 timestamp: {why}", crate::text::excerpt(input)))
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
@@ -312,6 +312,16 @@ mod tests {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00.123456Z").unwrap(), 123);
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00.5Z").unwrap(), 500);
         assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z").unwrap() % DAY, 0);
+    }
+
+    #[test]
+    fn a_long_bad_timestamp_is_quoted_only_in_part() {
+        // A hostile timestamp of a megabyte must not become a megabyte of
+        // dead-letter header and log line (the fuzzer found 2.6 KB).
+        let hostile = format!("9999-12-31T23:5{}", "b\\".repeat(400_000));
+        let message = parse_rfc3339(&hostile).unwrap_err().to_string();
+        assert!(message.len() < 200, "{} bytes: {message}", message.len());
+        assert!(message.contains(&format!("({} bytes)", hostile.len())), "{message}");
     }
 
     #[test]
