@@ -1,5 +1,6 @@
 //! Text matching as the model needs it: case-insensitive substring, prefix and
-//! whole-value tests, whole-word phrases, and e-mail domains.
+//! whole-value tests, whole-word phrases, and e-mail domains; and the short
+//! [`excerpt`] of an input value that an error message may quote.
 //!
 //! Needles are prepared once, when the model is built ([`Needle::new`]); the hot
 //! path (a `contains` on every page view's url) then compares bytes without

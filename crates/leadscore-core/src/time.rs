@@ -317,7 +317,7 @@ mod tests {
     #[test]
     fn a_long_bad_timestamp_is_quoted_only_in_part() {
         // A hostile timestamp of a megabyte must not become a megabyte of
-        // dead-letter header and log line (the fuzzer found 2.6 KB).
+        // error message (the fuzzer found 2.6 KB from 3 KB).
         let hostile = format!("9999-12-31T23:5{}", "b\\".repeat(400_000));
         let message = parse_rfc3339(&hostile).unwrap_err().to_string();
         assert!(message.len() < 200, "{} bytes: {message}", message.len());
