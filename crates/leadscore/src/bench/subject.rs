@@ -135,8 +135,8 @@ fn free_address() -> anyhow::Result<String> {
 /// How often a drain's progress is read from the service's `/metrics`. Each
 /// scrape costs the service CPU (about 2-3 ms on this 2-core machine under
 /// load, most of it in the kernel's loopback TCP and timers), which the
-/// drain's CPU per event counts: every 50 ms that was 5-7% of it (perf,
-/// session 25), a load no Prometheus puts on a service. The drain's time is
+/// drain's CPU per event counts: every 50 ms that was about 4% of the
+/// service's samples (perf by thread, session 25; docs/benchmarks.md), a load no Prometheus puts on a service. The drain's time is
 /// taken from its outputs, not from these samples.
 const PROGRESS_SAMPLE: Duration = Duration::from_millis(250);
 
