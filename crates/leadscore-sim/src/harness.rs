@@ -65,6 +65,9 @@ pub struct Plan {
     /// The fewest changelog records a commit sends per iteration (small, so
     /// that commits send their changelogs over several iterations).
     pub changelog_slice_min: usize,
+    /// Leads a restore holds before writing them early (the service's
+    /// 20,000 is never reached by a simulated changelog).
+    pub restore_chunk: usize,
 }
 
 impl Plan {
@@ -99,6 +102,7 @@ impl Plan {
             // Drawn last, so that older seeds keep the rest of their plans.
             step_threads: *r.pick(&[1, 2, 3]),
             changelog_slice_min: *r.pick(&[1, 2, 256]),
+            restore_chunk: *r.pick(&[1, 4, 20_000]),
         }
     }
 }
@@ -146,6 +150,7 @@ fn settings(plan: &Plan, topics: Topics) -> RuntimeSettings {
         step_threads: plan.step_threads,
         parallel_min_messages: 0,
         changelog_slice_min: plan.changelog_slice_min,
+        restore_chunk: plan.restore_chunk,
         commit_interval: Duration::from_millis(plan.commit_interval_ms),
         staged_max_bytes: plan.staged_max_bytes,
         poll_timeout: Duration::from_millis(100),

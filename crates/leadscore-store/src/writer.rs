@@ -54,10 +54,16 @@ impl SealedWrite {
     }
 }
 
-/// Writes sealed commits, one at a time, in the order given.
+/// Writes sealed commits (and a restore's batches), one at a time, in the
+/// order given.
 pub trait StoreWriter {
     /// Starts writing; the previous write has finished.
     fn start(&mut self, write: SealedWrite) -> Result<(), StoreError>;
+
+    /// Starts writing a batch as it is (a restore's chunk of states, which
+    /// the restore reads on while it is written); the previous write has
+    /// finished.
+    fn start_batch(&mut self, batch: WriteBatch) -> Result<(), StoreError>;
 
     /// Whether the write started last has finished (`Ok(None)`: not yet;
     /// with `wait`, waits for it), and how long the write itself took.
@@ -74,6 +80,7 @@ pub trait StoreWriter {
 /// What the writer's thread is given.
 enum Job {
     Write(SealedWrite),
+    Batch(WriteBatch),
     Dispose(SealedLayer),
 }
 
@@ -101,6 +108,15 @@ impl BackgroundWriter {
                 for job in jobs {
                     let write = match job {
                         Job::Write(write) => write,
+                        Job::Batch(batch) => {
+                            let started = Instant::now();
+                            let result = store.write(&batch).map(|()| started.elapsed());
+                            drop(batch);
+                            if report.send(result).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
                         Job::Dispose(layer) => {
                             drop(layer);
                             continue;
@@ -129,6 +145,13 @@ impl StoreWriter for BackgroundWriter {
         Ok(())
     }
 
+    fn start_batch(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        assert!(!self.busy, "BackgroundWriter::start_batch before the previous write finished");
+        self.to_thread.send(Job::Batch(batch)).map_err(|_| StoreError("the store writer thread has stopped".into()))?;
+        self.busy = true;
+        Ok(())
+    }
+
     fn finished(&mut self, wait: bool) -> Result<Option<Duration>, StoreError> {
         if !self.busy {
             return Ok(Some(Duration::ZERO));
@@ -151,6 +174,26 @@ impl StoreWriter for BackgroundWriter {
     fn dispose(&mut self, layer: SealedLayer) {
         // A stopped thread hands the layer back, and it is freed here.
         let _ = self.to_thread.send(Job::Dispose(layer));
+    }
+}
+
+/// A [`StoreWriter`] that writes on the caller's thread as soon as a write
+/// starts: for tests and tools with no thread to spare.
+pub struct InlineWriter<'s> {
+    pub store: &'s dyn StateStore,
+}
+
+impl StoreWriter for InlineWriter<'_> {
+    fn start(&mut self, write: SealedWrite) -> Result<(), StoreError> {
+        write.write_to(self.store)
+    }
+
+    fn start_batch(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.store.write(&batch)
+    }
+
+    fn finished(&mut self, _: bool) -> Result<Option<Duration>, StoreError> {
+        Ok(Some(Duration::ZERO))
     }
 }
 

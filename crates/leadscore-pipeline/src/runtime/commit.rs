@@ -292,6 +292,8 @@ impl Runtime<'_> {
             let write = SealedWrite { layer: self.pending.sealed_layer(), changelog_next };
             let checkpoints = write.layer.checkpoints().filter(|(p, _)| !self.revoking.contains(p));
             let offsets = offsets_of(checkpoints.map(|(p, c)| (p, &c.next_offsets)));
+            // A restore's chunk may still be being written.
+            ports.writer.finished(true)?;
             ports.writer.start(write)?;
             if let Some(s) = self.sealed.as_mut() {
                 s.writing = Some(offsets);

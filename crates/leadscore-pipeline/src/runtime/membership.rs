@@ -80,6 +80,7 @@ impl Runtime<'_> {
         RestoreEnv {
             changelog: &mut *ports.changelog,
             store: self.store,
+            writer: &mut *ports.writer,
             clock: ports.clock,
             telemetry: self.telemetry,
             settings: self.settings,
@@ -108,6 +109,9 @@ impl Runtime<'_> {
                     None => return Ok(()),
                 },
             };
+            // A chunk it started writing may still be written when this
+            // returns: the next chunk, the restore's end, a commit's write
+            // and a revocation each wait for it.
             let done = task.step(&mut self.restore_env(ports), RESTORE_RECORDS, started + RESTORE_TIME)?;
             if !done {
                 self.restoring = Some(task);

@@ -119,6 +119,9 @@ mod tests {
         fn start(&mut self, _: SealedWrite) -> Result<(), StoreError> {
             unreachable!("nothing is written")
         }
+        fn start_batch(&mut self, _: leadscore_store::WriteBatch) -> Result<(), StoreError> {
+            unreachable!("nothing is restored")
+        }
         fn finished(&mut self, _: bool) -> Result<Option<Duration>, StoreError> {
             Ok(Some(Duration::ZERO))
         }

@@ -9,7 +9,11 @@
 //! step whose commit did not happen, which the new owner replays from the
 //! inputs. Compaction keeps only the latest marker, so a full restore may read
 //! millions of records before it; they are written in chunks as they come, but
-//! only up to the last marker, which a probe of the partition's end finds first.
+//! only up to the last marker. Where that is comes from a probe of the
+//! partition's end, made only once a chunk of records is pending with no
+//! marker read since: a changelog that is not compacted has a marker per
+//! commit and is read once, from the start (a probe up front read the last
+//! four batches' worth twice, a fifth of a partition in `leadscore bench`).
 //! Without compaction a lead has a record per commit that changed it: what the
 //! markers commit is gathered by lead and written once per chunk (with the
 //! newest marker's checkpoint) and at the end, not at every marker.
@@ -35,6 +39,7 @@ use super::RunError;
 use crate::messages::ChangelogKind;
 use crate::ports::{Changelog, ChangelogRecord, Clock};
 use leadscore_core::{LeadId, Millis};
+use leadscore_store::writer::StoreWriter;
 use leadscore_store::{Checkpoint, Partition, Replay, StateStore};
 use leadscore_telemetry::Telemetry;
 use std::collections::{BTreeSet, HashMap};
@@ -47,6 +52,9 @@ const READ: usize = 1000;
 pub(crate) struct RestoreEnv<'a> {
     pub changelog: &'a mut dyn Changelog,
     pub store: &'a dyn StateStore,
+    /// Writes the restore's chunks while it reads on; the caller waits for
+    /// the last before it reads the partition's state (see [`RestoreTask::step`]).
+    pub writer: &'a mut dyn StoreWriter,
     pub clock: &'a dyn Clock,
     pub telemetry: &'a Telemetry,
     pub settings: &'a RuntimeSettings,
@@ -56,9 +64,13 @@ pub(crate) struct RestoreEnv<'a> {
 enum Phase {
     /// Nothing read yet.
     Plan,
-    /// Reading the partition's end from `at` to find the last marker.
+    /// Reading the partition's last `window` records (from `resume` at the
+    /// earliest) to find the last marker, then reading on from `resume` with
+    /// the newest epoch back at `epoch`.
     Probe {
         window: i64,
+        resume: i64,
+        epoch: Option<i64>,
     },
     /// Reading from `from`, applying up to `last_marker`.
     Apply,
@@ -74,8 +86,10 @@ pub(crate) struct RestoreTask {
     kept_local: bool,
     from: i64,
     high: i64,
-    /// Offset of the last marker at or after `from`, once probed.
+    /// Offset of the last marker, once probed (and found).
     last_marker: Option<i64>,
+    /// Whether the partition's end was probed (at most once).
+    probed: bool,
     /// Next offset to read.
     at: i64,
     /// Records since the last applied marker, by lead.
@@ -94,6 +108,9 @@ pub(crate) struct RestoreTask {
     /// Leads with state records of an older epoch after the last applied
     /// checkpoint marker (not applied, but in doubt all the same).
     rejected: BTreeSet<LeadId>,
+    /// Whether the store holds a checkpoint of the partition (the local one
+    /// kept, or one this restore wrote).
+    checkpointed: bool,
     /// Whether this restore has written the partition. Unless local state was
     /// kept, the partition was empty before, so a write need not read the
     /// states it replaces (to move their timers) until then.
@@ -124,11 +141,9 @@ fn lead_of(key: Vec<u8>) -> LeadId {
     LeadId::from(String::from_utf8(key).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
-/// Leads buffered before an early write (bounds memory on a full restore);
-/// at least two steps' worth, so that a single step's records never trigger
-/// one on their own.
+/// Leads buffered before an early write (bounds memory on a full restore).
 fn chunk(settings: &RuntimeSettings) -> usize {
-    20_000.max(2 * (settings.max_batch + 1))
+    settings.restore_chunk.max(1)
 }
 
 fn probe_window(settings: &RuntimeSettings) -> i64 {
@@ -144,6 +159,7 @@ impl RestoreTask {
             from: 0,
             high: 0,
             last_marker: None,
+            probed: false,
             at: 0,
             pending: HashMap::new(),
             committed: HashMap::new(),
@@ -151,6 +167,7 @@ impl RestoreTask {
             replay: None,
             in_doubt: BTreeSet::new(),
             rejected: BTreeSet::new(),
+            checkpointed: false,
             written: false,
             highest_epoch: None,
             last_progress: now,
@@ -174,7 +191,9 @@ impl RestoreTask {
     }
 
     /// Does up to `budget` records of work, until `deadline` on the runtime's
-    /// monotonic clock at the latest; `true` once done.
+    /// monotonic clock at the latest; `true` once done. The store write it
+    /// started last may still be under way: wait for `env.writer` before
+    /// anything else writes or reads the partition.
     pub(crate) fn step(
         &mut self,
         env: &mut RestoreEnv<'_>,
@@ -262,6 +281,7 @@ impl RestoreTask {
                 }
                 Some(Some(next)) if next >= low => {
                     self.kept_local = true;
+                    self.checkpointed = true;
                     next
                 }
                 Some(Some(next)) => {
@@ -282,8 +302,10 @@ impl RestoreTask {
     }
 
     fn drop_local(&mut self, env: &mut RestoreEnv<'_>) -> Result<(), RunError> {
+        env.writer.finished(true)?;
         env.store.drop_partition(self.partition)?;
         self.kept_local = false;
+        self.checkpointed = false;
         self.written = false;
         self.highest_epoch = None;
         Ok(())
@@ -298,6 +320,7 @@ impl RestoreTask {
         self.in_doubt.clear();
         self.rejected.clear();
         self.last_marker = None;
+        self.probed = false;
         if from >= self.high {
             self.phase = Phase::Done;
             return Ok(());
@@ -307,21 +330,24 @@ impl RestoreTask {
             env.telemetry.metrics.restoring_partitions.inc();
         }
         tracing::debug!(partition = self.partition, from, to = self.high, "restoring state from the changelog");
-        let window = probe_window(env.settings);
-        self.probe(env, window)
+        self.phase = Phase::Apply;
+        self.at = from;
+        env.changelog.start(self.partition, from).map_err(RunError::Changelog)
     }
 
-    fn probe(&mut self, env: &mut RestoreEnv<'_>, window: i64) -> Result<(), RunError> {
-        let start = self.from.max(self.high.saturating_sub(window));
-        if start == self.from {
-            // The whole tail fits the window: read it once, applying as it goes.
-            self.phase = Phase::Apply;
-            self.last_marker = None;
-        } else {
-            self.phase = Phase::Probe { window };
-        }
-        self.at = start;
-        env.changelog.start(self.partition, start).map_err(RunError::Changelog)
+    /// Reads the partition's last `window` records, but none before
+    /// `resume`, for the last marker; the read goes on at `resume` after.
+    fn probe(
+        &mut self,
+        env: &mut RestoreEnv<'_>,
+        resume: i64,
+        epoch: Option<i64>,
+        window: i64,
+    ) -> Result<(), RunError> {
+        self.probed = true;
+        self.phase = Phase::Probe { window, resume, epoch };
+        self.at = resume.max(self.high.saturating_sub(window));
+        env.changelog.start(self.partition, self.at).map_err(RunError::Changelog)
     }
 
     /// Handles one record.
@@ -384,13 +410,29 @@ impl RestoreTask {
             }
             ChangelogKind::State => {
                 self.pending.insert(lead_of(r.key), r.value);
-                // Early writes only before a marker known to follow; with
-                // what earlier markers committed (older states of the same
-                // leads), and without a checkpoint: a crash before the
-                // marker's own write restores from the last one written.
-                if self.pending.len() >= chunk(env.settings) && self.last_marker.is_some_and(|m| r.offset < m) {
-                    self.committed.extend(self.pending.drain());
-                    self.write(env, None)?;
+                if self.pending.len() < chunk(env.settings) {
+                    return Ok(Read::Continue);
+                }
+                match self.last_marker {
+                    // Early writes only before a marker known to follow;
+                    // with what earlier markers committed (older states of
+                    // the same leads), and without a checkpoint: a crash
+                    // before the marker's own write restores from the last
+                    // one written.
+                    Some(m) if r.offset < m => {
+                        self.committed.extend(self.pending.drain());
+                        self.write(env, None)?;
+                    }
+                    // Unless what is left fits the window anyway: it is
+                    // then read once, applying as it goes.
+                    None if !self.probed && self.high - probe_window(env.settings) > self.at => {
+                        // Epochs seen so far stay; the probe's own reading
+                        // of them is undone when the read goes on here.
+                        let epoch = self.highest_epoch;
+                        self.probe(env, self.at, epoch, probe_window(env.settings))?;
+                        return Ok(Read::Restarted);
+                    }
+                    _ => {}
                 }
             }
         }
@@ -412,78 +454,24 @@ impl RestoreTask {
 
     fn end_of_read(&mut self, env: &mut RestoreEnv<'_>) -> Result<(), RunError> {
         match self.phase {
-            Phase::Probe { window } => match self.last_marker {
-                Some(_) => {
-                    // Epochs are read again from the start of the tail.
-                    self.highest_epoch = if self.kept_local {
-                        env.store.checkpoint(self.partition)?.and_then(|c| c.epoch)
-                    } else {
-                        None
-                    };
-                    self.phase = Phase::Apply;
-                    self.at = self.from;
-                    env.changelog.start(self.partition, self.from).map_err(RunError::Changelog)?;
+            Phase::Probe { window, resume, epoch } => {
+                if self.last_marker.is_none() && self.high.saturating_sub(window) > resume {
+                    return self.probe(env, resume, epoch, window.saturating_mul(4));
                 }
-                None => self.probe(env, window.saturating_mul(4))?,
-            },
+                // Epochs are read again from where the read stopped.
+                self.highest_epoch = epoch;
+                self.phase = Phase::Apply;
+                self.at = resume;
+                env.changelog.start(self.partition, resume).map_err(RunError::Changelog)?;
+            }
             Phase::Apply => self.finish(env)?,
             Phase::Plan | Phase::Done => self.phase = Phase::Done,
         }
         Ok(())
     }
-
-    fn finish(&mut self, env: &mut RestoreEnv<'_>) -> Result<(), RunError> {
-        // The unfinished step's replay record, for the runtime, in the
-        // checkpoint of the last marker.
-        let checkpoint = match (self.checkpoint.take(), self.replay.take()) {
-            (checkpoint, None) => checkpoint,
-            (Some(c), Some(replay)) => Some(Checkpoint { replay: Some(replay), ..c }),
-            (None, Some(replay)) => {
-                let c = env.store.checkpoint(self.partition)?.unwrap_or_default();
-                Some(Checkpoint { replay: Some(replay), ..c })
-            }
-        };
-        if checkpoint.is_some() || !self.committed.is_empty() {
-            self.write(env, checkpoint)?;
-        }
-        env.changelog.stop();
-        self.phase = Phase::Done;
-        let ignored = self.pending.len();
-        self.in_doubt = self.pending.drain().map(|(lead, _)| lead).chain(std::mem::take(&mut self.rejected)).collect();
-        self.uncount(env);
-        env.telemetry.counters.restores.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let seconds = env.clock.elapsed().saturating_sub(self.started).as_secs_f64();
-        env.telemetry.metrics.restore_duration.observe(seconds);
-        tracing::info!(
-            partition = self.partition,
-            from = self.from,
-            to = self.high,
-            records = self.records,
-            ignored,
-            kept_local = self.kept_local,
-            seconds,
-            "restored state from the changelog"
-        );
-        Ok(())
-    }
-
-    /// Cancels a restore under way (its partition was revoked).
-    pub(crate) fn cancel(&mut self, env: &mut RestoreEnv<'_>) {
-        if matches!(self.phase, Phase::Probe { .. } | Phase::Apply) {
-            env.changelog.stop();
-        }
-        self.uncount(env);
-        self.phase = Phase::Done;
-    }
-
-    fn uncount(&mut self, env: &mut RestoreEnv<'_>) {
-        if std::mem::take(&mut self.counted) {
-            env.telemetry.metrics.restoring_partitions.dec();
-            env.telemetry.metrics.restore_remaining.set(0);
-        }
-    }
 }
 
+mod finish;
 mod write;
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use crate::ports::{FixedClock, PortError};
 use leadscore_core::engine::apply;
 use leadscore_core::{Event, Kind, LeadState, Outputs};
 use leadscore_store::memory::MemoryStore;
+use leadscore_store::writer::InlineWriter;
 use leadscore_store::{encode_state, peek_next_due, WriteBatch};
 
 /// A changelog partition in memory.
@@ -14,6 +15,8 @@ use leadscore_store::{encode_state, peek_next_due, WriteBatch};
 struct Log {
     records: Vec<ChangelogRecord>,
     at: Option<i64>,
+    /// Reads started (each a seek, a round trip on a broker).
+    starts: usize,
 }
 
 impl Changelog for Log {
@@ -22,6 +25,7 @@ impl Changelog for Log {
     }
     fn start(&mut self, _: Partition, from: i64) -> Result<(), PortError> {
         self.at = Some(from);
+        self.starts += 1;
         Ok(())
     }
     fn read(&mut self, _: Duration, max: usize, out: &mut Vec<ChangelogRecord>) -> Result<(), PortError> {
@@ -36,6 +40,31 @@ impl Changelog for Log {
     }
     fn stop(&mut self) {
         self.at = None;
+    }
+}
+
+/// Lands a restore's batch only when asked whether it has finished, as the
+/// store writer's thread may: a restore that read the store before waiting
+/// for its previous chunk would see the states before it.
+struct Deferred<'s> {
+    store: &'s MemoryStore,
+    pending: Option<WriteBatch>,
+}
+
+impl StoreWriter for Deferred<'_> {
+    fn start(&mut self, _: leadscore_store::writer::SealedWrite) -> Result<(), leadscore_store::StoreError> {
+        unreachable!("a restore writes batches")
+    }
+    fn start_batch(&mut self, batch: WriteBatch) -> Result<(), leadscore_store::StoreError> {
+        assert!(self.pending.is_none(), "a batch started before the previous one finished");
+        self.pending = Some(batch);
+        Ok(())
+    }
+    fn finished(&mut self, _: bool) -> Result<Option<Duration>, leadscore_store::StoreError> {
+        if let Some(batch) = self.pending.take() {
+            self.store.write(&batch)?;
+        }
+        Ok(Some(Duration::ZERO))
     }
 }
 
@@ -71,13 +100,14 @@ fn log(entries: &[(&str, i64, i64)]) -> Log {
             }
         })
         .collect();
-    Log { records, at: None }
+    Log { records, at: None, starts: 0 }
 }
 
 /// Restores partition 0 of `log` into `store`; the finished task.
 fn restore(log: &mut Log, store: &MemoryStore) -> RestoreTask {
-    // Tiny budgets for short logs: a restore resumes across many steps.
-    let budget = if log.records.len() < 100 { 2 } else { 5000 };
+    // Tiny budgets for short logs: a restore resumes across many steps;
+    // long ones in one step, their chunks written while it reads on.
+    let budget = if log.records.len() < 100 { 2 } else { usize::MAX };
     restore_by(log, store, &Telemetry::default(), budget, || {})
 }
 
@@ -92,11 +122,18 @@ fn restore_by(
 ) -> RestoreTask {
     let settings = RuntimeSettings::default();
     let clock = FixedClock::at(0);
-    let mut env = RestoreEnv { changelog: log, store, clock: &clock, telemetry, settings: &settings };
+    let mut writer = Deferred { store, pending: None };
+    let mut env =
+        RestoreEnv { changelog: log, store, writer: &mut writer, clock: &clock, telemetry, settings: &settings };
     let mut task = RestoreTask::new(0, Duration::ZERO);
+    // A chunk still being written after a step lands before `between`
+    // looks (in the runtime, whenever the next write, the end, a commit or
+    // a revocation waits for it).
     while !task.step(&mut env, budget, Duration::MAX).expect("restore") {
+        env.writer.finished(true).expect("written");
         between();
     }
+    assert!(env.writer.finished(true).expect("written").is_some());
     task
 }
 
@@ -184,8 +221,15 @@ fn a_finished_restore_is_timed_and_its_records_counted() {
     assert!(metrics.restore_duration.get_sample_sum() > 0.0, "the time since the task began");
     assert_eq!(metrics.restore_records.get(), 3);
     let (settings, clock) = (RuntimeSettings::default(), FixedClock::at(0));
-    let mut env =
-        RestoreEnv { changelog: &mut log, store: &store, clock: &clock, telemetry: &telemetry, settings: &settings };
+    let mut writer = InlineWriter { store: &store };
+    let mut env = RestoreEnv {
+        changelog: &mut log,
+        store: &store,
+        writer: &mut writer,
+        clock: &clock,
+        telemetry: &telemetry,
+        settings: &settings,
+    };
     task.cancel(&mut env);
     assert_eq!(metrics.restore_duration.get_sample_count(), 1, "a cancel is not a restore");
 }
@@ -302,4 +346,60 @@ fn a_kept_local_lead_keeps_one_timer() {
     assert!(task.kept_local, "only the tail was read");
     assert_eq!(next(&store), Some(20), "the tail was read on top of the local state");
     assert_eq!(timers(&store, 5), vec![(due_of(&state("L-x", 5)), "L-x".to_string())]);
+}
+
+#[test]
+fn a_changelog_with_a_marker_per_commit_is_read_once_from_the_start() {
+    let value = state("L-x", 2);
+    let mut log = Log::default();
+    // Longer than the probe's window, a marker every thousand records.
+    let n = probe_window(&RuntimeSettings::default()) as usize + 5000;
+    for i in 0..n {
+        let o = log.records.len() as i64;
+        let r = if i % 1000 == 999 {
+            log_marker(o, i as i64)
+        } else {
+            record(o, format!("L-{}", i % 3000).as_bytes(), Some(value.clone()), ChangelogKind::State, 1)
+        };
+        log.records.push(r);
+    }
+    let store = MemoryStore::new();
+    let task = restore(&mut log, &store);
+    assert_eq!(log.starts, 1, "no probe of the end: each record read once");
+    let last = (n / 1000 * 1000 - 1) as i64;
+    assert_eq!(next(&store), Some(last), "the last marker's checkpoint");
+    assert_eq!(task.in_doubt().len(), n - (last as usize + 1), "the leads after it");
+}
+
+#[test]
+fn a_compacted_changelog_is_written_in_chunks_before_its_only_marker() {
+    // Compaction left one record per lead and the last marker only.
+    let leads = 2 * chunk(&RuntimeSettings::default()) + 10;
+    let value = state("L-x", 2);
+    let mut log = Log::default();
+    let push = |log: &mut Log, key: String| {
+        let o = log.records.len() as i64;
+        log.records.push(record(o, key.as_bytes(), Some(value.clone()), ChangelogKind::State, 1));
+    };
+    for i in 0..leads {
+        push(&mut log, format!("L-{i}"));
+    }
+    let o = log.records.len() as i64;
+    log.records.push(log_marker(o, 10));
+    for i in 0..3 {
+        push(&mut log, format!("L-after-{i}"));
+    }
+    let store = MemoryStore::new();
+    let mut written_early = false;
+    let task = restore_by(&mut log, &store, &Telemetry::default(), 1000, || {
+        let held = store.lead_count() > 0;
+        written_early |= held && next(&store).is_none();
+        // A restart that is not given the partition drops what it lists.
+        assert!(!held || store.partitions().expect("partitions") == [0], "states of a partition it does not list");
+    });
+    assert!(written_early, "states written before the marker was read, without a checkpoint");
+    assert_eq!(log.starts, 3, "the read from the start, the probe of the end, the read on");
+    assert_eq!(next(&store), Some(10));
+    assert_eq!(store.lead_count(), leads, "every state before the marker, none after");
+    assert_eq!(task.in_doubt().len(), 3);
 }

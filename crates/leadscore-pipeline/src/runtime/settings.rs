@@ -89,6 +89,10 @@ pub struct RuntimeSettings {
     pub staged_max_bytes: usize,
     /// How long a changelog restore may make no progress before it fails.
     pub restore_stall_timeout: Duration,
+    /// Leads a restore holds before it writes them: bounds its memory on a
+    /// compacted changelog, where a single marker follows every state. Small
+    /// in the simulation, so that its restores probe and write early too.
+    pub restore_chunk: usize,
     /// Local state is kept across a restart only if the changelog records
     /// written after it are younger than this; older ones may have lost
     /// tombstones to compaction, and the partition is restored from scratch.
@@ -152,6 +156,7 @@ impl Default for RuntimeSettings {
             commit_interval: Duration::ZERO,
             staged_max_bytes: 64 << 20,
             restore_stall_timeout: Duration::from_secs(120),
+            restore_chunk: 20_000,
             local_state_max_age: Duration::from_secs(3600),
             dead_letter_max_share: 1.0,
             dead_letter_window: 1000,

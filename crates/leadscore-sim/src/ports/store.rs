@@ -81,29 +81,50 @@ impl SimStoreHandle<'_> {
 /// write is handed over: then every record sent must be acknowledged.
 pub struct SimWriter<'s> {
     pub store: SimStoreHandle<'s>,
-    pub pending: Option<SealedWrite>,
+    pub pending: Option<Pending>,
+}
+
+/// A write started and not landed yet.
+pub enum Pending {
+    Commit(SealedWrite),
+    /// A restore's batch, commit order checked at the start like a commit's.
+    Batch(WriteBatch),
+}
+
+impl SimWriter<'_> {
+    fn check_order(&self, batch: &WriteBatch) -> Result<(), StoreError> {
+        self.store
+            .caller
+            .call(|w| {
+                SimStoreHandle::check_commit_order(w, self.store.caller.slot, batch);
+                Ok(())
+            })
+            .map_err(store_error)
+    }
 }
 
 impl StoreWriter for SimWriter<'_> {
     fn start(&mut self, write: SealedWrite) -> Result<(), StoreError> {
-        let batch = write.batch();
-        self.store
-            .caller
-            .call(|w| {
-                SimStoreHandle::check_commit_order(w, self.store.caller.slot, &batch);
-                Ok(())
-            })
-            .map_err(store_error)?;
-        self.pending = Some(write);
+        self.check_order(&write.batch())?;
+        self.pending = Some(Pending::Commit(write));
+        Ok(())
+    }
+
+    fn start_batch(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.check_order(&batch)?;
+        self.pending = Some(Pending::Batch(batch));
         Ok(())
     }
 
     fn finished(&mut self, wait: bool) -> Result<Option<Duration>, StoreError> {
-        let Some(write) = &self.pending else { return Ok(Some(Duration::ZERO)) };
+        let Some(pending) = &self.pending else { return Ok(Some(Duration::ZERO)) };
         if !wait && self.store.caller.call(|w| Ok(w.rng.chance(0.5))).map_err(store_error)? {
             return Ok(None);
         }
-        self.store.write_checked(&write.batch(), false)?;
+        match pending {
+            Pending::Commit(write) => self.store.write_checked(&write.batch(), false)?,
+            Pending::Batch(batch) => self.store.write_checked(batch, false)?,
+        }
         self.pending = None;
         Ok(Some(Duration::ZERO))
     }

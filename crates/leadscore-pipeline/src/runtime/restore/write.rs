@@ -1,6 +1,8 @@
 //! Writing what a restore has read: the committed states of a chunk, their
 //! timers moved from the states they replace, and the last marker's
-//! checkpoint, in one store write.
+//! checkpoint, in one store write, on the store writer's thread while the
+//! restore reads on (the RocksDB write was two fifths of the loop's time in a
+//! restore).
 
 use super::{RestoreEnv, RestoreTask};
 use crate::runtime::RunError;
@@ -11,6 +13,8 @@ impl RestoreTask {
     /// Writes the committed states (and their timers), with `checkpoint`.
     pub(super) fn write(&mut self, env: &mut RestoreEnv<'_>, checkpoint: Option<Checkpoint>) -> Result<(), RunError> {
         let partition = self.partition;
+        // The previous chunk first: the states read below may be its.
+        env.writer.finished(true)?;
         let mut leads: Vec<(LeadId, Option<Vec<u8>>)> = self.committed.drain().collect();
         leads.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let old = if self.kept_local || self.written {
@@ -42,10 +46,18 @@ impl RestoreTask {
                 None => batch.delete_state(partition, lead),
             }
         }
-        if let Some(c) = checkpoint {
-            batch.checkpoint(partition, c);
+        match checkpoint {
+            Some(c) => batch.checkpoint(partition, c),
+            // States with no checkpoint of their partition are invisible to
+            // a restart that drops the partitions owned elsewhere now: a
+            // checkpoint without a changelog offset marks them as leftovers
+            // (a crash after an early write left them for good; the
+            // simulation found it once its restores wrote early).
+            None if !self.checkpointed => batch.checkpoint(partition, Checkpoint::default()),
+            None => {}
         }
-        env.store.write(&batch)?;
+        self.checkpointed = true;
+        env.writer.start_batch(batch)?;
         Ok(())
     }
 }
