@@ -1,13 +1,18 @@
 //! Throughput of the pure scoring core with the seed model: a realistic event mix
 //! over 100k leads, state in a hash map, outputs into a reused buffer. Reports
-//! events per second (`Throughput::Elements`).
+//! events per second (`Throughput::Elements`), twice: applying each event as
+//! it comes, and (`_hinted`) with the cache hints of `core::prefetch` issued
+//! for the events ahead, as the pipeline's steps issue them.
 //!
 //!     cargo bench --bench core_throughput
+//!     LEADSCORE_BENCH_LEADS=1000 cargo bench --bench core_throughput
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use leadscore_suite::config::seed_model;
 use leadscore_suite::core::dedup::id_hash;
 use leadscore_suite::core::engine::apply;
+use leadscore_suite::core::prefetch::DISTANCE;
+use leadscore_suite::core::state::prefetch_slot;
 use leadscore_suite::core::{Event, LeadState, Outputs};
 use leadscore_suite::synth::{Generator, Settings};
 use std::collections::HashMap;
@@ -54,9 +59,10 @@ fn core(c: &mut Criterion) {
     let mut group = c.benchmark_group("core");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.sample_size(20);
-    group.bench_function("apply_seed_model_100k_leads", |b| {
+    let mut batch = || (0..BATCH).map(|_| generator.next_event()).map(|e| (id_hash(e.lead_id.as_str()), e)).collect();
+    group.bench_function(format!("apply_seed_model_{}k_leads", population / 1000), |b| {
         b.iter_batched_ref(
-            || (0..BATCH).map(|_| generator.next_event()).map(|e| (id_hash(e.lead_id.as_str()), e)).collect::<Vec<_>>(),
+            &mut batch,
             |events: &mut Vec<(u64, Event)>| {
                 let mut records = 0usize;
                 for (key, e) in events.iter() {
@@ -70,7 +76,41 @@ fn core(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    group.bench_function(format!("apply_seed_model_{}k_leads_hinted", population / 1000), |b| {
+        b.iter_batched_ref(
+            &mut batch,
+            |events: &mut Vec<(u64, Event)>| {
+                let mut records = 0usize;
+                for (i, (key, e)) in events.iter().enumerate() {
+                    hint(&leads, events.get(i + 2 * DISTANCE), events.get(i + DISTANCE));
+                    let slot = leads.entry(*key).or_default();
+                    apply(&model, slot, e, &mut out);
+                    records += out.records.len();
+                    out.clear();
+                }
+                black_box(records)
+            },
+            BatchSize::PerIteration,
+        )
+    });
     group.finish();
+}
+
+/// The two stages of `core::prefetch`: the slot of the far event, then the
+/// state of the near one (whose slot the far hint brought in earlier).
+fn hint(leads: &Leads, far: Option<&(u64, Event)>, near: Option<&(u64, Event)>) {
+    if let Some((key, e)) = far {
+        if let Some(slot) = leads.get(key) {
+            prefetch_slot(slot);
+        }
+        e.prefetch_properties();
+    }
+    if let Some((key, e)) = near {
+        if let Some(Some(state)) = leads.get(key) {
+            state.prefetch();
+        }
+        e.prefetch_texts();
+    }
 }
 
 criterion_group!(benches, core);

@@ -317,6 +317,23 @@ impl Event {
         Event { event_id: event_id.into(), lead_id: lead_id.into(), kind, timestamp, properties: Properties::default() }
     }
 
+    /// Hints the cache to fetch the list of the event's text properties
+    /// (the first of two hints: the list says where the texts are).
+    #[inline]
+    pub fn prefetch_properties(&self) {
+        let text = &self.properties.text;
+        crate::prefetch::bytes(text.as_ptr(), std::mem::size_of_val(text.as_slice()), 4);
+    }
+
+    /// Hints the cache to fetch the event's texts, which rules match
+    /// (after [`Event::prefetch_properties`] had time to bring the list).
+    #[inline]
+    pub fn prefetch_texts(&self) {
+        for (_, t) in self.properties.text.iter().take(4) {
+            crate::prefetch::bytes(t.as_ptr(), t.len(), 2);
+        }
+    }
+
     /// Whether this event counts as *activity* in the sense of docs/events.md.
     pub fn is_activity(&self) -> bool {
         match self.kind {

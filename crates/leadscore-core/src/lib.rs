@@ -18,6 +18,7 @@
 //! - [`cells`]: a lead's counters (rules, tallies, windows, recent ids) in one buffer.
 //! - [`window`]: rolling windows for caps and tallies.
 //! - [`dedup`]: the hash of an event id.
+//! - [`prefetch`]: cache hints for the lead of an event to come.
 //! - [`state`]: one lead's state.
 //! - [`layout`]: what a state's slots mean, by name, and moving a state to another model.
 //! - [`output`]: score changes and segment transitions.
@@ -33,6 +34,7 @@ pub mod ids;
 pub mod layout;
 pub mod model;
 pub mod output;
+pub mod prefetch;
 pub mod state;
 pub mod text;
 pub mod time;

@@ -110,6 +110,19 @@ impl LeadState {
             + self.segments.capacity() * std::mem::size_of::<Membership>()
     }
 
+    /// Hints the cache to fetch what applying an event reads beyond the
+    /// state itself: its counters and memberships. For a caller that knows
+    /// the next events, after [`prefetch_slot`] had time to bring the state
+    /// (see the `prefetch` module).
+    #[inline]
+    pub fn prefetch(&self) {
+        self.cells.prefetch();
+        if !self.segments.is_empty() {
+            // Read (and rewritten) when a membership changes.
+            crate::prefetch::bytes(self.segments.as_ptr(), 1, 1);
+        }
+    }
+
     /// A lead that has just come into existence at `now`: score 0, the grade of an
     /// empty profile, in no segment yet.
     pub fn new(model: &Model, now: Millis) -> LeadState {
@@ -227,6 +240,14 @@ impl LeadState {
     pub fn restage(&mut self) {
         self.stages_now = self.opportunities.iter().filter_map(|o| o.stage).fold(0, |m, s| m | 1 << (s as u8));
     }
+}
+
+/// Hints the cache to fetch a slot's state itself, not what it points to:
+/// the first of two hints, a few events ahead of [`LeadState::prefetch`]
+/// (which reads the pointers this one brings in).
+#[inline]
+pub fn prefetch_slot(slot: &Option<LeadState>) {
+    crate::prefetch::bytes(slot as *const Option<LeadState>, std::mem::size_of::<Option<LeadState>>(), 8);
 }
 
 #[cfg(test)]

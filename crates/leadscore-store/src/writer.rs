@@ -1,4 +1,5 @@
-//! Writing a sealed commit to the store off the loop's thread.
+//! Writing a sealed commit, or a restore's chunk of states, to the store off
+//! the loop's thread.
 //!
 //! A RocksDB write of a commit (each changed lead's state, timer moves,
 //! checkpoints; tens of megabytes a second at full load) took 20-50 ms of the
@@ -6,9 +7,11 @@
 //! it. The runtime instead hands the commit's sealed layer
 //! ([`crate::overlay::Overlay::sealed_layer`]) to a [`StoreWriter`] and goes on
 //! processing, reading the layer through the overlay until the writer says it
-//! is done. [`BackgroundWriter`] is the service's writer, one thread; the
-//! simulation has its own (`leadscore_sim::ports::SimWriter`), which lands a
-//! write at a later turn of its scheduler. Every runtime has a writer.
+//! is done. A restore likewise hands each chunk of states it read from the
+//! changelog ([`StoreWriter::start_batch`]) and reads on. [`BackgroundWriter`]
+//! is the service's writer, one thread; the simulation has its own
+//! (`leadscore_sim::ports::SimWriter`), which lands a write at a later turn of
+//! its scheduler. Every runtime has a writer.
 
 use crate::overlay::SealedLayer;
 use crate::{Checkpoint, OpRef, Partition, StateStore, StoreError, WriteBatch};
@@ -106,28 +109,22 @@ impl BackgroundWriter {
             .name("store-writer".into())
             .spawn_scoped(scope, move || {
                 for job in jobs {
-                    let write = match job {
-                        Job::Write(write) => write,
-                        Job::Batch(batch) => {
-                            let started = Instant::now();
-                            let result = store.write(&batch).map(|()| started.elapsed());
-                            drop(batch);
-                            if report.send(result).is_err() {
-                                return;
-                            }
-                            continue;
+                    let started = Instant::now();
+                    let result = match job {
+                        Job::Write(write) => {
+                            let result = write.write_to(store);
+                            // Before the report: the overlay's reference is then
+                            // the last, and comes back here to be freed (`dispose`).
+                            drop(write);
+                            result
                         }
+                        Job::Batch(batch) => store.write(&batch),
                         Job::Dispose(layer) => {
                             drop(layer);
                             continue;
                         }
                     };
-                    let started = Instant::now();
-                    let result = write.write_to(store).map(|()| started.elapsed());
-                    // Before the report: the overlay's reference is then the
-                    // last, and comes back here to be freed (`dispose`).
-                    drop(write);
-                    if report.send(result).is_err() {
+                    if report.send(result.map(|()| started.elapsed())).is_err() {
                         return;
                     }
                 }

@@ -192,7 +192,9 @@ impl<'a> Processor<'a> {
         if let (TimeMode::WallClock, Some(tick)) = (self.mode, ctx.tick) {
             w.fire_due(tick, true)?;
         }
-        for arrival in arrivals {
+        let mut rest = arrivals.into_iter();
+        while let Some(arrival) = rest.next() {
+            w.prefetch(rest.as_slice());
             w.message(arrival)?;
         }
         w.sweep()?;

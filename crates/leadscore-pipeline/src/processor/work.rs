@@ -10,6 +10,8 @@ use crate::messages::{headers, InputMessage, OutputRecord, OutputTopic};
 use leadscore_codec::{encode_json, DecodeError, ErrorClass, RecordContext};
 use leadscore_core::engine::{apply, Outcome};
 use leadscore_core::output::{Cause, Record};
+use leadscore_core::prefetch::DISTANCE;
+use leadscore_core::state::prefetch_slot;
 use leadscore_core::{Event, EventId, LeadId, LeadState, Millis, Outputs};
 use leadscore_store::{decode_migrating, encode_state, Checkpoint, Partition};
 use leadscore_telemetry::{EventOutcome, PublishedRecord, SkipReason};
@@ -182,6 +184,26 @@ impl<'p, 'a> Work<'p, 'a> {
             self.leads.insert(lead, slot);
         }
         Ok(())
+    }
+
+    /// Hints the cache to fetch the leads of the messages to come (the
+    /// first of `upcoming` is the next one): the two stages of
+    /// `leadscore_core::prefetch`, so that a step over more leads than the
+    /// cache holds does not wait on memory for each lead in turn.
+    pub(super) fn prefetch(&self, upcoming: &[Arrival]) {
+        let event = |i: usize| upcoming.get(i).and_then(|a| a.event.as_ref().ok());
+        if let Some(e) = event(2 * DISTANCE - 1) {
+            if let Some(slot) = self.leads.get(e.lead_id.as_str()) {
+                prefetch_slot(&slot.state);
+            }
+            e.prefetch_properties();
+        }
+        if let Some(e) = event(DISTANCE - 1) {
+            if let Some(state) = self.leads.get(e.lead_id.as_str()).and_then(|s| s.state.as_ref()) {
+                state.prefetch();
+            }
+            e.prefetch_texts();
+        }
     }
 
     /// Moves the event-time watermark to `t` if later.

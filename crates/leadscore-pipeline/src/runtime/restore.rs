@@ -52,8 +52,10 @@ const READ: usize = 1000;
 pub(crate) struct RestoreEnv<'a> {
     pub changelog: &'a mut dyn Changelog,
     pub store: &'a dyn StateStore,
-    /// Writes the restore's chunks while it reads on; the caller waits for
-    /// the last before it reads the partition's state (see [`RestoreTask::step`]).
+    /// Writes the restore's chunks while it reads on. The restore waits for
+    /// a chunk before it reads the states the next one replaces, and for the
+    /// last before it reports the partition restored (`finish`); the
+    /// runtime waits before a commit's write and at a revocation (`cancel`).
     pub writer: &'a mut dyn StoreWriter,
     pub clock: &'a dyn Clock,
     pub telemetry: &'a Telemetry,

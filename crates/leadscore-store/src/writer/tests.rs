@@ -34,6 +34,31 @@ fn a_background_write_lands_whole_with_its_changelog_offsets() {
     assert_eq!(checkpoint.changelog_next_offset, Some(42));
 }
 
+#[test]
+fn a_background_batch_lands_as_given_and_reports_when_it_is_done() {
+    let durable = MemoryStore::new();
+    std::thread::scope(|scope| {
+        let mut writer = BackgroundWriter::spawn(scope, &durable).expect("writer");
+        for value in [1u8, 2] {
+            let mut b = WriteBatch::default();
+            b.put_state(3, LeadId::from("L-1"), vec![value]);
+            let old = (value > 1).then(|| i64::from(value - 1));
+            b.move_timer(3, LeadId::from("L-1"), old, Some(i64::from(value)));
+            writer.start_batch(b).expect("started");
+            writer.finished(true).expect("written").expect("waited for");
+            assert_eq!(durable.get_states(3, &["L-1"]).unwrap(), vec![Some(vec![value])]);
+        }
+        assert_eq!(
+            durable.due_timers(3, None, 100, 10).unwrap(),
+            vec![(2, LeadId::from("L-1"))],
+            "the timer where the second batch moved it"
+        );
+        // Each wait took its own batch's result: none is left over.
+        assert!(writer.done.recv_timeout(Duration::from_millis(200)).is_err(), "a batch reported twice");
+        assert_eq!(writer.finished(false).expect("idle"), Some(Duration::ZERO), "nothing started since");
+    });
+}
+
 /// A store whose writes fail.
 struct Broken;
 
@@ -75,6 +100,18 @@ fn a_failed_background_write_is_reported() {
     std::thread::scope(|scope| {
         let mut writer = BackgroundWriter::spawn(scope, &Broken).expect("writer");
         writer.start(SealedWrite { layer: overlay.sealed_layer(), changelog_next: Vec::new() }).expect("started");
+        let e = writer.finished(true).expect_err("the write failed");
+        assert!(e.to_string().contains("disk full"), "{e}");
+    });
+}
+
+#[test]
+fn a_failed_background_batch_is_reported() {
+    std::thread::scope(|scope| {
+        let mut writer = BackgroundWriter::spawn(scope, &Broken).expect("writer");
+        let mut b = WriteBatch::default();
+        b.put_state(0, LeadId::from("L-1"), vec![1]);
+        writer.start_batch(b).expect("started");
         let e = writer.finished(true).expect_err("the write failed");
         assert!(e.to_string().contains("disk full"), "{e}");
     });
