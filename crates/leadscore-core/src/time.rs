@@ -244,7 +244,8 @@ fn rfc3339_any_year(out: &mut String, t: Millis) {
 pub fn parse_duration(s: &str) -> Result<Millis, TimeError> {
     let bad = |why: &str| {
         TimeError(format!(
-            "{s:?} is not a duration: {why} (use a number and a unit: ms, s, m, h, d or w, e.g. \"30d\" or \"1h30m\")"
+            "{} is not a duration: {why} (use a number and a unit: ms, s, m, h, d or w, e.g. \"30d\" or \"1h30m\")",
+            crate::text::excerpt(s)
         ))
     };
     let t = s.trim();
@@ -350,6 +351,12 @@ mod tests {
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("30x").is_err());
         assert!(parse_duration("d").is_err());
+        let unit = parse_duration("30x").unwrap_err().to_string();
+        assert!(unit.starts_with("\"30x\" is not a duration: unknown unit"), "{unit}");
+        // A hostile value (a config file or flag of any size) is quoted in part.
+        let long = format!("{}x", "9".repeat(10_000));
+        let e = parse_duration(&long).unwrap_err().to_string();
+        assert!(e.len() < 300 && e.contains("(10001 bytes)"), "{e}");
         assert_eq!(format_duration(30 * DAY), "30d");
         assert_eq!(format_duration(24 * HOUR), "1d");
         assert_eq!(format_duration(14 * DAY), "2w");
