@@ -6,10 +6,11 @@
 //! still writes and publishes what it would without it.
 
 use leadscore_config::seed_model;
+use leadscore_core::{LeadId, Millis};
 use leadscore_pipeline::processor::StateCache;
 use leadscore_pipeline::{OutputTopic, Processor, Step, TimeMode, Topics};
 use leadscore_store::memory::MemoryStore;
-use leadscore_store::{StateStore, WriteBatch};
+use leadscore_store::{Checkpoint, Partition, StateStore, StoreError, WriteBatch};
 use std::path::Path;
 
 mod common;
@@ -26,7 +27,15 @@ fn published(step: &Step) -> Vec<Vec<u8>> {
 /// `n` events of the synthetic generator over `leads` leads, and the same as
 /// JSON messages of partition 0.
 fn generated(seed: u64, leads: u64, n: usize) -> (Vec<leadscore_core::Event>, Vec<leadscore_pipeline::InputMessage>) {
-    let mut g = leadscore_synth::Generator::new(leadscore_synth::Settings { seed, leads, ..Default::default() });
+    generated_with(leadscore_synth::Settings { seed, leads, ..Default::default() }, n)
+}
+
+/// `n` events of the generator with `settings`, typed and as messages.
+fn generated_with(
+    settings: leadscore_synth::Settings,
+    n: usize,
+) -> (Vec<leadscore_core::Event>, Vec<leadscore_pipeline::InputMessage>) {
+    let mut g = leadscore_synth::Generator::new(settings);
     let events: Vec<leadscore_core::Event> = (0..n).map(|_| g.next_event()).collect();
     let lines: Vec<String> = events
         .iter()
@@ -164,5 +173,89 @@ fn with_a_changelog_per_step_cached_steps_write_and_publish_what_uncached_steps_
         timers += b.stats.timers_fired;
         assert_eq!(store.leads(0), plain_store.leads(0), "{mode:?}");
         assert!(changelog > 100 && timers > 0 && trimmed > 2, "{mode:?}: {changelog} {timers} {trimmed}");
+    }
+}
+
+/// A memory store that asks to be read in batches, as a disk store does.
+struct Batched(MemoryStore);
+
+impl StateStore for Batched {
+    fn reads_in_batches(&self) -> bool {
+        true
+    }
+    fn get_states(&self, p: Partition, leads: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.0.get_states(p, leads)
+    }
+    fn due_timers(
+        &self,
+        p: Partition,
+        after: Option<(Millis, &str)>,
+        up_to: Millis,
+        limit: usize,
+    ) -> Result<Vec<(Millis, LeadId)>, StoreError> {
+        self.0.due_timers(p, after, up_to, limit)
+    }
+    fn lead_ids(&self, p: Partition, after: Option<&str>, limit: usize) -> Result<Vec<LeadId>, StoreError> {
+        self.0.lead_ids(p, after, limit)
+    }
+    fn checkpoint(&self, p: Partition) -> Result<Option<Checkpoint>, StoreError> {
+        self.0.checkpoint(p)
+    }
+    fn write(&self, batch: &WriteBatch) -> Result<(), StoreError> {
+        self.0.write(batch)
+    }
+    fn drop_partition(&self, p: Partition) -> Result<(), StoreError> {
+        self.0.drop_partition(p)
+    }
+    fn partitions(&self) -> Result<Vec<Partition>, StoreError> {
+        self.0.partitions()
+    }
+}
+
+/// A step over a store read in batches reads its uncached leads up front; over
+/// one read lead by lead, each when first used (and a cached lead joins the
+/// step only then, its timer known from the store's index until it does).
+/// Both publish and store alike, with and without a cache, in both time modes.
+#[test]
+fn steps_read_up_front_or_lead_by_lead_publish_and_store_alike() {
+    let model = seed_model();
+    let topics = Topics::default();
+    // Two hours apart on average: leads fall silent for days, timers fire.
+    let settings = leadscore_synth::Settings { seed: 21, leads: 50, step: 7_200_000, ..Default::default() };
+    let (events, all) = generated_with(settings, 1200);
+    for mode in [TimeMode::WallClock, TimeMode::EventTime] {
+        for cached in [false, true] {
+            let (lazy_store, lazy_cache) = (MemoryStore::new(), StateCache::new(usize::MAX));
+            let (eager_store, eager_cache) = (Batched(MemoryStore::new()), StateCache::new(usize::MAX));
+            assert!(!lazy_store.reads_in_batches() && eager_store.reads_in_batches());
+            let lazy = Processor {
+                changelog_per_step: false,
+                cache: cached.then_some(&lazy_cache),
+                ..Processor::new(&model, &lazy_store, &topics, mode)
+            };
+            let eager = Processor {
+                changelog_per_step: false,
+                cache: cached.then_some(&eager_cache),
+                ..Processor::new(&model, &eager_store, &topics, mode)
+            };
+            let mut fired = 0;
+            for (i, (chunk, typed)) in all.chunks(40).zip(events.chunks(40)).enumerate() {
+                let now = typed.iter().map(|e| e.timestamp).max().expect("a chunk");
+                let a = lazy.process(0, chunk, now).expect("lazy step");
+                lazy_store.write(&a.write).expect("lazy write");
+                let b = eager.process(0, chunk, now).expect("eager step");
+                eager_store.write(&b.write).expect("eager write");
+                assert_eq!(published(&a), published(&b), "{mode:?}, cached {cached}, step {i}");
+                assert_eq!(a.stats.timers_fired, b.stats.timers_fired, "{mode:?}, cached {cached}, step {i}");
+                fired += a.stats.timers_fired;
+            }
+            assert!(fired > 0, "{mode:?}: timers fired");
+            for (store, cache) in [(&lazy_store, &lazy_cache), (&eager_store.0, &eager_cache)] {
+                let mut batch = WriteBatch::default();
+                cache.flush(&model, &mut batch, usize::MAX);
+                store.write(&batch).expect("flush");
+            }
+            assert_eq!(lazy_store.leads(0), eager_store.0.leads(0), "{mode:?}, cached {cached}: the final states");
+        }
     }
 }

@@ -135,6 +135,15 @@ pub trait StateStore: Send + Sync {
     /// The encoded states of `leads`, in the order asked (`None`: no such lead).
     fn get_states(&self, partition: Partition, leads: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
 
+    /// Whether reading many states in one [`StateStore::get_states`] is much
+    /// cheaper than reading them one at a time (a disk store's batched
+    /// lookups): then a step reads the states it will need up front. An
+    /// in-memory store answers `false`, and a step reads each lead when it
+    /// first needs it.
+    fn reads_in_batches(&self) -> bool {
+        true
+    }
+
     /// Up to `limit` timers of the partition due at or before `up_to`, earliest
     /// first (ties by lead id), starting after the timer `after` if given (to
     /// page through many).

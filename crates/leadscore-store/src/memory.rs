@@ -62,6 +62,10 @@ impl MemoryStore {
 }
 
 impl StateStore for MemoryStore {
+    fn reads_in_batches(&self) -> bool {
+        false
+    }
+
     fn get_states(&self, partition: Partition, leads: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let inner = self.lock();
         Ok(leads.iter().map(|l| inner.states.get(&state_key(partition, l)).cloned()).collect())

@@ -180,15 +180,15 @@ impl<'a> Processor<'a> {
         ctx: StepContext<'_>,
     ) -> Result<Step, StepError> {
         let mut w = Work::new(self, partition, ctx, arrivals.len())?;
-        let mut leads: Vec<&str> = Vec::with_capacity(arrivals.len());
-        leads.extend(
-            arrivals
+        if self.store.reads_in_batches() {
+            let leads: Vec<&str> = arrivals
                 .iter()
                 .filter(|a| w.fresh(&a.message))
                 .filter_map(|a| a.event.as_ref().ok())
-                .map(|e| e.lead_id.as_str()),
-        );
-        w.load(&leads)?;
+                .map(|e| e.lead_id.as_str())
+                .collect();
+            w.read_uncached(&leads)?;
+        }
         if let (TimeMode::WallClock, Some(tick)) = (self.mode, ctx.tick) {
             w.fire_due(tick, true)?;
         }

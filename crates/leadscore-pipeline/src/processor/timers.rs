@@ -6,6 +6,8 @@ use super::work::Work;
 use super::{StepError, TimeMode, TIMER_LOOKAHEAD, TIMER_PAGE};
 use leadscore_core::engine::advance;
 use leadscore_core::Millis;
+use std::cmp::Reverse;
+use std::collections::binary_heap::PeekMut;
 
 impl Work<'_, '_> {
     /// Fires, in (due, lead) order, every timer due before `bound` (or at it,
@@ -14,14 +16,14 @@ impl Work<'_, '_> {
         let last = if inclusive { bound } else { bound.saturating_sub(1) };
         loop {
             self.load_store_timers(last)?;
-            let Some((due, lead)) = self.queue.first().cloned().filter(|(d, _)| *d <= last) else {
+            let Some(first) = self.queue.peek_mut().filter(|first| first.0 .0 <= last) else {
                 return Ok(());
             };
-            self.queue.pop_first();
+            let Reverse((due, lead)) = PeekMut::pop(first);
             self.load(&[lead.as_str()])?;
             let slot = self.leads.get_mut(&lead).expect("loaded");
             let Some(state) = slot.state.as_mut().filter(|s| s.next_due == Some(due)) else {
-                continue; // stale: the lead moved on in this step
+                continue; // stale (the lead moved on in this step) or repeated
             };
             advance(self.p.model, state, due, &mut self.out);
             slot.dirty = true;
@@ -32,7 +34,7 @@ impl Work<'_, '_> {
             self.step.stats.timers_fired += 1;
             self.emit(&lead, None)?;
             if let Some(next) = next {
-                self.queue.insert((next, lead));
+                self.queue.push(Reverse((next, lead)));
             }
         }
     }
@@ -52,7 +54,7 @@ impl Work<'_, '_> {
                 self.scanned = Some((due, lead.clone()));
                 // A lead already in the working set has its current timer queued.
                 if !self.has(lead.as_str()) {
-                    self.queue.insert((due, lead));
+                    self.queue.push(Reverse((due, lead)));
                 }
             }
             // A full page may stop amid timers of one instant: only those before
