@@ -19,7 +19,7 @@
 //! A step that fails does not hand its map back: its leads are dropped with
 //! it (they may be half-changed), and the run that saw the error stops.
 
-use super::work::Leads;
+use super::leads::Leads;
 use leadscore_core::{LeadId, LeadState, Model};
 use leadscore_store::{encode_state, Partition, WriteBatch};
 use std::collections::HashMap;
@@ -53,7 +53,7 @@ impl StateCache {
 
     /// Hands a partition's leads back, as [`StateCache::take`] gives them.
     pub(super) fn put(&self, partition: Partition, leads: Leads) {
-        debug_assert!(leads.values().all(|s| s.state.is_some() && !s.in_step));
+        debug_assert!(leads.iter().all(|s| s.state.is_some() && !s.in_step));
         self.lock().insert(partition, leads);
     }
 
@@ -87,21 +87,20 @@ impl StateCache {
         let mut total = 0;
         for &partition in &partitions {
             let leads = cached.get_mut(&partition).expect("a listed partition");
-            let mut lagging: Vec<(&LeadId, &mut super::work::Slot)> =
-                leads.iter_mut().filter(|(_, s)| s.lagging).collect();
-            lagging.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            for (lead, slot) in lagging {
+            let mut lagging: Vec<&mut super::work::Slot> = leads.iter_mut().filter(|s| s.lagging).collect();
+            lagging.sort_unstable_by(|a, b| a.lead.cmp(&b.lead));
+            for slot in lagging {
                 let state = slot.state.as_ref().expect("cached leads have a state");
                 let mut value = Vec::with_capacity(256);
                 encode_state(state, model, &mut value);
-                batch.put_state(partition, lead.clone(), value);
+                batch.put_state(partition, slot.lead.clone(), value);
                 slot.lagging = false;
             }
-            total += leads.values().map(memory_bytes).sum::<usize>();
+            total += leads.iter().map(memory_bytes).sum::<usize>();
         }
         if total > budget {
             for leads in cached.values_mut() {
-                leads.retain(|_, s| {
+                leads.retain(|s| {
                     if !s.used {
                         total -= memory_bytes(s);
                     }
@@ -112,12 +111,12 @@ impl StateCache {
         while total > budget {
             let Some(partition) = partitions.pop() else { break };
             if let Some(leads) = cached.remove(&partition) {
-                total -= leads.values().map(memory_bytes).sum::<usize>();
+                total -= leads.iter().map(memory_bytes).sum::<usize>();
             }
         }
         let mut kept = 0;
         for leads in cached.values_mut() {
-            leads.values_mut().for_each(|s| s.used = false);
+            leads.iter_mut().for_each(|s| s.used = false);
             kept += leads.len();
         }
         (kept, total)
@@ -130,7 +129,7 @@ impl StateCache {
         let mut cached = self.lock();
         for p in partitions {
             if let Some(leads) = cached.remove(p) {
-                debug_assert!(leads.values().all(|s| !s.lagging), "forgetting states not flushed");
+                debug_assert!(leads.iter().all(|s| !s.lagging), "forgetting states not flushed");
             }
         }
     }
@@ -142,7 +141,7 @@ impl StateCache {
         let mut lagging: Vec<((Partition, LeadId), LeadState)> = cached
             .drain()
             .flat_map(|(p, leads)| {
-                leads.into_iter().filter(|(_, s)| s.lagging).filter_map(move |(l, s)| Some(((p, l), s.state?)))
+                leads.into_slots().into_iter().filter(|s| s.lagging).filter_map(move |s| Some(((p, s.lead), s.state?)))
             })
             .collect();
         drop(cached);

@@ -12,12 +12,14 @@
 //! "ticks": its timers due by then fire before its events.
 //!
 //! - `work`: one step's working set of leads, and the records it emits.
+//! - `leads`: the slots of a working set, by position and by id.
 //! - `timers`: firing due timers from the store's timer index.
 //! - `remodel`: switching a partition to a changed model, and migrating its
 //!   leads as they are loaded.
 //! - `cache`: decoded states kept between steps.
 
 mod cache;
+mod leads;
 mod remodel;
 mod timers;
 mod work;

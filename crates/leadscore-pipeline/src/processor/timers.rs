@@ -20,8 +20,8 @@ impl Work<'_, '_> {
                 return Ok(());
             };
             let Reverse((due, lead)) = PeekMut::pop(first);
-            self.load(&[lead.as_str()])?;
-            let slot = self.leads.get_mut(&lead).expect("loaded");
+            let pos = self.load_one(lead.as_str())?;
+            let slot = self.leads.at_mut(pos);
             let Some(state) = slot.state.as_mut().filter(|s| s.next_due == Some(due)) else {
                 continue; // stale (the lead moved on in this step) or repeated
             };

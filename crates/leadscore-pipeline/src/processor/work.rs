@@ -2,6 +2,7 @@
 //! the records they emit, and the state writes and changelog records it ends
 //! with.
 
+use super::leads::{Leads, Pos};
 use super::remodel::switch_model;
 use super::{Processor, Step, StepContext, StepError, TimeMode};
 use crate::admission::UnknownKinds;
@@ -16,7 +17,7 @@ use leadscore_core::{Event, EventId, LeadId, LeadState, Millis, Outputs};
 use leadscore_store::{decode_migrating, encode_state, Checkpoint, Partition};
 use leadscore_telemetry::{EventOutcome, PublishedRecord, SkipReason};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 /// How much of an oversized message's value (and key) its dead letter keeps.
 pub const DEAD_LETTER_SAMPLE_BYTES: usize = 64 * 1024;
@@ -38,6 +39,7 @@ fn cut(b: &[u8], max: usize) -> &[u8] {
 
 /// One lead of the working set.
 pub(super) struct Slot {
+    pub(super) lead: LeadId,
     pub(super) state: Option<LeadState>,
     /// The timer as the store has it.
     stored_due: Option<Millis>,
@@ -54,9 +56,23 @@ pub(super) struct Slot {
     pub(super) used: bool,
 }
 
-/// The leads of a working set, by id. The hash is seeded per map: ids come
-/// from the network.
-pub(super) type Leads = HashMap<LeadId, Slot, foldhash::fast::RandomState>;
+impl Slot {
+    /// A cached lead, not part of a step.
+    #[cfg(test)]
+    pub(super) fn cached(lead: LeadId, state: Option<LeadState>) -> Slot {
+        Slot {
+            lead,
+            state,
+            stored_due: None,
+            existed: false,
+            member: 0,
+            dirty: false,
+            lagging: false,
+            in_step: false,
+            used: false,
+        }
+    }
+}
 
 /// The working set of one step.
 pub(super) struct Work<'p, 'a> {
@@ -66,7 +82,7 @@ pub(super) struct Work<'p, 'a> {
     /// With a cache, also the cached leads this step does not touch.
     pub(super) leads: Leads,
     /// The leads this step loaded, in the order it did.
-    touched: Vec<LeadId>,
+    touched: Vec<Pos>,
     /// Timers known to be due soon, earliest `(due, lead)` first; stale and
     /// repeated entries are skipped when they come up. A heap, not an
     /// ordered set: nearly every event pushes a timer and most are never
@@ -124,7 +140,7 @@ impl<'p, 'a> Work<'p, 'a> {
 
     /// Whether `lead` is in the working set of this step.
     pub(super) fn has(&self, lead: &str) -> bool {
-        self.leads.get(lead).is_some_and(|s| s.in_step)
+        self.leads.find(lead).is_some_and(|s| s.in_step)
     }
 
     /// Loads the states of `leads` not yet in the working set: from the
@@ -132,35 +148,55 @@ impl<'p, 'a> Work<'p, 'a> {
     pub(super) fn load(&mut self, leads: &[&str]) -> Result<(), StepError> {
         let mut missing: Vec<&str> = Vec::with_capacity(leads.len());
         for lead in leads {
-            let Some(slot) = self.leads.get_mut(*lead) else {
-                missing.push(lead);
-                continue;
-            };
-            if slot.in_step {
-                continue;
+            match self.leads.position(lead) {
+                Some(pos) => self.join(pos),
+                None => missing.push(lead),
             }
-            // Cached: it joins the step as the store has it, but for the
-            // state (which the store's timer index follows every step).
-            let state = slot.state.as_ref().expect("cached leads have a state");
-            slot.stored_due = state.next_due;
-            slot.member = state.member;
-            slot.existed = true;
-            slot.in_step = true;
-            slot.used = true;
-            if let Some(due) = slot.stored_due {
-                self.queue.push(Reverse((due, LeadId::from(*lead))));
-            }
-            self.touched.push(LeadId::from(*lead));
         }
         missing.sort_unstable();
         missing.dedup();
+        self.read(&missing)
+    }
+
+    /// [`Work::load`] of one lead; where it is in the working set.
+    pub(super) fn load_one(&mut self, lead: &str) -> Result<Pos, StepError> {
+        if let Some(pos) = self.leads.position(lead) {
+            self.join(pos);
+            return Ok(pos);
+        }
+        self.read(&[lead])?;
+        Ok(self.leads.position(lead).expect("a lead read is in the working set"))
+    }
+
+    /// A cached lead joins the step (if it has not yet) as the store has it,
+    /// but for the state (which the store's timer index follows every step).
+    fn join(&mut self, pos: Pos) {
+        let slot = self.leads.at_mut(pos);
+        if slot.in_step {
+            return;
+        }
+        let state = slot.state.as_ref().expect("cached leads have a state");
+        slot.stored_due = state.next_due;
+        slot.member = state.member;
+        slot.existed = true;
+        slot.in_step = true;
+        slot.used = true;
+        if let Some(due) = slot.stored_due {
+            self.queue.push(Reverse((due, slot.lead.clone())));
+        }
+        self.touched.push(pos);
+    }
+
+    /// Reads `missing` (none of them in the working set, each once) from the
+    /// store into the step.
+    fn read(&mut self, missing: &[&str]) -> Result<(), StepError> {
         if missing.is_empty() {
             return Ok(());
         }
         self.leads.reserve(missing.len());
-        let values = self.p.store.get_states(self.partition, &missing)?;
-        for (lead, value) in missing.into_iter().zip(values) {
-            let lead = LeadId::from(lead);
+        let values = self.p.store.get_states(self.partition, missing)?;
+        for (lead, value) in missing.iter().zip(values) {
+            let lead = LeadId::from(*lead);
             let (mut state, retired) = match value {
                 Some(bytes) => {
                     let (state, retired) =
@@ -183,10 +219,19 @@ impl<'p, 'a> Work<'p, 'a> {
             if let Some(due) = state.as_ref().and_then(|s| s.next_due) {
                 self.queue.push(Reverse((due, lead.clone())));
             }
-            self.touched.push(lead.clone());
-            let slot =
-                Slot { state, stored_due, existed, member, dirty: migrated, lagging: false, in_step: true, used: true };
-            self.leads.insert(lead, slot);
+            let slot = Slot {
+                lead,
+                state,
+                stored_due,
+                existed,
+                member,
+                dirty: migrated,
+                lagging: false,
+                in_step: true,
+                used: true,
+            };
+            let pos = self.leads.insert(slot);
+            self.touched.push(pos);
         }
         Ok(())
     }
@@ -196,8 +241,10 @@ impl<'p, 'a> Work<'p, 'a> {
     /// when first used: until then the store's timer index, which follows
     /// their cached states, is what the step knows of their timers.
     pub(super) fn read_uncached(&mut self, leads: &[&str]) -> Result<(), StepError> {
-        let missing: Vec<&str> = leads.iter().copied().filter(|l| !self.leads.contains_key(*l)).collect();
-        self.load(&missing)
+        let mut missing: Vec<&str> = leads.iter().copied().filter(|l| self.leads.position(l).is_none()).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        self.read(&missing)
     }
 
     /// Hints the cache to fetch the leads of the messages to come (the
@@ -208,13 +255,13 @@ impl<'p, 'a> Work<'p, 'a> {
     pub(super) fn prefetch(&self, upcoming: &[Arrival]) {
         let event = |i: usize| upcoming.get(i).and_then(|a| a.event.as_ref().ok());
         if let Some(e) = event(2 * DISTANCE - 1) {
-            if let Some(slot) = self.leads.get(e.lead_id.as_str()) {
+            if let Some(slot) = self.leads.find(e.lead_id.as_str()) {
                 prefetch_slot(&slot.state);
             }
             e.prefetch_properties();
         }
         if let Some(e) = event(DISTANCE - 1) {
-            if let Some(state) = self.leads.get(e.lead_id.as_str()).and_then(|s| s.state.as_ref()) {
+            if let Some(state) = self.leads.find(e.lead_id.as_str()).and_then(|s| s.state.as_ref()) {
                 state.prefetch();
             }
             e.prefetch_texts();
@@ -287,8 +334,8 @@ impl<'p, 'a> Work<'p, 'a> {
     }
 
     fn apply(&mut self, event: &Event) -> Result<Outcome, StepError> {
-        self.load(&[event.lead_id.as_str()])?;
-        let slot = self.leads.get_mut(&event.lead_id).expect("loaded");
+        let pos = self.load_one(event.lead_id.as_str())?;
+        let slot = self.leads.at_mut(pos);
         let before = slot.state.as_ref().and_then(|s| s.next_due);
         let outcome = apply(self.p.model, &mut slot.state, event, &mut self.out);
         let stats = &mut self.step.stats;
@@ -407,16 +454,21 @@ impl<'p, 'a> Work<'p, 'a> {
         // time, is skipped, and the leads go in the order the step loaded them.
         let mut touched = std::mem::take(&mut self.touched);
         if self.p.changelog_per_step {
-            touched.sort_unstable();
+            let leads = &self.leads;
+            touched.sort_unstable_by(|a, b| leads.at(*a).lead.cmp(&leads.at(*b).lead));
         }
+        // Leads without a state leave the cache once the positions are no
+        // longer needed (a removal moves another lead's slot).
+        let mut gone: Vec<Pos> = Vec::new();
         // A timer move and a state per lead at most, then the checkpoint.
         self.step.write.ops.reserve(2 * touched.len() + 1);
-        for lead in touched {
-            let Some(slot) = self.leads.get_mut(&lead) else { continue };
+        for pos in touched {
+            let slot = self.leads.at_mut(pos);
+            let lead = slot.lead.clone();
             slot.in_step = false;
             if !slot.dirty {
                 if slot.state.is_none() {
-                    self.leads.remove(&lead);
+                    gone.push(pos);
                 }
                 continue;
             }
@@ -457,7 +509,7 @@ impl<'p, 'a> Work<'p, 'a> {
                 continue;
             }
             let state = slot.state.take();
-            self.leads.remove(&lead);
+            gone.push(pos);
             let mut value = state.as_ref().map(|s| {
                 let mut buf = Vec::with_capacity(256);
                 encode_state(s, self.p.model, &mut buf);
@@ -475,6 +527,12 @@ impl<'p, 'a> Work<'p, 'a> {
             }
         }
         if let Some(cache) = cache {
+            // From the last position down: each removal moves a slot from
+            // beyond the positions still to remove.
+            gone.sort_unstable_by(|a, b| b.cmp(a));
+            for pos in gone {
+                self.leads.remove(pos);
+            }
             cache.put(p, std::mem::take(&mut self.leads));
         }
         self.checkpoint.epoch = self.ctx.epoch.or(self.checkpoint.epoch);
