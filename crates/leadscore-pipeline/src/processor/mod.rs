@@ -11,7 +11,8 @@
 //! in (due, lead) order. In wall-clock mode the runtime says when a step
 //! "ticks": its timers due by then fire before its events.
 //!
-//! - `work`: one step's working set of leads, and the records it emits.
+//! - `work`: one step's working set of leads, from loading to its writes.
+//! - `emit`: the records a step publishes, and its dead letters.
 //! - `leads`: the slots of a working set, by position and by id.
 //! - `timers`: firing due timers from the store's timer index.
 //! - `remodel`: switching a partition to a changed model, and migrating its
@@ -19,6 +20,7 @@
 //! - `cache`: decoded states kept between steps.
 
 mod cache;
+mod emit;
 mod leads;
 mod remodel;
 mod timers;
@@ -28,6 +30,7 @@ use crate::admission::Admission;
 use crate::aligner::{merge_all, Arrival, SchemaWait};
 use crate::messages::{InputMessage, OutputRecord, Topics};
 pub use cache::StateCache;
+pub use emit::DEAD_LETTER_SAMPLE_BYTES;
 use leadscore_codec::{decode_json, AvroCodec, AvroError, DecodeError, ErrorClass, Limits};
 use leadscore_core::{Millis, Model};
 use leadscore_store::{Checkpoint, DecodeStateError, Partition, StateStore, StoreError, WriteBatch};
@@ -35,7 +38,6 @@ use leadscore_telemetry::{Observations, StepStats};
 pub use remodel::SWEEP_LEADS;
 use std::sync::Arc;
 use work::Work;
-pub use work::DEAD_LETTER_SAMPLE_BYTES;
 
 /// Which clock drives timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
