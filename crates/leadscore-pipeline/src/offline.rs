@@ -33,9 +33,11 @@ const BATCH: usize = 8192;
 /// Leads whose decoded states are kept between steps; beyond, all are
 /// written back to the store (memory: roughly 1 to 2 KB per lead).
 const CACHED_LEADS: usize = 200_000;
-/// Batches between the reader and the decoder, and steps between the scorer
-/// and the encoder, at most.
+/// Steps between the scorer and the encoder, at most.
 const IN_FLIGHT: usize = 3;
+/// Decoded batches waiting for the steps, at most: with the one being read
+/// and the one being scored, three batches of events are in memory.
+const DECODED_AHEAD: usize = 1;
 
 /// What a run did, for the summary line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -97,7 +99,7 @@ pub struct Options {
 /// progress (when asked) and the summary to `err`.
 pub fn score(
     model: &Model,
-    input: impl BufRead,
+    input: impl BufRead + Send,
     options: &Options,
     out: &mut (impl Write + Send),
     err: &mut impl Write,
@@ -115,7 +117,7 @@ pub fn score(
 pub fn score_into(
     store: &MemoryStore,
     model: &Model,
-    input: impl BufRead,
+    input: impl BufRead + Send,
     options: &Options,
     out: &mut (impl Write + Send),
     err: &mut impl Write,
@@ -128,7 +130,7 @@ fn score_to(
     store: &MemoryStore,
     keep_states: bool,
     model: &Model,
-    input: impl BufRead,
+    input: impl BufRead + Send,
     options: &Options,
     out: &mut (impl Write + Send),
     err: &mut impl Write,
@@ -177,12 +179,12 @@ fn encode_lines(model: &Model, records: &[PublishedRecord]) -> Vec<u8> {
 /// `on_step` instead of writing JSON: for tools that analyse what a model
 /// does with a history (`leadscore replay`, `leadscore review`).
 ///
-/// Lines are decoded on a thread of their own, a few batches ahead of the
+/// Lines are read and decoded on a thread of their own, a few batches ahead of the
 /// steps.
 pub fn score_steps(
     store: &MemoryStore,
     model: &Model,
-    input: impl BufRead,
+    input: impl BufRead + Send,
     options: &Options,
     on_step: impl FnMut(&mut Step) -> io::Result<()>,
     err: &mut impl Write,
@@ -196,7 +198,7 @@ fn steps(
     store: &MemoryStore,
     keep_states: bool,
     model: &Model,
-    input: impl BufRead,
+    input: impl BufRead + Send,
     options: &Options,
     mut on_step: impl FnMut(&mut Step) -> io::Result<()>,
     err: &mut impl Write,
@@ -218,63 +220,34 @@ fn steps(
     let started = Instant::now();
     let mut last_report = started;
     std::thread::scope(|s| {
-        // At most IN_FLIGHT batches are between the two threads, and each
-        // channel holds that many: neither send can wait for ever.
-        let (lines, to_decode) = mpsc::sync_channel::<Vec<InputMessage>>(IN_FLIGHT);
-        let (decoded_tx, decoded) = mpsc::sync_channel::<Vec<Arrival>>(IN_FLIGHT);
+        // Lines are read, split and decoded on a thread of their own, a few
+        // batches ahead of the steps (whose thread sets the pace: reading
+        // and splitting on it were about a tenth of its time).
+        let (decoded_tx, decoded) = mpsc::sync_channel::<io::Result<Vec<Arrival>>>(DECODED_AHEAD);
         let decoder = &processor;
         s.spawn(move || {
-            for batch in to_decode {
-                if decoded_tx.send(batch.into_iter().map(|m| decoder.decode(m)).collect()).is_err() {
+            for batch in read_batches(input, decoder) {
+                let failed = batch.is_err();
+                // An error ends the run; so does a closed channel (the steps
+                // stopped on one of their own).
+                if decoded_tx.send(batch).is_err() || failed {
                     return;
                 }
             }
         });
-        let mut in_flight = 0;
-        let mut step = |arrivals: Vec<Arrival>, summary: &mut Summary, err: &mut _| -> Result<(), OfflineError> {
+        for arrivals in decoded {
+            let arrivals = arrivals?;
+            summary.events_read += arrivals.len() as u64;
             let step = processor.process_arrivals(0, arrivals, StepContext::default())?;
-            commit(store, step, summary, &mut on_step, err)?;
+            commit(store, step, &mut summary, &mut on_step, err)?;
             if cache.full() {
                 write_back(store, model, &cache)?;
             }
-            Ok(())
-        };
-        let mut batch = Vec::with_capacity(BATCH);
-        for (n, line) in input.split(b'\n').enumerate() {
-            let mut line = line?;
-            if line.last() == Some(&b'\r') {
-                line.pop();
+            if progress && last_report.elapsed() > Duration::from_secs(2) {
+                last_report = Instant::now();
+                let rate = summary.events_read as f64 / started.elapsed().as_secs_f64();
+                writeln!(err, "leadscore: {} events read ({rate:.0}/s)", summary.events_read)?;
             }
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            summary.events_read += 1;
-            batch.push(InputMessage {
-                topic: TOPIC.to_string(),
-                partition: 0,
-                offset: n as i64 + 1,
-                key: None,
-                payload: Some(line),
-                timestamp: None,
-            });
-            if batch.len() == BATCH {
-                send(&lines, std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
-                in_flight += 1;
-                if in_flight == IN_FLIGHT {
-                    step(receive(&decoded), &mut summary, err)?;
-                    in_flight -= 1;
-                }
-                if progress && last_report.elapsed() > Duration::from_secs(2) {
-                    last_report = Instant::now();
-                    let rate = summary.events_read as f64 / started.elapsed().as_secs_f64();
-                    writeln!(err, "leadscore: {} events read ({rate:.0}/s)", summary.events_read)?;
-                }
-            }
-        }
-        send(&lines, batch);
-        drop(lines);
-        for arrivals in decoded.iter() {
-            step(arrivals, &mut summary, err)?;
         }
         Ok::<_, OfflineError>(())
     })?;
@@ -291,14 +264,40 @@ fn steps(
     Ok(summary)
 }
 
-/// Hands a batch to the decoder, which lives as long as its channel.
-fn send(lines: &mpsc::SyncSender<Vec<InputMessage>>, batch: Vec<InputMessage>) {
-    lines.send(batch).expect("the decoder runs until its channel closes");
-}
-
-/// The next decoded batch; the decoder sends one for every batch sent.
-fn receive(decoded: &mpsc::Receiver<Vec<Arrival>>) -> Vec<Arrival> {
-    decoded.recv().expect("the decoder answers every batch")
+/// The non-blank lines of `input` decoded, [`BATCH`] at a time; a line's
+/// offset is its line number (from 1), so that problems can name it.
+fn read_batches<'i>(
+    input: impl BufRead + 'i,
+    decoder: &'i Processor<'_>,
+) -> impl Iterator<Item = io::Result<Vec<Arrival>>> + 'i {
+    let mut lines = input.split(b'\n').enumerate();
+    std::iter::from_fn(move || {
+        let mut batch = Vec::with_capacity(BATCH);
+        for (n, line) in lines.by_ref() {
+            let mut line = match line {
+                Ok(line) => line,
+                Err(e) => return Some(Err(e)),
+            };
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            batch.push(decoder.decode(InputMessage {
+                topic: TOPIC.to_string(),
+                partition: 0,
+                offset: n as i64 + 1,
+                key: None,
+                payload: Some(line),
+                timestamp: None,
+            }));
+            if batch.len() == BATCH {
+                return Some(Ok(batch));
+            }
+        }
+        (!batch.is_empty()).then_some(Ok(batch))
+    })
 }
 
 /// Writes the cached states the store lags behind on into it.

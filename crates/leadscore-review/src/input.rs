@@ -27,7 +27,7 @@ impl Input {
     }
 
     /// A new reader from the start.
-    pub fn open(&self) -> std::io::Result<Box<dyn BufRead + '_>> {
+    pub fn open(&self) -> std::io::Result<Box<dyn BufRead + Send + '_>> {
         Ok(match self {
             Input::File(p) => Box::new(BufReader::with_capacity(1 << 20, std::fs::File::open(p)?)),
             Input::Bytes(b) => Box::new(&b[..]),

@@ -32,7 +32,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut err = io::stderr().lock();
             let options = offline::Options { until, progress: io::stderr().is_terminal(), ..Default::default() };
             let summary = if input == "-" {
-                offline::score(&model, io::stdin().lock(), &options, &mut out, &mut err)?
+                // Not locked either: the scorer reads from a thread of its own.
+                offline::score(&model, BufReader::with_capacity(1 << 16, io::stdin()), &options, &mut out, &mut err)?
             } else {
                 let file = std::fs::File::open(&input).with_context(|| format!("cannot open --input {input}"))?;
                 offline::score(&model, BufReader::with_capacity(1 << 16, file), &options, &mut out, &mut err)?
