@@ -31,6 +31,7 @@ use crate::aligner::{merge_all, Arrival, SchemaWait};
 use crate::messages::{InputMessage, OutputRecord, Topics};
 pub use cache::StateCache;
 pub use emit::DEAD_LETTER_SAMPLE_BYTES;
+use leads::Pos;
 use leadscore_codec::{decode_json, AvroCodec, AvroError, DecodeError, ErrorClass, Limits};
 use leadscore_core::{Millis, Model};
 use leadscore_store::{Checkpoint, DecodeStateError, Partition, StateStore, StoreError, WriteBatch};
@@ -196,10 +197,18 @@ impl<'a> Processor<'a> {
         if let (TimeMode::WallClock, Some(tick)) = (self.mode, ctx.tick) {
             w.fire_due(tick, true)?;
         }
+        // Each lead is looked up once here, where the lookups do not wait on
+        // one another, and the loop below goes by position. Positions hold
+        // for the whole step (leads only join it until `finish`); a lead not
+        // yet in the working set is found when it is applied.
+        let positions: Vec<Option<Pos>> =
+            arrivals.iter().map(|a| a.event.as_ref().ok().and_then(|e| w.position(e.lead_id.as_str()))).collect();
         let mut rest = arrivals.into_iter();
+        let mut i = 0;
         while let Some(arrival) = rest.next() {
-            w.prefetch(rest.as_slice());
-            w.message(arrival)?;
+            i += 1;
+            w.prefetch(rest.as_slice(), &positions[i..]);
+            w.message(arrival, positions[i - 1])?;
         }
         w.sweep()?;
         Ok(w.finish())

@@ -20,7 +20,7 @@ impl Work<'_, '_> {
                 return Ok(());
             };
             let Reverse((due, lead)) = PeekMut::pop(first);
-            let pos = self.load_one(lead.as_str())?;
+            let pos = self.load_one(lead.as_str(), None)?;
             let slot = self.leads.at_mut(pos);
             let Some(state) = slot.state.as_mut().filter(|s| s.next_due == Some(due)) else {
                 continue; // stale (the lead moved on in this step) or repeated

@@ -139,9 +139,17 @@ impl<'p, 'a> Work<'p, 'a> {
         self.read(&missing)
     }
 
-    /// [`Work::load`] of one lead; where it is in the working set.
-    pub(super) fn load_one(&mut self, lead: &str) -> Result<Pos, StepError> {
-        if let Some(pos) = self.leads.position(lead) {
+    /// Where `lead` is in the working set, if it is there (in the step or
+    /// cached).
+    pub(super) fn position(&self, lead: &str) -> Option<Pos> {
+        self.leads.position(lead)
+    }
+
+    /// [`Work::load`] of one lead, at `known` if the caller found it there
+    /// earlier in the step; where it is in the working set.
+    pub(super) fn load_one(&mut self, lead: &str, known: Option<Pos>) -> Result<Pos, StepError> {
+        debug_assert!(known.is_none_or(|pos| self.leads.at(pos).lead.as_str() == lead));
+        if let Some(pos) = known.or_else(|| self.leads.position(lead)) {
             self.join(pos);
             return Ok(pos);
         }
@@ -233,16 +241,19 @@ impl<'p, 'a> Work<'p, 'a> {
     /// `leadscore_core::prefetch`, so that a step over more leads than the
     /// cache holds does not wait on memory for each lead in turn (in one
     /// that fits, they cost about nothing: 1k leads measured alike).
-    pub(super) fn prefetch(&self, upcoming: &[Arrival]) {
+    /// `positions` are the upcoming leads' places in the working set, as
+    /// found at the start of the step.
+    pub(super) fn prefetch(&self, upcoming: &[Arrival], positions: &[Option<Pos>]) {
         let event = |i: usize| upcoming.get(i).and_then(|a| a.event.as_ref().ok());
+        let slot = |i: usize| positions.get(i).copied().flatten().map(|pos| self.leads.at(pos));
         if let Some(e) = event(2 * DISTANCE - 1) {
-            if let Some(slot) = self.leads.find(e.lead_id.as_str()) {
+            if let Some(slot) = slot(2 * DISTANCE - 1) {
                 prefetch_slot(&slot.state);
             }
             e.prefetch_properties();
         }
         if let Some(e) = event(DISTANCE - 1) {
-            if let Some(state) = self.leads.find(e.lead_id.as_str()).and_then(|s| s.state.as_ref()) {
+            if let Some(state) = slot(DISTANCE - 1).and_then(|s| s.state.as_ref()) {
                 state.prefetch();
             }
             e.prefetch_texts();
@@ -256,8 +267,13 @@ impl<'p, 'a> Work<'p, 'a> {
         watermark
     }
 
-    /// Applies, dead-letters or skips one released message.
-    pub(super) fn message(&mut self, Arrival { message: m, event, .. }: Arrival) -> Result<(), StepError> {
+    /// Applies, dead-letters or skips one released message; `known` is
+    /// where its lead was in the working set at the start of the step.
+    pub(super) fn message(
+        &mut self,
+        Arrival { message: m, event, .. }: Arrival,
+        known: Option<Pos>,
+    ) -> Result<(), StepError> {
         let topic = self.p.topics.input_index(&m.topic).unwrap_or(u16::MAX);
         let fresh = self.fresh(&m);
         self.step.messages += 1;
@@ -296,7 +312,7 @@ impl<'p, 'a> Work<'p, 'a> {
                     let watermark = self.advance_watermark(event.timestamp);
                     self.fire_due(watermark, false)?;
                 }
-                let outcome = match self.apply(&event)? {
+                let outcome = match self.apply(&event, known)? {
                     Outcome::Applied => {
                         self.step.observations.event_times.push(event.timestamp);
                         EventOutcome::Applied
@@ -314,8 +330,8 @@ impl<'p, 'a> Work<'p, 'a> {
         Ok(())
     }
 
-    fn apply(&mut self, event: &Event) -> Result<Outcome, StepError> {
-        let pos = self.load_one(event.lead_id.as_str())?;
+    fn apply(&mut self, event: &Event, known: Option<Pos>) -> Result<Outcome, StepError> {
+        let pos = self.load_one(event.lead_id.as_str(), known)?;
         let slot = self.leads.at_mut(pos);
         let before = slot.state.as_ref().and_then(|s| s.next_due);
         let outcome = apply(self.p.model, &mut slot.state, event, &mut self.out);
