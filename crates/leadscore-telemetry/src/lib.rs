@@ -20,7 +20,7 @@ pub mod tally;
 
 pub use history::{History, PublishedRecord};
 pub use metrics::Metrics;
-pub use observations::{EventOutcome, Observations, SkipReason, StepStats};
+pub use observations::{Counts, EventOutcome, Observations, SkipReason, StepStats};
 pub use status::Status;
 pub use tally::Tally;
 

@@ -376,8 +376,10 @@ mod tests {
     #[test]
     fn many_steps_count_as_each_would_alone() {
         let step = |topic: u16, broker: i64| Observations {
-            events: [((topic, Some(leadscore_core::Kind::PageView), crate::EventOutcome::Applied), 2)].into(),
-            dead_letters: [("bad_json", 1)].into(),
+            events: [((topic, Some(leadscore_core::Kind::PageView), crate::EventOutcome::Applied), 2)]
+                .into_iter()
+                .collect(),
+            dead_letters: [("bad_json", 1)].into_iter().collect(),
             broker_times: vec![broker],
             event_times: vec![0],
             timer_delays: vec![5],

@@ -83,7 +83,7 @@ impl Tally {
     }
 
     /// Dead letters by error class, summed.
-    pub fn dead_letters(&self) -> &std::collections::HashMap<&'static str, u64> {
+    pub fn dead_letters(&self) -> &crate::observations::Counts<&'static str> {
         &self.counts.dead_letters
     }
 }
@@ -107,8 +107,8 @@ mod tests {
 
     fn step(topic: u16, broker: i64, lead: &str) -> (StepStats, Observations) {
         let o = Observations {
-            events: [((topic, Some(Kind::PageView), EventOutcome::Applied), 2)].into(),
-            dead_letters: [("bad_json", 1)].into(),
+            events: [((topic, Some(Kind::PageView), EventOutcome::Applied), 2)].into_iter().collect(),
+            dead_letters: [("bad_json", 1)].into_iter().collect(),
             broker_times: vec![broker],
             event_times: vec![0],
             timer_delays: vec![5],

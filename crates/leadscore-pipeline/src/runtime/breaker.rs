@@ -1,7 +1,8 @@
 //! The circuit breaker against floods of bad input (an input topic mapped to
 //! the wrong kind or format), and the rate-limited log line about dead letters.
 
-use std::collections::{BTreeMap, HashMap};
+use leadscore_telemetry::Counts;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Counts committed messages and dead letters in windows of `window`
@@ -50,7 +51,7 @@ pub(crate) struct DeadLetterLog {
 }
 
 impl DeadLetterLog {
-    pub(crate) fn add(&mut self, classes: &HashMap<&'static str, u64>, now: Duration) {
+    pub(crate) fn add(&mut self, classes: &Counts<&'static str>, now: Duration) {
         for (class, n) in classes {
             *self.pending.entry(class).or_default() += n;
         }
