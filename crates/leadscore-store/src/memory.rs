@@ -9,20 +9,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::Mutex;
 
-/// A timer as a typed key: the tuple orders exactly as the RocksDB store's
-/// timer keys do (partition, due, lead bytes), and compares without
-/// building or comparing byte keys.
-type Timer = (Partition, Millis, LeadId);
-
-/// The first timer key of `partition`.
-fn first_timer(partition: Partition) -> Timer {
-    (partition, Millis::MIN, LeadId::from(""))
-}
+/// A partition's timer as a typed key: the tuple orders exactly as the
+/// RocksDB store's timer keys do within a partition (due, lead bytes), and
+/// compares without building or comparing byte keys. One set per partition:
+/// a step moves a timer for nearly every lead it changes, and each compare
+/// in a set of all partitions began with the partition.
+type Timer = (Millis, LeadId);
 
 #[derive(Debug, Default)]
 struct Inner {
     states: BTreeMap<Vec<u8>, Vec<u8>>,
-    timers: BTreeSet<Timer>,
+    timers: BTreeMap<Partition, BTreeSet<Timer>>,
     checkpoints: BTreeMap<Partition, Checkpoint>,
 }
 
@@ -94,17 +91,14 @@ impl StateStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<(Millis, LeadId)>, StoreError> {
         let inner = self.lock();
-        let start = match after {
-            Some((due, lead)) => Bound::Excluded((partition, due, LeadId::from(lead))),
-            None => Bound::Included(first_timer(partition)),
+        let Some(timers) = inner.timers.get(&partition) else {
+            return Ok(Vec::new());
         };
-        Ok(inner
-            .timers
-            .range((start, Bound::Unbounded))
-            .take_while(|(p, due, _)| *p == partition && *due <= up_to)
-            .take(limit)
-            .map(|(_, due, lead)| (*due, lead.clone()))
-            .collect())
+        let start = match after {
+            Some((due, lead)) => Bound::Excluded((due, LeadId::from(lead))),
+            None => Bound::Unbounded,
+        };
+        Ok(timers.range((start, Bound::Unbounded)).take_while(|(due, _)| *due <= up_to).take(limit).cloned().collect())
     }
 
     fn checkpoint(&self, partition: Partition) -> Result<Option<Checkpoint>, StoreError> {
@@ -122,11 +116,12 @@ impl StateStore for MemoryStore {
                     inner.states.remove(&state_key(*partition, lead.as_str()));
                 }
                 Op::MoveTimer { partition, lead, old, new } => {
+                    let timers = inner.timers.entry(*partition).or_default();
                     if let Some(old) = old {
-                        inner.timers.remove(&(*partition, *old, lead.clone()));
+                        timers.remove(&(*old, lead.clone()));
                     }
                     if let Some(new) = new {
-                        inner.timers.insert((*partition, *new, lead.clone()));
+                        timers.insert((*new, lead.clone()));
                     }
                 }
                 Op::Checkpoint { partition, checkpoint } => {
@@ -144,11 +139,7 @@ impl StateStore for MemoryStore {
         states.iter().for_each(|k| {
             inner.states.remove(k);
         });
-        let timers: Vec<Timer> =
-            inner.timers.range(first_timer(partition)..).take_while(|(p, ..)| *p == partition).cloned().collect();
-        timers.iter().for_each(|k| {
-            inner.timers.remove(k);
-        });
+        inner.timers.remove(&partition);
         inner.checkpoints.remove(&partition);
         Ok(())
     }
