@@ -9,9 +9,9 @@
 //! and including that instant. Bad lines are reported with their line number
 //! and error class, as the service would dead-letter them.
 //!
-//! Three threads share the work, a few batches apart: one decodes lines, one
-//! runs the steps (the only one that touches state), one encodes and writes
-//! their records, in the steps' order.
+//! Three threads share the work, a few batches apart: one reads, splits and
+//! decodes lines, one runs the steps (the only one that touches state), one
+//! encodes and writes their records, in the steps' order.
 
 use crate::admission::Admission;
 use crate::aligner::Arrival;
@@ -179,8 +179,8 @@ fn encode_lines(model: &Model, records: &[PublishedRecord]) -> Vec<u8> {
 /// `on_step` instead of writing JSON: for tools that analyse what a model
 /// does with a history (`leadscore replay`, `leadscore review`).
 ///
-/// Lines are read and decoded on a thread of their own, a few batches ahead of the
-/// steps.
+/// Lines are read and decoded on a thread of their own, a batch ahead of
+/// the steps.
 pub fn score_steps(
     store: &MemoryStore,
     model: &Model,

@@ -2,7 +2,9 @@
 //! batches apart: what it prints must still be, byte for byte and in order,
 //! what the processing step publishes when it is fed the same lines directly,
 //! and the states it leaves in its store must be the step's, whether every
-//! lead stays cached or the cache is written back again and again.
+//! lead stays cached or the cache is written back again and again. A failing
+//! input or output ends a run with its own error; blank lines are skipped and
+//! problems name their line.
 
 mod common;
 
@@ -152,4 +154,50 @@ fn an_output_that_fails_stops_the_run_with_its_own_error() {
     let failed = score(&model, &input[..], &Options::default(), &mut out, &mut Vec::new()).expect_err("a failed write");
     let leadscore_pipeline::offline::OfflineError::Io(e) = failed else { panic!("not an I/O error: {failed}") };
     assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+}
+
+/// Input that yields `good` and then fails, as a reset connection or a
+/// truncated compressed stream does.
+struct Failing {
+    good: std::io::Cursor<Vec<u8>>,
+}
+
+impl std::io::Read for Failing {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.good.read(buf)? {
+            0 => Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "the input went away")),
+            n => Ok(n),
+        }
+    }
+}
+
+#[test]
+fn an_input_that_fails_midway_stops_the_run_with_its_own_error() {
+    let model = seed_model();
+    let mut g =
+        leadscore_synth::Generator::new(leadscore_synth::Settings { seed: 6, leads: 500, ..Default::default() });
+    let mut good = Vec::new();
+    // Several batches in, so that earlier ones are being scored and written
+    // while the reader fails.
+    for _ in 0..EVENTS / 2 {
+        leadscore_codec::encode_event_json(&mut good, &g.next_event());
+        good.push(b'\n');
+    }
+    let input = std::io::BufReader::new(Failing { good: std::io::Cursor::new(good) });
+    let failed =
+        score(&model, input, &Options::default(), &mut Vec::new(), &mut Vec::new()).expect_err("a failed read");
+    let leadscore_pipeline::offline::OfflineError::Io(e) = failed else { panic!("not an I/O error: {failed}") };
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+}
+
+#[test]
+fn blank_lines_are_skipped_and_crlf_lines_keep_their_numbers() {
+    let model = seed_model();
+    let event = r#"{"event_id":"e-1","lead_id":"L-1","type":"page_view","timestamp":"2026-01-01T00:00:00Z","properties":{"url":"/pricing"}}"#;
+    let input = format!("{event}\r\n\n   \r\n\t\nnot json\r\n{}\n", event.replace("e-1", "e-2"));
+    let mut err = Vec::new();
+    let summary = score(&model, input.as_bytes(), &Options::default(), &mut Vec::new(), &mut err).expect("a run");
+    let reported = String::from_utf8(err).expect("UTF-8");
+    assert_eq!((summary.events_read, summary.applied, summary.rejected), (3, 2, 1), "{reported}");
+    assert!(reported.contains("line 5: not_json"), "{reported}");
 }

@@ -32,7 +32,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut err = io::stderr().lock();
             let options = offline::Options { until, progress: io::stderr().is_terminal(), ..Default::default() };
             let summary = if input == "-" {
-                // Not locked either: the scorer reads from a thread of its own.
+                // Not `stdin().lock()`: the scorer reads on a thread of its
+                // own, and a lock cannot move to another thread.
                 offline::score(&model, BufReader::with_capacity(1 << 16, io::stdin()), &options, &mut out, &mut err)?
             } else {
                 let file = std::fs::File::open(&input).with_context(|| format!("cannot open --input {input}"))?;
