@@ -22,6 +22,7 @@ use crate::time::{bounded, Millis};
 
 mod segments;
 
+pub use segments::held_by_conditions;
 use segments::{next_due, update_segments};
 
 /// What [`apply`] did with an event.

@@ -40,8 +40,10 @@ impl fmt::Display for Grade {
     }
 }
 
+mod flat;
 mod matching;
 mod timed;
+pub(crate) use flat::{BitSet, SegmentTest, SegmentTests};
 pub use matching::{Bound, EventMatcher, FieldTest, Range, Test};
 pub use timed::CACHED_DEADLINES;
 pub(crate) use timed::{score_slots, timed_conds, TimedCond};
@@ -248,6 +250,8 @@ pub struct Model {
     pub(crate) timed: Vec<TimedCond>,
     /// The slots of those whose kept deadline a score change makes stale.
     pub(crate) timed_score_slots: u8,
+    /// Every segment's condition as flat tests.
+    pub(crate) segment_tests: SegmentTests,
     /// What the slots of a lead's state mean under this model.
     pub(crate) layout: StateLayout,
     fingerprint: u64,
@@ -354,6 +358,7 @@ impl Model {
             window_widths: Vec::new(),
             timed: Vec::new(),
             timed_score_slots: 0,
+            segment_tests: SegmentTests::default(),
             layout: StateLayout::default(),
             fingerprint: 0,
         };
@@ -370,6 +375,7 @@ impl Model {
         }
         model.timed = timed_conds(&model.spec.segments, &model.spec.tallies, &model.tally_windows);
         model.timed_score_slots = score_slots(&model.timed);
+        model.segment_tests = SegmentTests::of(&model.spec.segments, &model.spec.tallies, &model.tally_windows);
         model.layout = StateLayout::of(&model);
         // Everything the model computes with, descriptions included (a change
         // of those alone re-evaluates leads once and publishes nothing).

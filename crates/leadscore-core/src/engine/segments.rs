@@ -3,7 +3,7 @@
 //! which time alone could change one, solved in closed form per condition.
 
 use crate::decay::{cents, cents_at, crossing, round2};
-use crate::model::{Cond, Measure, Model};
+use crate::model::{BitSet, Cond, Measure, Model, SegmentTest};
 use crate::output::{Cause, Direction, Outputs, Record, Transition};
 use crate::state::{LeadState, Membership, NEVER};
 use crate::time::Millis;
@@ -83,6 +83,44 @@ impl View<'_> {
 }
 
 impl View<'_> {
+    fn held_by_conditions(&self) -> u128 {
+        let held = self.model.segments.iter().enumerate().filter(|(_, s)| self.holds(&s.when));
+        held.fold(0, |member, (i, _)| member | 1 << i)
+    }
+
+    /// [`View::holds`] for one flat test of the model's segments.
+    #[inline]
+    fn passes(&self, test: &SegmentTest) -> bool {
+        let cells = &self.state.cells;
+        match *test {
+            SegmentTest::Score { at_least, below } => self.score_cents >= at_least && self.score_cents < below,
+            SegmentTest::Grade(mask) => mask & (1 << self.state.grade as u8) != 0,
+            SegmentTest::WindowSum { window, range } => range.contains(cells.window_sum(usize::from(window))),
+            SegmentTest::WindowMax { window, range } => {
+                cells.window(usize::from(window)).max().is_some_and(|v| range.contains(v))
+            }
+            SegmentTest::Total { tally, range } => range.contains(cells.tally(tally).total.unwrap_or(0.0)),
+            SegmentTest::Peak { tally, range } => cells.tally(tally).total.is_some_and(|v| range.contains(v)),
+            SegmentTest::Since { tally, at_least, less_than } => cells.tally(tally).last.is_some_and(|last| {
+                let elapsed = self.now - last;
+                elapsed >= at_least && elapsed < less_than
+            }),
+            SegmentTest::BelowPeak { window, by } => {
+                cells.window(usize::from(window)).max().is_some_and(|peak| cents(peak) - self.score_cents >= by)
+            }
+            SegmentTest::Bits { set, mask } => {
+                let bits = match set {
+                    BitSet::ProfileTests => self.state.profile_tests,
+                    BitSet::Criteria => self.state.criteria,
+                    BitSet::StagesNow => u64::from(self.state.stages_now),
+                    BitSet::StagesReached => u64::from(self.state.stages_reached),
+                };
+                bits & mask != 0
+            }
+            SegmentTest::Tree(i) => self.holds(&self.model.segment_tests.trees[i]),
+        }
+    }
+
     /// When "score at least `by` cents below the peak" next changes: the score
     /// decays continuously while the peak steps down as its entries leave the
     /// window, so walk the peak's steps and solve the crossing within each.
@@ -113,6 +151,15 @@ impl View<'_> {
     }
 }
 
+/// The segments (bit `i`: segment `i`) whose conditions hold for `state` at
+/// `now` (not before its clock), each condition walked as the model states
+/// it: what the engine's flat tests of the segments must agree with.
+pub fn held_by_conditions(model: &Model, state: &LeadState, now: Millis) -> u128 {
+    let now = now.max(state.clock);
+    let score_cents = cents(state.score_at_time(model, now));
+    View { model, state, now, score_cents }.held_by_conditions()
+}
+
 /// Re-evaluates every segment at `now`, when the lead's score is `score`
 /// (unrounded: callers have it at hand, and decaying it again costs an
 /// `exp2`), and publishes the transitions stamped `stamp`.
@@ -127,11 +174,12 @@ pub(super) fn update_segments(
     debug_assert_eq!(score.to_bits(), state.score_at_time(model, now).to_bits());
     let view = View { model, state, now, score_cents: cents(score) };
     let mut member: u128 = 0;
-    for (i, seg) in model.segments.iter().enumerate() {
-        if view.holds(&seg.when) {
+    for i in 0..model.segments.len() {
+        if model.segment_tests.segment(i).iter().all(|t| view.passes(t)) {
             member |= 1 << i;
         }
     }
+    debug_assert_eq!(member, view.held_by_conditions(), "the flat tests agree with the conditions");
     let was = state.member;
     if member == was {
         return;
@@ -150,14 +198,15 @@ pub(super) fn update_segments(
             retired_segment: None,
         }));
     };
-    for i in (0..model.segments.len()).filter(|i| was & !member & (1 << i) != 0) {
+    let (exited, entered) = (was & !member, member & !was);
+    for i in bits(exited) {
         emit(state, i, Direction::Exited);
     }
-    for i in (0..model.segments.len()).filter(|i| member & !was & (1 << i) != 0) {
+    for i in bits(entered) {
         emit(state, i, Direction::Entered);
     }
     state.segments.retain(|m| member & (1 << m.segment) != 0);
-    for i in (0..model.segments.len()).filter(|i| member & !was & (1 << i) != 0) {
+    for i in bits(entered) {
         state.segments.push(Membership { segment: i as u16, since: now });
     }
     state.segments.sort_unstable_by_key(|m| m.segment);
@@ -222,6 +271,15 @@ pub(super) fn next_due(model: &Model, state: &mut LeadState, (now, score): (Mill
     state.deadlines = kept;
     debug_assert!(due.is_none_or(|d| d > now));
     due
+}
+
+/// The indexes of the set bits, lowest first.
+fn bits(mut set: u128) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let i = set.trailing_zeros();
+        set &= set.checked_sub(1)?;
+        Some(i as usize)
+    })
 }
 
 fn min_opt(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
