@@ -203,12 +203,9 @@ impl<'a> Processor<'a> {
         // yet in the working set is found when it is applied.
         let positions: Vec<Option<Pos>> =
             arrivals.iter().map(|a| a.event.as_ref().ok().and_then(|e| w.position(e.lead_id.as_str()))).collect();
-        let mut rest = arrivals.into_iter();
-        let mut i = 0;
-        while let Some(arrival) = rest.next() {
-            i += 1;
-            w.prefetch(rest.as_slice(), &positions[i..]);
-            w.message(arrival, positions[i - 1])?;
+        for (i, arrival) in arrivals.iter().enumerate() {
+            w.prefetch(&arrivals[i + 1..], &positions[i + 1..]);
+            w.message(arrival, positions[i])?;
         }
         w.sweep()?;
         Ok(w.finish())
