@@ -173,15 +173,18 @@ impl<'a> Processor<'a> {
         let arrivals = messages.iter().map(|m| self.decode(m.clone())).collect();
         let ordered = merge_all(self.topics.inputs.keys().cloned(), arrivals);
         let tick = (self.mode == TimeMode::WallClock).then_some(now);
-        self.process_arrivals(partition, ordered, StepContext { tick, ..StepContext::default() })
+        self.process_arrivals(partition, &ordered, StepContext { tick, ..StepContext::default() })
     }
 
     /// Processes decoded messages of one partition in the order given.
     /// Messages below the partition's checkpoint were applied before: skipped.
+    ///
+    /// The arrivals are borrowed: the caller decides where they are dropped
+    /// (freeing on the thread that allocated them is cheaper).
     pub fn process_arrivals(
         &self,
         partition: Partition,
-        arrivals: Vec<Arrival>,
+        arrivals: &[Arrival],
         ctx: StepContext<'_>,
     ) -> Result<Step, StepError> {
         let mut w = Work::new(self, partition, ctx, arrivals.len())?;

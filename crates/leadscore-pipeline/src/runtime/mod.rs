@@ -387,7 +387,7 @@ impl<'a> Runtime<'a> {
         let results = parallel::map_ordered(jobs, threads, |(partition, ready, tick)| {
             let o = &owned[&partition];
             let ctx = StepContext { tick, epoch: o.epoch, replay_until: o.replay.as_ref().map(|r| &r.until) };
-            (partition, tick, processor.process_arrivals(partition, ready, ctx))
+            (partition, tick, processor.process_arrivals(partition, &ready, ctx))
         });
         let mut steps = Vec::with_capacity(results.len());
         for (partition, tick, step) in results {
