@@ -108,8 +108,10 @@ pub enum StepError {
 
 /// How many store timers are read at a time.
 const TIMER_PAGE: usize = 1024;
-/// How far beyond the instant asked for a timer scan reads (milliseconds).
+/// How far beyond the instant asked for a step's first timer scan reads.
 const TIMER_LOOKAHEAD: Millis = 60_000;
+/// How far beyond it any scan reads, at most: a day.
+const MAX_TIMER_LOOKAHEAD: Millis = 86_400_000;
 
 /// Wire formats: JSON unless an Avro codec is given for inputs or outputs.
 #[derive(Debug, Clone, Default)]

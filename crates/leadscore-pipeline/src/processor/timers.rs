@@ -3,7 +3,7 @@
 //! the timers the step itself sets.
 
 use super::work::Work;
-use super::{StepError, TimeMode, TIMER_LOOKAHEAD, TIMER_PAGE};
+use super::{StepError, TimeMode, MAX_TIMER_LOOKAHEAD, TIMER_PAGE};
 use leadscore_core::engine::advance;
 use leadscore_core::Millis;
 use std::cmp::Reverse;
@@ -41,12 +41,18 @@ impl Work<'_, '_> {
 
     /// Makes sure every store timer due at or before `last` is in the queue.
     ///
-    /// Scans `TIMER_LOOKAHEAD` beyond `last`: in event time `last` moves with
-    /// every event, and a store scan per event was a large share of a step.
+    /// Scans ahead of `last`: in event time `last` moves with every event,
+    /// and a store scan per event was a large share of a step. The first scan
+    /// of a step reads `TIMER_LOOKAHEAD` ahead; each further one twice as far
+    /// as the one before, up to `MAX_TIMER_LOOKAHEAD`. So a step of live
+    /// events scans once, and one that covers days of history (a backfill,
+    /// the offline scorer: a minute or more between events) a few times, not
+    /// once per event, while reading at most about its own span beyond it.
     /// Scanning resumes after the last timer read, so no timer is read twice.
     fn load_store_timers(&mut self, last: Millis) -> Result<(), StepError> {
         while self.loaded_up_to.is_none_or(|l| l < last) {
-            let up_to = last.saturating_add(TIMER_LOOKAHEAD);
+            let up_to = last.saturating_add(self.lookahead);
+            self.lookahead = self.lookahead.saturating_mul(2).min(MAX_TIMER_LOOKAHEAD);
             let after = self.scanned.as_ref().map(|(d, l)| (*d, l.as_str()));
             let page = self.p.store.due_timers(self.partition, after, up_to, TIMER_PAGE)?;
             let full = page.len() == TIMER_PAGE;

@@ -4,7 +4,7 @@
 
 use super::leads::{Leads, Pos};
 use super::remodel::switch_model;
-use super::{Processor, Step, StepContext, StepError, TimeMode};
+use super::{Processor, Step, StepContext, StepError, TimeMode, TIMER_LOOKAHEAD};
 use crate::admission::UnknownKinds;
 use crate::aligner::Arrival;
 use crate::messages::{InputMessage, OutputRecord};
@@ -74,6 +74,9 @@ pub(super) struct Work<'p, 'a> {
     pub(super) loaded_up_to: Option<Millis>,
     /// The last store timer read (scans resume after it).
     pub(super) scanned: Option<(Millis, LeadId)>,
+    /// How far beyond the instant asked for the next scan reads: doubled
+    /// by every scan of the step (see `load_store_timers`).
+    pub(super) lookahead: Millis,
     base: Checkpoint,
     pub(super) checkpoint: Checkpoint,
     pub(super) out: Outputs,
@@ -102,6 +105,7 @@ impl<'p, 'a> Work<'p, 'a> {
             queue: BinaryHeap::new(),
             loaded_up_to: None,
             scanned: None,
+            lookahead: TIMER_LOOKAHEAD,
             checkpoint,
             base,
             out: Outputs::default(),
