@@ -161,6 +161,9 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
     }
 
     // Tallies.
+    if expiring {
+        state.cells.expire_all(&model.tally_window_widths, t);
+    }
     for (i, tally) in model.tallies.iter().enumerate() {
         let window = model.tally_windows[i].map(usize::from);
         let mut ts = state.cells.tally(i);
@@ -170,9 +173,6 @@ pub fn apply(model: &Model, slot: &mut Option<LeadState>, event: &Event, out: &m
             if let Some(w) = window {
                 state.cells.clear(w);
             }
-        }
-        if let (Some(w), Some(width), true) = (window, tally.window, expiring) {
-            state.cells.expire(w, t, width);
         }
         if !tally.matches(event) {
             continue;
@@ -284,11 +284,7 @@ fn expire_windows(model: &Model, state: &mut LeadState, now: Millis) {
     if now < state.expiry_floor {
         return;
     }
-    for (tally, w) in model.tallies.iter().zip(&model.tally_windows) {
-        if let (Some(width), Some(w)) = (tally.window, w) {
-            state.cells.expire(usize::from(*w), now, width);
-        }
-    }
+    state.cells.expire_all(&model.tally_window_widths, now);
     // Capped rules' windows expire only when their rule applies: their
     // oldest entries may be behind `now`, which keeps the floor a lower bound.
     state.expiry_floor = expiry_floor(model, state);
@@ -297,10 +293,7 @@ fn expire_windows(model: &Model, state: &mut LeadState, now: Millis) {
 /// The instant the oldest entry of some window leaves it (`Millis::MAX`:
 /// every window is empty).
 fn expiry_floor(model: &Model, state: &LeadState) -> Millis {
-    (0..model.window_count)
-        .filter_map(|w| state.cells.window(w).next_expiry(model.window_widths[w]))
-        .min()
-        .unwrap_or(Millis::MAX)
+    state.cells.next_expiry(&model.window_widths)
 }
 
 /// Publishes the next version as a score change from `previous` to `score`

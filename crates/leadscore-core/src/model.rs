@@ -246,6 +246,9 @@ pub struct Model {
     pub(crate) window_count: usize,
     /// How long an entry stays in each window (a tally's width, a cap's period).
     pub(crate) window_widths: Vec<Millis>,
+    /// The same for tallies' windows only (`None`: a cap's): what time
+    /// expires before an event or a timer is evaluated.
+    pub(crate) tally_window_widths: Vec<Option<Millis>>,
     /// The segments' conditions that time alone can change, each once.
     pub(crate) timed: Vec<TimedCond>,
     /// The slots of those whose kept deadline a score change makes stale.
@@ -356,6 +359,7 @@ impl Model {
             tally_windows,
             window_count: usize::from(windows),
             window_widths: Vec::new(),
+            tally_window_widths: Vec::new(),
             timed: Vec::new(),
             timed_score_slots: 0,
             segment_tests: SegmentTests::default(),
@@ -363,9 +367,11 @@ impl Model {
             fingerprint: 0,
         };
         model.window_widths = vec![0; model.window_count];
+        model.tally_window_widths = vec![None; model.window_count];
         for (t, w) in model.spec.tallies.iter().zip(&model.tally_windows) {
             if let (Some(w), Some(width)) = (w, t.window) {
                 model.window_widths[usize::from(*w)] = width;
+                model.tally_window_widths[usize::from(*w)] = Some(width);
             }
         }
         for (r, w) in model.spec.rules.iter().zip(&model.rule_windows) {

@@ -78,18 +78,55 @@ impl Cells {
         self.meta(w).total / SCALE
     }
 
+    /// When the oldest entry of any window leaves it, window `w` being
+    /// `widths[w]` wide (`Millis::MAX`: every window is empty). One pass over
+    /// the headers: locating each window on its own re-adds the lengths of
+    /// the windows before it.
+    pub fn next_expiry(&self, widths: &[Millis]) -> Millis {
+        debug_assert_eq!(widths.len(), self.window_count());
+        let mut start = self.entries_at();
+        let mut next = Millis::MAX;
+        for (w, width) in widths.iter().enumerate() {
+            let len = self.meta(w).len as usize;
+            if len > 0 {
+                next = next.min(self.cells(start..start + 1)[0].at.saturating_add(*width));
+            }
+            start += len;
+        }
+        next
+    }
+
     /// Drops the entries that have left window `w` (of `width`) at `now`.
     #[inline]
     pub fn expire(&mut self, w: usize, now: Millis, width: Millis) {
-        let mut meta = self.meta(w);
-        if meta.len == 0 {
-            return;
+        if self.meta(w).len > 0 {
+            let start = self.start(w);
+            self.expire_from(w, start, now, width);
         }
-        let start = self.start(w);
+    }
+
+    /// [`Cells::expire`] for every window `w` whose `widths[w]` is given, in
+    /// one pass over the headers (locating each window on its own re-adds
+    /// the lengths of the windows before it).
+    pub fn expire_all(&mut self, widths: &[Option<Millis>], now: Millis) {
+        debug_assert_eq!(widths.len(), self.window_count());
+        let mut start = self.entries_at();
+        for (w, width) in widths.iter().enumerate() {
+            let len = match width {
+                Some(width) if self.meta(w).len > 0 => self.expire_from(w, start, now, *width),
+                _ => self.meta(w).len as usize,
+            };
+            start += len;
+        }
+    }
+
+    /// Expires window `w`, whose entries start at `start`; its length after.
+    fn expire_from(&mut self, w: usize, start: usize, now: Millis, width: Millis) -> usize {
+        let mut meta = self.meta(w);
         let run = self.cells(start..start + meta.len as usize);
         let gone = run.iter().take_while(|e| e.at.saturating_add(width) <= now).count();
         if gone == 0 {
-            return;
+            return meta.len as usize;
         }
         if !meta.keeps_max {
             meta.total -= run[..gone].iter().map(|e| e.value).sum::<f64>();
@@ -101,6 +138,7 @@ impl Cells {
         }
         self.set_meta(w, meta);
         self.splice_entries(start..start + gone, None);
+        meta.len as usize
     }
 
     /// Empties window `w`.
@@ -256,6 +294,34 @@ mod tests {
         ) {
             let b = a + gap;
             prop_assert_eq!(same_bucket(a, b, bucket), a.div_euclid(bucket) == b.div_euclid(bucket));
+        }
+
+        /// Expiring every window in one pass, and finding the next expiry in
+        /// one, agree with doing it window by window.
+        #[test]
+        fn one_pass_agrees_with_window_by_window(
+            adds in proptest::collection::vec((0usize..4, 0i64..1_000, -3.0f64..9.0), 0..40),
+            widths in proptest::collection::vec(proptest::option::of(1i64..600), 4),
+            now in 0i64..1_600,
+        ) {
+            let mut cells = Cells::new(0, 0, 4);
+            for (w, at, value) in adds {
+                // Entries only come in time order.
+                let last = cells.window(w).entries.last().map_or(i64::MIN, |e| e.at);
+                cells.add(w, at.max(last), value, 10);
+            }
+            let mut each = cells.clone();
+            for (w, width) in widths.iter().enumerate() {
+                if let Some(width) = width {
+                    each.expire(w, now, *width);
+                }
+            }
+            cells.expire_all(&widths, now);
+            prop_assert_eq!(&cells, &each);
+            prop_assert_eq!(cells.window_metas().collect::<Vec<_>>(), each.window_metas().collect::<Vec<_>>());
+            let full: Vec<Millis> = widths.iter().map(|w| w.unwrap_or(50)).collect();
+            let expected = (0..4).filter_map(|w| cells.window(w).next_expiry(full[w])).min().unwrap_or(Millis::MAX);
+            prop_assert_eq!(cells.next_expiry(&full), expected);
         }
     }
 
