@@ -174,10 +174,13 @@ pub(super) fn update_segments(
     debug_assert_eq!(score.to_bits(), state.score_at_time(model, now).to_bits());
     let view = View { model, state, now, score_cents: cents(score) };
     let mut member: u128 = 0;
-    for i in 0..model.segments.len() {
-        if model.segment_tests.segment(i).iter().all(|t| view.passes(t)) {
+    let flat = &model.segment_tests;
+    let mut start = 0;
+    for (i, &end) in flat.ends.iter().enumerate() {
+        if flat.tests[start..end].iter().all(|t| view.passes(t)) {
             member |= 1 << i;
         }
+        start = end;
     }
     debug_assert_eq!(member, view.held_by_conditions(), "the flat tests agree with the conditions");
     let was = state.member;

@@ -64,13 +64,6 @@ impl SegmentTests {
         flat
     }
 
-    /// The tests of segment `i`.
-    #[inline]
-    pub fn segment(&self, i: usize) -> &[SegmentTest] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.tests[start..self.ends[i]]
-    }
-
     fn push(&mut self, cond: &Cond, tallies: &[Tally], tally_windows: &[Option<u16>]) {
         let test = match *cond {
             Cond::All(ref all) => {
