@@ -101,8 +101,12 @@ impl Cells {
     }
 
     /// Zeroed counters: `rules` stateful rules, `tallies`, `windows` empty windows.
+    ///
+    /// With room for what a lead's first event adds (its id, and an entry
+    /// per window at most): a buffer of the exact size grew on that event,
+    /// a reallocation of every new lead, to twice its size.
     pub fn new(rules: usize, tallies: usize, windows: usize) -> Cells {
-        let mut c = Cells::with_capacity(rules + tallies + windows);
+        let mut c = Cells::with_capacity(rules + tallies + 2 * windows + 1);
         (0..rules).for_each(|_| c.push_rule(0));
         (0..tallies).for_each(|_| c.push_tally(TallyState::default()));
         (0..windows).for_each(|_| c.push_window(WindowMeta::default()));

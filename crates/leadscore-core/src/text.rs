@@ -18,7 +18,12 @@ pub struct Needle {
 }
 
 fn trimmed(s: &str) -> &str {
-    s.trim_matches(char::is_whitespace)
+    // Most values begin and end with a visible ASCII character, which no
+    // whitespace is: those need no walk through characters.
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => s,
+        _ => s.trim_matches(char::is_whitespace),
+    }
 }
 
 impl Needle {
@@ -250,6 +255,22 @@ mod tests {
         assert_eq!(rarest(b"e2e"), 1); // a digit: not listed
         assert_eq!(rarest(b"zqz"), 0); // none listed: the first
         assert_eq!(rarest(b""), 0);
+    }
+
+    #[test]
+    fn values_are_trimmed_of_any_whitespace() {
+        for (value, expected) in [
+            ("", ""),
+            ("a", "a"),
+            (" a b ", "a b"),
+            ("\u{a0}x\u{3000}", "x"),
+            ("\tx", "x"),
+            ("x\n", "x"),
+            ("é", "é"),
+            (" ", ""),
+        ] {
+            assert_eq!(trimmed(value), expected, "{value:?}");
+        }
     }
 
     #[test]
