@@ -114,6 +114,32 @@ proptest! {
     }
 }
 
+/// A stored state's membership bits beyond the model's segments (only a
+/// corrupt state has them) are dropped without an exit record.
+#[test]
+fn membership_bits_beyond_the_model_are_dropped_without_an_exit() {
+    let model = models().remove(0);
+    let mut g = Generator::new(Settings { seed: 7, leads: 1, ..Settings::default() });
+    let mut slot = None;
+    let mut out = Outputs::default();
+    apply(&model, &mut slot, &g.next_event(), &mut out);
+    let state = slot.as_mut().expect("a lead");
+    let stray = 1u128 << 127;
+    assert!(model.segments.len() < 127);
+    state.member |= stray;
+    out.clear();
+    let mut event = g.next_event();
+    event.timestamp = state.clock + 90 * 24 * 3_600_000;
+    apply(&model, &mut slot, &event, &mut out);
+    let state = slot.as_ref().expect("a lead");
+    assert_eq!(state.member & stray, 0, "the stray bit is gone");
+    for r in &out.records {
+        if let leadscore_core::output::Record::Transition(t) = r {
+            assert!(usize::from(t.segment) < model.segments.len(), "{r:?}");
+        }
+    }
+}
+
 /// Every extra segment is entered by some lead in some run: the test above
 /// is not checking conditions that never hold.
 #[test]

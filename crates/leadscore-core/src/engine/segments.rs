@@ -201,7 +201,11 @@ pub(super) fn update_segments(
             retired_segment: None,
         }));
     };
-    let (exited, entered) = (was & !member, member & !was);
+    // Only the model's segments: a stored state's bits beyond them (which
+    // only a corrupt state has) are dropped without an exit, as before.
+    // (Model::new allows at most 128 segments.)
+    let known = u128::MAX.checked_shr(128 - model.segments.len() as u32).unwrap_or(0);
+    let (exited, entered) = (was & !member & known, member & !was);
     for i in bits(exited) {
         emit(state, i, Direction::Exited);
     }
