@@ -1,7 +1,9 @@
 //! Stored timers read ahead of event time: a step that covers weeks of
-//! history reads the store's timers further ahead with every scan, and must
-//! publish exactly what the same messages publish one step each (where every
-//! scan reads only a minute ahead), in the same order.
+//! history reads the store's timers further ahead with every scan, and
+//! queues none due after its latest event, and must publish exactly what the
+//! same messages publish one step each (where every scan reads only a minute
+//! ahead), in the same order, each timer before the first event at or after
+//! its instant.
 
 use leadscore_config::seed_model;
 use leadscore_core::time::{format_rfc3339, parse_rfc3339, HOUR};
@@ -36,14 +38,16 @@ fn history(p: &Processor<'_>, store: &MemoryStore, t0: i64) {
     store.write(&p.process(0, &messages("lead-events", &refs), 0).expect("process").write).expect("commit");
 }
 
-/// 400 events two hours apart from day 58, mostly of new leads, every fifth
-/// of a stored lead (whose stored timer the step then supersedes).
+/// 400 events two hours apart from day 58 and a half hour (so that stored
+/// timers fall due in every part of the gap before an event), mostly of new
+/// leads, every fifth of a stored lead (whose stored timer the step then
+/// supersedes).
 fn later(t0: i64) -> Vec<InputMessage> {
     let lines: Vec<String> = (0..400i64)
         .map(|i| {
             let lead = if i % 5 == 0 { format!("L-s{:03}", i * 3 % 300) } else { format!("L-n{i:03}") };
             let kind = if i % 2 == 0 { "email_open" } else { "search" };
-            line(&format!("l{i}"), &lead, kind, t0 + 58 * 24 * HOUR + i * 2 * HOUR)
+            line(&format!("l{i}"), &lead, kind, t0 + 58 * 24 * HOUR + HOUR / 2 + i * 2 * HOUR)
         })
         .collect();
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
@@ -77,6 +81,15 @@ fn a_step_over_weeks_fires_the_stored_timers_as_steps_of_one_message_do() {
         one_by_one.extend(published(&step));
     }
 
+    // Timers fire before the first event at or after their instant: the
+    // records come in time order (the events do).
+    let stamps = |records: &[String]| -> Vec<String> {
+        records.iter().map(|r| r.split(r#""timestamp":""#).nth(1).expect("a timestamp")[..24].to_string()).collect()
+    };
+    for records in [&at_once, &one_by_one] {
+        let t = stamps(records);
+        assert!(t.windows(2).all(|w| w[0] <= w[1]), "records out of time order");
+    }
     let inactive = at_once.iter().filter(|r| r.contains(r#""segment":"inactive-60d","transition":"entered""#)).count();
     assert!(inactive > 150, "the step fires many stored inactivity timers: {inactive}");
     assert_eq!(at_once.len(), one_by_one.len());

@@ -190,6 +190,16 @@ impl<'a> Processor<'a> {
         ctx: StepContext<'_>,
     ) -> Result<Step, StepError> {
         let mut w = Work::new(self, partition, ctx, arrivals.len())?;
+        // The latest instant this step fires timers up to: in event time
+        // the watermark, which at most reaches the latest event; in wall
+        // clock the tick, once, before any message.
+        w.horizon = match self.mode {
+            TimeMode::EventTime => {
+                let latest = arrivals.iter().filter_map(|a| a.event.as_ref().ok()).map(|e| e.timestamp).max();
+                latest.into_iter().chain(w.checkpoint.watermark).max().unwrap_or(Millis::MIN)
+            }
+            TimeMode::WallClock => ctx.tick.unwrap_or(Millis::MIN),
+        };
         if self.store.reads_in_batches() {
             let leads: Vec<&str> = arrivals
                 .iter()
@@ -226,6 +236,7 @@ impl<'a> Processor<'a> {
     /// [`Processor::tick`] with the runtime's context (`ctx.tick` is the instant).
     pub fn tick_with(&self, partition: Partition, ctx: StepContext<'_>) -> Result<Step, StepError> {
         let mut w = Work::new(self, partition, ctx, 0)?;
+        w.horizon = ctx.tick.unwrap_or(Millis::MIN);
         if let Some(now) = ctx.tick {
             w.fire_due(now, true)?;
             if self.mode == TimeMode::EventTime {

@@ -77,6 +77,12 @@ pub(super) struct Work<'p, 'a> {
     /// How far beyond the instant asked for the next scan reads: doubled
     /// by every scan of the step (see `load_store_timers`).
     pub(super) lookahead: Millis,
+    /// No timer due after this instant can fire in this step (the latest
+    /// instant the step may fire up to): later ones are not queued. Nearly
+    /// every event sets its lead a timer weeks ahead, and a step of live
+    /// events spans seconds; queued, each was a push, and popped as stale
+    /// or dropped with the step.
+    pub(super) horizon: Millis,
     base: Checkpoint,
     pub(super) checkpoint: Checkpoint,
     pub(super) out: Outputs,
@@ -106,6 +112,7 @@ impl<'p, 'a> Work<'p, 'a> {
             loaded_up_to: None,
             scanned: None,
             lookahead: TIMER_LOOKAHEAD,
+            horizon: Millis::MAX,
             checkpoint,
             base,
             out: Outputs::default(),
@@ -174,7 +181,7 @@ impl<'p, 'a> Work<'p, 'a> {
         slot.existed = true;
         slot.in_step = true;
         slot.used = true;
-        if let Some(due) = slot.stored_due {
+        if let Some(due) = slot.stored_due.filter(|&d| d <= self.horizon) {
             self.queue.push(Reverse((due, slot.lead.clone())));
         }
         self.touched.push(pos);
@@ -209,7 +216,7 @@ impl<'p, 'a> Work<'p, 'a> {
             }
             // Its timer is queued here, because the store scan skips the
             // leads of the working set (whose timers it may no longer know).
-            if let Some(due) = state.as_ref().and_then(|s| s.next_due) {
+            if let Some(due) = state.as_ref().and_then(|s| s.next_due).filter(|&d| d <= self.horizon) {
                 self.queue.push(Reverse((due, lead.clone())));
             }
             let slot = Slot {
@@ -364,7 +371,7 @@ impl<'p, 'a> Work<'p, 'a> {
             slot.dirty = true;
         }
         let after = slot.state.as_ref().and_then(|s| s.next_due);
-        if let Some(next) = after.filter(|_| after != before) {
+        if let Some(next) = after.filter(|&next| after != before && next <= self.horizon) {
             self.queue.push(Reverse((next, event.lead_id.clone())));
         }
         self.emit(&event.lead_id, Some(event))?;
