@@ -13,7 +13,7 @@ use leadscore_store::StateStore;
 use leadscore_telemetry::SkipReason;
 
 mod common;
-use common::messages;
+use common::{messages, published};
 
 fn classes(step: &Step) -> Vec<String> {
     step.outputs
@@ -23,14 +23,6 @@ fn classes(step: &Step) -> Vec<String> {
             let class = o.headers.iter().find(|(k, _)| *k == headers::ERROR_CLASS).expect("class");
             String::from_utf8(class.1.clone()).expect("UTF-8")
         })
-        .collect()
-}
-
-fn published(step: &Step) -> Vec<String> {
-    step.outputs
-        .iter()
-        .filter(|o| matches!(o.topic, OutputTopic::ScoreChanges | OutputTopic::Transitions))
-        .map(|o| String::from_utf8(o.value.clone().expect("a value")).expect("UTF-8"))
         .collect()
 }
 

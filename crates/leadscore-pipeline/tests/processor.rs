@@ -6,7 +6,7 @@
 use leadscore_config::seed_model;
 use leadscore_core::time::{parse_rfc3339, DAY};
 use leadscore_pipeline::messages::headers;
-use leadscore_pipeline::{OutputRecord, OutputTopic, Processor, Step, TimeMode, Topics};
+use leadscore_pipeline::{OutputRecord, OutputTopic, Processor, TimeMode, Topics};
 use leadscore_store::memory::MemoryStore;
 use leadscore_store::StateStore;
 use std::path::{Path, PathBuf};
@@ -23,16 +23,7 @@ fn golden_dirs() -> Vec<PathBuf> {
 }
 
 mod common;
-use common::messages;
-
-/// The score changes and transitions of a step, as JSON lines.
-fn published(step: &Step) -> Vec<String> {
-    step.outputs
-        .iter()
-        .filter(|o| matches!(o.topic, OutputTopic::ScoreChanges | OutputTopic::Transitions))
-        .map(|o| String::from_utf8(o.value.clone().expect("a value")).expect("UTF-8"))
-        .collect()
-}
+use common::{messages, published};
 
 #[test]
 fn every_golden_scenario_streams_exactly_what_the_offline_scorer_prints() {

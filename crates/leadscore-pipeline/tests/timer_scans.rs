@@ -7,21 +7,12 @@
 
 use leadscore_config::seed_model;
 use leadscore_core::time::{format_rfc3339, parse_rfc3339, HOUR};
-use leadscore_pipeline::{InputMessage, OutputTopic, Processor, Step, TimeMode, Topics};
+use leadscore_pipeline::{InputMessage, Processor, TimeMode, Topics};
 use leadscore_store::memory::MemoryStore;
 use leadscore_store::StateStore;
 
 mod common;
-use common::messages;
-
-/// The score changes and transitions of a step, as JSON lines.
-fn published(step: &Step) -> Vec<String> {
-    step.outputs
-        .iter()
-        .filter(|o| matches!(o.topic, OutputTopic::ScoreChanges | OutputTopic::Transitions))
-        .map(|o| String::from_utf8(o.value.clone().expect("a value")).expect("UTF-8"))
-        .collect()
-}
+use common::{messages, published};
 
 fn line(id: &str, lead: &str, kind: &str, at: i64) -> String {
     let at = format_rfc3339(at);

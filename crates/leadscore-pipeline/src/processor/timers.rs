@@ -33,8 +33,8 @@ impl Work<'_, '_> {
             let next = state.next_due;
             self.step.stats.timers_fired += 1;
             self.emit(&lead, None)?;
-            if let Some(next) = next.filter(|&n| n <= self.horizon) {
-                self.queue.push(Reverse((next, lead)));
+            if let Some(next) = next {
+                self.queue_timer(next, lead);
             }
         }
     }
@@ -58,10 +58,9 @@ impl Work<'_, '_> {
             let full = page.len() == TIMER_PAGE;
             for (due, lead) in page {
                 self.scanned = Some((due, lead.clone()));
-                // A lead already in the working set has its current timer
-                // queued (if the step can fire it at all).
-                if due <= self.horizon && !self.has(lead.as_str()) {
-                    self.queue.push(Reverse((due, lead)));
+                // A lead already in the working set has its current timer queued.
+                if !self.has(lead.as_str()) {
+                    self.queue_timer(due, lead);
                 }
             }
             // A full page may stop amid timers of one instant: only those before

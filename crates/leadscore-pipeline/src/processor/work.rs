@@ -130,6 +130,14 @@ impl<'p, 'a> Work<'p, 'a> {
         m.offset >= self.checkpoint.next_offsets.get(&m.topic).copied().unwrap_or(0)
     }
 
+    /// Queues a timer of the step, unless it is due after anything the step
+    /// can fire (`horizon`). Every timer the step may fire comes through here.
+    pub(super) fn queue_timer(&mut self, due: Millis, lead: LeadId) {
+        if due <= self.horizon {
+            self.queue.push(Reverse((due, lead)));
+        }
+    }
+
     /// Whether `lead` is in the working set of this step.
     pub(super) fn has(&self, lead: &str) -> bool {
         self.leads.find(lead).is_some_and(|s| s.in_step)
@@ -181,8 +189,9 @@ impl<'p, 'a> Work<'p, 'a> {
         slot.existed = true;
         slot.in_step = true;
         slot.used = true;
-        if let Some(due) = slot.stored_due.filter(|&d| d <= self.horizon) {
-            self.queue.push(Reverse((due, slot.lead.clone())));
+        if let Some(due) = slot.stored_due {
+            let lead = slot.lead.clone();
+            self.queue_timer(due, lead);
         }
         self.touched.push(pos);
     }
@@ -216,8 +225,8 @@ impl<'p, 'a> Work<'p, 'a> {
             }
             // Its timer is queued here, because the store scan skips the
             // leads of the working set (whose timers it may no longer know).
-            if let Some(due) = state.as_ref().and_then(|s| s.next_due).filter(|&d| d <= self.horizon) {
-                self.queue.push(Reverse((due, lead.clone())));
+            if let Some(due) = state.as_ref().and_then(|s| s.next_due) {
+                self.queue_timer(due, lead.clone());
             }
             let slot = Slot {
                 lead,
@@ -371,8 +380,8 @@ impl<'p, 'a> Work<'p, 'a> {
             slot.dirty = true;
         }
         let after = slot.state.as_ref().and_then(|s| s.next_due);
-        if let Some(next) = after.filter(|&next| after != before && next <= self.horizon) {
-            self.queue.push(Reverse((next, event.lead_id.clone())));
+        if let Some(next) = after.filter(|_| after != before) {
+            self.queue_timer(next, event.lead_id.clone());
         }
         self.emit(&event.lead_id, Some(event))?;
         Ok(outcome)
