@@ -124,25 +124,36 @@ impl View<'_> {
     /// When "score at least `by` cents below the peak" next changes: the score
     /// decays continuously while the peak steps down as its entries leave the
     /// window, so walk the peak's steps and solve the crossing within each.
+    ///
+    /// Decay is monotone, so within one step the test flips at most once: it
+    /// flips in `(from, leaves]` exactly when it differs at `leaves`, and only
+    /// then is the crossing searched for. Each step costs one decay of the
+    /// score (at `leaves`, which the next step's test reads too) instead of a
+    /// search.
     fn below_peak_due(&self, tally: usize, by: i64) -> Option<Millis> {
         let width = self.model.tallies[tally].window?;
         let window = self.state.cells.window(usize::from(self.model.tally_windows[tally]?));
         let (value, anchor, half_life) = (self.state.score, self.state.score_at, self.model.score.half_life);
-        let holds =
-            |peak: Option<f64>, t: Millis| peak.is_some_and(|p| cents(p) - cents_at(value, anchor, t, half_life) >= by);
+        let holds = |peak: Option<f64>, score_cents: i64| peak.is_some_and(|p| cents(p) - score_cents >= by);
         let entries = window.entries;
-        let current = holds(entries.first().map(|e| e.value), self.now);
+        let current = holds(entries.first().map(|e| e.value), self.score_cents);
         let mut from = self.now;
         for (i, e) in entries.iter().enumerate() {
             let leaves = e.at.saturating_add(width);
-            // While this entry is the peak, the test flips when the score crosses
-            // peak - by (in cents: "score >= peak - by + 1" stops or starts holding).
-            if let Some(t) = crossing(value, anchor, from, half_life, cents(e.value) - by + 1) {
-                if t < leaves {
+            let score_then = cents_at(value, anchor, leaves, half_life);
+            // Invariant: the test holds as `current` at `from` with this entry
+            // as the peak (at `now` by definition, later because the last step
+            // did not flip it).
+            if holds(Some(e.value), score_then) != current {
+                // While this entry is the peak, the test flips when the score crosses
+                // peak - by (in cents: "score >= peak - by + 1" stops or starts holding).
+                let t = crossing(value, anchor, from, half_life, cents(e.value) - by + 1);
+                debug_assert!(leaves <= from || t.is_some_and(|t| t <= leaves), "a flip by {leaves} is found");
+                if let Some(t) = t.filter(|&t| t < leaves) {
                     return Some(t);
                 }
             }
-            if holds(entries.get(i + 1).map(|n| n.value), leaves) != current {
+            if holds(entries.get(i + 1).map(|n| n.value), score_then) != current {
                 return Some(leaves);
             }
             from = leaves;
@@ -296,3 +307,6 @@ fn min_opt(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
         (None, b) => b,
     }
 }
+
+#[cfg(test)]
+mod below_peak_tests;
