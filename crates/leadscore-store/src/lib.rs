@@ -46,8 +46,10 @@ pub enum Op {
     DeleteState { partition: Partition, lead: LeadId },
     /// Moves a lead's timer from `old` to `new` (either may be absent).
     MoveTimer { partition: Partition, lead: LeadId, old: Option<Millis>, new: Option<Millis> },
-    /// Records how far the partition's processing has come.
-    Checkpoint { partition: Partition, checkpoint: Checkpoint },
+    /// Records how far the partition's processing has come. Boxed: a
+    /// checkpoint is a few hundred bytes and the other ops a few dozen, and
+    /// a step pushes one op per lead it moved.
+    Checkpoint { partition: Partition, checkpoint: Box<Checkpoint> },
 }
 
 impl Op {
@@ -88,7 +90,9 @@ impl OpRef<'_> {
             OpRef::MoveTimer { partition, lead, old, new } => {
                 Op::MoveTimer { partition, lead: LeadId::from(lead), old, new }
             }
-            OpRef::Checkpoint { partition, checkpoint } => Op::Checkpoint { partition, checkpoint: checkpoint.clone() },
+            OpRef::Checkpoint { partition, checkpoint } => {
+                Op::Checkpoint { partition, checkpoint: Box::new(checkpoint.clone()) }
+            }
         }
     }
 }
@@ -125,7 +129,7 @@ impl WriteBatch {
     }
 
     pub fn checkpoint(&mut self, partition: Partition, checkpoint: Checkpoint) {
-        self.ops.push(Op::Checkpoint { partition, checkpoint });
+        self.ops.push(Op::Checkpoint { partition, checkpoint: Box::new(checkpoint) });
     }
 }
 

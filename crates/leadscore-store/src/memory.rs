@@ -125,7 +125,7 @@ impl StateStore for MemoryStore {
                     }
                 }
                 Op::Checkpoint { partition, checkpoint } => {
-                    inner.checkpoints.insert(*partition, checkpoint.clone());
+                    inner.checkpoints.insert(*partition, (**checkpoint).clone());
                 }
             }
         }

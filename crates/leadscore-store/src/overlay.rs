@@ -214,7 +214,7 @@ impl Iterator for SealedChangelog {
             });
         }
         let partition = *self.checkpoints.get(i - self.leads.len())?;
-        let checkpoint = self.layer.checkpoints.get(&partition)?.clone();
+        let checkpoint = Box::new(self.layer.checkpoints.get(&partition)?.clone());
         Some(Op::Checkpoint { partition, checkpoint })
     }
 
@@ -320,7 +320,7 @@ impl Staged {
                 }
             }
             Op::Checkpoint { partition, checkpoint } => {
-                self.checkpoints.insert(partition, checkpoint);
+                self.checkpoints.insert(partition, *checkpoint);
             }
         }
     }
