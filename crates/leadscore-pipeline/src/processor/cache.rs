@@ -141,7 +141,7 @@ impl StateCache {
         let mut lagging: Vec<((Partition, LeadId), LeadState)> = cached
             .drain()
             .flat_map(|(p, leads)| {
-                leads.into_slots().into_iter().filter(|s| s.lagging).filter_map(move |s| Some(((p, s.lead), s.state?)))
+                leads.into_slots().filter(|s| s.lagging).filter_map(move |s| Some(((p, s.lead), s.state?)))
             })
             .collect();
         drop(cached);

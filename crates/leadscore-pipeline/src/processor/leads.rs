@@ -1,5 +1,6 @@
 //! The leads of a working set (and of the state cache): their slots in one
-//! vector, found by id through a small index.
+//! sequence (in chunks, so that growing it moves no slot), found by id
+//! through a small index.
 //!
 //! Why not a map of slots: a slot is a few hundred bytes, so a map of 100k of
 //! them is tens of megabytes, and every lookup by id (several per event) read
@@ -12,6 +13,7 @@
 //! slot into the gap, so a caller that keeps positions removes only after it
 //! is done with them.
 
+use super::chunked::Chunked;
 use super::work::Slot;
 use leadscore_core::LeadId;
 use std::collections::HashMap;
@@ -24,7 +26,7 @@ pub(super) type Pos = u32;
 #[derive(Default)]
 pub(super) struct Leads {
     index: HashMap<LeadId, Pos, foldhash::fast::RandomState>,
-    slots: Vec<Slot>,
+    slots: Chunked<Slot>,
 }
 
 impl Leads {
@@ -38,15 +40,15 @@ impl Leads {
     }
 
     pub(super) fn find(&self, lead: &str) -> Option<&Slot> {
-        self.position(lead).map(|p| &self.slots[p as usize])
+        self.position(lead).map(|p| self.slots.at(p as usize))
     }
 
     pub(super) fn at(&self, pos: Pos) -> &Slot {
-        &self.slots[pos as usize]
+        self.slots.at(pos as usize)
     }
 
     pub(super) fn at_mut(&mut self, pos: Pos) -> &mut Slot {
-        &mut self.slots[pos as usize]
+        self.slots.at_mut(pos as usize)
     }
 
     /// Adds a lead that is not here yet; its position.
@@ -58,10 +60,9 @@ impl Leads {
         pos
     }
 
-    /// Makes room for `more` leads.
+    /// Makes room in the index for `more` leads (slots need none).
     pub(super) fn reserve(&mut self, more: usize) {
         self.index.reserve(more);
-        self.slots.reserve(more);
     }
 
     /// Removes the lead at `pos`: the last slot takes its position.
@@ -92,8 +93,8 @@ impl Leads {
         self.slots.iter_mut()
     }
 
-    pub(super) fn into_slots(self) -> Vec<Slot> {
-        self.slots
+    pub(super) fn into_slots(self) -> impl Iterator<Item = Slot> {
+        self.slots.into_iter()
     }
 }
 

@@ -20,6 +20,7 @@
 //! - `cache`: decoded states kept between steps.
 
 mod cache;
+mod chunked;
 mod emit;
 mod leads;
 mod remodel;
