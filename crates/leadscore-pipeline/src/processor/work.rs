@@ -409,9 +409,13 @@ impl<'p, 'a> Work<'p, 'a> {
         let mut gone: Vec<Pos> = Vec::new();
         // A timer move and a state per lead at most, then the checkpoint.
         self.step.write.ops.reserve(2 * touched.len() + 1);
-        for pos in touched {
+        for (i, &pos) in touched.iter().enumerate() {
+            // The step touched these slots thousands of events ago: they
+            // have left the cache, and each waited on memory in turn.
+            if let Some(&ahead) = touched.get(i + 2 * DISTANCE) {
+                leadscore_core::prefetch::value(self.leads.at(ahead));
+            }
             let slot = self.leads.at_mut(pos);
-            let lead = slot.lead.clone();
             slot.in_step = false;
             if !slot.dirty {
                 if slot.state.is_none() {
@@ -419,6 +423,7 @@ impl<'p, 'a> Work<'p, 'a> {
                 }
                 continue;
             }
+            let lead = slot.lead.clone();
             slot.dirty = false;
             let next_due = slot.state.as_ref().and_then(|s| s.next_due);
             let member = slot.state.as_ref().map_or(0, |s| s.member);
