@@ -39,10 +39,6 @@ impl Leads {
         self.index.get(lead).copied()
     }
 
-    pub(super) fn find(&self, lead: &str) -> Option<&Slot> {
-        self.position(lead).map(|p| self.slots.at(p as usize))
-    }
-
     pub(super) fn at(&self, pos: Pos) -> &Slot {
         self.slots.at(pos as usize)
     }

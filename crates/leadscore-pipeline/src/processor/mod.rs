@@ -22,6 +22,7 @@
 mod cache;
 mod chunked;
 mod emit;
+mod finish;
 mod leads;
 mod remodel;
 mod timers;

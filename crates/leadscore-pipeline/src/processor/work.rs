@@ -7,13 +7,13 @@ use super::remodel::switch_model;
 use super::{Processor, Step, StepContext, StepError, TimeMode, TIMER_LOOKAHEAD};
 use crate::admission::UnknownKinds;
 use crate::aligner::Arrival;
-use crate::messages::{InputMessage, OutputRecord};
+use crate::messages::InputMessage;
 use leadscore_codec::{DecodeError, ErrorClass};
 use leadscore_core::engine::{apply, Outcome};
 use leadscore_core::prefetch::DISTANCE;
 use leadscore_core::state::prefetch_slot;
 use leadscore_core::{Event, LeadId, LeadState, Millis, Outputs};
-use leadscore_store::{decode_migrating, encode_state, Checkpoint, Partition};
+use leadscore_store::{decode_migrating, Checkpoint, Partition};
 use leadscore_telemetry::{EventOutcome, SkipReason};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -23,10 +23,10 @@ pub(super) struct Slot {
     pub(super) lead: LeadId,
     pub(super) state: Option<LeadState>,
     /// The timer as the store has it.
-    stored_due: Option<Millis>,
+    pub(super) stored_due: Option<Millis>,
     /// As loaded: whether the lead existed, and its segments (for the counts).
-    existed: bool,
-    member: u128,
+    pub(super) existed: bool,
+    pub(super) member: u128,
     pub(super) dirty: bool,
     /// The store lags behind `state` (a cached state changed since written).
     pub(super) lagging: bool,
@@ -59,17 +59,22 @@ impl Slot {
 pub(super) struct Work<'p, 'a> {
     pub(super) p: &'p Processor<'a>,
     pub(super) partition: Partition,
-    ctx: StepContext<'p>,
+    pub(super) ctx: StepContext<'p>,
     /// With a cache, also the cached leads this step does not touch.
     pub(super) leads: Leads,
     /// The leads this step loaded, in the order it did.
-    touched: Vec<Pos>,
-    /// Timers known to be due soon, earliest `(due, lead)` first; stale and
-    /// repeated entries are skipped when they come up. A heap, not an
-    /// ordered set: nearly every event pushes a timer and most are never
-    /// popped before the step ends, and a push into a heap is a few moves
-    /// where an insert into a B-tree was a search and a shift.
-    pub(super) queue: BinaryHeap<Reverse<(Millis, LeadId)>>,
+    pub(super) touched: Vec<Pos>,
+    /// Timers known to be due soon, by due instant, each with its lead's
+    /// place in the working set (the leads of timers due together fire in
+    /// id order: see `fire_due`); stale and repeated entries are skipped
+    /// when they come up. A heap, not an ordered set: nearly every event
+    /// pushes a timer and most are never popped before the step ends, and a
+    /// push into a heap is a few moves where an insert into a B-tree was a
+    /// search and a shift. By position, not id: an entry is half the size,
+    /// and firing one goes straight to its lead instead of through the index.
+    pub(super) queue: BinaryHeap<Reverse<(Millis, Pos)>>,
+    /// The leads whose timers are due at the instant being fired (reused).
+    pub(super) due_now: Vec<Pos>,
     /// Store timers up to and including this instant are in `queue`.
     pub(super) loaded_up_to: Option<Millis>,
     /// The last store timer read (scans resume after it).
@@ -83,7 +88,7 @@ pub(super) struct Work<'p, 'a> {
     /// events spans seconds; queued, each was a push, and popped as stale
     /// or dropped with the step.
     pub(super) horizon: Millis,
-    base: Checkpoint,
+    pub(super) base: Checkpoint,
     pub(super) checkpoint: Checkpoint,
     pub(super) out: Outputs,
     pub(super) step: Step,
@@ -109,6 +114,7 @@ impl<'p, 'a> Work<'p, 'a> {
             leads: p.cache().map(|c| c.take(partition)).unwrap_or_default(),
             touched: Vec::with_capacity(messages),
             queue: BinaryHeap::new(),
+            due_now: Vec::new(),
             loaded_up_to: None,
             scanned: None,
             lookahead: TIMER_LOOKAHEAD,
@@ -132,15 +138,10 @@ impl<'p, 'a> Work<'p, 'a> {
 
     /// Queues a timer of the step, unless it is due after anything the step
     /// can fire (`horizon`). Every timer the step may fire comes through here.
-    pub(super) fn queue_timer(&mut self, due: Millis, lead: LeadId) {
+    pub(super) fn queue_timer(&mut self, due: Millis, pos: Pos) {
         if due <= self.horizon {
-            self.queue.push(Reverse((due, lead)));
+            self.queue.push(Reverse((due, pos)));
         }
-    }
-
-    /// Whether `lead` is in the working set of this step.
-    pub(super) fn has(&self, lead: &str) -> bool {
-        self.leads.find(lead).is_some_and(|s| s.in_step)
     }
 
     /// Loads the states of `leads` not yet in the working set: from the
@@ -178,7 +179,7 @@ impl<'p, 'a> Work<'p, 'a> {
 
     /// A cached lead joins the step (if it has not yet) as the store has it,
     /// but for the state (which the store's timer index follows every step).
-    fn join(&mut self, pos: Pos) {
+    pub(super) fn join(&mut self, pos: Pos) {
         let slot = self.leads.at_mut(pos);
         if slot.in_step {
             return;
@@ -190,15 +191,14 @@ impl<'p, 'a> Work<'p, 'a> {
         slot.in_step = true;
         slot.used = true;
         if let Some(due) = slot.stored_due {
-            let lead = slot.lead.clone();
-            self.queue_timer(due, lead);
+            self.queue_timer(due, pos);
         }
         self.touched.push(pos);
     }
 
     /// Reads `missing` (none of them in the working set, each once) from the
     /// store into the step.
-    fn read(&mut self, missing: &[&str]) -> Result<(), StepError> {
+    pub(super) fn read(&mut self, missing: &[&str]) -> Result<(), StepError> {
         if missing.is_empty() {
             return Ok(());
         }
@@ -223,11 +223,6 @@ impl<'p, 'a> Work<'p, 'a> {
             if let (Some(s), Some(retired)) = (state.as_mut(), retired) {
                 self.remodel(&lead, s, retired)?;
             }
-            // Its timer is queued here, because the store scan skips the
-            // leads of the working set (whose timers it may no longer know).
-            if let Some(due) = state.as_ref().and_then(|s| s.next_due) {
-                self.queue_timer(due, lead.clone());
-            }
             let slot = Slot {
                 lead,
                 state,
@@ -241,6 +236,11 @@ impl<'p, 'a> Work<'p, 'a> {
             };
             let pos = self.leads.insert(slot);
             self.touched.push(pos);
+            // Its timer is queued here, because the store scan skips the
+            // leads of the working set (whose timers it may no longer know).
+            if let Some(due) = self.leads.at(pos).state.as_ref().and_then(|s| s.next_due) {
+                self.queue_timer(due, pos);
+            }
         }
         Ok(())
     }
@@ -381,131 +381,9 @@ impl<'p, 'a> Work<'p, 'a> {
         }
         let after = slot.state.as_ref().and_then(|s| s.next_due);
         if let Some(next) = after.filter(|_| after != before) {
-            self.queue_timer(next, event.lead_id.clone());
+            self.queue_timer(next, pos);
         }
         self.emit(&event.lead_id, Some(event))?;
         Ok(outcome)
-    }
-
-    /// The state writes and changelog records of the dirty leads, and the
-    /// checkpoint (in the store, and as the changelog's closing marker).
-    pub(super) fn finish(mut self) -> Step {
-        let p = self.partition;
-        // With a cache, states stay in it decoded; without a changelog per
-        // step the store gets only their timer moves and deletions.
-        let cache = self.p.cache();
-        // A published changelog lists a step's leads in a stable order, so
-        // that a replayed step publishes it alike whatever the cache held.
-        // The store's writes need none (a lead is written once per step):
-        // without a changelog the sort, a fortieth of the offline scorer's
-        // time, is skipped, and the leads go in the order the step loaded them.
-        let mut touched = std::mem::take(&mut self.touched);
-        if self.p.changelog_per_step {
-            let leads = &self.leads;
-            touched.sort_unstable_by(|a, b| leads.at(*a).lead.cmp(&leads.at(*b).lead));
-        }
-        // Leads without a state leave the cache once the positions are no
-        // longer needed (a removal moves another lead's slot).
-        let mut gone: Vec<Pos> = Vec::new();
-        // A timer move and a state per lead at most, then the checkpoint.
-        self.step.write.ops.reserve(2 * touched.len() + 1);
-        for (i, &pos) in touched.iter().enumerate() {
-            // The step touched these slots thousands of events ago: they
-            // have left the cache, and each waited on memory in turn.
-            if let Some(&ahead) = touched.get(i + 2 * DISTANCE) {
-                leadscore_core::prefetch::value(self.leads.at(ahead));
-            }
-            let slot = self.leads.at_mut(pos);
-            slot.in_step = false;
-            if !slot.dirty {
-                if slot.state.is_none() {
-                    gone.push(pos);
-                }
-                continue;
-            }
-            let lead = slot.lead.clone();
-            slot.dirty = false;
-            let next_due = slot.state.as_ref().and_then(|s| s.next_due);
-            let member = slot.state.as_ref().map_or(0, |s| s.member);
-            let counts = &mut self.checkpoint.counts;
-            counts.leads += i64::from(slot.state.is_some()) - i64::from(slot.existed);
-            counts.timers += i64::from(next_due.is_some()) - i64::from(slot.stored_due.is_some());
-            let mut changed = member ^ slot.member;
-            while changed != 0 {
-                let i = changed.trailing_zeros() as usize;
-                changed &= changed - 1;
-                if counts.members.len() <= i {
-                    counts.members.resize(self.p.model.segments.len().max(i + 1), 0);
-                }
-                counts.members[i] += if member >> i & 1 == 1 { 1 } else { -1 };
-            }
-            self.step.write.move_timer(p, lead.clone(), slot.stored_due, next_due);
-            if let (Some(_), Some(state)) = (cache, slot.state.as_ref()) {
-                // Kept decoded for the next step. With a changelog per step
-                // its bytes go out (and into the store) now, so the cache
-                // only saves the next read and decode; otherwise the cache's
-                // flush encodes it once per commit.
-                if self.p.changelog_per_step {
-                    let mut value = Vec::with_capacity(256);
-                    encode_state(state, self.p.model, &mut value);
-                    self.step.write.put_state(p, lead.clone(), value.clone());
-                    self.step.outputs.push(OutputRecord::changelog_state(
-                        p,
-                        lead.as_str(),
-                        Some(value),
-                        self.ctx.epoch,
-                    ));
-                } else {
-                    slot.lagging = true;
-                }
-                continue;
-            }
-            let state = slot.state.take();
-            gone.push(pos);
-            let mut value = state.as_ref().map(|s| {
-                let mut buf = Vec::with_capacity(256);
-                encode_state(s, self.p.model, &mut buf);
-                buf
-            });
-            // The bytes go to the changelog too, unless the runtime publishes
-            // it per commit.
-            let stored = if self.p.changelog_per_step { value.clone() } else { value.take() };
-            match stored {
-                Some(v) => self.step.write.put_state(p, lead.clone(), v),
-                None => self.step.write.delete_state(p, lead.clone()),
-            }
-            if self.p.changelog_per_step {
-                self.step.outputs.push(OutputRecord::changelog_state(p, lead.as_str(), value, self.ctx.epoch));
-            }
-        }
-        if let Some(cache) = cache {
-            // From the last position down: each removal moves a slot from
-            // beyond the positions still to remove.
-            gone.sort_unstable_by(|a, b| b.cmp(a));
-            for pos in gone {
-                self.leads.remove(pos);
-            }
-            cache.put(p, std::mem::take(&mut self.leads));
-        }
-        self.checkpoint.epoch = self.ctx.epoch.or(self.checkpoint.epoch);
-        // A replay under way that this step does not finish stays recorded, so
-        // that a crash now still replays the rest before ticking.
-        let offsets = &self.checkpoint.next_offsets;
-        self.checkpoint.replay = self
-            .ctx
-            .replay_until
-            .filter(|until| until.iter().any(|(t, u)| offsets.get(t).copied().unwrap_or(0) < *u))
-            .map(|until| leadscore_store::Replay { tick: None, until: until.clone() });
-        if self.p.changelog_per_step {
-            self.step.outputs.push(OutputRecord::changelog_marker(p, &self.checkpoint, self.ctx.epoch));
-        }
-        self.step.write.checkpoint(p, self.checkpoint.clone());
-        // The published records wait for the commit, unlike the other
-        // buffers: what was reserved and not used is given back (a large
-        // allocation shrinks in place).
-        self.step.observations.published.shrink_to_fit();
-        self.step.base = self.base;
-        self.step.checkpoint = self.checkpoint;
-        self.step
     }
 }
