@@ -3,7 +3,7 @@
 //! queues none due after its latest event, and must publish exactly what the
 //! same messages publish one step each (where every scan reads only a minute
 //! ahead), in the same order, each timer before the first event at or after
-//! its instant.
+//! its instant. Timers due at one instant fire in lead id order.
 
 use leadscore_config::seed_model;
 use leadscore_core::time::{format_rfc3339, parse_rfc3339, HOUR};
@@ -87,4 +87,30 @@ fn a_step_over_weeks_fires_the_stored_timers_as_steps_of_one_message_do() {
     for (i, (a, b)) in at_once.iter().zip(&one_by_one).enumerate() {
         assert_eq!(a, b, "record {i}");
     }
+}
+
+/// Timers due at one instant fire in lead id order, whatever order the step
+/// met their leads in (the queue orders them by place in the working set).
+#[test]
+fn timers_due_together_fire_in_lead_id_order() {
+    let model = seed_model();
+    let topics = Topics::default();
+    let t0 = parse_rfc3339("2026-01-01T00:00:00Z").expect("time");
+    let store = MemoryStore::new();
+    let p = Processor::new(&model, &store, &topics, TimeMode::EventTime);
+    // Met in reverse id order, all at t0: their inactivity timers are due together.
+    let mut lines: Vec<String> = ["L-e", "L-d", "L-c", "L-b", "L-a"]
+        .iter()
+        .enumerate()
+        .map(|(i, l)| line(&format!("e{i}"), l, "search", t0))
+        .collect();
+    lines.push(line("late", "L-z", "search", t0 + 61 * 24 * HOUR));
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let records = published(&p.process(0, &messages("lead-events", &refs), 0).expect("process"));
+    let entered: Vec<&str> = records
+        .iter()
+        .filter(|r| r.contains(r#""segment":"inactive-60d","transition":"entered""#))
+        .map(|r| &r.split(r#""lead_id":""#).nth(1).expect("a lead id")[..3])
+        .collect();
+    assert_eq!(entered, ["L-a", "L-b", "L-c", "L-d", "L-e"]);
 }
