@@ -5,6 +5,8 @@
 //! (the pipelined commit) tells when the records sent before it are
 //! delivered, and reports only their markers; an await (wall clock's replay
 //! markers) waits for its own records, not for others still in flight.
+//! Records arrive with exactly the headers they were given and a create
+//! time of when they were sent.
 
 use leadscore_kafka::sink::KafkaSink;
 use leadscore_pipeline::ports::Sink;
@@ -152,4 +154,80 @@ fn an_awaited_record_that_fails_fails_the_await() {
         .send_awaited(&[OutputRecord::checkpoint_marker(0, &Checkpoint::default())], Duration::from_secs(10))
         .expect_err("the marker was not delivered");
     assert!(e.to_string().contains("not delivered"), "{e}");
+}
+
+/// A record read back: its headers (key, value) and its create time.
+type ReadBack = (Vec<(String, Vec<u8>)>, i64);
+
+/// Every record of `topic` on `c`.
+fn read_back(
+    c: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    topic: &str,
+    expected: usize,
+) -> Vec<ReadBack> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", c.bootstrap_servers())
+        .set("group.id", "read-back")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    while out.len() < expected && std::time::Instant::now() < deadline {
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let m = m.expect("message");
+        let headers = m
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
+            .unwrap_or_default();
+        let time = match m.timestamp() {
+            rdkafka::Timestamp::CreateTime(t) => t,
+            other => panic!("not a create time: {other:?}"),
+        };
+        out.push((headers, time));
+    }
+    out
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis() as i64
+}
+
+#[test]
+fn records_keep_their_headers_and_are_stamped_when_sent() {
+    let c = MockCluster::new(1).expect("mock cluster");
+    let t = Topics::default();
+    c.create_topic(&t.dead_letters, 1, 1).expect("topic");
+    let mut sink = sink_on(&c);
+    let plain = record(OutputTopic::DeadLetters, "L-1");
+    let with_headers = OutputRecord {
+        headers: vec![("leadscore.error.class", b"bad_json".to_vec()), ("leadscore.source.offset", b"7".to_vec())],
+        ..record(OutputTopic::DeadLetters, "L-2")
+    };
+    let first_sent = now_ms();
+    sink.send(&[plain.clone(), with_headers]).expect("queued");
+    // A second slice, well after the first: its own time, not the first's.
+    std::thread::sleep(Duration::from_millis(1100));
+    let later_sent = now_ms();
+    sink.send(&[plain]).expect("queued");
+    sink.flush(Duration::from_secs(10)).expect("delivered");
+    let done = now_ms();
+    let got = read_back(&c, &t.dead_letters, 3);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got[0].0.is_empty(), "no headers given, none sent: {:?}", got[0].0);
+    assert_eq!(
+        got[1].0,
+        vec![
+            ("leadscore.error.class".to_string(), b"bad_json".to_vec()),
+            ("leadscore.source.offset".to_string(), b"7".to_vec())
+        ]
+    );
+    assert!(got[2].0.is_empty());
+    for (i, from) in [(0, first_sent), (1, first_sent), (2, later_sent)] {
+        let time = got[i].1;
+        assert!((from..=done).contains(&time), "record {i} stamped {time}, sent in {from}..={done}");
+    }
 }

@@ -75,6 +75,9 @@ pub(super) struct Work<'p, 'a> {
     pub(super) queue: BinaryHeap<Reverse<(Millis, Pos)>>,
     /// The leads whose timers are due at the instant being fired (reused).
     pub(super) due_now: Vec<Pos>,
+    /// The lead of the first queued timer when the cache was last hinted
+    /// to fetch its slot (see [`Work::prefetch`]).
+    pub(super) timer_hinted: Option<Pos>,
     /// Store timers up to and including this instant are in `queue`.
     pub(super) loaded_up_to: Option<Millis>,
     /// The last store timer read (scans resume after it).
@@ -115,6 +118,7 @@ impl<'p, 'a> Work<'p, 'a> {
             touched: Vec::with_capacity(messages),
             queue: BinaryHeap::new(),
             due_now: Vec::new(),
+            timer_hinted: None,
             loaded_up_to: None,
             scanned: None,
             lookahead: TIMER_LOOKAHEAD,
@@ -263,7 +267,22 @@ impl<'p, 'a> Work<'p, 'a> {
     /// that fits, they cost about nothing: 1k leads measured alike).
     /// `positions` are the upcoming leads' places in the working set, as
     /// found at the start of the step.
-    pub(super) fn prefetch(&self, upcoming: &[Arrival], positions: &[Option<Pos>]) {
+    ///
+    /// The lead of the first queued timer is hinted too: in event time
+    /// timers fire at about the rate events come, each at one of the next
+    /// few messages. Its slot first, its state at a later message once the
+    /// slot is here (reading the slot to find the state would itself wait).
+    pub(super) fn prefetch(&mut self, upcoming: &[Arrival], positions: &[Option<Pos>]) {
+        if let Some(&Reverse((_, pos))) = self.queue.peek() {
+            if self.timer_hinted == Some(pos) {
+                if let Some(state) = self.leads.at(pos).state.as_ref() {
+                    state.prefetch();
+                }
+            } else {
+                prefetch_slot(&self.leads.at(pos).state);
+                self.timer_hinted = Some(pos);
+            }
+        }
         let event = |i: usize| upcoming.get(i).and_then(|a| a.event.as_ref().ok());
         let slot = |i: usize| positions.get(i).copied().flatten().map(|pos| self.leads.at(pos));
         if let Some(e) = event(2 * DISTANCE - 1) {
