@@ -72,10 +72,12 @@ fn reader_config(shared: &ClientConfig) -> ClientConfig {
     if config.get("fetch.wait.max.ms").is_none() {
         config.set("fetch.wait.max.ms", READER_FETCH_WAIT_MS.to_string());
     }
-    // The restore polls as fast as the input loop does: see FETCH_QUEUE_BACKOFF.
-    let (key, backoff) = crate::client::FETCH_QUEUE_BACKOFF;
-    if config.get(key).is_none() {
-        config.set(key, backoff);
+    // The restore polls as fast as the input loop does (see
+    // FETCH_QUEUE_BACKOFF) and receives into reused pages (FETCH_MAX_BYTES).
+    for (key, default) in [crate::client::FETCH_QUEUE_BACKOFF, crate::client::FETCH_MAX_BYTES] {
+        if config.get(key).is_none() {
+            config.set(key, default);
+        }
     }
     // A group id is required by the client, never used: this reader assigns.
     if config.get("group.id").is_none() {
@@ -188,17 +190,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_reader_waits_briefly_for_fetches_unless_told_otherwise() {
+    fn the_reader_waits_briefly_and_fetches_at_most_4_mib_unless_told_otherwise() {
         let shared = ClientConfig::new();
         let reader = reader_config(&shared);
         assert_eq!(reader.get("fetch.wait.max.ms"), Some("10"));
         assert_eq!(reader.get("fetch.queue.backoff.ms"), Some("10"));
+        assert_eq!(reader.get("fetch.max.bytes"), Some("4194304"));
         assert_eq!(reader.get("isolation.level"), Some("read_committed"));
         assert_eq!(reader.get("enable.auto.commit"), Some("false"));
         let mut told = ClientConfig::new();
-        told.set("fetch.wait.max.ms", "250").set("group.id", "g");
+        told.set("fetch.wait.max.ms", "250").set("group.id", "g").set("fetch.max.bytes", "1048576");
         let reader = reader_config(&told);
         assert_eq!(reader.get("fetch.wait.max.ms"), Some("250"), "kafka.librdkafka's own value");
+        assert_eq!(reader.get("fetch.max.bytes"), Some("1048576"));
         assert_eq!(reader.get("group.id"), Some("g"));
     }
 }

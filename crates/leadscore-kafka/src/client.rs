@@ -44,6 +44,15 @@ pub struct KafkaSettings {
 /// sooner; no more is fetched. `kafka.librdkafka` overrides it.
 pub const FETCH_QUEUE_BACKOFF: (&str, &str) = ("fetch.queue.backoff.ms", "10");
 
+/// The most one fetch response may carry (librdkafka's default: 50 MB).
+/// librdkafka receives each response into one buffer of its size; one over
+/// 8 MiB is served by jemalloc's arena for oversized allocations, which gives
+/// its pages back to the kernel when it is freed, so every response was
+/// received into pages the kernel had just zeroed: half of the fetch
+/// thread's CPU in `leadscore bench`. The changelog reader uses it too.
+/// `kafka.librdkafka` overrides it.
+pub const FETCH_MAX_BYTES: (&str, &str) = ("fetch.max.bytes", "4194304");
+
 /// The input consumer's configuration: offsets committed by the loop, not
 /// automatically; a new group starts at the earliest offset; only committed
 /// transactional records; the range assignor unless `librdkafka` says
@@ -63,8 +72,12 @@ pub fn group_consumer_config(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed");
-    let defaults =
-        [("partition.assignment.strategy", "range"), ("statistics.interval.ms", "5000"), FETCH_QUEUE_BACKOFF];
+    let defaults = [
+        ("partition.assignment.strategy", "range"),
+        ("statistics.interval.ms", "5000"),
+        FETCH_QUEUE_BACKOFF,
+        FETCH_MAX_BYTES,
+    ];
     for (key, default) in defaults {
         if !librdkafka.contains_key(key) {
             c.set(key, default);
@@ -132,6 +145,14 @@ mod tests {
         assert_eq!(config.get("fetch.queue.backoff.ms"), Some("10"));
         let told = [("fetch.queue.backoff.ms".to_string(), "250".to_string())].into_iter().collect();
         assert_eq!(group_consumer_config("b:9092", "g", &told).get("fetch.queue.backoff.ms"), Some("250"));
+    }
+
+    #[test]
+    fn the_input_consumer_fetches_at_most_4_mib_at_once_unless_told_otherwise() {
+        let config = group_consumer_config("b:9092", "g", &BTreeMap::new());
+        assert_eq!(config.get("fetch.max.bytes"), Some("4194304"));
+        let told = [("fetch.max.bytes".to_string(), "52428800".to_string())].into_iter().collect();
+        assert_eq!(group_consumer_config("b:9092", "g", &told).get("fetch.max.bytes"), Some("52428800"));
     }
 
     #[test]
