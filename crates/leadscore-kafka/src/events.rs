@@ -62,12 +62,12 @@ impl EventProducer {
 
     /// Queues one message, waiting while the local queue is full.
     pub fn send(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(), KafkaError> {
-        send_waiting(&self.producer, BaseRecord::to(topic).key(key).payload(payload)).map(drop)
+        send_waiting(&self.producer, BaseRecord::to(topic).key(key).payload(payload))
     }
 
     /// [`EventProducer::send`] to a given partition.
     pub fn send_to(&self, topic: &str, partition: i32, key: &[u8], payload: &[u8]) -> Result<(), KafkaError> {
-        send_waiting(&self.producer, BaseRecord::to(topic).partition(partition).key(key).payload(payload)).map(drop)
+        send_waiting(&self.producer, BaseRecord::to(topic).partition(partition).key(key).payload(payload))
     }
 
     /// Waits until every queued message is acknowledged; fails if any was not

@@ -41,32 +41,21 @@ pub fn wait_delivered<C: ProducerContext + 'static>(
 }
 
 /// Queues one record, waiting while the local queue is full (backpressure:
-/// deliveries make room). A record given a create time is stamped again
-/// when it is finally queued. Says whether it had to wait.
+/// deliveries make room).
 pub fn send_waiting<'a, C: ProducerContext + 'static>(
     producer: &ThreadedProducer<C>,
     mut record: BaseRecord<'a, [u8], [u8], C::DeliveryOpaque>,
-) -> Result<bool, KafkaError> {
-    let mut waited = false;
+) -> Result<(), KafkaError> {
     loop {
         match producer.send(record) {
-            Ok(()) => return Ok(waited),
+            Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 record = back;
                 std::thread::sleep(Duration::from_millis(1));
-                waited = true;
-                if record.timestamp.is_some() {
-                    record.timestamp = Some(now_millis());
-                }
             }
             Err((e, _)) => return Err(e),
         }
     }
-}
-
-/// Wall-clock time in epoch milliseconds, as a record's create time.
-fn now_millis() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// What the delivery reports said of the records of one epoch (those sent
@@ -223,14 +212,11 @@ impl KafkaSink {
     /// Queues records in order, counted in the current epoch (and as awaited).
     fn queue(&mut self, records: &[OutputRecord], awaited: bool) -> Result<(), PortError> {
         let tracker = self.producer.context();
-        // The create time, read once for the slice (and again after a wait
-        // for room): librdkafka reads the clock for every record not given one.
-        let mut now_ms = now_millis();
         for r in records {
             let marker = if r.is_checkpoint_marker() { r.partition } else { None };
             let opaque = opaque(self.epoch, awaited, marker);
             let mut record: BaseRecord<'_, [u8], [u8], usize> =
-                BaseRecord::with_opaque_to(self.topics.name(r.topic), opaque).timestamp(now_ms);
+                BaseRecord::with_opaque_to(self.topics.name(r.topic), opaque);
             // Most records have none: an empty header list is still a
             // librdkafka allocation per record, and nothing on the wire.
             if !r.headers.is_empty() {
@@ -254,16 +240,12 @@ impl KafkaSink {
             if awaited {
                 tracker.awaited.fetch_add(1, Ordering::AcqRel);
             }
-            match send_waiting(&self.producer, record) {
-                Ok(false) => {}
-                Ok(true) => now_ms = now_millis(),
-                Err(e) => {
-                    in_flight.fetch_sub(1, Ordering::AcqRel);
-                    if awaited {
-                        tracker.awaited.fetch_sub(1, Ordering::AcqRel);
-                    }
-                    return Err(port_error(&format!("queueing a record for {}", self.topics.name(r.topic)), e));
+            if let Err(e) = send_waiting(&self.producer, record) {
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                if awaited {
+                    tracker.awaited.fetch_sub(1, Ordering::AcqRel);
                 }
+                return Err(port_error(&format!("queueing a record for {}", self.topics.name(r.topic)), e));
             }
         }
         Ok(())
