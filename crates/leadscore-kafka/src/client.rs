@@ -140,19 +140,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_input_consumer_refetches_a_drained_queue_soon_unless_told_otherwise() {
-        let config = group_consumer_config("b:9092", "g", &BTreeMap::new());
-        assert_eq!(config.get("fetch.queue.backoff.ms"), Some("10"));
-        let told = [("fetch.queue.backoff.ms".to_string(), "250".to_string())].into_iter().collect();
-        assert_eq!(group_consumer_config("b:9092", "g", &told).get("fetch.queue.backoff.ms"), Some("250"));
-    }
-
-    #[test]
-    fn the_input_consumer_fetches_at_most_4_mib_at_once_unless_told_otherwise() {
-        let config = group_consumer_config("b:9092", "g", &BTreeMap::new());
-        assert_eq!(config.get("fetch.max.bytes"), Some("4194304"));
-        let told = [("fetch.max.bytes".to_string(), "52428800".to_string())].into_iter().collect();
-        assert_eq!(group_consumer_config("b:9092", "g", &told).get("fetch.max.bytes"), Some("52428800"));
+    fn the_input_consumers_tuning_defaults_hold_unless_told_otherwise() {
+        // Refetch a drained queue after 10 ms, not a second; fetch at most
+        // 4 MiB at once (received into reused pages).
+        for (key, default, told) in
+            [("fetch.queue.backoff.ms", "10", "250"), ("fetch.max.bytes", "4194304", "52428800")]
+        {
+            assert_eq!(group_consumer_config("b:9092", "g", &BTreeMap::new()).get(key), Some(default), "{key}");
+            let given = [(key.to_string(), told.to_string())].into_iter().collect();
+            assert_eq!(group_consumer_config("b:9092", "g", &given).get(key), Some(told), "{key} as given");
+        }
     }
 
     #[test]
