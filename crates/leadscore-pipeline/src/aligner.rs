@@ -30,6 +30,7 @@ use crate::messages::InputMessage;
 use leadscore_codec::DecodeError;
 use leadscore_core::{Event, Millis};
 use leadscore_store::Partition;
+use slab::Slab;
 use std::collections::{BTreeMap, VecDeque};
 
 /// A fetched message and what decoding it gave.
@@ -75,8 +76,9 @@ pub enum Position {
 /// One partition group's fetched, not yet released messages.
 #[derive(Debug, Default)]
 struct Group {
-    /// One queue per input topic, in offset order.
-    queues: Vec<VecDeque<Arrival>>,
+    /// One queue per input topic, in offset order: positions in the
+    /// aligner's [`Slab`].
+    queues: Vec<VecDeque<u32>>,
     /// The next offset expected from each topic: the last fetched + 1, or where
     /// the partition's checkpoint resumes.
     next: Vec<Option<i64>>,
@@ -109,6 +111,8 @@ pub struct Aligner {
     max_idle: Millis,
     settle: Millis,
     groups: BTreeMap<Partition, Group>,
+    /// Every group's held messages.
+    held: Slab<Arrival>,
     buffered: usize,
 }
 
@@ -117,7 +121,14 @@ impl Aligner {
     /// waits for an empty topic that is caught up (0: not at all); `settle`:
     /// how long after its fetch a message may go on a caught-up verdict.
     pub fn new(topics: impl IntoIterator<Item = String>, max_idle: Millis, settle: Millis) -> Aligner {
-        Aligner { topics: topics.into_iter().collect(), max_idle, settle, groups: BTreeMap::new(), buffered: 0 }
+        Aligner {
+            topics: topics.into_iter().collect(),
+            max_idle,
+            settle,
+            groups: BTreeMap::new(),
+            held: Slab::default(),
+            buffered: 0,
+        }
     }
 
     /// The input topics, in the order [`Release::waiting`] indexes them.
@@ -153,7 +164,10 @@ impl Aligner {
     /// again from the last commit.
     pub fn forget(&mut self, partition: Partition) {
         if let Some(g) = self.groups.remove(&partition) {
-            self.buffered -= g.queues.iter().map(VecDeque::len).sum::<usize>();
+            for &i in g.queues.iter().flatten() {
+                self.held.take(i);
+                self.buffered -= 1;
+            }
         }
     }
 
@@ -171,21 +185,17 @@ impl Aligner {
                 self.topics.len() - 1
             }
         };
-        let group = self.group(arrival.message.partition);
-        group.next[index] = Some(arrival.message.offset + 1);
-        group.queues[index].push_back(arrival);
+        let (partition, next) = (arrival.message.partition, arrival.message.offset + 1);
+        let slot = self.held.insert(arrival);
+        let group = self.group(partition);
+        group.next[index] = Some(next);
+        group.queues[index].push_back(slot);
         self.buffered += 1;
     }
 
     /// Messages held back, all groups.
     pub fn buffered(&self) -> usize {
         self.buffered
-    }
-
-    /// Messages held back in `partition`'s group: the most that one
-    /// release can give (what sizes its output).
-    pub fn buffered_in(&self, partition: Partition) -> usize {
-        self.groups.get(&partition).map_or(0, |g| g.queues.iter().map(VecDeque::len).sum())
     }
 
     /// Partitions with buffered messages.
@@ -199,8 +209,12 @@ impl Aligner {
     /// decodes everything held at once).
     pub fn retry_waiting(&mut self, partition: Partition, decode: &mut dyn FnMut(InputMessage) -> Arrival) {
         let Some(group) = self.groups.get_mut(&partition) else { return };
-        for queue in &mut group.queues {
-            for slot in queue.iter_mut().filter(|a| a.schema_wait.is_some()) {
+        for queue in &group.queues {
+            for &i in queue {
+                let slot = self.held.get_mut(i);
+                if slot.schema_wait.is_none() {
+                    continue;
+                }
                 let fetched_at = slot.fetched_at;
                 let message = std::mem::replace(&mut slot.message, InputMessage::empty());
                 *slot = Arrival { fetched_at, ..decode(message) };
@@ -223,6 +237,7 @@ impl Aligner {
         out: &mut Vec<Arrival>,
     ) -> Release {
         let Some(group) = self.groups.get_mut(&partition) else { return Release::default() };
+        let held = &mut self.held;
         let before = out.len();
         let mut release = Release::default();
         // Each empty topic is asked once per call: what it answers cannot change
@@ -231,15 +246,17 @@ impl Aligner {
         loop {
             // A message not decoded yet has no event time: nothing can be
             // released past it, in any topic of the group.
-            if let Some(wait) = group.queues.iter().find_map(|q| q.front().and_then(|a| a.schema_wait.clone())) {
+            if let Some(wait) =
+                group.queues.iter().find_map(|q| q.front().and_then(|&i| held.get(i).schema_wait.clone()))
+            {
                 release.schema_wait = Some(wait);
                 break;
             }
             let head = (0..group.queues.len())
-                .filter_map(|i| group.queues[i].front().map(|a| (a.time(), i)))
+                .filter_map(|i| group.queues[i].front().map(|&a| (held.get(a).time(), i)))
                 .min_by_key(|&(t, i)| (t, i));
             let Some((_, first)) = head else { break };
-            let fetched_at = group.queues[first].front().map_or(now, |a| a.fetched_at);
+            let fetched_at = group.queues[first].front().map_or(now, |&a| held.get(a).fetched_at);
             let mut blocked = None;
             let mut idle = false;
             for (i, answer) in answers.iter_mut().enumerate() {
@@ -274,7 +291,7 @@ impl Aligner {
                 }
                 release.idle_expired = true;
             }
-            out.push(group.queues[first].pop_front().expect("a head"));
+            out.push(held.take(group.queues[first].pop_front().expect("a head")));
         }
         self.buffered -= out.len() - before;
         if release.waiting.is_none() {
@@ -299,5 +316,6 @@ pub fn merge_all(topics: impl IntoIterator<Item = String>, arrivals: Vec<Arrival
     out
 }
 
+mod slab;
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,37 @@ fn ids(out: &[Arrival]) -> Vec<String> {
     out.iter().map(|a| format!("{}@{}", a.message.topic, a.message.offset)).collect()
 }
 
+#[test]
+fn partitions_keep_their_own_messages_in_the_store_they_share() {
+    let mut al = Aligner::new(["a".to_string()], 0, 0);
+    let on = |partition: Partition, offset: i64| {
+        let a = arrival("a", offset, Some(100 - offset));
+        Arrival { message: InputMessage { partition, ..a.message.clone() }, ..a }
+    };
+    for offset in 0..10 {
+        for partition in 0..3 {
+            al.push(on(partition, offset));
+        }
+    }
+    al.forget(1);
+    assert_eq!(al.buffered(), 20);
+    let mut out = Vec::new();
+    al.release(2, 0, &mut |_, _| Position::CaughtUp, &mut out);
+    assert!(out.iter().all(|a| a.message.partition == 2), "only the partition asked for");
+    assert_eq!(out.iter().map(|a| a.message.offset).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+    assert_eq!(al.pending(), [0]);
+    out.clear();
+    al.release(0, 0, &mut |_, _| Position::CaughtUp, &mut out);
+    assert_eq!(out.len(), 10);
+    assert_eq!(al.buffered(), 0);
+    // What was released (or forgotten) is room for what comes next, whatever
+    // its partition: the store is as large as the most held at once.
+    for offset in 10..40 {
+        al.push(on(0, offset));
+    }
+    assert_eq!(al.held.positions(), 30);
+}
+
 fn two(max_idle: Millis) -> Aligner {
     Aligner::new(["a".to_string(), "b".to_string()], max_idle, 0)
 }

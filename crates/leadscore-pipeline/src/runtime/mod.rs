@@ -177,6 +177,10 @@ pub struct Runtime<'a> {
     last_report: Duration,
     time: LoopTime,
     events: Vec<SourceEvent>,
+    /// The messages a batch releases, every partition's one after the other:
+    /// one buffer used again by every batch, rather than one per partition
+    /// and batch in memory the kernel zeroes first.
+    ready: Vec<Arrival>,
 }
 
 impl<'a> Runtime<'a> {
@@ -230,6 +234,7 @@ impl<'a> Runtime<'a> {
             last_report: Duration::ZERO,
             time: LoopTime::default(),
             events: Vec::new(),
+            ready: Vec::new(),
         }
     }
 
@@ -329,6 +334,8 @@ impl<'a> Runtime<'a> {
         let now = ports.clock.now();
         let monotonic = ports.clock.elapsed().as_millis() as Millis;
         let mut jobs = Vec::new();
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
         let mut merging = false;
         let mut wakes_at: Option<Millis> = None;
         let pending: BTreeSet<Partition> = self.aligner.pending().into_iter().collect();
@@ -341,7 +348,7 @@ impl<'a> Runtime<'a> {
         for partition in candidates {
             let processor = &self.processor;
             self.aligner.retry_waiting(partition, &mut |m| processor.decode(m));
-            let mut ready = Vec::with_capacity(self.aligner.buffered_in(partition));
+            let start = ready.len();
             let source = &mut *ports.source;
             let release = self.aligner.release(
                 partition,
@@ -364,7 +371,7 @@ impl<'a> Runtime<'a> {
             }
             let owned = self.owned.get_mut(&partition).expect("a candidate is owned");
             let replay_tick = owned.replay_tick.take();
-            if ready.is_empty() && replay_tick.is_none() {
+            if ready.len() == start && replay_tick.is_none() {
                 continue;
             }
             let tick = match (self.settings.time_mode, replay_tick) {
@@ -373,22 +380,24 @@ impl<'a> Runtime<'a> {
                 (TimeMode::WallClock, None) if owned.replay.is_some() => None,
                 (TimeMode::WallClock, None) => Some(now),
             };
-            jobs.push((partition, ready, tick));
+            jobs.push((partition, start..ready.len(), tick));
         }
         self.merging = merging;
         self.merge_wakes_at = wakes_at;
         self.telemetry.metrics.merge_held.set(self.aligner.buffered() as i64);
 
-        let messages: usize = jobs.iter().map(|(_, ready, _)| ready.len()).sum();
+        let messages = ready.len();
         let threads = if messages >= self.settings.parallel_min_messages { self.settings.step_threads } else { 1 };
         // Steps read through what earlier batches staged.
         let processor = Processor { store: &self.pending, cache: Some(&self.cache), ..self.processor.clone() };
         let owned = &self.owned;
-        let results = parallel::map_ordered(jobs, threads, |(partition, ready, tick)| {
+        let results = parallel::map_ordered(jobs, threads, |(partition, range, tick)| {
             let o = &owned[&partition];
             let ctx = StepContext { tick, epoch: o.epoch, replay_until: o.replay.as_ref().map(|r| &r.until) };
-            (partition, tick, processor.process_arrivals(partition, &ready, ctx))
+            (partition, tick, processor.process_arrivals(partition, &ready[range], ctx))
         });
+        ready.clear();
+        self.ready = ready;
         let mut steps = Vec::with_capacity(results.len());
         for (partition, tick, step) in results {
             let step = step?;
