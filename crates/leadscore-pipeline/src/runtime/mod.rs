@@ -111,6 +111,8 @@ struct Planned {
 #[derive(Debug, Default)]
 struct LoopTime {
     poll: Duration,
+    /// Messages decoded and merged, and assignment changes (with their commits).
+    decode: Duration,
     restore: Duration,
     process: Duration,
     timers: Duration,
@@ -252,6 +254,7 @@ impl<'a> Runtime<'a> {
         let t = &self.time;
         tracing::info!(
             poll_seconds = t.poll.as_secs_f64(),
+            decode_seconds = t.decode.as_secs_f64(),
             restore_seconds = t.restore.as_secs_f64(),
             process_seconds = t.process.as_secs_f64(),
             wall_clock_timer_seconds = t.timers.as_secs_f64(),
@@ -298,9 +301,11 @@ impl<'a> Runtime<'a> {
             }
         }
         self.events = events;
+        let received = ports.clock.elapsed();
+        self.time.decode += received.saturating_sub(polled);
         self.restore_some(ports)?;
         let restored = ports.clock.elapsed();
-        self.time.restore += restored.saturating_sub(polled);
+        self.time.restore += restored.saturating_sub(received);
 
         let steps = self.process(ports)?;
         let processed = ports.clock.elapsed();
