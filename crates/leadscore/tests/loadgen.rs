@@ -185,6 +185,8 @@ fn bench_measures_the_ceiling_both_guarantees_and_latency_in_one_run() {
         let cpu: f64 = cells[6].trim_end_matches(" µs").parse().expect("CPU per event");
         assert!(cpu > 0.0, "CPU per event: {row}");
         assert!(cells[7].ends_with("MiB") && cells[8].ends_with("MiB"), "RSS and state: {row}");
+        let faults: u64 = cells[10].parse().expect("minor faults");
+        assert!(faults > 0, "the service touches new pages in a drain: {row}");
     }
 }
 

@@ -270,8 +270,10 @@ impl Run<'_> {
         let mut bar = Progress::new(format!("{short} drain"), opts.events);
         let commits_before = subject.histogram(COMMIT_SECONDS);
         let cpu_before = subject.cpu_seconds();
+        let faults_before = subject.minor_faults();
         let (n, sampled) = subject.wait_consumed(opts.events, Duration::from_secs(120), &mut |n| bar.update(n))?;
         let cpu = subject.cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
+        let faults = subject.minor_faults().zip(faults_before).map(|(after, before)| after.saturating_sub(before));
         bar.finish(opts.events);
         // The drain's time from its own outputs, first to last (read before
         // the latency phase adds to the topic); the metrics' sampling only
@@ -284,6 +286,7 @@ impl Run<'_> {
         let commits = subject.histogram(COMMIT_SECONDS).since(&commits_before);
         let mut measured = row(&name, n, elapsed);
         measured.cpu_per_event = cpu.filter(|_| n > 0).map(|c| Duration::from_secs_f64(c / n as f64));
+        measured.minor_faults = faults;
         measured.commits = Some((commits.count, Duration::from_secs_f64(commits.mean())));
         let rate = latency_rate(opts.latency_rate, half_rate, measured.rate());
         let mut latency = None;
@@ -335,6 +338,7 @@ fn row(name: &str, events: u64, elapsed: Duration) -> Row {
         state_bytes: None,
         commits: None,
         cpu_per_event: None,
+        minor_faults: None,
         skipped: None,
     }
 }

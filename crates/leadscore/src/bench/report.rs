@@ -16,6 +16,8 @@ pub struct Row {
     pub commits: Option<(u64, Duration)>,
     /// The service's CPU time (user and system, all threads) per event.
     pub cpu_per_event: Option<Duration>,
+    /// The service's minor page faults over the run.
+    pub minor_faults: Option<u64>,
     /// Why there is no measurement (e.g. the broker has no transactions).
     pub skipped: Option<String>,
 }
@@ -90,26 +92,28 @@ pub fn render(heading: &str, rows: &[Row], ceiling: &str, latencies: &[Latency],
     let _ = writeln!(out, "{heading}\n");
     let _ = writeln!(
         out,
-        "| measurement | events | seconds | events/s | of ceiling | CPU per event | peak RSS | state on disk | commits (mean) |"
+        "| measurement | events | seconds | events/s | of ceiling | CPU per event | peak RSS | state on disk | commits (mean) | \
+         minor faults |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         if let Some(why) = &r.skipped {
-            let _ = writeln!(out, "| {} | skipped: {why} | | | | | | | |", r.name);
+            let _ = writeln!(out, "| {} | skipped: {why} | | | | | | | | |", r.name);
             continue;
         }
         let commits = r.commits.map_or_else(String::new, |(n, mean)| format!("{n} ({})", ms(mean)));
         let ratio = base.map_or_else(String::new, |b| format!("{:.0}%", 100.0 * r.rate() / b));
         let _ = writeln!(
             out,
-            "| {} | {} | {:.2} | {:.0} | {ratio} | {} | {} | {} | {commits} |",
+            "| {} | {} | {:.2} | {:.0} | {ratio} | {} | {} | {} | {commits} | {} |",
             r.name,
             r.events,
             r.elapsed.as_secs_f64(),
             r.rate(),
             r.cpu_per_event.map_or_else(String::new, |c| format!("{:.2} µs", c.as_secs_f64() * 1e6)),
             mib(r.peak_rss_bytes),
-            mib(r.state_bytes)
+            mib(r.state_bytes),
+            r.minor_faults.map_or_else(String::new, |f| f.to_string())
         );
     }
     if !latencies.is_empty() {
@@ -187,6 +191,7 @@ mod tests {
             state_bytes: None,
             commits: None,
             cpu_per_event: Some(Duration::from_nanos(2_500)),
+            minor_faults: Some(4321),
             skipped: None,
         };
         let mut skipped = row("eos", 1);
@@ -202,6 +207,7 @@ mod tests {
         let table = render("# t", &[row("ceiling", 1), row("alo", 2), skipped], "ceiling", &[], &[restore]);
         assert!(table.contains("| ceiling | 1000 | 1.00 | 1000 | 100% | 2.50 µs | 300 MiB |  |"), "{table}");
         assert!(table.contains("| alo | 1000 | 2.00 | 500 | 50% |"), "{table}");
+        assert!(table.contains("| 4321 |\n"), "minor faults last: {table}");
         assert!(table.contains("| eos | skipped: no transactions |"), "{table}");
         assert!(
             table.contains("| alo: a new owner restores | 7 | 300000 | 1.50 | 200000 | 3.25 µs | 100 MiB |"),
