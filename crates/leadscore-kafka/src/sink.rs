@@ -212,7 +212,17 @@ impl KafkaSink {
     /// Queues records in order, counted in the current epoch (and as awaited).
     fn queue(&mut self, records: &[OutputRecord], awaited: bool) -> Result<(), PortError> {
         let tracker = self.producer.context();
-        for r in records {
+        // Counted in flight once for the whole batch, before any is sent (a
+        // delivery report must never find the count at zero): two atomic
+        // adds per record, on a line the delivery thread writes too, were a
+        // cache miss each.
+        let in_flight = &tracker.epochs[(self.epoch & 1) as usize].in_flight;
+        let count = records.len() as u64;
+        in_flight.fetch_add(count, Ordering::AcqRel);
+        if awaited {
+            tracker.awaited.fetch_add(count, Ordering::AcqRel);
+        }
+        for (sent, r) in records.iter().enumerate() {
             let marker = if r.is_checkpoint_marker() { r.partition } else { None };
             let opaque = opaque(self.epoch, awaited, marker);
             let mut record: BaseRecord<'_, [u8], [u8], usize> =
@@ -235,15 +245,12 @@ impl KafkaSink {
             if let Some(p) = r.partition {
                 record = record.partition(p as i32);
             }
-            let in_flight = &tracker.epochs[(self.epoch & 1) as usize].in_flight;
-            in_flight.fetch_add(1, Ordering::AcqRel);
-            if awaited {
-                tracker.awaited.fetch_add(1, Ordering::AcqRel);
-            }
             if let Err(e) = send_waiting(&self.producer, record) {
-                in_flight.fetch_sub(1, Ordering::AcqRel);
+                // This record and those after it were never queued.
+                let unsent = count - sent as u64;
+                in_flight.fetch_sub(unsent, Ordering::AcqRel);
                 if awaited {
-                    tracker.awaited.fetch_sub(1, Ordering::AcqRel);
+                    tracker.awaited.fetch_sub(unsent, Ordering::AcqRel);
                 }
                 return Err(port_error(&format!("queueing a record for {}", self.topics.name(r.topic)), e));
             }

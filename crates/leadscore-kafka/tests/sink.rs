@@ -120,6 +120,29 @@ fn a_mark_whose_records_failed_says_so() {
     assert!(e.to_string().contains("not delivered"), "{e}");
 }
 
+/// A record librdkafka refuses to queue (larger than `message.max.bytes`)
+/// fails the send at once; the records after it in the batch were never
+/// queued either, and neither may be waited for: the mark after the failed
+/// send is delivered as soon as the records before the refused one are.
+#[test]
+fn a_record_refused_mid_batch_leaves_nothing_awaited() {
+    let c = cluster();
+    let mut sink = sink_on(&c);
+    let mut huge = record(OutputTopic::ScoreChanges, "L-2");
+    huge.value = Some(vec![b'x'; 2 << 20]);
+    let batch = [record(OutputTopic::ScoreChanges, "L-1"), huge, record(OutputTopic::Transitions, "L-3")];
+    let e = sink.send(&batch).expect_err("the oversized record is refused");
+    assert!(e.to_string().contains("queueing a record"), "{e}");
+    let mark = sink.mark();
+    let acked = poll_delivered(&mut sink, mark).expect("the record before the refused one is delivered");
+    assert!(acked.markers.is_empty());
+    // The same holds for an awaited send: it returns the refusal, and the
+    // next await is not held up by the records that were never queued.
+    let e = sink.send_awaited(&batch, Duration::from_secs(10)).expect_err("refused again");
+    assert!(e.to_string().contains("queueing a record"), "{e}");
+    sink.send_awaited(&[record(OutputTopic::ScoreChanges, "L-4")], Duration::from_secs(10)).expect("delivered");
+}
+
 #[test]
 fn an_await_waits_for_its_own_records_not_for_others_still_in_flight() {
     let c = MockCluster::new(2).expect("mock cluster");
