@@ -213,9 +213,8 @@ impl KafkaSink {
     fn queue(&mut self, records: &[OutputRecord], awaited: bool) -> Result<(), PortError> {
         let tracker = self.producer.context();
         // Counted in flight once for the whole batch, before any is sent (a
-        // delivery report must never find the count at zero): two atomic
-        // adds per record, on a line the delivery thread writes too, were a
-        // cache miss each.
+        // delivery report must never find the count at zero), rather than
+        // per record on counters the delivery thread writes too.
         let in_flight = &tracker.epochs[(self.epoch & 1) as usize].in_flight;
         let count = records.len() as u64;
         in_flight.fetch_add(count, Ordering::AcqRel);
