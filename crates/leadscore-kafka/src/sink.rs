@@ -3,8 +3,9 @@
 //! its own thread; a flush that tells whether every record since the last one
 //! was delivered and at which changelog offset each partition's step ended.
 
+use crate::batch::{self, Batcher};
 use leadscore_pipeline::ports::{Acked, GroupMetadata, Mark, PortError, Sink, TopicOffset};
-use leadscore_pipeline::{OutputRecord, Topics};
+use leadscore_pipeline::{OutputRecord, OutputTopic, Topics};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -158,11 +159,17 @@ impl DeliveryTracker {
 
 /// See the module documentation.
 pub struct KafkaSink {
+    /// Declared before the producer: its topic handles close first.
+    batcher: Batcher,
     producer: ThreadedProducer<DeliveryTracker>,
     topics: Topics,
     /// The epoch of the records sent now (see [`Sink::mark`]).
     epoch: u64,
 }
+
+/// The order in which a send queues its records' topics.
+const TOPICS: [OutputTopic; 4] =
+    [OutputTopic::ScoreChanges, OutputTopic::Transitions, OutputTopic::DeadLetters, OutputTopic::Changelog];
 
 /// A Kafka error as a port error: fenced by a newer producer, fatal, or
 /// worth a restart from the last commit.
@@ -202,14 +209,15 @@ impl KafkaSink {
                 .init_transactions(Duration::from_secs(60))
                 .map_err(|e| port_error("initialising transactions (does the broker support them?)", e))?;
         }
-        Ok(KafkaSink { producer, topics, epoch: 0 })
+        Ok(KafkaSink { batcher: Batcher::new(), producer, topics, epoch: 0 })
     }
 
     fn failures(&self) -> Result<Acked, PortError> {
         failed_or(self.producer.context().take_all(), self.producer.context())
     }
 
-    /// Queues records in order, counted in the current epoch (and as awaited).
+    /// Queues records, in order within each topic, counted in the current
+    /// epoch (and as awaited).
     fn queue(&mut self, records: &[OutputRecord], awaited: bool) -> Result<(), PortError> {
         let tracker = self.producer.context();
         // Counted in flight once for the whole batch, before any is sent (a
@@ -221,41 +229,72 @@ impl KafkaSink {
         if awaited {
             tracker.awaited.fetch_add(count, Ordering::AcqRel);
         }
-        for (sent, r) in records.iter().enumerate() {
-            let marker = if r.is_checkpoint_marker() { r.partition } else { None };
-            let opaque = opaque(self.epoch, awaited, marker);
-            let mut record: BaseRecord<'_, [u8], [u8], usize> =
-                BaseRecord::with_opaque_to(self.topics.name(r.topic), opaque);
-            // Most records have none: an empty header list is still a
-            // librdkafka allocation per record, and nothing on the wire.
-            if !r.headers.is_empty() {
-                let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-                for (k, v) in &r.headers {
-                    headers = headers.insert(Header { key: k, value: Some(v) });
+        let rk = self.producer.client().native_ptr();
+        let mut queued = 0;
+        let mut failed = None;
+        // Topic by topic: Kafka orders records only within a partition, and
+        // a topic's records keep their order here, so that each topic's runs
+        // of batchable records are as long as the send allows (a step's
+        // score changes and transitions alternate).
+        'topics: for topic in TOPICS {
+            let mut rest = records.iter().filter(|r| r.topic == topic).peekable();
+            while rest.peek().is_some() {
+                let run = std::iter::from_fn(|| rest.next_if(|r| batch::batchable(r)));
+                let name = self.topics.name(topic);
+                match self.batcher.produce(rk, topic, name, run, opaque(self.epoch, awaited, None)) {
+                    Ok(n) => queued += n,
+                    Err(refused) => {
+                        queued += refused.queued;
+                        failed = Some((topic, refused.error));
+                        break 'topics;
+                    }
                 }
-                record = record.headers(headers);
-            }
-            if let Some(k) = &r.key {
-                record = record.key(k.as_slice());
-            }
-            if let Some(v) = &r.value {
-                record = record.payload(v.as_slice());
-            }
-            if let Some(p) = r.partition {
-                record = record.partition(p as i32);
-            }
-            if let Err(e) = send_waiting(&self.producer, record) {
-                // This record and those after it were never queued.
-                let unsent = count - sent as u64;
-                in_flight.fetch_sub(unsent, Ordering::AcqRel);
-                if awaited {
-                    tracker.awaited.fetch_sub(unsent, Ordering::AcqRel);
+                let Some(r) = rest.next() else { break };
+                let marker = if r.is_checkpoint_marker() { r.partition } else { None };
+                match send_waiting(&self.producer, one_record(&self.topics, r, opaque(self.epoch, awaited, marker))) {
+                    Ok(()) => queued += 1,
+                    Err(e) => {
+                        failed = Some((topic, e));
+                        break 'topics;
+                    }
                 }
-                return Err(port_error(&format!("queueing a record for {}", self.topics.name(r.topic)), e));
             }
+        }
+        if let Some((topic, e)) = failed {
+            // The records librdkafka did not take will never be reported.
+            let unsent = count - queued as u64;
+            in_flight.fetch_sub(unsent, Ordering::AcqRel);
+            if awaited {
+                tracker.awaited.fetch_sub(unsent, Ordering::AcqRel);
+            }
+            return Err(port_error(&format!("queueing a record for {}", self.topics.name(topic)), e));
         }
         Ok(())
     }
+}
+
+/// `r` as rdkafka's record, for the one-at-a-time path.
+fn one_record<'a>(topics: &'a Topics, r: &'a OutputRecord, opaque: usize) -> BaseRecord<'a, [u8], [u8], usize> {
+    let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topics.name(r.topic), opaque);
+    // An empty header list would still be a librdkafka allocation per
+    // record, and nothing on the wire.
+    if !r.headers.is_empty() {
+        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header { key: k, value: Some(v) });
+        }
+        record = record.headers(headers);
+    }
+    if let Some(k) = &r.key {
+        record = record.key(k.as_slice());
+    }
+    if let Some(v) = &r.value {
+        record = record.payload(v.as_slice());
+    }
+    if let Some(p) = r.partition {
+        record = record.partition(p as i32);
+    }
+    record
 }
 
 /// The acknowledged markers, or an error if any delivery failed.

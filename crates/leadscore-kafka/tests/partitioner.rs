@@ -2,7 +2,9 @@
 //! would choose (Kafka's murmur2, written here from its definition), so that
 //! Java and Kafka Streams consumers joining on `lead_id` line up; checked on
 //! librdkafka's mock broker with the output producer's configuration and with
-//! the event producer `leadscore gen` uses.
+//! the event producer `leadscore gen` uses; the output sink, which queues
+//! runs of records with librdkafka's batch call, places them the same way
+//! (and a changelog record in its given partition), in order.
 
 use leadscore_kafka::client::{producer_config, KafkaSettings};
 use leadscore_kafka::events::EventProducer;
@@ -128,4 +130,80 @@ fn generated_events_are_partitioned_like_the_java_client() {
     for (key, partition) in read_back(&bootstrap, "lead-events", keys().len()) {
         assert_eq!(partition, java_partition(key.as_bytes(), PARTITIONS), "{key}");
     }
+}
+
+#[test]
+fn the_sinks_batched_records_are_partitioned_like_the_java_client_in_order() {
+    use leadscore_kafka::sink::KafkaSink;
+    use leadscore_pipeline::ports::Sink;
+    use leadscore_pipeline::{OutputRecord, OutputTopic, Topics};
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let topics = Topics::default();
+    cluster.create_topic(&topics.score_changes, PARTITIONS, 1).expect("topic");
+    cluster.create_topic(&topics.changelog, PARTITIONS, 1).expect("topic");
+    let bootstrap = cluster.bootstrap_servers();
+    let settings = KafkaSettings { bootstrap_servers: bootstrap.clone(), ..Default::default() };
+    let mut sink = KafkaSink::new(&producer_config(&settings, 1_000_000), topics.clone(), None).expect("sink");
+    // Each key twice, numbered in the order sent; one send, so one batch call
+    // per run of a topic. Changelog records name their partition.
+    let mut records = Vec::new();
+    for round in 0..2 {
+        for (i, key) in keys().iter().enumerate() {
+            let n = round * 1000 + i;
+            let (topic, partition) = match i % 10 {
+                0 => (OutputTopic::Changelog, Some((i % PARTITIONS as usize) as u32)),
+                _ => (OutputTopic::ScoreChanges, None),
+            };
+            records.push(OutputRecord {
+                topic,
+                key: Some(key.as_bytes().to_vec()),
+                value: Some(n.to_string().into_bytes()),
+                headers: Vec::new(),
+                partition,
+            });
+        }
+    }
+    sink.send(&records).expect("queued");
+    sink.flush(Duration::from_secs(10)).expect("delivered");
+    let of = |t| records.iter().filter(|r| r.topic == t).count();
+    let expected =
+        [(&topics.score_changes, of(OutputTopic::ScoreChanges)), (&topics.changelog, of(OutputTopic::Changelog))];
+    for (topic, expected) in expected {
+        let got = read_all(&bootstrap, topic, expected);
+        assert_eq!(got.len(), expected, "{topic}");
+        let mut last: BTreeMap<i32, usize> = BTreeMap::new();
+        for (key, partition, n) in got {
+            let i = keys().iter().position(|k| *k == key).expect("a key sent");
+            let want = if *topic == topics.changelog {
+                i as i32 % PARTITIONS
+            } else {
+                java_partition(key.as_bytes(), PARTITIONS)
+            };
+            assert_eq!(partition, want, "{topic} {key}");
+            let before = last.insert(partition, n);
+            assert!(before < Some(n), "{topic} partition {partition}: {n} after {before:?}");
+        }
+    }
+}
+
+/// Every record read back from `topic`: key, partition and its number, in
+/// each partition's order.
+fn read_all(bootstrap: &str, topic: &str, want: usize) -> Vec<(String, i32, usize)> {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", "reader").create().expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < want && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let key = String::from_utf8(m.key().expect("key").to_vec()).expect("utf-8");
+            let n = std::str::from_utf8(m.payload().expect("value")).expect("utf-8").parse().expect("a number");
+            got.push((key, m.partition(), n));
+        }
+    }
+    got
 }

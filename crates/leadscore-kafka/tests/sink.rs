@@ -6,7 +6,10 @@
 //! delivered, and reports only their markers; an await (wall clock's replay
 //! markers) waits for its own records, not for others still in flight.
 //! Records arrive with exactly the headers they were given and a create
-//! time of when they were sent.
+//! time of when they were sent. A record refused while queued (one at a time
+//! or inside librdkafka's batch call) fails the send, and only the records
+//! librdkafka took are waited for; a send larger than the local queue waits
+//! for room and loses nothing.
 
 use leadscore_kafka::sink::KafkaSink;
 use leadscore_pipeline::ports::Sink;
@@ -120,27 +123,85 @@ fn a_mark_whose_records_failed_says_so() {
     assert!(e.to_string().contains("not delivered"), "{e}");
 }
 
-/// A record librdkafka refuses to queue (larger than `message.max.bytes`)
-/// fails the send at once; the records after it in the batch were never
-/// queued either, and neither may be waited for: the mark after the failed
-/// send is delivered as soon as the records before the refused one are.
+/// A record librdkafka refuses to queue (larger than `message.max.bytes`,
+/// so it goes one at a time) fails the send at once; the records after it in
+/// the batch were never queued either, and neither may be waited for: the
+/// mark after the failed send is delivered as soon as the records before the
+/// refused one are (a run of two, queued by one batch call).
 #[test]
 fn a_record_refused_mid_batch_leaves_nothing_awaited() {
     let c = cluster();
     let mut sink = sink_on(&c);
     let mut huge = record(OutputTopic::ScoreChanges, "L-2");
     huge.value = Some(vec![b'x'; 2 << 20]);
-    let batch = [record(OutputTopic::ScoreChanges, "L-1"), huge, record(OutputTopic::Transitions, "L-3")];
+    let batch = [
+        record(OutputTopic::ScoreChanges, "L-0"),
+        record(OutputTopic::ScoreChanges, "L-1"),
+        huge,
+        record(OutputTopic::Transitions, "L-3"),
+        record(OutputTopic::Transitions, "L-4"),
+    ];
     let e = sink.send(&batch).expect_err("the oversized record is refused");
     assert!(e.to_string().contains("queueing a record"), "{e}");
     let mark = sink.mark();
-    let acked = poll_delivered(&mut sink, mark).expect("the record before the refused one is delivered");
+    let acked = poll_delivered(&mut sink, mark).expect("the records before the refused one are delivered");
     assert!(acked.markers.is_empty());
     // The same holds for an awaited send: it returns the refusal, and the
     // next await is not held up by the records that were never queued.
     let e = sink.send_awaited(&batch, Duration::from_secs(10)).expect_err("refused again");
     assert!(e.to_string().contains("queueing a record"), "{e}");
-    sink.send_awaited(&[record(OutputTopic::ScoreChanges, "L-4")], Duration::from_secs(10)).expect("delivered");
+    sink.send_awaited(&[record(OutputTopic::ScoreChanges, "L-5")], Duration::from_secs(10)).expect("delivered");
+}
+
+/// A record refused inside a batch call (a changelog partition the topic
+/// does not have) fails the send, and the records of the same call that
+/// librdkafka did take, before and after it, are counted in flight: the mark
+/// after the send is delivered once they are, neither earlier nor never.
+#[test]
+fn a_record_refused_inside_a_batch_call_counts_the_others_queued() {
+    let c = cluster();
+    let mut sink = sink_on(&c);
+    let state = |p, lead: &str| OutputRecord { partition: Some(p), ..record(OutputTopic::Changelog, lead) };
+    // The producer learns the changelog's partitions, so that partition 99 is
+    // refused when queued rather than failed on delivery.
+    sink.send(&[state(0, "L-0")]).expect("queued");
+    sink.flush(Duration::from_secs(10)).expect("delivered");
+    let e = sink.send(&[state(0, "L-1"), state(99, "L-2"), state(1, "L-3")]).expect_err("partition 99 is refused");
+    assert!(e.to_string().contains("queueing a record"), "{e}");
+    let mark = sink.mark();
+    let acked = poll_delivered(&mut sink, mark).expect("the two records taken are delivered");
+    assert!(acked.markers.is_empty());
+    let e = sink
+        .send_awaited(&[state(1, "L-4"), state(99, "L-5"), state(0, "L-6")], Duration::from_secs(10))
+        .expect_err("refused again");
+    assert!(e.to_string().contains("queueing a record"), "{e}");
+    sink.send_awaited(&[state(1, "L-7")], Duration::from_secs(10)).expect("delivered");
+    // Every record taken arrived.
+    let got = read_back(&c, &Topics::default().changelog, 6);
+    assert_eq!(got.len(), 6, "L-0, L-1, L-3, L-4, L-6 and L-7");
+}
+
+/// A send larger than librdkafka's local queue waits while it is full and
+/// queues the rest as deliveries make room: every record arrives, in order.
+#[test]
+fn a_send_larger_than_the_local_queue_waits_and_loses_nothing() {
+    let c = MockCluster::new(1).expect("mock cluster");
+    let t = Topics::default();
+    c.create_topic(&t.score_changes, 1, 1).expect("topic");
+    let config = ClientConfig::new()
+        .set("bootstrap.servers", c.bootstrap_servers())
+        .set("queue.buffering.max.messages", "10")
+        .clone();
+    let mut sink = KafkaSink::new(&config, Topics::default(), None).expect("sink");
+    let records: Vec<OutputRecord> = (0..300)
+        .map(|i| OutputRecord { value: Some(i.to_string().into_bytes()), ..record(OutputTopic::ScoreChanges, "L-1") })
+        .collect();
+    sink.send(&records).expect("queued");
+    let mark = sink.mark();
+    poll_delivered(&mut sink, mark).expect("delivered");
+    let got = read_values(&c, &t.score_changes, 300);
+    let want: Vec<Vec<u8>> = (0..300).map(|i: i32| i.to_string().into_bytes()).collect();
+    assert_eq!(got, want);
 }
 
 #[test]
@@ -253,4 +314,28 @@ fn records_keep_their_headers_and_are_stamped_when_sent() {
         let time = got[i].1;
         assert!((from..=done).contains(&time), "record {i} stamped {time}, sent in {from}..={done}");
     }
+}
+
+/// The values of `topic`'s first `expected` records (one partition).
+fn read_values(
+    c: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    topic: &str,
+    expected: usize,
+) -> Vec<Vec<u8>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", c.bootstrap_servers())
+        .set("group.id", "read-values")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    while out.len() < expected && std::time::Instant::now() < deadline {
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+        out.push(m.expect("message").payload().unwrap_or_default().to_vec());
+    }
+    out
 }

@@ -134,7 +134,8 @@ pub struct Mark(pub u64);
 /// The output producer; see the module docs. Records of one key keep their
 /// order, also across retries.
 pub trait Sink {
-    /// Queues records in order.
+    /// Queues records; those of one topic keep their order (Kafka orders
+    /// nothing across topics).
     fn send(&mut self, records: &[OutputRecord]) -> Result<(), PortError>;
 
     /// Waits until every record sent since the last flush is acknowledged;
