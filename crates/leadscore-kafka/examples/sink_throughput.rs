@@ -2,7 +2,9 @@
 //! runtime's loop): the sink, which queues runs of records with librdkafka's
 //! batch call, against rdkafka's `send` of one record at a time (what the
 //! sink did before), on librdkafka's in-process mock broker with the output
-//! producer's configuration. Only the sending thread's CPU time during the
+//! producer's configuration; and the sink's changelog records (a lead's
+//! state of about 1 KiB with its writer's epoch header), which carry a header
+//! and so still go one at a time. Only the sending thread's CPU time during the
 //! sends is counted (not the broker's, not the waits for deliveries), so the
 //! figure holds on a busy machine better than a rate does.
 //!
@@ -53,6 +55,18 @@ fn records(n: usize) -> Vec<OutputRecord> {
         .collect()
 }
 
+/// Changelog states as a commit sends them: 1 KiB each, an epoch header,
+/// the partition named.
+fn changelog(n: usize) -> Vec<OutputRecord> {
+    (0..n)
+        .map(|i| {
+            let lead = format!("L-{:07}", (i * 7919) % 150_000);
+            let partition = (i % PARTITIONS as usize) as u32;
+            OutputRecord::changelog_state(partition, &lead, Some(vec![7; 1024]), Some(1 << 32))
+        })
+        .collect()
+}
+
 fn config(bootstrap: &str) -> ClientConfig {
     let settings = KafkaSettings { bootstrap_servers: bootstrap.to_string(), ..Default::default() };
     producer_config(&settings, 1_000_000)
@@ -61,7 +75,7 @@ fn config(bootstrap: &str) -> ClientConfig {
 fn cluster() -> MockCluster<'static, DefaultProducerContext> {
     let c = MockCluster::new(1).expect("mock cluster");
     let t = Topics::default();
-    for topic in [&t.score_changes, &t.transitions] {
+    for topic in [&t.score_changes, &t.transitions, &t.changelog] {
         c.create_topic(topic, PARTITIONS, 1).expect("topic");
     }
     c
@@ -111,15 +125,17 @@ fn main() {
     let n: usize = args.next().map_or(1_000_000, |a| a.parse().expect("records: a number"));
     let rounds: usize = args.next().map_or(3, |a| a.parse().expect("rounds: a number"));
     let records = records(n);
+    let states = changelog(n);
     println!("{n} records (16 partitions, mock broker); the sending thread's CPU per record:");
-    println!("| round | sink (batch call) | rdkafka send per record |");
-    println!("|---:|---:|---:|");
+    println!("| round | sink (batch call) | rdkafka send per record | sink, changelog states (one at a time) |");
+    println!("|---:|---:|---:|---:|");
     for round in 1..=rounds {
         let wall = Instant::now();
         let batch = with_sink(&records);
         let single = with_send(&records);
+        let changelog = with_sink(&states);
         let ns = |d: Duration| d.as_nanos() as f64 / n as f64;
-        println!("| {round} | {:.0} ns | {:.0} ns |", ns(batch), ns(single));
+        println!("| {round} | {:.0} ns | {:.0} ns | {:.0} ns |", ns(batch), ns(single), ns(changelog));
         eprintln!("round {round}: {:.1} s", wall.elapsed().as_secs_f64());
     }
 }
