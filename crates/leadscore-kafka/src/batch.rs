@@ -1,14 +1,15 @@
-//! Output records queued a run at a time with librdkafka's batch call
-//! (`rd_kafka_produce_batch`) instead of rdkafka's `send`, which is one
-//! `rd_kafka_producev` per record: that call makes a C string of the topic
-//! name, looks the topic up under the client's write lock (which librdkafka's
-//! own threads take too) and reads the clock twice, for every record. A batch
-//! call finds its topic through a handle kept here, takes the topic's lock
-//! once and reads the clock once for the whole run.
+//! Output records queued through topic handles the sink keeps, instead of
+//! rdkafka's `send`, which is one `rd_kafka_producev` per record: that call
+//! makes a C string of the topic name, looks the topic up under the client's
+//! write lock (which librdkafka's own threads take too) and reads the clock
+//! twice, for every record.
 //!
-//! The batch call carries no headers, so records with headers (dead letters,
-//! epoch-stamped changelog records) and checkpoint markers still go one at a
-//! time, in their place in the order.
+//! Runs of records without headers go in one batch call
+//! (`rd_kafka_produce_batch`), which takes the topic's lock once and reads the
+//! clock once for the whole run. The batch call carries no headers, so records
+//! with headers (dead letters, epoch-stamped changelog records) and checkpoint
+//! markers go one at a time through `rd_kafka_produceva` with the same
+//! handle, in their place in their topic's order.
 
 use leadscore_pipeline::{OutputRecord, OutputTopic};
 use rdkafka::bindings as rd;
@@ -42,11 +43,14 @@ pub struct Refused {
     pub error: KafkaError,
 }
 
-/// One librdkafka topic handle per output topic, opened on first use, and
-/// the batch call's reused message array.
+/// One librdkafka topic handle per output topic, opened on first use, the
+/// batch call's reused message array, and header names as C strings.
 pub struct Batcher {
     handles: [*mut rd::rd_kafka_topic_t; 4],
     messages: Vec<rd::rd_kafka_message_t>,
+    header_names: Vec<(&'static str, CString)>,
+    /// The one-at-a-time call's reused argument list.
+    vus: Vec<rd::rd_kafka_vu_t>,
 }
 
 // SAFETY: librdkafka's topic handles may be used from any thread; the
@@ -82,7 +86,7 @@ fn message(r: &OutputRecord, opaque: usize) -> rd::rd_kafka_message_t {
 
 impl Batcher {
     pub fn new() -> Batcher {
-        Batcher { handles: [std::ptr::null_mut(); 4], messages: Vec::new() }
+        Batcher { handles: [std::ptr::null_mut(); 4], messages: Vec::new(), header_names: Vec::new(), vus: Vec::new() }
     }
 
     /// The handle of `topic` on `rk`, opened the first time.
@@ -172,6 +176,97 @@ impl Batcher {
         }
         self.messages.clear();
         Ok(queued)
+    }
+}
+
+impl Batcher {
+    /// `name` as a C string (header names are a handful of constants).
+    fn header_name(&mut self, name: &'static str) -> Result<*const std::ffi::c_char, KafkaError> {
+        if let Some((_, c)) = self.header_names.iter().find(|(n, _)| *n == name) {
+            return Ok(c.as_ptr());
+        }
+        let c = CString::new(name).map_err(|_| KafkaError::MessageProduction(RDKafkaErrorCode::InvalidArgument))?;
+        let ptr = c.as_ptr();
+        self.header_names.push((name, c));
+        Ok(ptr)
+    }
+
+    /// Queues one record for `topic` (any record: headers, a partition, a
+    /// checkpoint marker) with `opaque` for its delivery report, waiting
+    /// while librdkafka's queue is full.
+    pub fn produce_one(
+        &mut self,
+        rk: *mut rd::rd_kafka_t,
+        topic: OutputTopic,
+        name: &str,
+        r: &OutputRecord,
+        opaque: usize,
+    ) -> Result<(), KafkaError> {
+        use rd::rd_kafka_vtype_t as V;
+        type U = rd::rd_kafka_vu_s__bindgen_ty_1;
+        let vu = |vtype, u| rd::rd_kafka_vu_t { vtype, u };
+        let mem = |b: &[u8]| U {
+            mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 { ptr: b.as_ptr() as *mut c_void, size: b.len() },
+        };
+        let handle = self.handle(rk, topic, name)?;
+        let mut vus = std::mem::take(&mut self.vus);
+        vus.clear();
+        vus.push(vu(V::RD_KAFKA_VTYPE_RKT, U { rkt: handle }));
+        vus.push(vu(V::RD_KAFKA_VTYPE_MSGFLAGS, U { i: rd::RD_KAFKA_MSG_F_COPY }));
+        vus.push(vu(V::RD_KAFKA_VTYPE_OPAQUE, U { ptr: opaque as *mut c_void }));
+        if let Some(k) = &r.key {
+            vus.push(vu(V::RD_KAFKA_VTYPE_KEY, mem(k)));
+        }
+        if let Some(v) = &r.value {
+            vus.push(vu(V::RD_KAFKA_VTYPE_VALUE, mem(v)));
+        }
+        if let Some(p) = r.partition {
+            vus.push(vu(V::RD_KAFKA_VTYPE_PARTITION, U { i32_: p as i32 }));
+        }
+        for (k, v) in &r.headers {
+            let name = match self.header_name(k) {
+                Ok(name) => name,
+                Err(e) => {
+                    self.vus = vus;
+                    return Err(e);
+                }
+            };
+            let header = rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_2 {
+                name,
+                val: v.as_ptr() as *const c_void,
+                size: v.len() as isize,
+            };
+            vus.push(vu(V::RD_KAFKA_VTYPE_HEADER, U { header }));
+        }
+        let result = queue_one(rk, &vus);
+        // Kept for the next record; its pointers are not used again.
+        self.vus = vus;
+        result
+    }
+}
+
+/// `rd_kafka_produceva` of `vus`, waiting while librdkafka's queue is full.
+fn queue_one(rk: *mut rd::rd_kafka_t, vus: &[rd::rd_kafka_vu_t]) -> Result<(), KafkaError> {
+    loop {
+        // SAFETY: the topic handle in `vus` is open on the live producer
+        // `rk`; every pointer in `vus` (record bytes, header names) outlives
+        // the call, and librdkafka copies what it keeps (RD_KAFKA_MSG_F_COPY;
+        // headers are copied into a list of its own).
+        let error = unsafe { rd::rd_kafka_produceva(rk, vus.as_ptr(), vus.len()) };
+        if error.is_null() {
+            return Ok(());
+        }
+        // SAFETY: a non-null error from librdkafka, destroyed once, here.
+        let code = unsafe {
+            let code = rd::rd_kafka_error_code(error);
+            rd::rd_kafka_error_destroy(error);
+            code
+        };
+        if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__QUEUE_FULL {
+            return Err(KafkaError::MessageProduction(RDKafkaErrorCode::from(code)));
+        }
+        // Deliveries make room (the producer's own thread serves them).
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -7,7 +7,7 @@
 //! - [`client`]: client configurations.
 //! - [`source`]: the input consumer group ([`leadscore_pipeline::ports::Source`]).
 //! - [`sink`]: the output producer, transactions included ([`leadscore_pipeline::ports::Sink`]).
-//! - [`batch`]: the sink's records queued a run at a time (librdkafka's batch call).
+//! - [`batch`]: the sink's records queued through topic handles it keeps (runs in librdkafka's batch call).
 //! - [`changelog`]: the changelog reader for restores ([`leadscore_pipeline::ports::Changelog`]).
 //! - [`embedded`]: the in-process broker of `leadscore demo` and `dev-broker`.
 //! - [`events`]: producing input events (demo, `leadscore gen`, benchmarks, tests).

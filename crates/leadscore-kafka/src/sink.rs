@@ -9,7 +9,7 @@ use leadscore_pipeline::{OutputRecord, OutputTopic, Topics};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -251,7 +251,8 @@ impl KafkaSink {
                 }
                 let Some(r) = rest.next() else { break };
                 let marker = if r.is_checkpoint_marker() { r.partition } else { None };
-                match send_waiting(&self.producer, one_record(&self.topics, r, opaque(self.epoch, awaited, marker))) {
+                let name = self.topics.name(topic);
+                match self.batcher.produce_one(rk, topic, name, r, opaque(self.epoch, awaited, marker)) {
                     Ok(()) => queued += 1,
                     Err(e) => {
                         failed = Some((topic, e));
@@ -271,30 +272,6 @@ impl KafkaSink {
         }
         Ok(())
     }
-}
-
-/// `r` as rdkafka's record, for the one-at-a-time path.
-fn one_record<'a>(topics: &'a Topics, r: &'a OutputRecord, opaque: usize) -> BaseRecord<'a, [u8], [u8], usize> {
-    let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topics.name(r.topic), opaque);
-    // An empty header list would still be a librdkafka allocation per
-    // record, and nothing on the wire.
-    if !r.headers.is_empty() {
-        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-        for (k, v) in &r.headers {
-            headers = headers.insert(Header { key: k, value: Some(v) });
-        }
-        record = record.headers(headers);
-    }
-    if let Some(k) = &r.key {
-        record = record.key(k.as_slice());
-    }
-    if let Some(v) = &r.value {
-        record = record.payload(v.as_slice());
-    }
-    if let Some(p) = r.partition {
-        record = record.partition(p as i32);
-    }
-    record
 }
 
 /// The acknowledged markers, or an error if any delivery failed.

@@ -193,8 +193,14 @@ fn a_send_larger_than_the_local_queue_waits_and_loses_nothing() {
         .set("queue.buffering.max.messages", "10")
         .clone();
     let mut sink = KafkaSink::new(&config, Topics::default(), None).expect("sink");
+    // Every third record has a header, so that both ways of queueing (runs
+    // in one call, headers one at a time) meet the full queue.
     let records: Vec<OutputRecord> = (0..300)
-        .map(|i| OutputRecord { value: Some(i.to_string().into_bytes()), ..record(OutputTopic::ScoreChanges, "L-1") })
+        .map(|i| OutputRecord {
+            value: Some(i.to_string().into_bytes()),
+            headers: if i % 3 == 0 { vec![("leadscore.test", b"x".to_vec())] } else { Vec::new() },
+            ..record(OutputTopic::ScoreChanges, "L-1")
+        })
         .collect();
     sink.send(&records).expect("queued");
     let mark = sink.mark();
