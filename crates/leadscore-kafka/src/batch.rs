@@ -44,7 +44,9 @@ pub struct Refused {
 }
 
 /// One librdkafka topic handle per output topic, opened on first use, the
-/// batch call's reused message array, and header names as C strings.
+/// batch call's reused message array, and header names as C strings. It
+/// belongs to one producer: every call passes the same `rk`, and the owner
+/// drops it before that producer.
 pub struct Batcher {
     handles: [*mut rd::rd_kafka_topic_t; 4],
     messages: Vec<rd::rd_kafka_message_t>,
@@ -54,7 +56,8 @@ pub struct Batcher {
 }
 
 // SAFETY: librdkafka's topic handles may be used from any thread; the
-// message array holds pointers into records only during `produce`.
+// reused argument arrays hold pointers into records that are read only during
+// the call that filled them (each call clears them before filling).
 unsafe impl Send for Batcher {}
 
 fn slot(topic: OutputTopic) -> usize {
