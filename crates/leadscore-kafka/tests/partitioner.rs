@@ -56,6 +56,12 @@ fn murmur2(key: &[u8]) -> i32 {
 
 /// Every key read back from `topic`, with its partition.
 fn read_back(bootstrap: &str, topic: &str, want: usize) -> BTreeMap<String, i32> {
+    read_all(bootstrap, topic, want).into_iter().map(|(key, partition, _)| (key, partition)).collect()
+}
+
+/// Every record read back from `topic` (at most `want`): key, partition and
+/// value, in each partition's order.
+fn read_all(bootstrap: &str, topic: &str, want: usize) -> Vec<(String, i32, Vec<u8>)> {
     let consumer: BaseConsumer =
         ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", "reader").create().expect("consumer");
     let mut tpl = TopicPartitionList::new();
@@ -63,12 +69,12 @@ fn read_back(bootstrap: &str, topic: &str, want: usize) -> BTreeMap<String, i32>
         tpl.add_partition_offset(topic, p, Offset::Beginning).expect("partition");
     }
     consumer.assign(&tpl).expect("assign");
-    let mut got = BTreeMap::new();
+    let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while got.len() < want && Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             let key = String::from_utf8(m.key().expect("key").to_vec()).expect("utf-8");
-            got.insert(key, m.partition());
+            got.push((key, m.partition(), m.payload().unwrap_or_default().to_vec()));
         }
     }
     got
@@ -172,7 +178,8 @@ fn the_sinks_batched_records_are_partitioned_like_the_java_client_in_order() {
         let got = read_all(&bootstrap, topic, expected);
         assert_eq!(got.len(), expected, "{topic}");
         let mut last: BTreeMap<i32, usize> = BTreeMap::new();
-        for (key, partition, n) in got {
+        for (key, partition, value) in got {
+            let n: usize = std::str::from_utf8(&value).expect("utf-8").parse().expect("a number");
             let i = keys().iter().position(|k| *k == key).expect("a key sent");
             let want = if *topic == topics.changelog {
                 i as i32 % PARTITIONS
@@ -184,26 +191,4 @@ fn the_sinks_batched_records_are_partitioned_like_the_java_client_in_order() {
             assert!(before < Some(n), "{topic} partition {partition}: {n} after {before:?}");
         }
     }
-}
-
-/// Every record read back from `topic`: key, partition and its number, in
-/// each partition's order.
-fn read_all(bootstrap: &str, topic: &str, want: usize) -> Vec<(String, i32, usize)> {
-    let consumer: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", "reader").create().expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("partition");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while got.len() < want && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let key = String::from_utf8(m.key().expect("key").to_vec()).expect("utf-8");
-            let n = std::str::from_utf8(m.payload().expect("value")).expect("utf-8").parse().expect("a number");
-            got.push((key, m.partition(), n));
-        }
-    }
-    got
 }

@@ -205,7 +205,7 @@ fn a_send_larger_than_the_local_queue_waits_and_loses_nothing() {
     sink.send(&records).expect("queued");
     let mark = sink.mark();
     poll_delivered(&mut sink, mark).expect("delivered");
-    let got = read_values(&c, &t.score_changes, 300);
+    let got: Vec<Vec<u8>> = read_back(&c, &t.score_changes, 300).into_iter().map(|r| r.value).collect();
     let want: Vec<Vec<u8>> = (0..300).map(|i: i32| i.to_string().into_bytes()).collect();
     assert_eq!(got, want);
 }
@@ -246,10 +246,17 @@ fn an_awaited_record_that_fails_fails_the_await() {
     assert!(e.to_string().contains("not delivered"), "{e}");
 }
 
-/// A record read back: its headers (key, value) and its create time.
-type ReadBack = (Vec<(String, Vec<u8>)>, i64);
+/// A record read back.
+#[derive(Debug)]
+struct ReadBack {
+    /// (key, value) in order.
+    headers: Vec<(String, Vec<u8>)>,
+    /// Its create time.
+    time: i64,
+    value: Vec<u8>,
+}
 
-/// Every record of `topic` on `c`.
+/// Every record of `topic` on `c` (at most `expected`), in order (one partition).
 fn read_back(
     c: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     topic: &str,
@@ -277,7 +284,7 @@ fn read_back(
             rdkafka::Timestamp::CreateTime(t) => t,
             other => panic!("not a create time: {other:?}"),
         };
-        out.push((headers, time));
+        out.push(ReadBack { headers, time, value: m.payload().unwrap_or_default().to_vec() });
     }
     out
 }
@@ -307,41 +314,17 @@ fn records_keep_their_headers_and_are_stamped_when_sent() {
     let done = now_ms();
     let got = read_back(&c, &t.dead_letters, 3);
     assert_eq!(got.len(), 3, "{got:?}");
-    assert!(got[0].0.is_empty(), "no headers given, none sent: {:?}", got[0].0);
+    assert!(got[0].headers.is_empty(), "no headers given, none sent: {:?}", got[0].headers);
     assert_eq!(
-        got[1].0,
+        got[1].headers,
         vec![
             ("leadscore.error.class".to_string(), b"bad_json".to_vec()),
             ("leadscore.source.offset".to_string(), b"7".to_vec())
         ]
     );
-    assert!(got[2].0.is_empty());
+    assert!(got[2].headers.is_empty());
     for (i, from) in [(0, first_sent), (1, first_sent), (2, later_sent)] {
-        let time = got[i].1;
+        let time = got[i].time;
         assert!((from..=done).contains(&time), "record {i} stamped {time}, sent in {from}..={done}");
     }
-}
-
-/// The values of `topic`'s first `expected` records (one partition).
-fn read_values(
-    c: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
-    topic: &str,
-    expected: usize,
-) -> Vec<Vec<u8>> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::Message;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", c.bootstrap_servers())
-        .set("group.id", "read-values")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut out = Vec::new();
-    while out.len() < expected && std::time::Instant::now() < deadline {
-        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
-        out.push(m.expect("message").payload().unwrap_or_default().to_vec());
-    }
-    out
 }
