@@ -85,6 +85,22 @@ impl OutputRecord {
         OutputRecord::checkpoint_marker(partition, &marker).with_epoch(epoch)
     }
 
+    /// Exactly once: the changelog record that puts a changelog partition
+    /// into the open transaction with the first step of its input partition
+    /// (the states follow at the commit). A restore ignores it; what it is
+    /// for is that a new owner restoring meanwhile finds the transaction open
+    /// on the partition and waits for its end (docs/runtime.md, "Exactly once").
+    pub fn changelog_opener(partition: u32, epoch: Option<i64>) -> OutputRecord {
+        OutputRecord {
+            topic: OutputTopic::Changelog,
+            key: Some(OPEN_KEY.to_vec()),
+            value: None,
+            headers: vec![(headers::CHANGELOG_RECORD, b"open".to_vec())],
+            partition: Some(partition),
+        }
+        .with_epoch(epoch)
+    }
+
     /// Adds the writer's ownership epoch header, if it has one.
     pub fn with_epoch(mut self, epoch: Option<i64>) -> OutputRecord {
         if let Some(e) = epoch {
@@ -114,6 +130,10 @@ impl OutputRecord {
 /// The key of replay markers: not UTF-8, so never a lead id.
 pub const REPLAY_KEY: &[u8] = &[0xff];
 
+/// The key of transaction openers: not UTF-8 either, and not the replay
+/// markers' key, so that compaction keeps the latest of each apart.
+pub const OPEN_KEY: &[u8] = &[0xfe];
+
 /// What a changelog record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangelogKind {
@@ -123,6 +143,9 @@ pub enum ChangelogKind {
     Checkpoint,
     /// How to replay the step that follows (at least once, wall clock).
     Replay,
+    /// Exactly once: opens the writer's transaction on the partition
+    /// ([`OutputRecord::changelog_opener`]); nothing to apply.
+    Open,
     /// Neither (not written by leadscore): ignored.
     Unknown,
 }
@@ -133,7 +156,8 @@ impl ChangelogKind {
         match (key, record_header) {
             ([], Some(b"checkpoint")) => ChangelogKind::Checkpoint,
             (REPLAY_KEY, Some(b"replay")) => ChangelogKind::Replay,
-            ([], _) | (REPLAY_KEY, _) => ChangelogKind::Unknown,
+            (OPEN_KEY, Some(b"open")) => ChangelogKind::Open,
+            ([], _) | (REPLAY_KEY, _) | (OPEN_KEY, _) => ChangelogKind::Unknown,
             _ => ChangelogKind::State,
         }
     }

@@ -21,8 +21,10 @@
 //!    revoked, whose new owner may have restored from an earlier marker).
 //!
 //! Exactly once: the records of every batch since the last commit go in one
-//! Kafka transaction, opened by the first of them; at the commit, once they
-//! are delivered, the input offsets of every owned partition are added (also
+//! Kafka transaction, opened by the first of them, each partition's first
+//! step with an opener on its changelog partition; at the commit, the
+//! changelog (each changed lead's latest state, each partition's marker)
+//! goes in too, and once all is delivered, the input offsets of every owned partition are added (also
 //! when only timers fired, so that the group coordinator fences an owner
 //! that lost its partitions) and the transaction commits; the store is
 //! written after that. A crash before the commit aborts the whole interval;
@@ -41,8 +43,8 @@
 //! the same: the restore applies the changelog up to the last delivered
 //! marker, and what follows it is processed again.
 //!
-//! At least once in event time the changelog itself is published per commit,
-//! not per step (`RuntimeSettings::changelog_per_commit`): the commit sends
+//! Except at least once in wall clock, the changelog itself is published per
+//! commit, not per step (`RuntimeSettings::changelog_per_commit`): the commit sends
 //! each changed lead's latest state and one checkpoint marker per partition,
 //! awaits them with the outputs, then writes the store. A lead changed by
 //! ten batches of an interval is one changelog record, not ten. A crash
@@ -64,12 +66,14 @@
 
 use super::{ChangelogLeft, Planned, Ports, RunError, Runtime, Sealed, Staged, Tally};
 use crate::messages::OutputRecord;
-use crate::ports::{Acked, PortError, TopicOffset};
+use crate::ports::{Acked, TopicOffset};
 use crate::processor::TimeMode;
 use crate::runtime::settings::Guarantee;
 use leadscore_store::writer::SealedWrite;
 use leadscore_store::{Op, Partition, Replay, WriteBatch};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+mod transaction;
 
 impl Runtime<'_> {
     /// Publishes the steps (at least once: markers awaited in wall-clock
@@ -97,7 +101,15 @@ impl Runtime<'_> {
             Guarantee::ExactlyOnce => {
                 // The commit's first batch opens its transaction.
                 let begin = self.staged.is_none();
-                self.send_in_transaction(ports, &steps, begin)?;
+                let opened = self.staged.as_ref().map(|s| &s.opened);
+                let openers: Vec<OutputRecord> = steps
+                    .iter()
+                    .filter(|s| !opened.is_some_and(|o| o.contains(&s.partition)))
+                    .map(|s| {
+                        OutputRecord::changelog_opener(s.partition, self.owned.get(&s.partition).and_then(|o| o.epoch))
+                    })
+                    .collect();
+                self.send_in_transaction(ports, &openers, &steps, begin)?;
                 None
             }
         };
@@ -106,7 +118,15 @@ impl Runtime<'_> {
         }
         let sent = (ports.clock.now(), ports.clock.wall());
         let (metrics, since) = (&self.telemetry.metrics, ports.clock.elapsed());
-        let staged = self.staged.get_or_insert_with(|| Staged { tally: Tally::new(metrics), verdict: None, since });
+        let staged = self.staged.get_or_insert_with(|| Staged {
+            tally: Tally::new(metrics),
+            verdict: None,
+            since,
+            opened: BTreeSet::new(),
+        });
+        if self.settings.guarantee == Guarantee::ExactlyOnce {
+            staged.opened.extend(steps.iter().map(|s| s.partition));
+        }
         for s in steps {
             let Planned { partition, mut step, .. } = s;
             self.pending.stage(std::mem::take(&mut step.write));
@@ -178,20 +198,15 @@ impl Runtime<'_> {
         self.complete(ports, Wait::Acks)
     }
 
-    /// Exactly once, commits the transaction of what is staged; then sets
-    /// that aside (still read below what is staged next) and, at least once
-    /// in event time, sends its changelog, then marks the end of everything
-    /// sent for it.
+    /// Sets what is staged aside (still read below what is staged next).
+    /// Exactly once, sends its changelog in the transaction, which then
+    /// commits; at least once in event time, starts sending its changelog
+    /// (in slices) and marks the end of everything sent for it.
     fn seal(&mut self, ports: &mut Ports<'_>) -> Result<(), RunError> {
         if self.staged.is_none() {
             return Ok(());
         }
         let started = ports.clock.elapsed();
-        if self.settings.guarantee == Guarantee::ExactlyOnce {
-            let acked = self.commit_transaction(ports)?;
-            self.note_acked(acked);
-        }
-        let Some(staged) = self.staged.take() else { return Ok(()) };
         if !self.held_markers.is_empty() {
             // Wall clock: the last batch's outputs first, then its markers,
             // which the commit awaits below.
@@ -201,7 +216,13 @@ impl Runtime<'_> {
         }
         self.flush_cache();
         self.pending.seal();
-        let changelog = if self.settings.changelog_per_commit() {
+        if self.settings.guarantee == Guarantee::ExactlyOnce {
+            self.send_changelog_in_transaction(ports)?;
+            let acked = self.commit_transaction(ports)?;
+            self.note_acked(acked);
+        }
+        let Some(staged) = self.staged.take() else { return Ok(()) };
+        let changelog = if self.settings.pipelined_commit() {
             let ops = self.pending.sealed_changelog();
             let slice = self.settings.changelog_slice_min.max(1).max(ops.len().div_ceil(CHANGELOG_SLICES));
             let epochs = self.owned.iter().map(|(p, o)| (*p, o.epoch)).collect();
@@ -372,57 +393,6 @@ impl Runtime<'_> {
             })
             .collect()
     }
-
-    /// Exactly once: sends the steps' records in the open transaction, which
-    /// `begin` opens first.
-    fn send_in_transaction(&self, ports: &mut Ports<'_>, steps: &[Planned], begin: bool) -> Result<(), RunError> {
-        let sink = &mut *ports.sink;
-        let result = (|| {
-            if begin {
-                sink.begin()?;
-            }
-            steps.iter().try_for_each(|s| sink.send(&s.step.outputs))
-        })();
-        result.map_err(|e| self.abort(sink, e))
-    }
-
-    /// Exactly once, at the commit: adds every active partition's input
-    /// offsets to the transaction that the commit's batches sent their
-    /// records in (also when only timers fired, so that the group
-    /// coordinator fences an owner that lost its partitions), and commits
-    /// it; aborted if anything fails.
-    fn commit_transaction(&self, ports: &mut Ports<'_>) -> Result<Acked, RunError> {
-        let timeout = self.settings.delivery_timeout;
-        let offsets = offsets_of(self.owned.iter().filter(|(_, o)| o.active).map(|(p, o)| (*p, &o.next_offsets)));
-        let group = ports.source.group();
-        let sink = &mut *ports.sink;
-        let result = (|| {
-            let Some(group) = group else {
-                return Err(PortError::Retriable("not a member of the consumer group".into()));
-            };
-            // The records are on the brokers (their partitions part of the
-            // open transaction) before the group coordinator accepts the
-            // offsets: a new owner restoring the changelog then always sees
-            // this transaction open and waits for its end, even if this
-            // instance is stalled past its session between here and the commit.
-            let mut acked = sink.flush(timeout)?;
-            if !offsets.is_empty() {
-                sink.send_offsets(&offsets, &group, timeout)?;
-            }
-            let committed = sink.commit(timeout)?;
-            acked.markers.extend(committed.markers);
-            Ok(acked)
-        })();
-        result.map_err(|e| self.abort(sink, e))
-    }
-
-    /// Aborts the open transaction after `e`, which stops the run.
-    fn abort(&self, sink: &mut dyn crate::ports::Sink, e: PortError) -> RunError {
-        if let Err(abort) = sink.abort(self.settings.delivery_timeout) {
-            tracing::warn!(error = %abort, "aborting the failed transaction failed too");
-        }
-        RunError::Sink(e)
-    }
 }
 
 /// How far [`Runtime::complete`] waits.
@@ -452,7 +422,7 @@ fn offsets_of<'o>(
 /// of them, at low load) is sent and marked within its seal.
 const CHANGELOG_SLICES: usize = 8;
 
-/// At least once, event time: changelog records of a commit, each changed
+/// The changelog records of a commit, each changed
 /// lead's latest state (a tombstone for an erased one), then each
 /// partition's checkpoint marker, after its states; `epoch` is a
 /// partition's ownership epoch.

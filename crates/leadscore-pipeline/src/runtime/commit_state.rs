@@ -7,7 +7,7 @@
 use crate::messages::OutputRecord;
 use leadscore_store::Partition;
 use leadscore_telemetry::Tally;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// The published steps of the next commit, their store writes staged: what
@@ -21,6 +21,9 @@ pub(super) struct Staged {
     /// When the first of them was published (the commit interval runs
     /// from then).
     pub(super) since: Duration,
+    /// Exactly once: the partitions whose changelog partition the open
+    /// transaction has written (an opener, sent with their first step).
+    pub(super) opened: BTreeSet<Partition>,
 }
 
 /// A sealed commit, its outputs in flight or its store write under way:

@@ -26,7 +26,10 @@
 //! runtime publishes those leads' restored states again with a marker, so
 //! that no later restore mistakes them for part of the next committed step. A replay marker after the last checkpoint marker
 //! (at least once, wall clock) says how the unfinished step must be replayed;
-//! it is kept in the restored checkpoint for the runtime to honour.
+//! it is kept in the restored checkpoint for the runtime to honour. An opener
+//! (exactly once: the first record of a transaction on the partition, whose
+//! states and marker come at its commit) makes the restore read the end
+//! again once it reaches it: the commit may have come after the end was read.
 //!
 //! Local state is kept when the partition was checkpointed here before, and
 //! only the changelog written since is read, unless that is older than
@@ -92,6 +95,10 @@ pub(crate) struct RestoreTask {
     last_marker: Option<i64>,
     /// Whether the partition's end was probed (at most once).
     probed: bool,
+    /// Offset of an opener read since the last applied marker: its
+    /// transaction committed, and its states and marker follow, maybe past
+    /// the end read at the plan (see `end_of_read`).
+    opened: Option<i64>,
     /// Next offset to read.
     at: i64,
     /// Records since the last applied marker, by lead.
@@ -162,6 +169,7 @@ impl RestoreTask {
             high: 0,
             last_marker: None,
             probed: false,
+            opened: None,
             at: 0,
             pending: HashMap::new(),
             committed: HashMap::new(),
@@ -323,6 +331,7 @@ impl RestoreTask {
         self.rejected.clear();
         self.last_marker = None;
         self.probed = false;
+        self.opened = None;
         if from >= self.high {
             self.phase = Phase::Done;
             return Ok(());
@@ -396,6 +405,7 @@ impl RestoreTask {
                 // A replay still under way when it was written stays recorded.
                 self.replay = checkpoint.replay.clone();
                 self.rejected.clear();
+                self.opened = None;
                 self.committed.extend(self.pending.drain());
                 self.checkpoint = Some(checkpoint);
                 if self.committed.len() >= chunk(env.settings) {
@@ -407,6 +417,7 @@ impl RestoreTask {
                 Ok(replay) => self.replay = Some(replay),
                 Err(e) => tracing::warn!(offset = r.offset, error = %e, "unreadable replay marker; ignored"),
             },
+            ChangelogKind::Open => self.opened = Some(r.offset),
             ChangelogKind::Unknown => {
                 tracing::warn!(offset = r.offset, "changelog record that is neither a state nor a marker; ignored")
             }
@@ -452,24 +463,6 @@ impl RestoreTask {
             }
             (None, _) => true,
         }
-    }
-
-    fn end_of_read(&mut self, env: &mut RestoreEnv<'_>) -> Result<(), RunError> {
-        match self.phase {
-            Phase::Probe { window, resume, epoch } => {
-                if self.last_marker.is_none() && self.high.saturating_sub(window) > resume {
-                    return self.probe(env, resume, epoch, window.saturating_mul(4));
-                }
-                // Epochs are read again from where the read stopped.
-                self.highest_epoch = epoch;
-                self.phase = Phase::Apply;
-                self.at = resume;
-                env.changelog.start(self.partition, resume).map_err(RunError::Changelog)?;
-            }
-            Phase::Apply => self.finish(env)?,
-            Phase::Plan | Phase::Done => self.phase = Phase::Done,
-        }
-        Ok(())
     }
 }
 

@@ -2,7 +2,7 @@
 //! leaves for the replay, and whose records it trusts.
 
 use super::*;
-use crate::messages::REPLAY_KEY;
+use crate::messages::{OPEN_KEY, REPLAY_KEY};
 use crate::ports::{FixedClock, PortError};
 use leadscore_core::engine::apply;
 use leadscore_core::{Event, Kind, LeadState, Outputs};
@@ -17,11 +17,15 @@ struct Log {
     at: Option<i64>,
     /// Reads started (each a seek, a round trip on a broker).
     starts: usize,
+    /// Ends to answer first (a transaction's records sent after one was
+    /// read), before the partition's whole length.
+    ends: Vec<i64>,
 }
 
 impl Changelog for Log {
     fn watermarks(&mut self, _: Partition) -> Result<(i64, i64), PortError> {
-        Ok((0, self.records.len() as i64))
+        let end = if self.ends.is_empty() { self.records.len() as i64 } else { self.ends.remove(0) };
+        Ok((0, end))
     }
     fn start(&mut self, _: Partition, from: i64) -> Result<(), PortError> {
         self.at = Some(from);
@@ -100,7 +104,7 @@ fn log(entries: &[(&str, i64, i64)]) -> Log {
             }
         })
         .collect();
-    Log { records, at: None, starts: 0 }
+    Log { records, ..Log::default() }
 }
 
 /// Restores partition 0 of `log` into `store`; the finished task.
@@ -186,6 +190,23 @@ fn a_replay_marker_after_the_last_checkpoint_is_kept_for_the_runtime() {
     let store = MemoryStore::new();
     restore(&mut log, &store);
     assert_eq!(store.checkpoint(0).expect("read").and_then(|c| c.replay), None);
+}
+
+#[test]
+fn an_opener_makes_the_restore_read_on_to_its_transactions_marker() {
+    // Exactly once: when the end was read, the old owner's transaction had
+    // only its opener there; its state and marker came with its commit, and
+    // the reader reads past the old end in the same read.
+    let mut log = log(&[("L-a", 1, 1), ("", 10, 1)]);
+    log.records.push(record(2, OPEN_KEY, None, ChangelogKind::Open, 2));
+    log.records.push(record(3, b"L-b", Some(state("L-b", 2)), ChangelogKind::State, 2));
+    log.records.push(ChangelogRecord { epoch: Some(2), ..log_marker(4, 20) });
+    log.ends = vec![3];
+    let store = MemoryStore::new();
+    let task = restore(&mut log, &store);
+    assert_eq!(next(&store), Some(20), "the transaction's marker is applied");
+    assert_eq!(store.get_states(0, &["L-b"]).expect("states"), vec![Some(state("L-b", 2))]);
+    assert!(task.in_doubt().is_empty());
 }
 
 fn log_marker(offset: i64, next: i64) -> ChangelogRecord {

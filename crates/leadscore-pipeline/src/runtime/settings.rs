@@ -107,32 +107,36 @@ pub struct RuntimeSettings {
 }
 
 impl RuntimeSettings {
-    /// At least once in event time, the changelog is published once per
-    /// commit (each changed lead's latest state, then one checkpoint marker
-    /// per partition) instead of after every step: a crash replays every
-    /// step since the last commit from its inputs, and event time makes the
-    /// replay publish the same records. Wall clock keeps a changelog per step
-    /// (a replay must repeat each step's tick, recorded per step), and so does
-    /// exactly once: its steps' changelog records put each changelog
-    /// partition into the open transaction with the step's first output, so
-    /// that a new owner's restore sees the transaction open and waits for it.
-    /// Sent only at the commit, they would join the transaction too late: a
+    /// The changelog is published once per commit (each changed lead's
+    /// latest state, then one checkpoint marker per partition) instead of
+    /// after every step, except at least once in wall clock. At least once
+    /// in event time, a crash replays every step since the last commit from
+    /// its inputs, and event time makes the replay publish the same records.
+    /// Exactly once, the commit's records go in its transaction before it
+    /// commits, all or none of them; each partition's first step of the
+    /// transaction sends an opener ([`OutputRecord::changelog_opener`]) so
+    /// that the changelog partition is in the transaction from then on: a
     /// new owner restoring between a rebalance and the old owner's commit
-    /// would find no open transaction, restore the state before it, and
-    /// publish the interval's records a second time (simulation seed 2213,
-    /// when tried on 2026-12-02).
+    /// then waits for that transaction's end. Without openers the states
+    /// joined the transaction too late: such a new owner found no open
+    /// transaction, restored the state before it, and published the
+    /// interval's records a second time (simulation seed 2213, when tried on
+    /// 2026-12-02). Wall clock at least once keeps a changelog per step: a
+    /// replay must repeat each step's tick, recorded per step.
+    ///
+    /// [`OutputRecord::changelog_opener`]: crate::messages::OutputRecord::changelog_opener
     pub fn changelog_per_commit(&self) -> bool {
-        self.guarantee == Guarantee::AtLeastOnce && self.time_mode == TimeMode::EventTime
+        self.guarantee == Guarantee::ExactlyOnce || self.time_mode == TimeMode::EventTime
     }
 
     /// Whether a due commit is sealed and completed once its outputs are
     /// acknowledged, the loop going on meanwhile, instead of waiting for them.
-    /// Only where a commit's changelog is published at the commit: wall
-    /// clock publishes checkpoint markers with every step, and a pipelined
-    /// commit must not take a later step's marker for its own; exactly once
-    /// waits for its transaction's records as it commits it.
+    /// Only at least once in event time: wall clock publishes checkpoint
+    /// markers with every step, and a pipelined commit must not take a later
+    /// step's marker for its own; exactly once waits for its transaction's
+    /// records as it commits it.
     pub fn pipelined_commit(&self) -> bool {
-        self.changelog_per_commit()
+        self.guarantee == Guarantee::AtLeastOnce && self.time_mode == TimeMode::EventTime
     }
 }
 

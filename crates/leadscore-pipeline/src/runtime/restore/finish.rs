@@ -1,11 +1,51 @@
-//! The end of a restore: its last write, the leads left in doubt, its
-//! time and count; and its cancellation when the partition is revoked.
+//! The end of a restore: the end of a read (a probe's, or the last), its
+//! last write, the leads left in doubt, its time and count; and its
+//! cancellation when the partition is revoked.
 
 use super::{Phase, RestoreEnv, RestoreTask};
 use crate::runtime::RunError;
 use leadscore_store::Checkpoint;
 
 impl RestoreTask {
+    pub(super) fn end_of_read(&mut self, env: &mut RestoreEnv<'_>) -> Result<(), RunError> {
+        match self.phase {
+            Phase::Probe { window, resume, epoch } => {
+                if self.last_marker.is_none() && self.high.saturating_sub(window) > resume {
+                    return self.probe(env, resume, epoch, window.saturating_mul(4));
+                }
+                // Epochs are read again from where the read stopped.
+                self.highest_epoch = epoch;
+                self.phase = Phase::Apply;
+                self.at = resume;
+                env.changelog.start(self.partition, resume).map_err(RunError::Changelog)?;
+            }
+            Phase::Apply => {
+                if let Some(offset) = self.opened.take() {
+                    // Exactly once, a former owner's opener: its transaction
+                    // committed (this reader reads committed records only),
+                    // with its states and markers sent at the commit,
+                    // possibly after the end was read. They are all before
+                    // the end now; the reader may have read past the old
+                    // end already, and starts again where the restore is.
+                    let (_, high) = env.changelog.watermarks(self.partition).map_err(RunError::Changelog)?;
+                    if high > self.high {
+                        self.high = high;
+                        env.changelog.start(self.partition, self.at).map_err(RunError::Changelog)?;
+                        return Ok(());
+                    }
+                    tracing::warn!(
+                        partition = self.partition,
+                        offset,
+                        "a committed changelog opener without a checkpoint marker after it; restored up to the marker before it"
+                    );
+                }
+                self.finish(env)?
+            }
+            Phase::Plan | Phase::Done => self.phase = Phase::Done,
+        }
+        Ok(())
+    }
+
     pub(super) fn finish(&mut self, env: &mut RestoreEnv<'_>) -> Result<(), RunError> {
         // A chunk's checkpoint may be in the write under way.
         env.writer.finished(true)?;
