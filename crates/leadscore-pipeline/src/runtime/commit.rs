@@ -24,8 +24,8 @@
 //! Kafka transaction, opened by the first of them, each partition's first
 //! step with an opener on its changelog partition; at the commit, the
 //! changelog (each changed lead's latest state, each partition's marker)
-//! goes in too, and once all is delivered, the input offsets of every owned partition are added (also
-//! when only timers fired, so that the group coordinator fences an owner
+//! goes in too, and once all is delivered, the input offsets of every owned
+//! partition are added (also when only timers fired, so that the group coordinator fences an owner
 //! that lost its partitions) and the transaction commits; the store is
 //! written after that. A crash before the commit aborts the whole interval;
 //! one after it is repaired by the changelog restore, which reads committed
@@ -44,8 +44,8 @@
 //! marker, and what follows it is processed again.
 //!
 //! Except at least once in wall clock, the changelog itself is published per
-//! commit, not per step (`RuntimeSettings::changelog_per_commit`): the commit sends
-//! each changed lead's latest state and one checkpoint marker per partition,
+//! commit, not per step (`RuntimeSettings::changelog_per_commit`): the commit
+//! sends each changed lead's latest state and one checkpoint marker per partition,
 //! awaits them with the outputs, then writes the store. A lead changed by
 //! ten batches of an interval is one changelog record, not ten. A crash
 //! before the commit replays every batch since the last one from its inputs,
@@ -101,14 +101,7 @@ impl Runtime<'_> {
             Guarantee::ExactlyOnce => {
                 // The commit's first batch opens its transaction.
                 let begin = self.staged.is_none();
-                let opened = self.staged.as_ref().map(|s| &s.opened);
-                let openers: Vec<OutputRecord> = steps
-                    .iter()
-                    .filter(|s| !opened.is_some_and(|o| o.contains(&s.partition)))
-                    .map(|s| {
-                        OutputRecord::changelog_opener(s.partition, self.owned.get(&s.partition).and_then(|o| o.epoch))
-                    })
-                    .collect();
+                let openers = self.openers(&steps);
                 self.send_in_transaction(ports, &openers, &steps, begin)?;
                 None
             }

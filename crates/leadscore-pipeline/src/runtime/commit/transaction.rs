@@ -8,6 +8,17 @@ use crate::ports::{Acked, PortError};
 use crate::runtime::{Planned, Ports, RunError, Runtime};
 
 impl Runtime<'_> {
+    /// The openers of the steps' partitions that have not joined the open
+    /// transaction yet (all of them when none is open).
+    pub(super) fn openers(&self, steps: &[Planned]) -> Vec<OutputRecord> {
+        let opened = self.staged.as_ref().map(|s| &s.opened);
+        steps
+            .iter()
+            .filter(|s| !opened.is_some_and(|o| o.contains(&s.partition)))
+            .map(|s| OutputRecord::changelog_opener(s.partition, self.owned.get(&s.partition).and_then(|o| o.epoch)))
+            .collect()
+    }
+
     /// Exactly once: sends the steps' records in the open transaction, which
     /// `begin` opens first, after `openers` (changelog partitions joining it).
     pub(super) fn send_in_transaction(
