@@ -227,7 +227,8 @@ impl ProcessingConfig {
 
     /// `commit_interval_ms`, or the guarantee's default: at least once
     /// commits RocksDB once a second (its outputs are sent at once all the
-    /// same; a crash loses nothing, the changelog has every delivered batch);
+    /// same; a crash loses nothing: the changelog has every committed
+    /// interval, and the input after it is processed again);
     /// exactly once commits a transaction and RocksDB every 100 ms (its
     /// outputs visible to read_committed consumers only then, so the
     /// interval bounds how late they are seen).
